@@ -1,0 +1,156 @@
+// Package rpc is the wire format of noderpc, the one place that defines it.
+//
+// It holds the HTTP requests and answers between a master and noded, the
+// call record, the call states, the error kinds with their HTTP statuses,
+// the function-call ID, and the frames noded exchanges with a function
+// process over its stdio. Every other package imports these types; none
+// invents JSON of its own.
+//
+// All JSON goes through github.com/goccy/go-json, which decodes into the
+// same struct tags as encoding/json but several times faster on the hot
+// path of a call.
+package rpc
+
+import (
+	"bytes"
+	"io"
+	"math"
+	"time"
+
+	"github.com/goccy/go-json"
+)
+
+// ProtocolVersion is the version of the HTTP protocol and of the stdio
+// frames. It changes only when an existing field changes meaning; adding a
+// field does not change it.
+const ProtocolVersion = 1
+
+// Procedure paths served by noded.
+const (
+	PathStartFunction   = "/StartFunction"
+	PathWaitForFunction = "/WaitForFunction"
+	PathCancelFunction  = "/CancelFunction"
+	PathReleaseFunction = "/ReleaseFunction"
+	PathListFunctions   = "/ListFunctions"
+	PathVersion         = "/Version"
+)
+
+// StartRequest is the body of PUT /StartFunction.
+type StartRequest struct {
+	// FnName names the backend function to run.
+	FnName string `json:"fn_name"`
+	// FnArgs is passed to the function unchanged; absent means null.
+	FnArgs json.RawMessage `json:"fn_args,omitempty"`
+	// Timeout is how many seconds the request may wait for the function
+	// to finish before answering with a running record. 0 answers at once
+	// (fire-and-forget).
+	Timeout float64 `json:"timeout"`
+	// AbortAfter, when above 0, kills the function once it has run that
+	// many seconds; the call then ends aborted.
+	AbortAfter float64 `json:"abort_after,omitempty"`
+	// RequestID makes a start idempotent: a repeated start with the same
+	// RequestID answers the first call's record and starts nothing.
+	RequestID string `json:"request_id,omitempty"`
+	// LogOffset is the first log line the answer should carry.
+	LogOffset int `json:"log_offset,omitempty"`
+}
+
+// Validate reports a bad_request error for a request no daemon could run.
+func (r *StartRequest) Validate() error {
+	if r.FnName == "" {
+		return Errorf(KindBadRequest, "fn_name is required")
+	}
+	if err := checkSeconds("timeout", r.Timeout); err != nil {
+		return err
+	}
+	if err := checkSeconds("abort_after", r.AbortAfter); err != nil {
+		return err
+	}
+	if r.LogOffset < 0 {
+		return Errorf(KindBadRequest, "log_offset must be >= 0, got %d", r.LogOffset)
+	}
+	if len(r.RequestID) > MaxRequestIDLen {
+		return Errorf(KindBadRequest, "request_id is longer than %d bytes", MaxRequestIDLen)
+	}
+	return nil
+}
+
+// MaxRequestIDLen bounds a request_id so a client cannot make noded hold
+// arbitrarily large keys.
+const MaxRequestIDLen = 256
+
+// WaitRequest is the body of PUT /WaitForFunction.
+type WaitRequest struct {
+	// ID is the function-call ID returned by StartFunction.
+	ID string `json:"id"`
+	// Timeout is how many seconds to wait for the call to finish.
+	Timeout float64 `json:"timeout"`
+	// LogOffset is the first log line the answer should carry; pass the
+	// log_offset of the previous answer to get only new lines.
+	LogOffset int `json:"log_offset,omitempty"`
+}
+
+// Validate reports a bad_request error for a malformed wait.
+func (r *WaitRequest) Validate() error {
+	if r.ID == "" {
+		return Errorf(KindBadRequest, "id is required")
+	}
+	if r.LogOffset < 0 {
+		return Errorf(KindBadRequest, "log_offset must be >= 0, got %d", r.LogOffset)
+	}
+	return checkSeconds("timeout", r.Timeout)
+}
+
+// IDRequest is the body of PUT /CancelFunction and PUT /ReleaseFunction.
+type IDRequest struct {
+	// ID is the function-call ID.
+	ID string `json:"id"`
+}
+
+// Validate reports a bad_request error for a missing ID.
+func (r *IDRequest) Validate() error {
+	if r.ID == "" {
+		return Errorf(KindBadRequest, "id is required")
+	}
+	return nil
+}
+
+func checkSeconds(field string, v float64) error {
+	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return Errorf(KindBadRequest, "%s must be a number of seconds >= 0, got %v", field, v)
+	}
+	return nil
+}
+
+// Duration converts a number of seconds from the wire into a Duration,
+// saturating instead of overflowing.
+func Duration(seconds float64) time.Duration {
+	if seconds <= 0 || math.IsNaN(seconds) {
+		return 0
+	}
+	if seconds >= float64(math.MaxInt64)/float64(time.Second) {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Duration(seconds * float64(time.Second))
+}
+
+// Seconds converts a Duration into the wire's number of seconds.
+func Seconds(d time.Duration) float64 { return d.Seconds() }
+
+// Decode decodes a request body strictly: unknown fields, trailing data and
+// wrong types are bad_request errors that say what was wrong.
+func Decode(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return Errorf(KindBadRequest, "empty request body, want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Errorf(KindBadRequest, "malformed request: %v", err)
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); err != io.EOF {
+		return Errorf(KindBadRequest, "malformed request: trailing data after the JSON object")
+	}
+	return nil
+}
