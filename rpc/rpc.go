@@ -154,3 +154,8 @@ func Decode(body []byte, v any) error {
 	}
 	return nil
 }
+
+// Version is the noderpc release, shown by every binary's --version and by
+// GET /Version. Release builds set it with
+// -ldflags "-X github.com/noderpc/noderpc/rpc.Version=v1.2.3".
+var Version = "0.1.0-dev"
