@@ -1,0 +1,57 @@
+// Package backend holds the functions a node runs and the function-process
+// side of the stdio protocol between noded and a call's child process.
+//
+// A function is either a Go Func registered by name in a Registry and
+// compiled into the noded binary, or an executable file in the functions
+// directory. Either way it runs in a process of its own, one per call, so
+// that a function that hangs, crashes or leaks memory takes only its own
+// call down and noded can always cancel it by killing the process.
+//
+// A Go function runs in a copy of noded itself: noded re-executes its own
+// binary with the function cookie (rpc.FunctionCookieKey) in the
+// environment, and the binary's main hands control to ServeFunction before
+// doing anything else. ServeFunction greets noded with rpc.Hello, reads one
+// rpc.FunctionRequest from stdin, runs the function and writes one
+// rpc.FunctionResult to stdout. The function logs through Logger, whose
+// records go to stderr, where noded collects them as the call's log.
+//
+// Functions.Resolve tells the job table how to start the process for a
+// function name; RegisterBuiltins adds echo, sleep, version and node_info.
+package backend
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/goccy/go-json"
+)
+
+// Func is a backend function. args is the call's fn_args exactly as the
+// client sent them (nil when absent); the function decodes them itself so
+// that it alone decides what it accepts. The returned value is encoded as
+// the call's JSON result. An error fails the call with kind
+// function_failed, or with the kind of an *rpc.Error it returns.
+//
+// ctx is cancelled when noded cancels the call (CancelFunction, abort_after
+// or shutdown all arrive as SIGTERM); a function that runs for long must
+// watch it, because noded kills the process after its grace period anyway.
+type Func func(ctx context.Context, args json.RawMessage) (any, error)
+
+type loggerKey struct{}
+
+// Logger returns the logger a function logs with. Its records go to the
+// function process's stderr, one line per record, each with the call_id
+// attribute; noded collects them as the call's log. Outside a function
+// process (in a unit test of a Func, say) it returns slog.Default().
+func Logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+// WithLogger returns a context whose Logger is l, so a Func can be tested
+// with its log captured.
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, l)
+}

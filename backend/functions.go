@@ -1,0 +1,167 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// Spec says how to start the process for one function.
+type Spec struct {
+	// Name is the function's name.
+	Name string
+	// Path is the program to exec.
+	Path string
+	// Args is argv[1:]. For a Go function it only names the function in
+	// ps output; the request frame is what the process obeys.
+	Args []string
+	// Env holds extra environment entries ("K=V") on top of noded's own.
+	Env []string
+	// Framed is true for a Go function process, which speaks rpc frames
+	// (hello, request, result), and false for an executable function,
+	// which reads the raw fn_args JSON on stdin and writes the raw JSON
+	// result on stdout.
+	Framed bool
+}
+
+// Functions resolves function names for noded: registered Go functions
+// first, run by re-executing Self with the function cookie in the
+// environment, then executable files in Dir. Go functions win so that a
+// stray file in the functions directory cannot replace a builtin.
+type Functions struct {
+	// Registry holds the Go functions; nil means none.
+	Registry *Registry
+	// Self is the program that serves Go functions, normally noded's own
+	// binary; empty means os.Executable().
+	Self string
+	// Dir is the functions directory; empty or missing means no
+	// executable functions.
+	Dir string
+}
+
+// cookieEnv is what makes the re-executed program a function process.
+var cookieEnv = rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue
+
+// Resolve returns how to start the process for name. It runs on every
+// call, so it costs a registry lookup and, for executable functions, an
+// Lstat or two: no directory scan.
+//
+// An invalid name is a bad_request error; a name that is neither a
+// registered Go function nor a usable executable in Dir is an
+// unknown_function error that says where it was looked for and, for a file
+// that exists but cannot be used, why.
+func (f *Functions) Resolve(name string) (Spec, error) {
+	if err := CheckName(name); err != nil {
+		return Spec{}, err
+	}
+	if f.Registry != nil {
+		if _, ok := f.Registry.Lookup(name); ok {
+			self := f.Self
+			if self == "" {
+				var err error
+				if self, err = os.Executable(); err != nil {
+					return Spec{}, rpc.Errorf(rpc.KindInternal, "cannot find this program to run Go function %q: %v", name, err)
+				}
+			}
+			return Spec{
+				Name:   name,
+				Path:   self,
+				Args:   []string{"function", name},
+				Env:    []string{cookieEnv},
+				Framed: true,
+			}, nil
+		}
+	}
+	if f.Dir == "" {
+		return Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
+			"no function %q: it is not a registered Go function, and no functions directory is configured", name)
+	}
+	path, err := executable(f.Dir, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
+			"no function %q: it is not a registered Go function, and there is no file %s", name, filepath.Join(f.Dir, name))
+	}
+	if err != nil {
+		return Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
+			"no function %q: it is not a registered Go function, and %v", name, err)
+	}
+	return Spec{Name: name, Path: path}, nil
+}
+
+// executable returns the path to exec for the executable function name in
+// dir, or says why the file there is not one. The path is the symlink's
+// target when the entry is a symlink, so what runs is what was checked.
+func executable(dir, name string) (string, error) {
+	path := filepath.Join(dir, name)
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return "", fmt.Errorf("%s is a symlink that does not resolve: %w", path, err)
+		}
+		realDir, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return "", fmt.Errorf("cannot resolve the functions directory %s: %w", dir, err)
+		}
+		if realDir, err = filepath.Abs(realDir); err != nil {
+			return "", err
+		}
+		if target, err = filepath.Abs(target); err != nil {
+			return "", err
+		}
+		if !inside(realDir, target) {
+			return "", fmt.Errorf("%s is a symlink to %s, outside the functions directory %s", path, target, realDir)
+		}
+		if fi, err = os.Stat(target); err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		path = target
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
+	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not executable (mode %v; chmod +x it to make it a function)", path, fi.Mode().Perm())
+	}
+	return path, nil
+}
+
+// inside reports whether path is strictly below dir; both are clean and
+// absolute.
+func inside(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// Names returns every function Resolve would accept, sorted: the Go
+// functions and the usable executables in Dir. It reads the directory, so
+// it is for listings, docs and --help, not for every call.
+func (f *Functions) Names() []string {
+	var names []string
+	if f.Registry != nil {
+		names = f.Registry.Names()
+	}
+	if f.Dir != "" {
+		entries, _ := os.ReadDir(f.Dir) // a missing directory has no functions
+		for _, e := range entries {
+			name := e.Name()
+			if CheckName(name) != nil || slices.Contains(names, name) {
+				continue
+			}
+			if _, err := executable(f.Dir, name); err == nil {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,255 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sync"
+	"syscall"
+
+	"github.com/goccy/go-json"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// MaxRequestSize bounds the rpc.FunctionRequest a function process reads
+// from stdin. noded refuses StartFunction bodies over its --max-request
+// (64 MiB by default), so a larger frame means a broken parent, and the
+// bound keeps a broken parent from making the child read forever.
+const MaxRequestSize = 64<<20 + 64<<10
+
+// Exit codes of a function process. noded reads the call's outcome from
+// the result frame; the exit code tells the same story for a process that
+// could not write one, and for operators reading ps or a core dump.
+const (
+	ExitSucceeded = 0 // the function returned a result
+	ExitFailed    = 1 // the function returned an error, panicked or was cancelled
+	ExitProtocol  = 2 // no cookie, an unreadable request, or stdout broke
+)
+
+// IsFunctionProcess reports whether this process was started by noded to
+// run a function: its environment holds the function cookie. A noded main
+// asks this first, before parsing flags, because a function process's
+// arguments are not noded's.
+func IsFunctionProcess() bool {
+	return os.Getenv(rpc.FunctionCookieKey) == rpc.FunctionCookieValue
+}
+
+// ServeFunction runs the function-process side of the stdio protocol
+// documented in rpc/frame.go and returns the process's exit code:
+// ExitSucceeded, ExitFailed, or ExitProtocol. A noded main calls
+//
+//	if backend.IsFunctionProcess() {
+//		os.Exit(backend.ServeFunction(reg, os.Stdin, os.Stdout, os.Stderr))
+//	}
+//
+// Without the cookie it explains on stderr that the program is started by
+// noded and returns ExitProtocol, so an operator who runs the binary by
+// hand learns why nothing happens.
+//
+// SIGTERM and SIGINT cancel the function's context instead of killing the
+// process, so the function can clean up and the call still ends with a
+// result frame that says it was cancelled.
+//
+// When stdout is os.Stdout, ServeFunction moves the protocol to a private
+// copy of file descriptor 1 and points descriptor 1 (and os.Stdout) at
+// stderr: a function that prints, or a child process it starts, then adds
+// to the call's log instead of corrupting the result frame, and a
+// grandchild that outlives the function does not hold noded's pipe open.
+func ServeFunction(r *Registry, stdin io.Reader, stdout, stderr io.Writer) int {
+	if !IsFunctionProcess() {
+		fmt.Fprintf(stderr, "%s: this is a noderpc function process: noded starts it with %s set in the environment, "+
+			"writes one request to its stdin and reads the result from its stdout. Run noded instead, "+
+			"and call functions through its StartFunction procedure.\n", os.Args[0], rpc.FunctionCookieKey)
+		return ExitProtocol
+	}
+	if f, ok := stdout.(*os.File); ok && f == os.Stdout {
+		out, err := reserveStdout(stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "noderpc function process: %v\n", err)
+			return ExitProtocol
+		}
+		defer out.Close()
+		stdout = out
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return serve(ctx, r, stdin, stdout, stderr)
+}
+
+// reserveStdout returns a private descriptor for the protocol and points
+// descriptor 1 and os.Stdout at stderr.
+func reserveStdout(stderr io.Writer) (*os.File, error) {
+	fd, err := dupCloexec(1)
+	if err != nil {
+		return nil, fmt.Errorf("keeping stdout for the protocol: %w", err)
+	}
+	errFile, ok := stderr.(*os.File)
+	if !ok {
+		errFile = os.Stderr
+	}
+	if err := dupTo(int(errFile.Fd()), 1); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("pointing stdout at stderr: %w", err)
+	}
+	os.Stdout = errFile
+	return os.NewFile(uintptr(fd), "protocol"), nil
+}
+
+// serve is ServeFunction after the cookie check, with the cancellation
+// context supplied so tests can cancel without signals.
+func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.Writer) int {
+	stderr = &lockedWriter{w: stderr}
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "noderpc function process: "+format+"\n", args...)
+		return ExitProtocol
+	}
+	if err := writeFrame(stdout, rpc.Hello{Protocol: rpc.ProtocolVersion, PID: os.Getpid()}); err != nil {
+		return fail("writing hello: %v", err)
+	}
+
+	req, err := readRequest(ctx, stdin)
+	if err != nil {
+		var rerr *rpc.Error
+		if !errors.As(err, &rerr) {
+			rerr = rpc.Errorf(rpc.KindProtocolError, "%v", err)
+		}
+		writeFrame(stdout, rpc.FunctionResult{Error: rerr}) // best effort: noded may be gone
+		if rerr.Kind == rpc.KindCancelled {
+			fmt.Fprintf(stderr, "noderpc function process: %v\n", rerr.Message)
+			return ExitFailed
+		}
+		return fail("%v", rerr.Message)
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).
+		With("call_id", req.CallID)
+	res := call(WithLogger(ctx, log), r, req, stderr)
+	if err := writeFrame(stdout, res); err != nil {
+		return fail("writing result: %v", err)
+	}
+	if res.Error != nil {
+		return ExitFailed
+	}
+	return ExitSucceeded
+}
+
+// readRequest reads the one request frame. It gives up when ctx is done,
+// because a SIGTERM that arrives before the request must still end the
+// process: the signal no longer kills it by default.
+func readRequest(ctx context.Context, stdin io.Reader) (rpc.FunctionRequest, error) {
+	type read struct {
+		b   []byte
+		err error
+	}
+	done := make(chan read, 1)
+	go func() {
+		// noded closes stdin after the request, so EOF ends the frame;
+		// the limit keeps a broken parent from filling our memory.
+		b, err := io.ReadAll(io.LimitReader(stdin, MaxRequestSize+1))
+		done <- read{b, err}
+	}()
+	var rd read
+	select {
+	case rd = <-done:
+	case <-ctx.Done():
+		return rpc.FunctionRequest{}, rpc.Errorf(rpc.KindCancelled, "cancelled before the request arrived: %v", context.Cause(ctx))
+	}
+	var req rpc.FunctionRequest
+	switch {
+	case rd.err != nil:
+		return req, rpc.Errorf(rpc.KindProtocolError, "reading the request from stdin: %v", rd.err)
+	case len(rd.b) > MaxRequestSize:
+		return req, rpc.Errorf(rpc.KindProtocolError, "request on stdin is larger than %d bytes", MaxRequestSize)
+	case len(bytes.TrimSpace(rd.b)) == 0:
+		return req, rpc.Errorf(rpc.KindProtocolError, "stdin closed without a request")
+	}
+	// Unknown fields are ignored: a newer noded may add some without
+	// changing rpc.ProtocolVersion.
+	if err := json.Unmarshal(rd.b, &req); err != nil {
+		return req, rpc.Errorf(rpc.KindProtocolError, "malformed request on stdin: %v", err)
+	}
+	if req.FnName == "" {
+		return req, rpc.Errorf(rpc.KindProtocolError, "request on stdin has no fn_name")
+	}
+	return req, nil
+}
+
+// call runs the requested function and turns whatever it does (return,
+// fail, panic) into the result frame.
+func call(ctx context.Context, r *Registry, req rpc.FunctionRequest, stderr io.Writer) (res rpc.FunctionResult) {
+	log := Logger(ctx)
+	fn, ok := r.Lookup(req.FnName)
+	if !ok {
+		return rpc.FunctionResult{Error: rpc.Errorf(rpc.KindUnknownFunction,
+			"no Go function %q in this program (it has %v)", req.FnName, r.Names())}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("function panicked", "panic", fmt.Sprint(v))
+			// The stack goes out raw, one log line per stack line, because
+			// that is how people read stacks.
+			fmt.Fprintf(stderr, "panic: %v\n\n%s", v, debug.Stack())
+			res = rpc.FunctionResult{Error: rpc.Errorf(rpc.KindFunctionFailed, "function %s panicked: %v", req.FnName, v)}
+		}
+	}()
+	v, err := fn(ctx, req.FnArgs)
+	if err != nil {
+		return rpc.FunctionResult{Error: resultError(ctx, err)}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		log.Error("cannot encode the result", "err", err)
+		return rpc.FunctionResult{Error: rpc.Errorf(rpc.KindFunctionFailed, "function %s returned a result that cannot be encoded as JSON: %v", req.FnName, err)}
+	}
+	return rpc.FunctionResult{Result: b}
+}
+
+// resultError chooses the wire error for a function's error: the function's
+// own *rpc.Error if it returned one, cancelled if it gave up because its
+// context was cancelled, function_failed otherwise.
+func resultError(ctx context.Context, err error) *rpc.Error {
+	var rerr *rpc.Error
+	if errors.As(err, &rerr) {
+		out := *rerr
+		if out.Kind == "" {
+			out.Kind = rpc.KindFunctionFailed
+		}
+		if out.Message == "" {
+			out.Message = err.Error()
+		}
+		return &out
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return rpc.Errorf(rpc.KindCancelled, "%v (%v)", err, context.Cause(ctx))
+	}
+	return rpc.Errorf(rpc.KindFunctionFailed, "%v", err)
+}
+
+// writeFrame writes v as one line of JSON.
+func writeFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// lockedWriter serialises writes so that log records from a function's
+// goroutines and the panic stack never interleave within a line.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
