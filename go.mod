@@ -3,3 +3,13 @@ module github.com/noderpc/noderpc
 go 1.26.0
 
 require github.com/goccy/go-json v0.10.5
+
+require (
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/klauspost/compress v1.20.0 // indirect
+	github.com/molecule-man/go-brrr v1.0.1 // indirect
+	github.com/oklog/run v1.2.0 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/fasthttp v1.74.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+)

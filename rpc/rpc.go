@@ -88,6 +88,9 @@ type WaitRequest struct {
 	// LogOffset is the first log line the answer should carry; pass the
 	// log_offset of the previous answer to get only new lines.
 	LogOffset int `json:"log_offset,omitempty"`
+	// WakeOnLog makes the wait also end as soon as the function has
+	// written log lines past LogOffset, so a client can show them live.
+	WakeOnLog bool `json:"wake_on_log,omitempty"`
 }
 
 // Validate reports a bad_request error for a malformed wait.

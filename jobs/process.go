@@ -1,0 +1,92 @@
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/noderpc/noderpc/backend"
+)
+
+// process is one running function process and the parent's ends of its
+// stdio pipes.
+type process struct {
+	cmd    *exec.Cmd
+	pid    int
+	framed bool
+	stdin  *os.File // write end; closed once the request is written
+	stdout *os.File // read end
+	stderr *os.File // read end
+}
+
+// spawn starts the process for spec in a process group of its own with a
+// parent-death signal, so that cancel, abort and shutdown can kill the
+// whole group, and a crashed daemon takes its function processes with it.
+func spawn(spec backend.Spec) (*process, error) {
+	var files [6]*os.File // inR, inW, outR, outW, errR, errW
+	closeAll := func() {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	for i := 0; i < 3; i++ {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("creating stdio pipes: %w", err)
+		}
+		files[2*i], files[2*i+1] = r, w
+	}
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.Dir = "/"
+	// Plain *os.File stdio means os/exec starts no copying goroutines and
+	// Wait returns as soon as the process exits, even if a grandchild
+	// still holds a pipe open.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = files[0], files[3], files[5]
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true,
+		// Pdeathsig fires when the forking *thread* exits, not the
+		// process. Forking from a locked thread that is then unlocked
+		// (never exited) keeps the thread alive as long as noded.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	runtime.LockOSThread()
+	err := cmd.Start()
+	runtime.UnlockOSThread()
+	// The child has its own copies of its ends now.
+	files[0].Close()
+	files[3].Close()
+	files[5].Close()
+	if err != nil {
+		files[1].Close()
+		files[2].Close()
+		files[4].Close()
+		return nil, fmt.Errorf("starting %s: %w", spec.Path, err)
+	}
+	return &process{
+		cmd:    cmd,
+		pid:    cmd.Process.Pid,
+		framed: spec.Framed,
+		stdin:  files[1],
+		stdout: files[2],
+		stderr: files[4],
+	}, nil
+}
+
+// signalGroup sends sig to the process's whole group. A group that is
+// already gone is not an error: stopping is idempotent.
+func (p *process) signalGroup(sig syscall.Signal) error {
+	err := syscall.Kill(-p.pid, sig)
+	if err == nil || errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return fmt.Errorf("signalling process group %d with %s: %w", p.pid, unix.SignalName(sig), err)
+}

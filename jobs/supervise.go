@@ -1,0 +1,243 @@
+package jobs
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/goccy/go-json"
+	"golang.org/x/sys/unix"
+
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// drainAfterExit is how long the pipes are read after the function process
+// exited and its group was killed. Only a descendant that left the group
+// (setsid) can still hold them open; it must not hold the call hostage.
+const drainAfterExit = 2 * time.Second
+
+// maxHelloLine bounds the hello line a function process writes first.
+const maxHelloLine = 4096
+
+// output is what the stdout reader made of the function's stdout.
+type output struct {
+	result   []byte
+	tooLarge bool
+	err      *rpc.Error // a protocol error: bad hello, unwritable request
+}
+
+// supervise owns c's process from spawn to reap: it feeds the request,
+// collects stdout and stderr concurrently, reaps the process, kills what
+// is left of its group, and moves the call to its terminal state.
+func (t *Table) supervise(c *call) {
+	defer t.supervisors.Done()
+	p := c.proc
+
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		t.readLog(c, p.stderr)
+	}()
+	outDone := make(chan output, 1)
+	go func() { outDone <- t.readOutput(c, p) }()
+
+	waitErr := p.cmd.Wait()
+	// Whatever the function left behind in its group dies with it.
+	p.signalGroup(syscall.SIGKILL)
+	deadline := time.Now().Add(drainAfterExit)
+	p.stdout.SetReadDeadline(deadline)
+	p.stderr.SetReadDeadline(deadline)
+	out := <-outDone
+	<-logDone
+	p.stdout.Close()
+	p.stderr.Close()
+
+	state, result, cerr := t.outcome(c, out, waitErr)
+	now := t.cfg.Now()
+	if err := c.finish(state, result, cerr, now); err != nil {
+		// Unreachable unless the state machine has a bug: say so loudly.
+		t.cfg.Logger.Error("finishing call", "call_id", c.id, "err", err)
+	}
+	t.finished(c)
+	attrs := []any{"call_id", c.id, "fn", c.fnName, "state", state, "duration", now.Sub(c.started)}
+	if cerr != nil {
+		attrs = append(attrs, "error_kind", cerr.Kind)
+		if cerr.ExitCode != nil {
+			attrs = append(attrs, "exit_code", *cerr.ExitCode)
+		}
+		if cerr.Signal != "" {
+			attrs = append(attrs, "signal", cerr.Signal)
+		}
+	}
+	t.cfg.Logger.Info("call finished", attrs...)
+}
+
+// readOutput writes the request to the process and reads its result.
+func (t *Table) readOutput(c *call, p *process) output {
+	r := bufio.NewReaderSize(p.stdout, maxHelloLine)
+	if p.framed {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			p.stdin.Close()
+			if len(line) == 0 {
+				return output{err: rpc.Errorf(rpc.KindProtocolError, "function process exited before its protocol hello")}
+			}
+			return output{err: rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", clip(line))}
+		}
+		if _, err := rpc.DecodeHello(line); err != nil {
+			p.stdin.Close()
+			c.proc.signalGroup(syscall.SIGKILL)
+			return output{err: err.(*rpc.Error)}
+		}
+		req, err := json.Marshal(rpc.FunctionRequest{CallID: c.id, FnName: c.fnName, FnArgs: c.args})
+		if err != nil {
+			p.stdin.Close()
+			c.proc.signalGroup(syscall.SIGKILL)
+			return output{err: rpc.Errorf(rpc.KindInternal, "encoding the function request: %v", err)}
+		}
+		p.stdin.Write(append(req, '\n')) // a process that exits early is seen by Wait
+		p.stdin.Close()
+	} else {
+		// An executable function may exit without reading its stdin; a
+		// write error then is its business, not a failure of noded.
+		go func() {
+			args := c.args
+			if len(args) == 0 {
+				args = json.RawMessage("null")
+			}
+			p.stdin.Write(args)
+			p.stdin.Close()
+		}()
+	}
+	limit := t.cfg.MaxResult
+	data, _ := io.ReadAll(io.LimitReader(r, limit+1))
+	if int64(len(data)) > limit {
+		// Stop the flood at once; the call fails, noded's memory holds.
+		c.proc.signalGroup(syscall.SIGKILL)
+		return output{tooLarge: true}
+	}
+	return output{result: data}
+}
+
+// readLog reads the function's stderr into the call's log, one line per
+// entry, cutting lines longer than MaxLogLine.
+func (t *Table) readLog(c *call, f *os.File) {
+	r := bufio.NewReaderSize(f, t.cfg.MaxLogLine)
+	truncated := false
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 && !truncated {
+			s := string(bytes.TrimRight(line, "\r\n"))
+			if err == bufio.ErrBufferFull {
+				s += " [line truncated]"
+			}
+			c.appendLog(s)
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			truncated = true // skip the rest of this long line
+		case err != nil:
+			return
+		default:
+			truncated = false
+		}
+	}
+}
+
+// outcome decides how the call ended from what was asked of it, what it
+// wrote, and how its process exited. A requested stop wins over everything
+// else: a cancelled call is cancelled even if it wrote a result late.
+func (t *Table) outcome(c *call, out output, waitErr error) (rpc.State, json.RawMessage, *rpc.Error) {
+	exitCode, signal := exitStatus(c.proc, waitErr)
+	withExit := func(e *rpc.Error) *rpc.Error {
+		e.ExitCode, e.Signal = exitCode, signal
+		return e
+	}
+	if kind, reason := c.stopRequest(); kind != "" {
+		state := rpc.StateCancelled
+		if kind == rpc.KindAborted {
+			state = rpc.StateAborted
+		}
+		return state, nil, withExit(&rpc.Error{Kind: kind, Message: reason})
+	}
+	if out.tooLarge {
+		return rpc.StateFailed, nil, withExit(rpc.Errorf(rpc.KindResultTooLarge, "the function wrote more than %d bytes of result", t.cfg.MaxResult))
+	}
+	if out.err != nil {
+		return rpc.StateFailed, nil, withExit(out.err)
+	}
+	exited0 := exitCode != nil && *exitCode == 0
+	if c.proc.framed {
+		fr, err := rpc.DecodeFunctionResult(out.result)
+		if err != nil {
+			if !exited0 {
+				return rpc.StateFailed, nil, withExit(t.failure(c, exitCode, signal))
+			}
+			return rpc.StateFailed, nil, withExit(err.(*rpc.Error))
+		}
+		if fr.Error != nil {
+			return rpc.StateFailed, nil, withExit(fr.Error)
+		}
+		if !exited0 {
+			return rpc.StateFailed, nil, withExit(t.failure(c, exitCode, signal))
+		}
+		return rpc.StateSucceeded, fr.Result, nil
+	}
+	if !exited0 {
+		return rpc.StateFailed, nil, withExit(t.failure(c, exitCode, signal))
+	}
+	raw := bytes.TrimSpace(out.result)
+	if err := rpc.ValidResult(raw); err != nil {
+		return rpc.StateFailed, nil, withExit(err.(*rpc.Error))
+	}
+	return rpc.StateSucceeded, raw, nil
+}
+
+// failure describes a function process that exited badly, quoting its last
+// log line, which is usually the reason.
+func (t *Table) failure(c *call, exitCode *int, signal string) *rpc.Error {
+	var msg string
+	switch {
+	case signal != "":
+		msg = "function process killed by " + signal
+	case exitCode != nil:
+		msg = fmt.Sprintf("function process exited with status %d", *exitCode)
+	default:
+		msg = "function process ended abnormally"
+	}
+	if last := c.lastLog(); last != "" {
+		msg += ": " + last
+	}
+	return &rpc.Error{Kind: rpc.KindFunctionFailed, Message: msg}
+}
+
+// exitStatus returns the exit code, or the name of the signal that killed
+// the process.
+func exitStatus(p *process, waitErr error) (exitCode *int, signal string) {
+	st := p.cmd.ProcessState
+	if st == nil {
+		return nil, ""
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return nil, unix.SignalName(ws.Signal())
+	}
+	var ee *os.SyscallError
+	if errors.As(waitErr, &ee) {
+		return nil, ""
+	}
+	code := st.ExitCode()
+	return &code, ""
+}
+
+func clip(b []byte) string {
+	const n = 120
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}

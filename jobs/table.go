@@ -1,0 +1,416 @@
+// Package jobs is noded's table of function calls.
+//
+// Each call is one function process, supervised from start to reap: its
+// stdout is read through a size limit for the result, its stderr line by
+// line into a bounded log tail, and its process group is killed on cancel,
+// abort and shutdown. Each call is an explicit state machine (see
+// state.go); waiting on a call is event-driven, never a polling loop.
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// Resolver finds out how to run a function by name. *backend.Functions is
+// the real one.
+type Resolver interface {
+	Resolve(name string) (backend.Spec, error)
+}
+
+var _ Resolver = (*backend.Functions)(nil)
+
+// Config holds the limits of a Table. Zero values take the defaults below.
+type Config struct {
+	// Resolver maps function names to processes. Required.
+	Resolver Resolver
+	// MaxRunning bounds the calls running at once; a start past it is
+	// refused with kind busy.
+	MaxRunning int
+	// MaxWait caps the timeout of one StartFunction or WaitForFunction.
+	MaxWait time.Duration
+	// MaxResult bounds a function's stdout; past it the call fails with
+	// result_too_large and the process is killed.
+	MaxResult int64
+	// MaxLogLines is how many of a call's last log lines are held.
+	MaxLogLines int
+	// MaxLogLine truncates longer log lines.
+	MaxLogLine int
+	// Retention is how long a finished call that nobody released is kept.
+	Retention time.Duration
+	// Grace is how long a stopped function process has between SIGTERM
+	// and SIGKILL.
+	Grace time.Duration
+	// Logger receives a line per call start and end. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock; tests inject one to test retention.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxRunning  = 1000
+	DefaultMaxWait     = 60 * time.Second
+	DefaultMaxResult   = 16 << 20
+	DefaultMaxLogLines = 1000
+	DefaultMaxLogLine  = 4096
+	DefaultRetention   = 15 * time.Minute
+	DefaultGrace       = 10 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxRunning <= 0 {
+		c.MaxRunning = DefaultMaxRunning
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+	if c.MaxResult <= 0 {
+		c.MaxResult = DefaultMaxResult
+	}
+	if c.MaxLogLines <= 0 {
+		c.MaxLogLines = DefaultMaxLogLines
+	}
+	if c.MaxLogLine <= 0 {
+		c.MaxLogLine = DefaultMaxLogLine
+	}
+	if c.Retention <= 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.Grace <= 0 {
+		c.Grace = DefaultGrace
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Table holds every call of this daemon, running or finished and not yet
+// released or expired.
+type Table struct {
+	cfg     Config
+	pid     int
+	started time.Time
+
+	mu        sync.Mutex
+	calls     map[string]*call
+	byRequest map[string]*call
+	pending   map[string]chan struct{} // request IDs whose start is under way
+	running   int
+	closed    bool
+	// supervisors counts calls whose process is not yet reaped,
+	// including starts reserved but not yet spawned.
+	supervisors sync.WaitGroup
+}
+
+// New returns an empty table. Its IDs carry this process's PID and the
+// time it was made: an ID with an earlier time is of an earlier daemon.
+func New(cfg Config) *Table {
+	cfg.setDefaults()
+	return &Table{
+		cfg:       cfg,
+		pid:       os.Getpid(),
+		started:   cfg.Now(),
+		calls:     make(map[string]*call),
+		byRequest: make(map[string]*call),
+		pending:   make(map[string]chan struct{}),
+	}
+}
+
+// Started is when the table was made; IDs from before it are lost.
+func (t *Table) Started() time.Time { return t.started }
+
+// Start runs req's function in a new process and waits up to req.Timeout
+// (capped at MaxWait) for it to finish. A start with a request_id that the
+// table already holds starts nothing and waits on the first call instead.
+func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	spec, err := t.cfg.Resolver.Resolve(req.FnName)
+	if err != nil {
+		return nil, err
+	}
+	timeout := t.capWait(req.Timeout)
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, rpc.Errorf(rpc.KindShuttingDown, "noded is shutting down and starts no new calls")
+		}
+		if req.RequestID != "" {
+			if c, ok := t.byRequest[req.RequestID]; ok {
+				t.mu.Unlock()
+				if c.fnName != req.FnName {
+					return nil, rpc.Errorf(rpc.KindBadRequest, "request_id %q was used for a call of %q, not %q", req.RequestID, c.fnName, req.FnName)
+				}
+				return t.wait(ctx, c, timeout, req.LogOffset, false), nil
+			}
+			if ch, ok := t.pending[req.RequestID]; ok {
+				// The same start is being spawned right now: wait for it
+				// and answer its record rather than run the function twice.
+				t.mu.Unlock()
+				select {
+				case <-ch:
+					continue
+				case <-ctx.Done():
+					return nil, rpc.Errorf(rpc.KindShuttingDown, "request abandoned: %v", ctx.Err())
+				}
+			}
+		}
+		if t.running >= t.cfg.MaxRunning {
+			t.mu.Unlock()
+			return nil, rpc.Errorf(rpc.KindBusy, "%d calls are running, the limit of this node", t.cfg.MaxRunning)
+		}
+		t.running++
+		t.supervisors.Add(1)
+		if req.RequestID != "" {
+			t.pending[req.RequestID] = make(chan struct{})
+		}
+		t.mu.Unlock()
+		break
+	}
+
+	c, err := t.launch(spec, req)
+
+	t.mu.Lock()
+	if req.RequestID != "" {
+		close(t.pending[req.RequestID])
+		delete(t.pending, req.RequestID)
+	}
+	if err != nil {
+		t.running--
+		t.mu.Unlock()
+		t.supervisors.Done()
+		return nil, err
+	}
+	t.calls[c.id] = c
+	if req.RequestID != "" {
+		t.byRequest[req.RequestID] = c
+	}
+	closed := t.closed
+	t.mu.Unlock()
+
+	go t.supervise(c)
+	if closed {
+		// Shutdown began while this call was spawning and did not see it.
+		c.stop(rpc.KindCancelled, "noded is shutting down", t.cfg.Grace)
+	}
+	return t.wait(ctx, c, timeout, req.LogOffset, false), nil
+}
+
+// launch spawns the function process and builds its call.
+func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) {
+	p, err := spawn(spec)
+	if err != nil {
+		return nil, rpc.Errorf(rpc.KindInternal, "function %s: %v", req.FnName, err)
+	}
+	now := t.cfg.Now()
+	c := &call{
+		id:        rpc.NewCallID(t.pid, p.pid, now).String(),
+		fnName:    req.FnName,
+		args:      req.FnArgs,
+		requestID: req.RequestID,
+		started:   now,
+		proc:      p,
+		done:      make(chan struct{}),
+		state:     rpc.StateRunning,
+		log:       logTail{max: t.cfg.MaxLogLines},
+	}
+	if d := rpc.Duration(req.AbortAfter); d > 0 {
+		c.abortTimer = time.AfterFunc(d, func() {
+			c.stop(rpc.KindAborted, "ran longer than abort_after "+d.String(), t.cfg.Grace)
+		})
+	}
+	t.cfg.Logger.Info("call started", "call_id", c.id, "fn", c.fnName, "request_id", c.requestID)
+	return c, nil
+}
+
+// Wait waits up to req.Timeout (capped at MaxWait) for the call to finish
+// and returns its record with the log lines from req.LogOffset on.
+func (t *Table) Wait(ctx context.Context, req *rpc.WaitRequest) (*rpc.Call, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := t.lookup(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	return t.wait(ctx, c, t.capWait(req.Timeout), req.LogOffset, req.WakeOnLog), nil
+}
+
+// Cancel stops a running call: SIGTERM to its process group, SIGKILL after
+// the grace period. It waits until the process is reaped or the grace is
+// over, and returns the record. Cancelling a finished call changes nothing.
+func (t *Table) Cancel(ctx context.Context, id string) (*rpc.Call, error) {
+	c, err := t.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	c.stop(rpc.KindCancelled, "cancelled by request", t.cfg.Grace)
+	// One second past the grace covers the SIGKILL and the reap.
+	return t.wait(ctx, c, t.cfg.Grace+time.Second, 0, false), nil
+}
+
+// Release forgets a finished call. Releasing a running call is refused:
+// its result would be lost while its process still runs.
+func (t *Table) Release(id string) error {
+	c, err := t.lookup(id)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.done:
+	default:
+		return rpc.Errorf(rpc.KindBadRequest, "call %s is still running; cancel it or wait for it before releasing it", id)
+	}
+	t.mu.Lock()
+	t.forget(c)
+	t.mu.Unlock()
+	return nil
+}
+
+// forget removes c from the table. t.mu must be held.
+func (t *Table) forget(c *call) {
+	delete(t.calls, c.id)
+	if c.requestID != "" && t.byRequest[c.requestID] == c {
+		delete(t.byRequest, c.requestID)
+	}
+}
+
+// List returns a summary of every call held, oldest first.
+func (t *Table) List() []rpc.CallSummary {
+	t.mu.Lock()
+	calls := make([]*call, 0, len(t.calls))
+	for _, c := range t.calls {
+		calls = append(calls, c)
+	}
+	t.mu.Unlock()
+	out := make([]rpc.CallSummary, 0, len(calls))
+	for _, c := range calls {
+		out = append(out, c.summary())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// Counts reports how many calls are running and how many finished ones are
+// held.
+func (t *Table) Counts() (running, finished int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.running, len(t.calls) - t.running
+}
+
+// Expire drops the finished calls that finished more than the retention
+// period before now, and returns how many it dropped. noded's janitor
+// calls it periodically; nothing is dropped earlier.
+func (t *Table) Expire(now time.Time) int {
+	cutoff := now.Add(-t.cfg.Retention)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, c := range t.calls {
+		if fin, ok := c.finishedAt(); ok && !fin.After(cutoff) {
+			t.forget(c)
+			n++
+		}
+	}
+	return n
+}
+
+// Shutdown refuses new calls, stops every running one (SIGTERM to each
+// process group, SIGKILL after the grace period), and returns once every
+// function process is reaped, or with ctx's error if ctx ends first.
+func (t *Table) Shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	t.closed = true
+	calls := make([]*call, 0, len(t.calls))
+	for _, c := range t.calls {
+		calls = append(calls, c)
+	}
+	t.mu.Unlock()
+	for _, c := range calls {
+		c.stop(rpc.KindCancelled, "noded is shutting down", t.cfg.Grace)
+	}
+	reaped := make(chan struct{})
+	go func() {
+		t.supervisors.Wait()
+		close(reaped)
+	}()
+	select {
+	case <-reaped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// lookup finds a call by ID, telling an ID of an earlier daemon (lost)
+// from one this daemon never issued or no longer holds (unknown_call).
+func (t *Table) lookup(id string) (*call, error) {
+	t.mu.Lock()
+	c, ok := t.calls[id]
+	t.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	parsed, err := rpc.ParseCallID(id)
+	if err != nil {
+		return nil, err
+	}
+	if parsed.Time.Before(t.started) {
+		return nil, rpc.Errorf(rpc.KindLost, "call %s was started by an earlier noded (before %s); its result is lost", id, t.started.Format(time.RFC3339Nano))
+	}
+	return nil, rpc.Errorf(rpc.KindUnknownCall, "no call %s on this node (never started here, released, or expired after the retention period)", id)
+}
+
+func (t *Table) capWait(seconds float64) time.Duration {
+	return min(rpc.Duration(seconds), t.cfg.MaxWait)
+}
+
+// wait blocks until c finishes, timeout passes or ctx ends; with wakeOnLog
+// it also returns as soon as c has log lines past offset.
+func (t *Table) wait(ctx context.Context, c *call, timeout time.Duration, offset int, wakeOnLog bool) *rpc.Call {
+	if timeout > 0 {
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+	loop:
+		for {
+			var logged <-chan struct{}
+			if wakeOnLog {
+				var has bool
+				if logged, has = c.logWaiter(offset); has {
+					break
+				}
+			}
+			select {
+			case <-c.done:
+				break loop
+			case <-timer.C:
+				break loop
+			case <-ctx.Done():
+				break loop
+			case <-logged:
+			}
+		}
+	}
+	return c.record(offset)
+}
+
+// finished records c's end in the table.
+func (t *Table) finished(c *call) {
+	t.mu.Lock()
+	t.running--
+	t.mu.Unlock()
+}

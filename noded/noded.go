@@ -1,0 +1,263 @@
+// Package noded is the node daemon: it serves the noderpc protocol over
+// HTTP and runs each function call in a process of its own.
+//
+// A program builds its own noded with its own functions by registering
+// them and handing the registry to Main:
+//
+//	func main() {
+//		reg := backend.NewRegistry()
+//		backend.RegisterBuiltins(reg)
+//		reg.Register("hello", hello)
+//		os.Exit(noded.Main(reg))
+//	}
+//
+// The same binary then serves both as the daemon and, re-executed by it,
+// as the function process for each call.
+package noded
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/oklog/run"
+
+	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// UsageError is a command line noded cannot run with; Main exits 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Main runs noded with reg's functions and returns the exit status. When
+// the process was started by noded as a function process, it serves that
+// one call instead.
+func Main(reg *backend.Registry) int {
+	if backend.IsFunctionProcess() {
+		return backend.ServeFunction(reg, os.Stdin, os.Stdout, os.Stderr)
+	}
+	err := Run(context.Background(), reg, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	var usage *UsageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintf(os.Stderr, "noded: %v\nRun noded --help for the flags.\n", err)
+		return 2
+	default:
+		fmt.Fprintf(os.Stderr, "noded: %v\n", err)
+		return 1
+	}
+}
+
+// Run runs the daemon until ctx ends or it receives SIGINT or SIGTERM, then
+// stops every function and returns nil once all are reaped.
+func Run(ctx context.Context, reg *backend.Registry, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var cfg Config
+	fs := flag.NewFlagSet("noded", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: noded [flags]
+
+noded runs functions on this node for a noderpc master: each call in a
+process of its own, answered within the caller's timeout with the result
+or a function-call ID to wait on again. See doc/protocol.md.
+
+Example, on safe local defaults:
+  noded --insecure --listen 127.0.0.1:1811
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &UsageError{err}
+	}
+	if fs.NArg() > 0 {
+		return &UsageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if cfg.Version {
+		fmt.Fprintf(stdout, "noded %s (protocol %d)\n", rpc.Version, rpc.ProtocolVersion)
+		return nil
+	}
+	if err := cfg.check(); err != nil {
+		return &UsageError{err}
+	}
+	if !cfg.Insecure {
+		return &UsageError{errors.New("noded serves plain HTTP only for now: pass --insecure, on a loopback --listen address")}
+	}
+	if err := checkLoopback(cfg.Listen); err != nil {
+		return &UsageError{err}
+	}
+	log, err := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
+	if err != nil {
+		return &UsageError{err}
+	}
+
+	jc := cfg.jobsConfig()
+	jc.Resolver = &backend.Functions{Registry: reg, Dir: cfg.FunctionsDir}
+	jc.Logger = log
+	table := jobs.New(jc)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	addr := ln.Addr().String()
+	if cfg.AddrFile != "" {
+		if err := writeFileAtomic(cfg.AddrFile, []byte(addr+"\n")); err != nil {
+			ln.Close()
+			return fmt.Errorf("writing --addr-file: %w", err)
+		}
+	}
+	a := &api{
+		table: table,
+		log:   log,
+		version: rpc.VersionResponse{
+			Version:   rpc.Version,
+			Protocol:  rpc.ProtocolVersion,
+			BootID:    uuid.NewString(),
+			StartedAt: table.Started(),
+			PID:       os.Getpid(),
+		},
+	}
+	srv := newServer(a, &cfg, log)
+	log.Warn("serving plain HTTP without authentication (--insecure)", "addr", addr)
+	log.Info("noded serving", "addr", addr, "version", rpc.Version, "pid", os.Getpid(), "boot_id", a.version.BootID)
+
+	var g run.Group
+	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+
+	// The job table stops first: new starts are refused with
+	// shutting_down while the server still answers, and every waiter is
+	// woken by its call's end.
+	stopTable := make(chan struct{})
+	drained := make(chan struct{})
+	var stopOnce sync.Once
+	g.Add(func() error {
+		<-stopTable
+		running, _ := table.Counts()
+		log.Info("shutting down: stopping every function", "running", running, "grace", cfg.ShutdownGrace)
+		// SIGKILL follows SIGTERM after the grace; the margin covers the
+		// reap of processes stuck in the kernel for a moment.
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
+		defer cancel()
+		defer close(drained)
+		if err := table.Shutdown(sctx); err != nil {
+			return fmt.Errorf("function processes not reaped after SIGKILL: %w", err)
+		}
+		return nil
+	}, func(error) {
+		stopOnce.Do(func() { close(stopTable) })
+	})
+
+	g.Add(func() error {
+		return srv.Serve(ln)
+	}, func(error) {
+		<-drained
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.ShutdownWithContext(sctx); err != nil {
+			log.Warn("closing connections", "err", err)
+		}
+	})
+
+	janitorStop := make(chan struct{})
+	g.Add(func() error {
+		tick := time.NewTicker(janitorPeriod(cfg.Retention))
+		defer tick.Stop()
+		for {
+			select {
+			case now := <-tick.C:
+				if n := table.Expire(now); n > 0 {
+					log.Debug("dropped finished calls past retention", "count", n)
+				}
+			case <-janitorStop:
+				return nil
+			}
+		}
+	}, func(error) { close(janitorStop) })
+
+	err = g.Run()
+	var sig run.SignalError
+	if errors.As(err, &sig) || errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	if err == nil {
+		log.Info("noded stopped")
+	}
+	return err
+}
+
+// janitorPeriod checks often enough that a call is dropped within a tenth
+// of the retention after it is due, and no more than once a second.
+func janitorPeriod(retention time.Duration) time.Duration {
+	return min(max(retention/10, time.Second), time.Minute)
+}
+
+// checkLoopback refuses a plain-HTTP listen address that is not loopback:
+// whoever reaches noded can run anything on the node.
+func checkLoopback(listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %v", listen, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--insecure refuses --listen %q: plain HTTP is only served on loopback addresses (127.0.0.1, ::1)", listen)
+	}
+	return nil
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if strings.EqualFold(format, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// writeFileAtomic writes data to path through a rename, so a reader never
+// sees half an address.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".noded-addr-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
