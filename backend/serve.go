@@ -113,7 +113,7 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 		return fail("writing hello: %v", err)
 	}
 
-	req, err := readRequest(ctx, stdin)
+	req, err := readRequest(ctx, stdin, MaxRequestSize)
 	if err != nil {
 		var rerr *rpc.Error
 		if !errors.As(err, &rerr) {
@@ -142,7 +142,7 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 // readRequest reads the one request frame. It gives up when ctx is done,
 // because a SIGTERM that arrives before the request must still end the
 // process: the signal no longer kills it by default.
-func readRequest(ctx context.Context, stdin io.Reader) (rpc.FunctionRequest, error) {
+func readRequest(ctx context.Context, stdin io.Reader, limit int) (rpc.FunctionRequest, error) {
 	type read struct {
 		b   []byte
 		err error
@@ -151,7 +151,7 @@ func readRequest(ctx context.Context, stdin io.Reader) (rpc.FunctionRequest, err
 	go func() {
 		// noded closes stdin after the request, so EOF ends the frame;
 		// the limit keeps a broken parent from filling our memory.
-		b, err := io.ReadAll(io.LimitReader(stdin, MaxRequestSize+1))
+		b, err := io.ReadAll(io.LimitReader(stdin, int64(limit)+1))
 		done <- read{b, err}
 	}()
 	var rd read
@@ -164,8 +164,8 @@ func readRequest(ctx context.Context, stdin io.Reader) (rpc.FunctionRequest, err
 	switch {
 	case rd.err != nil:
 		return req, rpc.Errorf(rpc.KindProtocolError, "reading the request from stdin: %v", rd.err)
-	case len(rd.b) > MaxRequestSize:
-		return req, rpc.Errorf(rpc.KindProtocolError, "request on stdin is larger than %d bytes", MaxRequestSize)
+	case len(rd.b) > limit:
+		return req, rpc.Errorf(rpc.KindProtocolError, "request on stdin is larger than %d bytes", limit)
 	case len(bytes.TrimSpace(rd.b)) == 0:
 		return req, rpc.Errorf(rpc.KindProtocolError, "stdin closed without a request")
 	}
