@@ -369,7 +369,8 @@ func (t *Table) lookup(id string) (*call, error) {
 	if err != nil {
 		return nil, err
 	}
-	if parsed.Time.Before(t.started) {
+	// IDs carry microseconds: compare at that precision.
+	if parsed.Time.Before(t.started.Truncate(time.Microsecond)) {
 		return nil, rpc.Errorf(rpc.KindLost, "call %s was started by an earlier noded (before %s); its result is lost", id, t.started.Format(time.RFC3339Nano))
 	}
 	return nil, rpc.Errorf(rpc.KindUnknownCall, "no call %s on this node (never started here, released, or expired after the retention period)", id)
