@@ -64,6 +64,7 @@ func (t *Table) supervise(c *call) {
 		t.cfg.Logger.Error("finishing call", "call_id", c.id, "err", err)
 	}
 	t.finished(c)
+	t.cfg.Observer.CallFinished(c.fnName, state, kindOf(cerr), now.Sub(c.started))
 	attrs := []any{"call_id", c.id, "fn", c.fnName, "state", state, "duration", now.Sub(c.started)}
 	if cerr != nil {
 		attrs = append(attrs, "error_kind", cerr.Kind)
@@ -240,4 +241,11 @@ func clip(b []byte) string {
 		return string(b[:n]) + "..."
 	}
 	return string(b)
+}
+
+func kindOf(e *rpc.Error) rpc.Kind {
+	if e == nil {
+		return ""
+	}
+	return e.Kind
 }

@@ -52,6 +52,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; tests inject one to test retention.
 	Now func() time.Time
+	// Observer is told of every start, end, refusal and release.
+	Observer Observer
 }
 
 // Defaults of Config.
@@ -92,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 }
 
@@ -139,6 +144,7 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 	}
 	spec, err := t.cfg.Resolver.Resolve(req.FnName)
 	if err != nil {
+		t.cfg.Observer.CallRejected(req.FnName, rpc.KindOf(err))
 		return nil, err
 	}
 	timeout := t.capWait(req.Timeout)
@@ -146,6 +152,7 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
+			t.cfg.Observer.CallRejected(req.FnName, rpc.KindShuttingDown)
 			return nil, rpc.Errorf(rpc.KindShuttingDown, "noded is shutting down and starts no new calls")
 		}
 		if req.RequestID != "" {
@@ -170,6 +177,7 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 		}
 		if t.running >= t.cfg.MaxRunning {
 			t.mu.Unlock()
+			t.cfg.Observer.CallRejected(req.FnName, rpc.KindBusy)
 			return nil, rpc.Errorf(rpc.KindBusy, "%d calls are running, the limit of this node", t.cfg.MaxRunning)
 		}
 		t.running++
@@ -192,6 +200,7 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 		t.running--
 		t.mu.Unlock()
 		t.supervisors.Done()
+		t.cfg.Observer.CallRejected(req.FnName, rpc.KindOf(err))
 		return nil, err
 	}
 	t.calls[c.id] = c
@@ -211,10 +220,12 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 
 // launch spawns the function process and builds its call.
 func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) {
+	before := time.Now()
 	p, err := spawn(spec)
 	if err != nil {
 		return nil, rpc.Errorf(rpc.KindInternal, "function %s: %v", req.FnName, err)
 	}
+	t.cfg.Observer.CallStarted(req.FnName, time.Since(before))
 	now := t.cfg.Now()
 	c := &call{
 		id:        rpc.NewCallID(t.pid, p.pid, now).String(),
@@ -275,8 +286,12 @@ func (t *Table) Release(id string) error {
 		return rpc.Errorf(rpc.KindBadRequest, "call %s is still running; cancel it or wait for it before releasing it", id)
 	}
 	t.mu.Lock()
+	_, held := t.calls[c.id]
 	t.forget(c)
 	t.mu.Unlock()
+	if held {
+		t.cfg.Observer.CallReleased(c.fnName, false)
+	}
 	return nil
 }
 
@@ -323,6 +338,7 @@ func (t *Table) Expire(now time.Time) int {
 	for _, c := range t.calls {
 		if fin, ok := c.finishedAt(); ok && !fin.After(cutoff) {
 			t.forget(c)
+			t.cfg.Observer.CallReleased(c.fnName, true)
 			n++
 		}
 	}
