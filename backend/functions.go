@@ -95,10 +95,15 @@ func (f *Functions) Resolve(name string) (Spec, error) {
 }
 
 // executable returns the path to exec for the executable function name in
-// dir, or says why the file there is not one. The path is the symlink's
-// target when the entry is a symlink, so what runs is what was checked.
+// dir, or says why the file there is not one. The path is absolute, since
+// noded starts functions in another working directory, and it is the
+// symlink's target when the entry is a symlink, so what runs is what was
+// checked.
 func executable(dir, name string) (string, error) {
-	path := filepath.Join(dir, name)
+	path, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
+	}
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return "", err
@@ -106,7 +111,7 @@ func executable(dir, name string) (string, error) {
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		target, err := filepath.EvalSymlinks(path)
 		if err != nil {
-			return "", fmt.Errorf("%s is a symlink that does not resolve: %w", path, err)
+			return "", fmt.Errorf("%s is a symlink that does not resolve: %v", path, err) // not %w: the entry exists
 		}
 		realDir, err := filepath.EvalSymlinks(dir)
 		if err != nil {
@@ -122,7 +127,7 @@ func executable(dir, name string) (string, error) {
 			return "", fmt.Errorf("%s is a symlink to %s, outside the functions directory %s", path, target, realDir)
 		}
 		if fi, err = os.Stat(target); err != nil {
-			return "", fmt.Errorf("%s: %w", path, err)
+			return "", fmt.Errorf("%s: %v", path, err)
 		}
 		path = target
 	}

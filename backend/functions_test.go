@@ -1,0 +1,155 @@
+package backend
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// functionsDir builds a functions directory holding every kind of entry
+// Resolve must tell apart, and returns it with a directory outside it.
+func functionsDir(t *testing.T) (dir, outside string) {
+	t.Helper()
+	root := t.TempDir()
+	dir = filepath.Join(root, "functions")
+	outside = filepath.Join(root, "outside")
+	for _, d := range []string{dir, outside, filepath.Join(dir, "subdir"), filepath.Join(dir, "lib")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := []struct {
+		path string
+		mode os.FileMode
+	}{
+		{filepath.Join(dir, "hello"), 0o755},
+		{filepath.Join(dir, "owner-only"), 0o700},
+		{filepath.Join(dir, "notes.txt"), 0o644},
+		{filepath.Join(dir, ".hidden"), 0o755},
+		{filepath.Join(dir, "lib", "real"), 0o755},
+		{filepath.Join(dir, "echo"), 0o755}, // shadowed by the Go builtin
+		{filepath.Join(outside, "evil"), 0o755},
+	}
+	for _, f := range files {
+		if err := os.WriteFile(f.path, []byte("#!/bin/sh\necho null\n"), f.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f.path, f.mode); err != nil { // umask
+			t.Fatal(err)
+		}
+	}
+	links := []struct{ target, name string }{
+		{filepath.Join(outside, "evil"), "escape-abs"},
+		{"../outside/evil", "escape-rel"},
+		{"lib/real", "inside-link"},
+		{"missing", "dangling"},
+		{"subdir", "dir-link"},
+	}
+	for _, l := range links {
+		if err := os.Symlink(l.target, filepath.Join(dir, l.name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, outside
+}
+
+func TestResolve(t *testing.T) {
+	dir, _ := functionsDir(t)
+	reg := NewRegistry()
+	RegisterBuiltins(reg)
+	f := &Functions{Registry: reg, Self: "/usr/sbin/noded", Dir: dir}
+	tests := []struct {
+		name     string
+		want     Spec     // when it resolves
+		wantKind rpc.Kind // when it does not
+		wantMsg  string
+	}{
+		{name: "echo", want: Spec{Name: "echo", Path: "/usr/sbin/noded", Args: []string{"function", "echo"}, Env: []string{cookieEnv}, Framed: true}},
+		{name: "hello", want: Spec{Name: "hello", Path: filepath.Join(dir, "hello")}},
+		{name: "owner-only", want: Spec{Name: "owner-only", Path: filepath.Join(dir, "owner-only")}},
+		{name: "inside-link", want: Spec{Name: "inside-link", Path: filepath.Join(dir, "lib", "real")}},
+		{name: "notes.txt", wantKind: rpc.KindUnknownFunction, wantMsg: "not executable"},
+		{name: "subdir", wantKind: rpc.KindUnknownFunction, wantMsg: "not a regular file"},
+		{name: "dir-link", wantKind: rpc.KindUnknownFunction, wantMsg: "not a regular file"},
+		{name: "escape-abs", wantKind: rpc.KindUnknownFunction, wantMsg: "outside the functions directory"},
+		{name: "escape-rel", wantKind: rpc.KindUnknownFunction, wantMsg: "outside the functions directory"},
+		{name: "dangling", wantKind: rpc.KindUnknownFunction, wantMsg: "does not resolve"},
+		{name: "nope", wantKind: rpc.KindUnknownFunction, wantMsg: "no file " + filepath.Join(dir, "nope")},
+		{name: ".hidden", wantKind: rpc.KindBadRequest, wantMsg: "starts with '.'"},
+		{name: "../outside/evil", wantKind: rpc.KindBadRequest, wantMsg: "starts with '.'"},
+		{name: "x/../../outside/evil", wantKind: rpc.KindBadRequest, wantMsg: `".."`},
+		{name: "a..b", wantKind: rpc.KindBadRequest, wantMsg: `".."`},
+		{name: "lib/real", wantKind: rpc.KindBadRequest, wantMsg: "character"},
+		{name: "", wantKind: rpc.KindBadRequest, wantMsg: "empty"},
+	}
+	for _, tt := range tests {
+		got, err := f.Resolve(tt.name)
+		if tt.wantKind != "" {
+			if rpc.KindOf(err) != tt.wantKind || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("Resolve(%q) = %+v, %v; want a %s error saying %q", tt.name, got, err, tt.wantKind, tt.wantMsg)
+			}
+			continue
+		}
+		if err != nil || got.Name != tt.want.Name || got.Path != tt.want.Path || got.Framed != tt.want.Framed ||
+			!slices.Equal(got.Args, tt.want.Args) || !slices.Equal(got.Env, tt.want.Env) {
+			t.Errorf("Resolve(%q) = %+v, %v; want %+v", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+func TestResolveWithoutDir(t *testing.T) {
+	tests := []struct {
+		desc    string
+		dir     string
+		wantMsg string
+	}{
+		{"no directory configured", "", "no functions directory is configured"},
+		{"missing directory", filepath.Join(t.TempDir(), "missing"), "there is no file"},
+	}
+	for _, tt := range tests {
+		f := &Functions{Registry: NewRegistry(), Dir: tt.dir}
+		_, err := f.Resolve("hello")
+		if rpc.KindOf(err) != rpc.KindUnknownFunction || !strings.Contains(err.Error(), tt.wantMsg) {
+			t.Errorf("%s: Resolve(hello) error = %v, want unknown_function saying %q", tt.desc, err, tt.wantMsg)
+		}
+		if got := f.Names(); len(got) != 0 {
+			t.Errorf("%s: Names() = %v, want none", tt.desc, got)
+		}
+	}
+}
+
+func TestResolveSelfDefault(t *testing.T) {
+	reg := NewRegistry()
+	reg.Register("hi", nop)
+	f := &Functions{Registry: reg}
+	got, err := f.Resolve("hi")
+	self, _ := os.Executable()
+	if err != nil || got.Path != self || !got.Framed {
+		t.Errorf("Resolve(hi) with no Self = %+v, %v; want this program %s, framed", got, err, self)
+	}
+}
+
+func TestResolveRelativeDir(t *testing.T) {
+	dir, _ := functionsDir(t)
+	t.Chdir(filepath.Dir(dir))
+	f := &Functions{Dir: "functions"}
+	got, err := f.Resolve("hello")
+	if want := filepath.Join(dir, "hello"); err != nil || got.Path != want {
+		t.Errorf("Resolve(hello) in relative dir = %+v, %v; want absolute path %s", got, err, want)
+	}
+}
+
+func TestFunctionsNames(t *testing.T) {
+	dir, _ := functionsDir(t)
+	reg := NewRegistry()
+	RegisterBuiltins(reg)
+	f := &Functions{Registry: reg, Dir: dir}
+	want := []string{"echo", "hello", "inside-link", "node_info", "owner-only", "sleep", "version"}
+	if got := f.Names(); !slices.Equal(got, want) {
+		t.Errorf("Names() = %v, want %v", got, want)
+	}
+}
