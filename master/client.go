@@ -1,0 +1,331 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/goccy/go-json"
+	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
+
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// Options configure a [Client]. The zero value of every field but
+// Insecure is a sensible default.
+type Options struct {
+	// Insecure must be set: the client talks plain HTTP, the only mode
+	// until TLS is added. Asking for it explicitly means that adding TLS
+	// later makes the secure mode the default without silently changing
+	// what an existing caller does.
+	Insecure bool
+	// Timeout is the socket timeout: no HTTP request is waited on longer.
+	// StartFunction and WaitForFunction ask the node to wait at most half
+	// of it, so a live node always answers well within it. Default 10s.
+	Timeout time.Duration
+	// Retry is the retry policy of each procedure; zero fields take the
+	// defaults of DefaultRetryPolicies.
+	Retry RetryPolicies
+	// MaxConns caps the connections to the node; 0 is fasthttp's default.
+	MaxConns int
+	// IdleTimeout is how long an idle keep-alive connection is kept.
+	// Default 10s.
+	IdleTimeout time.Duration
+	// Logger receives retries (debug) and failed releases (warn). Nil
+	// discards them.
+	Logger *slog.Logger
+
+	// clock and randN are seams for tests of the retry logic.
+	clock clock
+	randN func(n int64) int64
+}
+
+// DefaultTimeout is the socket timeout a zero [Options.Timeout] gets.
+const DefaultTimeout = 10 * time.Second
+
+// Client talks to the noded of one node. It is safe for concurrent use;
+// a master keeps one per node for as long as the node is in its cluster.
+// An idle Client holds no goroutine.
+type Client struct {
+	node      string
+	opts      Options
+	t         transport
+	policies  RetryPolicies
+	log       *slog.Logger
+	offline   atomic.Bool
+	lastReply atomic.Int64 // UnixNano of the last answer, 0 if none
+}
+
+// New returns a Client for the node at addr ("host:port"). It touches no
+// network: connections are made by the first procedure.
+func New(addr string, opts Options) (*Client, error) {
+	if !opts.Insecure {
+		return nil, errors.New("master: TLS is not implemented yet: set Options.Insecure to talk plain HTTP")
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return nil, fmt.Errorf("master: node address %q is not host:port", addr)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("master: negative socket timeout %s", opts.Timeout)
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = fasthttp.DefaultMaxIdleConnDuration
+	}
+	if opts.clock == nil {
+		opts.clock = realClock{}
+	}
+	if opts.randN == nil {
+		opts.randN = randN
+	}
+	c := &Client{node: addr, opts: opts, log: opts.Logger}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	def := DefaultRetryPolicies()
+	for _, p := range []struct {
+		name     string
+		dst, set *Policy
+		def      Policy
+	}{
+		{"StartFunction", &c.policies.Start, &opts.Retry.Start, def.Start},
+		{"WaitForFunction", &c.policies.Wait, &opts.Retry.Wait, def.Wait},
+		{"CancelFunction", &c.policies.Cancel, &opts.Retry.Cancel, def.Cancel},
+		{"ReleaseFunction", &c.policies.Release, &opts.Retry.Release, def.Release},
+		{"ListFunctions", &c.policies.List, &opts.Retry.List, def.List},
+		{"Version", &c.policies.Version, &opts.Retry.Version, def.Version},
+	} {
+		pol, err := p.set.withDefaults(p.def, opts.Timeout, p.name)
+		if err != nil {
+			return nil, err
+		}
+		*p.dst = pol
+	}
+	c.t = newHTTPTransport(addr, &opts)
+	return c, nil
+}
+
+// Node returns the node's address, as given to New.
+func (c *Client) Node() string { return c.node }
+
+// Timeout returns the socket timeout in force.
+func (c *Client) Timeout() time.Duration { return c.opts.Timeout }
+
+// Policies returns the retry policies in force, defaults filled in.
+func (c *Client) Policies() RetryPolicies { return c.policies }
+
+// LastAnswer returns when the node last answered any request, error
+// answers included, or the zero time if it never has. A master reads it
+// to tell a node that is slow from one that is silent.
+func (c *Client) LastAnswer() time.Time {
+	n := c.lastReply.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// SetOffline marks the node offline (true) or back online (false). While
+// it is offline every procedure fails at once with an error matching
+// [ErrOffline], and fan-outs skip it, without touching the network.
+func (c *Client) SetOffline(offline bool) { c.offline.Store(offline) }
+
+// Offline reports whether the node is marked offline.
+func (c *Client) Offline() bool { return c.offline.Load() }
+
+// Close drops the client's idle connections. The Client stays usable;
+// Close is for a master that stops talking to a node.
+func (c *Client) Close() { c.t.closeIdle() }
+
+// StartFunction starts a function on the node and waits up to
+// req.Timeout (capped at half the socket timeout) for it to finish. The
+// record says whether it finished; if not, its ID is what to wait on.
+//
+// A req without RequestID gets a fresh one, so that retrying the start
+// after a lost answer returns the first call instead of starting another.
+func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.Call, error) {
+	if req.RequestID == "" {
+		req.RequestID = uuid.NewString()
+	}
+	req.Timeout = c.capWait(req.Timeout)
+	var rec rpc.Call
+	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// WaitForFunction waits up to req.Timeout (capped at half the socket
+// timeout) for a call to finish and returns its record, with the log
+// lines from req.LogOffset on. A call of an earlier daemon of the node
+// fails with rpc.ErrLost.
+func (c *Client) WaitForFunction(ctx context.Context, req rpc.WaitRequest) (*rpc.Call, error) {
+	req.Timeout = c.capWait(req.Timeout)
+	var rec rpc.Call
+	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathWaitForFunction, c.policies.Wait, &req, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// CancelFunction stops a running call: the node signals the function's
+// process group, and the call ends cancelled. The record is the call as
+// the cancel left it; a call that had already finished keeps its outcome.
+func (c *Client) CancelFunction(ctx context.Context, id string) (*rpc.Call, error) {
+	var rec rpc.Call
+	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathCancelFunction, c.policies.Cancel, &rpc.IDRequest{ID: id}, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// ReleaseFunction tells the node to forget a finished call. A release
+// answered unknown_call after an earlier attempt got no answer is taken as
+// done: the earlier attempt is what released it.
+func (c *Client) ReleaseFunction(ctx context.Context, id string) error {
+	attempts, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathReleaseFunction, c.policies.Release, &rpc.IDRequest{ID: id}, nil)
+	if attempts > 1 && errors.Is(err, rpc.ErrUnknownCall) {
+		return nil
+	}
+	return err
+}
+
+// ListFunctions returns every call the node holds.
+func (c *Client) ListFunctions(ctx context.Context) ([]rpc.CallSummary, error) {
+	var list rpc.ListResponse
+	if _, err := c.invoke(ctx, fasthttp.MethodGet, rpc.PathListFunctions, c.policies.List, nil, &list); err != nil {
+		return nil, err
+	}
+	return list.Calls, nil
+}
+
+// Version returns the node's release, protocol version and boot id. A
+// boot id that differs from an earlier answer means the node restarted
+// and lost the calls it was running.
+func (c *Client) Version(ctx context.Context) (*rpc.VersionResponse, error) {
+	var v rpc.VersionResponse
+	if _, err := c.invoke(ctx, fasthttp.MethodGet, rpc.PathVersion, c.policies.Version, nil, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// capWait bounds how long a request may ask the node to wait, in wire
+// seconds: half the socket timeout leaves the other half for the answer
+// to arrive, which is what makes silence mean "unreachable".
+func (c *Client) capWait(seconds float64) float64 {
+	return min(seconds, rpc.Seconds(c.opts.Timeout/2))
+}
+
+// invoke runs one procedure under its retry policy: it encodes in, sends
+// it until an attempt is answered or the policy gives up, and decodes a
+// 2xx answer into out (when out is not nil). It returns how many attempts
+// it sent.
+func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in, out any) (int, error) {
+	proc := strings.TrimPrefix(path, "/")
+	if c.offline.Load() {
+		return 0, fmt.Errorf("%s: %s: %w", c.node, proc, ErrOffline)
+	}
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return 0, fmt.Errorf("%s: %s: encoding the request: %w", c.node, proc, rpc.Errorf(rpc.KindBadRequest, "%v", err))
+		}
+	}
+	clk := c.opts.clock
+	start := clk.Now()
+	giveUp := start.Add(pol.MaxElapsed)
+	var lastErr error // the last attempt's failure: transport, or busy
+	attempt := 0
+	for {
+		attempt++
+		now := clk.Now()
+		deadline, byCtx := now.Add(c.opts.Timeout), false
+		if giveUp.Before(deadline) {
+			deadline = giveUp
+		}
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline, byCtx = d, true
+		}
+		a, err := c.t.roundTrip(ctx, method, path, body, deadline)
+		var retryAfter time.Duration
+		switch {
+		case ctx.Err() != nil || (byCtx && errors.Is(err, fasthttp.ErrTimeout)):
+			// The caller's deadline, not the node, ended the attempt.
+			return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, ctxErr(ctx))
+		case errors.Is(err, fasthttp.ErrTimeout):
+			lastErr = &noAnswerError{after: deadline.Sub(now), err: err}
+		case err != nil:
+			lastErr = err
+		default:
+			c.lastReply.Store(clk.Now().UnixNano())
+			if a.status/100 == 2 {
+				if out == nil || len(a.body) == 0 {
+					return attempt, nil
+				}
+				if err := json.Unmarshal(a.body, out); err != nil {
+					return attempt, fmt.Errorf("%s: %s: %w", c.node, proc,
+						rpc.Errorf(rpc.KindProtocolError, "node answered HTTP %d with a malformed body: %v", a.status, err))
+				}
+				return attempt, nil
+			}
+			rerr := decodeError(a)
+			if rerr.Kind != rpc.KindBusy {
+				return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, rerr)
+			}
+			lastErr, retryAfter = rerr, a.retryAfter
+		}
+
+		elapsed := clk.Now().Sub(start)
+		delay := max(pol.backoff(attempt, c.opts.randN), retryAfter)
+		if attempt >= pol.MaxAttempts || !clk.Now().Add(delay).Before(giveUp) {
+			return attempt, c.gaveUp(proc, attempt, elapsed, lastErr)
+		}
+		c.log.Debug("retrying", "node", c.node, "procedure", proc, "attempt", attempt, "delay", delay, "err", lastErr)
+		if err := clk.Sleep(ctx, delay); err != nil {
+			return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, err)
+		}
+	}
+}
+
+// gaveUp is the error of a procedure whose retry policy ran out.
+func (c *Client) gaveUp(proc string, attempts int, elapsed time.Duration, last error) error {
+	var rerr *rpc.Error
+	if errors.As(last, &rerr) {
+		// The node answered, but only "busy".
+		return fmt.Errorf("%s: %s: %w (gave up after %d attempts over %s)", c.node, proc, rerr, attempts, roundDuration(elapsed))
+	}
+	return &UnreachableError{Node: c.node, Procedure: proc, Attempts: attempts, Elapsed: elapsed, Err: last}
+}
+
+// decodeError reads a non-2xx answer: the rpc.ErrorResponse noded sends,
+// or, from anything else on the way (a proxy), the kind its status means.
+func decodeError(a answer) *rpc.Error {
+	var er rpc.ErrorResponse
+	if err := json.Unmarshal(a.body, &er); err == nil && er.Error != nil && er.Error.Kind != "" {
+		return er.Error
+	}
+	msg := strings.TrimSpace(string(a.body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	return rpc.Errorf(rpc.KindFromStatus(a.status), "HTTP %d: %s", a.status, msg)
+}
+
+// ctxErr is ctx's error, or DeadlineExceeded when the deadline has been
+// reached by the clock but ctx has not noticed yet.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
+}
