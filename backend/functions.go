@@ -37,13 +37,19 @@ type Spec struct {
 type Functions struct {
 	// Registry holds the Go functions; nil means none.
 	Registry *Registry
-	// Self is the program that serves Go functions, normally noded's own
-	// binary; empty means os.Executable().
+	// Self is the program that serves Go functions; empty means the
+	// running binary itself, through /proc/self/exe.
 	Self string
 	// Dir is the functions directory; empty or missing means no
 	// executable functions.
 	Dir string
 }
+
+// selfExe names the running binary even after it was replaced or deleted
+// on disk, so a daemon upgraded in place keeps running calls with its own
+// code, the code that speaks its protocol and has its functions, until it
+// is restarted.
+const selfExe = "/proc/self/exe"
 
 // cookieEnv is what makes the re-executed program a function process.
 var cookieEnv = rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue
@@ -64,10 +70,7 @@ func (f *Functions) Resolve(name string) (Spec, error) {
 		if _, ok := f.Registry.Lookup(name); ok {
 			self := f.Self
 			if self == "" {
-				var err error
-				if self, err = os.Executable(); err != nil {
-					return Spec{}, rpc.Errorf(rpc.KindInternal, "cannot find this program to run Go function %q: %v", name, err)
-				}
+				self = selfExe
 			}
 			return Spec{
 				Name:   name,
