@@ -127,7 +127,7 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 		return fail("%v", rerr.Message)
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).
+	log := slog.New(slog.NewTextHandler(stderr, nil)).
 		With("call_id", req.CallID)
 	res := call(WithLogger(ctx, log), r, req, stderr)
 	if err := writeFrame(stdout, res); err != nil {
