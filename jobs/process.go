@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -16,12 +17,14 @@ import (
 // process is one running function process and the parent's ends of its
 // stdio pipes.
 type process struct {
-	cmd    *exec.Cmd
-	pid    int
-	framed bool
-	stdin  *os.File // write end; closed once the request is written
-	stdout *os.File // read end
-	stderr *os.File // read end
+	cmd     *exec.Cmd
+	pid     int
+	framed  bool
+	stdin   *os.File // write end; closed once the request is written
+	stdout  *os.File // read end
+	out     *bufio.Reader
+	stderr  *os.File // read end
+	greeted bool     // the hello was read (a warm process)
 }
 
 // spawn starts the process for spec in a process group of its own with a
@@ -77,6 +80,7 @@ func spawn(spec backend.Spec) (*process, error) {
 		framed: spec.Framed,
 		stdin:  files[1],
 		stdout: files[2],
+		out:    bufio.NewReaderSize(files[2], maxHelloLine),
 		stderr: files[4],
 	}, nil
 }

@@ -80,8 +80,8 @@ func (t *Table) supervise(c *call) {
 
 // readOutput writes the request to the process and reads its result.
 func (t *Table) readOutput(c *call, p *process) output {
-	r := bufio.NewReaderSize(p.stdout, maxHelloLine)
-	if p.framed {
+	r := p.out
+	if p.framed && !p.greeted {
 		line, err := r.ReadSlice('\n')
 		if err != nil {
 			p.stdin.Close()
@@ -95,6 +95,8 @@ func (t *Table) readOutput(c *call, p *process) output {
 			c.proc.signalGroup(syscall.SIGKILL)
 			return output{err: err.(*rpc.Error)}
 		}
+	}
+	if p.framed {
 		req, err := json.Marshal(rpc.FunctionRequest{CallID: c.id, FnName: c.fnName, FnArgs: c.args})
 		if err != nil {
 			p.stdin.Close()

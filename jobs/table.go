@@ -54,6 +54,13 @@ type Config struct {
 	Now func() time.Time
 	// Observer is told of every start, end, refusal and release.
 	Observer Observer
+	// Warm is how many Go function processes are kept started and
+	// greeted, ready for a call; 0 starts every call cold.
+	Warm int
+	// WarmSpec is the process the warm pool starts: the Go function
+	// process, which learns its function from the request. A resolved
+	// spec with the same program and environment takes a warm process.
+	WarmSpec backend.Spec
 }
 
 // Defaults of Config.
@@ -116,13 +123,14 @@ type Table struct {
 	// supervisors counts calls whose process is not yet reaped,
 	// including starts reserved but not yet spawned.
 	supervisors sync.WaitGroup
+	pool        *pool // nil without Warm
 }
 
 // New returns an empty table. Its IDs carry this process's PID and the
 // time it was made: an ID with an earlier time is of an earlier daemon.
 func New(cfg Config) *Table {
 	cfg.setDefaults()
-	return &Table{
+	t := &Table{
 		cfg:       cfg,
 		pid:       os.Getpid(),
 		started:   cfg.Now(),
@@ -130,6 +138,10 @@ func New(cfg Config) *Table {
 		byRequest: make(map[string]*call),
 		pending:   make(map[string]chan struct{}),
 	}
+	if cfg.Warm > 0 {
+		t.pool = newPool(cfg.WarmSpec, cfg.Warm, cfg.Logger)
+	}
+	return t
 }
 
 // Started is when the table was made; IDs from before it are lost.
@@ -221,9 +233,15 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 // launch spawns the function process and builds its call.
 func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) {
 	before := time.Now()
-	p, err := spawn(spec)
-	if err != nil {
-		return nil, rpc.Errorf(rpc.KindInternal, "function %s: %v", req.FnName, err)
+	var p *process
+	if t.pool != nil && t.pool.matches(spec) {
+		p = t.pool.take()
+	}
+	if p == nil {
+		var err error
+		if p, err = spawn(spec); err != nil {
+			return nil, rpc.Errorf(rpc.KindInternal, "function %s: %v", req.FnName, err)
+		}
 	}
 	t.cfg.Observer.CallStarted(req.FnName, time.Since(before))
 	now := t.cfg.Now()
@@ -349,6 +367,9 @@ func (t *Table) Expire(now time.Time) int {
 // process group, SIGKILL after the grace period), and returns once every
 // function process is reaped, or with ctx's error if ctx ends first.
 func (t *Table) Shutdown(ctx context.Context) error {
+	if t.pool != nil {
+		t.pool.close()
+	}
 	t.mu.Lock()
 	t.closed = true
 	calls := make([]*call, 0, len(t.calls))

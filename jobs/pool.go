@@ -1,0 +1,170 @@
+package jobs
+
+import (
+	"log/slog"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// pool keeps function processes started and greeted, blocked on stdin, so
+// a call can skip the fork+exec (about 2 ms here) and the runtime start of
+// the child. Each process still serves exactly one call: isolation is the
+// same as a cold start. Only Go function processes can be pooled: they are
+// all the same binary and learn which function to run from the request.
+type pool struct {
+	spec backend.Spec
+	log  *slog.Logger
+
+	idle chan *process // greeted processes, at most the pool's size
+	want chan struct{} // one token per process the refiller should start
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// helloTimeout bounds how long a pooled process may take to greet.
+const helloTimeout = 10 * time.Second
+
+// newPool starts a pool of n processes of spec.
+func newPool(spec backend.Spec, n int, log *slog.Logger) *pool {
+	p := &pool{
+		spec: spec,
+		log:  log,
+		idle: make(chan *process, n),
+		want: make(chan struct{}, n),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	for range n {
+		p.want <- struct{}{}
+	}
+	go p.refill()
+	return p
+}
+
+// matches reports whether a call of spec can run in one of the pool's
+// processes: the same program with the same environment.
+func (p *pool) matches(spec backend.Spec) bool {
+	return spec.Framed && spec.Path == p.spec.Path && slices.Equal(spec.Env, p.spec.Env)
+}
+
+// take returns a greeted process, or nil when the pool is empty; the call
+// then spawns cold. Every process taken is replaced in the background.
+func (p *pool) take() *process {
+	for {
+		var proc *process
+		select {
+		case proc = <-p.idle:
+		default:
+			return nil
+		}
+		select {
+		case p.want <- struct{}{}:
+		default:
+		}
+		if proc.exited() {
+			// Killed while idle (by an operator, or the OOM killer):
+			// reap it and try the next one.
+			proc.discard()
+			p.log.Warn("warm function process died while idle", "pid", proc.pid)
+			continue
+		}
+		return proc
+	}
+}
+
+// refill starts processes one at a time whenever a token asks for one.
+// One at a time keeps refilling from competing with cold starts for the
+// CPU when the pool is drained by a burst.
+func (p *pool) refill() {
+	defer close(p.done)
+	retry := time.Duration(0)
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.want:
+		}
+		proc, err := p.start()
+		if err != nil {
+			// Give the token back and wait before trying again, so a
+			// broken binary does not turn into a fork loop.
+			p.want <- struct{}{}
+			retry = min(max(2*retry, 100*time.Millisecond), 10*time.Second)
+			p.log.Error("starting a warm function process", "err", err, "retry_in", retry)
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(retry):
+			}
+			continue
+		}
+		retry = 0
+		select {
+		case p.idle <- proc:
+		case <-p.stop:
+			proc.discard()
+			return
+		}
+	}
+}
+
+// start spawns a process and reads its hello.
+func (p *pool) start() (*process, error) {
+	proc, err := spawn(p.spec)
+	if err != nil {
+		return nil, err
+	}
+	proc.stdout.SetReadDeadline(time.Now().Add(helloTimeout))
+	line, err := proc.out.ReadSlice('\n')
+	if err == nil {
+		_, err = rpc.DecodeHello(line)
+	}
+	proc.stdout.SetReadDeadline(time.Time{})
+	if err != nil {
+		proc.discard()
+		return nil, err
+	}
+	proc.greeted = true
+	return proc, nil
+}
+
+// close stops refilling and kills every idle process.
+func (p *pool) close() {
+	p.once.Do(func() {
+		close(p.stop)
+		<-p.done
+		for {
+			select {
+			case proc := <-p.idle:
+				proc.discard()
+			default:
+				return
+			}
+		}
+	})
+}
+
+// exited reports, without reaping it, whether the process has exited.
+func (proc *process) exited() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, proc.pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	// With WNOHANG, a process that has not exited leaves info zero.
+	return err != nil || info.Signo != 0
+}
+
+// discard kills a process that serves no call and reaps it.
+func (proc *process) discard() {
+	proc.signalGroup(syscall.SIGKILL)
+	proc.stdin.Close()
+	proc.cmd.Wait()
+	proc.stdout.Close()
+	proc.stderr.Close()
+}

@@ -1,0 +1,128 @@
+package jobs
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+func warmSpec(t *testing.T) backend.Spec {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backend.Spec{
+		Path:   self,
+		Args:   []string{"function"},
+		Env:    []string{rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue},
+		Framed: true,
+	}
+}
+
+// idlePIDs waits until the pool holds n greeted processes and returns
+// their PIDs, leaving them in the pool.
+func idlePIDs(t *testing.T, p *pool, n int) map[int]bool {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(p.idle) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool holds %d processes, want %d", len(p.idle), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pids := map[int]bool{}
+	var procs []*process
+	for range n {
+		proc := <-p.idle
+		pids[proc.pid] = true
+		procs = append(procs, proc)
+	}
+	for _, proc := range procs {
+		p.idle <- proc
+	}
+	return pids
+}
+
+func TestWarmCallsUsePooledProcesses(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{Warm: 2, WarmSpec: warmSpec(t)})
+	warm := idlePIDs(t, tb.pool, 2)
+
+	for i := range 2 {
+		c := start(t, tb, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`"hi"`), Timeout: 30})
+		if c.State != rpc.StateSucceeded || string(c.Result) != `"hi"` {
+			t.Fatalf("warm echo %d = %s %s %v", i, c.State, c.Result, c.Error)
+		}
+		id, _ := rpc.ParseCallID(c.ID)
+		if !warm[id.CPID] {
+			t.Errorf("call %d ran in process %d, want one of the warm ones %v", i, id.CPID, warm)
+		}
+	}
+	// Both were replaced in the background, by new processes.
+	again := idlePIDs(t, tb.pool, 2)
+	for pid := range again {
+		if warm[pid] {
+			t.Errorf("process %d served a call and is back in the pool", pid)
+		}
+	}
+	// Executable functions stay cold and still work.
+	dir := tb.cfg.Resolver.(*backend.Functions).Dir
+	os.WriteFile(dir+"/one", []byte("#!/bin/sh\necho 1\n"), 0o755)
+	if c := start(t, tb, rpc.StartRequest{FnName: "one", Timeout: 30}); c.State != rpc.StateSucceeded {
+		t.Errorf("executable function with a warm pool = %s %v", c.State, c.Error)
+	}
+}
+
+func TestWarmProcessKilledWhileIdleIsSkipped(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{Warm: 1, WarmSpec: warmSpec(t)})
+	var victim int
+	for pid := range idlePIDs(t, tb.pool, 1) {
+		victim = pid
+	}
+	syscall.Kill(victim, syscall.SIGKILL)
+	// Wait until it has exited, so take sees it dead.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		proc := <-tb.pool.idle
+		dead := proc.exited()
+		tb.pool.idle <- proc
+		if dead {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("killed process %d never seen exited", victim)
+		}
+	}
+	c := start(t, tb, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`1`), Timeout: 30})
+	if c.State != rpc.StateSucceeded {
+		t.Fatalf("echo after the warm process died = %s %v, want succeeded on a fresh process", c.State, c.Error)
+	}
+	if id, _ := rpc.ParseCallID(c.ID); id.CPID == victim {
+		t.Fatalf("call ran in the dead process %d", victim)
+	}
+}
+
+func TestShutdownKillsIdleWarmProcesses(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{Warm: 3, WarmSpec: warmSpec(t)})
+	pids := idlePIDs(t, tb.pool, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tb.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for pid := range pids {
+		// discard reaped them: the PIDs are gone, not zombies.
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			waitGone(t, pid)
+		}
+	}
+}
