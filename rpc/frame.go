@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"fmt"
+	"io"
 
 	"github.com/goccy/go-json"
 )
@@ -72,7 +73,10 @@ func DecodeFunctionResult(out []byte) (FunctionResult, error) {
 	if err := dec.Decode(&r); err != nil {
 		return r, Errorf(KindProtocolError, "function process wrote a malformed result frame %q: %v", clip(out, 120), err)
 	}
-	if dec.More() || int(dec.InputOffset()) != len(out) {
+	// A second Decode must hit EOF: InputOffset is not exact after
+	// escaped strings in go-json.
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); err != io.EOF {
 		return r, Errorf(KindProtocolError, "function process wrote data after its result frame")
 	}
 	if (r.Result == nil) == (r.Error == nil) {

@@ -1,0 +1,127 @@
+package rpc
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestCallIDRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 22, 3, 15, 46, 17856000, time.UTC)
+	id := NewCallID(9980, 9990, at)
+	s := id.String()
+	got, err := ParseCallID(s)
+	if err != nil {
+		t.Fatalf("ParseCallID(%q): %v", s, err)
+	}
+	if got.PPID != id.PPID || got.CPID != id.CPID || got.Random != id.Random || !got.Time.Equal(at) {
+		t.Errorf("ParseCallID(%q) = %+v, want %+v", s, got, id)
+	}
+	if want := fmt.Sprintf("9980:9990:1795317346.017856:%016x", id.Random); s != want {
+		t.Errorf("String() = %q, want %q", s, want)
+	}
+	if NewCallID(1, 2, at).Random == NewCallID(1, 2, at).Random {
+		t.Errorf("two IDs of the same process and time share their random part")
+	}
+}
+
+func TestParseCallIDRejects(t *testing.T) {
+	for _, s := range []string{
+		"", "1:2:3", "1:2:3.000001:0123456789abcdef:5", "x:2:3.000001:0123456789abcdef",
+		"1:0:3.000001:0123456789abcdef", "1:2:3:0123456789abcdef", "1:2:3.1:0123456789abcdef",
+		"1:2:3.000001:0123", "1:2:3.000001:0123456789abcdeg", "-1:2:3.000001:0123456789abcdef",
+	} {
+		if _, err := ParseCallID(s); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("ParseCallID(%q) = %v, want bad_request", s, err)
+		}
+	}
+}
+
+func TestDecodeStrict(t *testing.T) {
+	tests := []struct {
+		body    string
+		wantErr bool
+	}{
+		{`{"fn_name":"echo","timeout":1}`, false},
+		{` {"fn_name":"echo"} `, false},
+		{``, true},
+		{`{"fn_name":"echo","bogus":1}`, true},
+		{`{"fn_name":1}`, true},
+		{`{"fn_name":"echo"} {}`, true},
+		{`{"fn_name":"echo"`, true},
+		{`[]`, true},
+	}
+	for _, tt := range tests {
+		var req StartRequest
+		err := Decode([]byte(tt.body), &req)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("Decode(%q) = %v, want error %v", tt.body, err, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, ErrBadRequest) {
+			t.Errorf("Decode(%q) = %v, want kind bad_request", tt.body, err)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		req  StartRequest
+		want bool
+	}{
+		{StartRequest{FnName: "echo"}, true},
+		{StartRequest{}, false},
+		{StartRequest{FnName: "echo", Timeout: -1}, false},
+		{StartRequest{FnName: "echo", AbortAfter: -0.5}, false},
+		{StartRequest{FnName: "echo", LogOffset: -1}, false},
+		{StartRequest{FnName: "echo", RequestID: string(make([]byte, MaxRequestIDLen+1))}, false},
+	}
+	for _, tt := range tests {
+		if err := tt.req.Validate(); (err == nil) != tt.want {
+			t.Errorf("Validate(%+v) = %v, want ok=%v", tt.req, err, tt.want)
+		}
+	}
+}
+
+func TestKindsAndStatuses(t *testing.T) {
+	for _, e := range statusOfKind {
+		if got := e.kind.HTTPStatus(); got != e.status {
+			t.Errorf("%s.HTTPStatus() = %d, want %d", e.kind, got, e.status)
+		}
+	}
+	tests := []struct {
+		status int
+		want   Kind
+	}{
+		{http.StatusBadRequest, KindBadRequest},
+		{http.StatusGone, KindLost},
+		{http.StatusRequestEntityTooLarge, KindTooLarge},
+		{http.StatusServiceUnavailable, KindBusy},
+		{http.StatusBadGateway, KindInternal},
+		{http.StatusTeapot, KindBadRequest},
+	}
+	for _, tt := range tests {
+		if got := KindFromStatus(tt.status); got != tt.want {
+			t.Errorf("KindFromStatus(%d) = %s, want %s", tt.status, got, tt.want)
+		}
+	}
+	err := fmt.Errorf("waiting: %w", Errorf(KindBusy, "full"))
+	if !errors.Is(err, ErrBusy) || errors.Is(err, ErrLost) || KindOf(err) != KindBusy {
+		t.Errorf("a wrapped busy error does not match only ErrBusy: %v", err)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	tests := []struct {
+		in   float64
+		want time.Duration
+	}{
+		{0, 0}, {-1, 0}, {1.5, 1500 * time.Millisecond}, {1e300, time.Duration(1<<63 - 1)},
+	}
+	for _, tt := range tests {
+		if got := Duration(tt.in); got != tt.want {
+			t.Errorf("Duration(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
