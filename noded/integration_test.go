@@ -1,0 +1,1356 @@
+package noded_test
+
+// Integration tests of noded as a real process: TestMain builds the binary
+// once, each test starts its own daemon on a free loopback port, talks to
+// it over HTTP in the rpc types, and checks when it ends that no process it
+// caused is left running.
+//
+// Every daemon gets a unique marker in its environment, which noded hands
+// down to every function process and they to theirs: a scan of /proc for
+// the marker finds anything a test left behind, grandchildren included.
+// Executable functions are the shell scripts in testdata/functions, copied
+// into each daemon's functions directory with @STATE@ replaced by a
+// directory of the test's own, where they record their PIDs (pids/) and
+// their runs.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// nodedBin is the noded binary TestMain built for this run.
+var nodedBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "noded-integration-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "creating the build directory: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	nodedBin = filepath.Join(dir, "noded")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goTool, "build", "-o", nodedBin, "github.com/noderpc/noderpc/noded/cmd/noded")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "building noded: %s %v: %v\n", goTool, build.Args[1:], err)
+		return 1
+	}
+	return m.Run()
+}
+
+// markerKey is the environment variable that carries a daemon's marker.
+const markerKey = "NODERPC_TEST_MARKER"
+
+// daemon is one noded process tied to a test.
+type daemon struct {
+	tb      testing.TB
+	dir     string // the test's own directory: state/, functions/, log
+	fnDir   string // --functions-dir
+	state   string // what @STATE@ stands for in the scripts
+	marker  string // markerKey's value in every process of this daemon
+	logPath string // noded's stderr
+	grace   time.Duration
+	cmd     *exec.Cmd
+	pid     int
+	base    string // http://host:port
+	client  *http.Client
+
+	done     chan struct{} // closed once the process has exited
+	exitErr  error
+	mu       sync.Mutex
+	killed   bool // the test SIGKILLed it on purpose
+	signaled bool // the test sent SIGTERM itself
+}
+
+// startNoded starts noded with the given extra flags and every script of
+// testdata/functions in its functions directory, waits until it serves,
+// and registers its shutdown and the check for leftover processes with
+// tb.Cleanup.
+func startNoded(tb testing.TB, flags ...string) *daemon {
+	tb.Helper()
+	dir := tb.TempDir()
+	d := &daemon{
+		tb:      tb,
+		dir:     dir,
+		fnDir:   filepath.Join(dir, "functions"),
+		state:   filepath.Join(dir, "state"),
+		marker:  sanitize(tb.Name()) + "-" + randomHex(8),
+		logPath: filepath.Join(dir, "noded.log"),
+		grace:   10 * time.Second,
+		done:    make(chan struct{}),
+	}
+	for _, sub := range []string{d.fnDir, filepath.Join(d.state, "pids")} {
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	d.installScripts(tb)
+
+	addrFile := filepath.Join(dir, "addr")
+	args := []string{"--insecure", "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--functions-dir", d.fnDir}
+	args = append(args, flags...)
+	for i, f := range flags {
+		if f == "--shutdown-grace" && i+1 < len(flags) {
+			g, err := time.ParseDuration(flags[i+1])
+			if err != nil {
+				tb.Fatalf("bad --shutdown-grace %q: %v", flags[i+1], err)
+			}
+			d.grace = g
+		}
+	}
+	logFile, err := os.Create(d.logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer logFile.Close()
+	d.cmd = exec.Command(nodedBin, args...)
+	d.cmd.Env = append(os.Environ(), markerKey+"="+d.marker)
+	d.cmd.Stdout = logFile
+	d.cmd.Stderr = logFile
+	if err := d.cmd.Start(); err != nil {
+		tb.Fatalf("starting %s %q: %v", nodedBin, args, err)
+	}
+	d.pid = d.cmd.Process.Pid
+	go func() {
+		d.exitErr = d.cmd.Wait()
+		close(d.done)
+	}()
+	tb.Cleanup(d.cleanup)
+
+	addr := d.readAddrFile(tb, addrFile)
+	d.base = "http://" + addr
+	d.client = &http.Client{
+		Timeout: 2 * time.Minute,
+		Transport: &http.Transport{
+			MaxIdleConnsPerHost: 1000,
+			DisableCompression:  true,
+		},
+	}
+	return d
+}
+
+// readAddrFile polls for the address noded writes once it listens.
+func (d *daemon) readAddrFile(tb testing.TB, path string) string {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			return strings.TrimSpace(string(b))
+		}
+		select {
+		case <-d.done:
+			tb.Fatalf("noded exited before writing --addr-file (%v); its log:\n%s", d.exitErr, d.log())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("noded wrote no --addr-file %s within 20s; its log:\n%s", path, d.log())
+		}
+	}
+}
+
+// installScripts copies testdata/functions into the functions directory.
+func (d *daemon) installScripts(tb testing.TB) {
+	tb.Helper()
+	entries, err := os.ReadDir(filepath.Join("testdata", "functions"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// A file still open for writing cannot be executed (ETXTBSY), and a
+	// fork elsewhere in this process would inherit the descriptor until
+	// its exec: hold off forks while writing.
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	for _, e := range entries {
+		src, err := os.ReadFile(filepath.Join("testdata", "functions", e.Name()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(src), "@STATE@", d.state)
+		if err := os.WriteFile(filepath.Join(d.fnDir, e.Name()), []byte(text), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// log returns what noded wrote to stderr so far.
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(d.logPath)
+	return string(b)
+}
+
+// exited reports whether the process has exited.
+func (d *daemon) exited() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// terminate sends SIGTERM and waits for noded to exit, at most the grace
+// period and a margin; it returns the exit error (nil for status 0).
+func (d *daemon) terminate(tb testing.TB) error {
+	tb.Helper()
+	d.mu.Lock()
+	d.signaled = true
+	d.mu.Unlock()
+	if !d.exited() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	return d.awaitExit(tb, d.grace+20*time.Second)
+}
+
+// awaitExit waits for the process to exit; past timeout it is killed and
+// the test fails.
+func (d *daemon) awaitExit(tb testing.TB, timeout time.Duration) error {
+	tb.Helper()
+	select {
+	case <-d.done:
+		return d.exitErr
+	case <-time.After(timeout):
+		d.cmd.Process.Kill()
+		<-d.done
+		tb.Errorf("noded (pid %d) did not exit within %s of SIGTERM; killed it. Its log:\n%s", d.pid, timeout, d.log())
+		return d.exitErr
+	}
+}
+
+// kill SIGKILLs noded, as a crash would, and waits for it.
+func (d *daemon) kill(tb testing.TB) {
+	tb.Helper()
+	d.mu.Lock()
+	d.killed = true
+	d.mu.Unlock()
+	d.cmd.Process.Kill()
+	<-d.done
+}
+
+// cleanup stops noded if the test did not, checks it exited 0, and checks
+// that no process of this daemon is left, killing any it finds.
+func (d *daemon) cleanup() {
+	tb := d.tb
+	if d.client != nil {
+		d.client.CloseIdleConnections()
+	}
+	d.mu.Lock()
+	killed, signaled := d.killed, d.signaled
+	d.mu.Unlock()
+	if !d.exited() || !signaled && !killed {
+		if err := d.terminate(tb); err != nil {
+			tb.Errorf("noded exited with %v after SIGTERM, want status 0; its log:\n%s", err, d.log())
+		}
+	}
+	d.checkNoProcessLeft(tb)
+	if tb.Failed() {
+		tb.Logf("noded log (pid %d):\n%s", d.pid, d.log())
+	}
+}
+
+// checkNoProcessLeft fails the test if any process carries this daemon's
+// marker, or any PID a script recorded is alive, a few seconds after noded
+// is gone. What it finds it kills, so one failure does not leak into the
+// rest of the run.
+func (d *daemon) checkNoProcessLeft(tb testing.TB) {
+	tb.Helper()
+	var left []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left = left[:0]
+		for _, pid := range processesWithMarker(d.marker) {
+			left = append(left, describe(pid))
+		}
+		for _, pid := range d.recordedPIDs() {
+			if alive(pid) && hasMarker(pid, d.marker) && !containsPID(left, pid) {
+				left = append(left, describe(pid))
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling the kernel's process table, which has no event to wait on
+	}
+	if len(left) == 0 {
+		return
+	}
+	tb.Errorf("processes of noded (pid %d, marker %s) still running after it exited:\n  %s",
+		d.pid, d.marker, strings.Join(left, "\n  "))
+	for _, pid := range processesWithMarker(d.marker) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// recordedPIDs returns every PID the scripts wrote to state/pids.
+func (d *daemon) recordedPIDs() []int {
+	entries, _ := os.ReadDir(filepath.Join(d.state, "pids"))
+	var pids []int
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(d.state, "pids", e.Name()))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitPIDFile polls for a PID file a script writes (atomically, by rename)
+// and returns the PID in it.
+func (d *daemon) waitPIDFile(tb testing.TB, name string) int {
+	tb.Helper()
+	path := filepath.Join(d.state, "pids", name)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				tb.Fatalf("PID file %s holds %q: %v", path, b, err)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no PID file %s within 20s; noded log:\n%s", path, d.log())
+		}
+		time.Sleep(10 * time.Millisecond) // polling for a file a script writes
+	}
+}
+
+// waitGone polls until pid has exited (gone or a zombie nobody reaped).
+func waitGone(tb testing.TB, pid int, what string) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			tb.Errorf("%s (pid %d) still running 10s after it should have died: %s", what, pid, describe(pid))
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // polling the process table
+	}
+}
+
+// alive reports whether pid is a live process: present and not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	state := b[i+2]
+	return state != 'Z' && state != 'X'
+}
+
+// hasMarker reports whether pid's environment holds marker.
+func hasMarker(pid int, marker string) bool {
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	want := []byte(markerKey + "=" + marker)
+	for _, kv := range bytes.Split(env, []byte{0}) {
+		if bytes.Equal(kv, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// processesWithMarker lists the live processes whose environment holds
+// marker.
+func processesWithMarker(marker string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if hasMarker(pid, marker) && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// describe names a process for a failure message.
+func describe(pid int) string {
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return fmt.Sprintf("pid %d: %s", pid, strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))))
+}
+
+func containsPID(descs []string, pid int) bool {
+	prefix := fmt.Sprintf("pid %d:", pid)
+	for _, d := range descs {
+		if strings.HasPrefix(d, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// vmHWM returns the peak resident set size of pid in bytes.
+func vmHWM(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^VmHWM:\s+(\d+) kB$`).FindSubmatch(b)
+	if m == nil {
+		tb.Fatalf("no VmHWM in /proc/%d/status:\n%s", pid, b)
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func sanitize(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, name)
+}
+
+// answer is one HTTP answer of noded.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// roundTrip sends body (bytes as they are, anything else as JSON) and
+// returns the answer. It does not fail the test, so goroutines can use it.
+func (d *daemon) roundTrip(method, path string, body any) (answer, error) {
+	var raw []byte
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		raw = b
+	case string:
+		raw = []byte(b)
+	default:
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			return answer{}, err
+		}
+	}
+	req, err := http.NewRequest(method, d.base+path, bytes.NewReader(raw))
+	if err != nil {
+		return answer{}, err
+	}
+	if raw != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return answer{}, fmt.Errorf("reading the answer of %s %s: %w", method, path, err)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// okCall sends a request that must answer 200 with a value decoded into
+// out, and returns an error saying what was sent and what came back.
+func (d *daemon) okCall(method, path string, body, out any) error {
+	a, err := d.roundTrip(method, path, body)
+	if err != nil {
+		return fmt.Errorf("%s %s %s: %w", method, path, show(body), err)
+	}
+	if a.status != http.StatusOK {
+		return fmt.Errorf("%s %s %s: status %d %s, want 200", method, path, show(body), a.status, a.body)
+	}
+	if err := json.Unmarshal(a.body, out); err != nil {
+		return fmt.Errorf("%s %s %s: decoding %s: %w", method, path, show(body), a.body, err)
+	}
+	return nil
+}
+
+func show(body any) string {
+	switch b := body.(type) {
+	case nil:
+		return ""
+	case []byte:
+		return clip(string(b))
+	case string:
+		return clip(b)
+	}
+	raw, _ := json.Marshal(body)
+	return clip(string(raw))
+}
+
+func clip(s string) string {
+	if len(s) > 200 {
+		return fmt.Sprintf("%s... (%d bytes)", s[:200], len(s))
+	}
+	return s
+}
+
+func (d *daemon) start(tb testing.TB, req rpc.StartRequest) *rpc.Call {
+	tb.Helper()
+	var c rpc.Call
+	if err := d.okCall(http.MethodPut, rpc.PathStartFunction, req, &c); err != nil {
+		tb.Fatal(err)
+	}
+	return &c
+}
+
+func (d *daemon) wait(tb testing.TB, req rpc.WaitRequest) *rpc.Call {
+	tb.Helper()
+	var c rpc.Call
+	if err := d.okCall(http.MethodPut, rpc.PathWaitForFunction, req, &c); err != nil {
+		tb.Fatal(err)
+	}
+	return &c
+}
+
+func (d *daemon) cancel(tb testing.TB, id string) *rpc.Call {
+	tb.Helper()
+	var c rpc.Call
+	if err := d.okCall(http.MethodPut, rpc.PathCancelFunction, rpc.IDRequest{ID: id}, &c); err != nil {
+		tb.Fatal(err)
+	}
+	return &c
+}
+
+func (d *daemon) list(tb testing.TB) rpc.ListResponse {
+	tb.Helper()
+	var l rpc.ListResponse
+	if err := d.okCall(http.MethodGet, rpc.PathListFunctions, nil, &l); err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+func (d *daemon) version(tb testing.TB) rpc.VersionResponse {
+	tb.Helper()
+	var v rpc.VersionResponse
+	if err := d.okCall(http.MethodGet, rpc.PathVersion, nil, &v); err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+// finish waits on id, round after round, until the call has finished.
+func (d *daemon) finish(tb testing.TB, id string) *rpc.Call {
+	tb.Helper()
+	c, err := d.finishErr(id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func (d *daemon) finishErr(id string) (*rpc.Call, error) {
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var c rpc.Call
+		if err := d.okCall(http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: id, Timeout: 10}, &c); err != nil {
+			return nil, err
+		}
+		if c.Finished {
+			return &c, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("call %s still %s after 90s", id, c.State)
+		}
+	}
+}
+
+// requestError sends a request that must fail with status and kind, and
+// returns the error and the answer's header.
+func (d *daemon) requestError(tb testing.TB, method, path string, body any, wantStatus int, wantKind rpc.Kind) (*rpc.Error, http.Header) {
+	tb.Helper()
+	a, err := d.roundTrip(method, path, body)
+	if err != nil {
+		tb.Fatalf("%s %s %s: %v", method, path, show(body), err)
+	}
+	var er rpc.ErrorResponse
+	if err := json.Unmarshal(a.body, &er); err != nil || er.Error == nil {
+		tb.Fatalf("%s %s %s: status %d, body %q is not an error response (%v)", method, path, show(body), a.status, a.body, err)
+	}
+	if a.status != wantStatus || er.Error.Kind != wantKind {
+		tb.Fatalf("%s %s %s: got status %d kind %q (%s), want %d %q", method, path, show(body), a.status, er.Error.Kind, er.Error.Message, wantStatus, wantKind)
+	}
+	if er.Error.Message == "" {
+		tb.Errorf("%s %s %s: %s error without a message", method, path, show(body), wantKind)
+	}
+	return er.Error, a.header
+}
+
+// callPID returns the function process's PID from a call ID.
+func callPID(tb testing.TB, id string) int {
+	tb.Helper()
+	cid, err := rpc.ParseCallID(id)
+	if err != nil {
+		tb.Fatalf("call ID %q: %v", id, err)
+	}
+	return cid.CPID
+}
+
+// logLine returns the first line of noded's log holding every one of parts.
+func (d *daemon) logLine(parts ...string) (string, bool) {
+	for line := range strings.Lines(d.log()) {
+		ok := true
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return strings.TrimSpace(line), true
+		}
+	}
+	return "", false
+}
+
+// wantState checks a finished call's state and error kind.
+func wantState(tb testing.TB, what string, c *rpc.Call, state rpc.State, kind rpc.Kind) {
+	tb.Helper()
+	if !c.Finished || c.State != state {
+		tb.Fatalf("%s: got finished=%v state %q (error %v), want finished %q", what, c.Finished, c.State, c.Error, state)
+	}
+	var gotKind rpc.Kind
+	if c.Error != nil {
+		gotKind = c.Error.Kind
+	}
+	if gotKind != kind {
+		tb.Fatalf("%s: got error %v, want kind %q", what, c.Error, kind)
+	}
+	if c.FinishedAt == nil {
+		tb.Errorf("%s: finished call without finished_at", what)
+	}
+}
+
+func jsonOf(tb testing.TB, v any) json.RawMessage {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func sleepArgs(tb testing.TB, seconds float64) json.RawMessage {
+	return jsonOf(tb, backend.SleepArgs{Seconds: &seconds})
+}
+
+// TestFireAndForget: timeout 0 answers at once with a running record, and
+// WaitForFunction then gets the result; noded logs the start and the end
+// with the call ID.
+func TestFireAndForget(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	v := d.version(t)
+
+	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 0.3), Timeout: 0})
+	if c.Finished || c.State != rpc.StateRunning || c.Result != nil || c.Error != nil {
+		t.Fatalf("StartFunction sleep 0.3 timeout 0: got finished=%v state %q result %s error %v, want running and nothing else", c.Finished, c.State, c.Result, c.Error)
+	}
+	id, err := rpc.ParseCallID(c.ID)
+	if err != nil {
+		t.Fatalf("StartFunction answered ID %q: %v", c.ID, err)
+	}
+	if id.PPID != v.PID || id.CPID <= 0 || id.Time.Before(v.StartedAt.Add(-time.Second)) {
+		t.Errorf("call ID %q: ppid %d cpid %d time %v, want ppid %d (noded), a cpid, a time after %v", c.ID, id.PPID, id.CPID, id.Time, v.PID, v.StartedAt)
+	}
+	if c.FnName != "sleep" || c.StartedAt.IsZero() {
+		t.Errorf("running record: fn_name %q started_at %v", c.FnName, c.StartedAt)
+	}
+
+	got := d.finish(t, c.ID)
+	wantState(t, "sleep 0.3", got, rpc.StateSucceeded, "")
+	var res backend.SleepResult
+	if err := json.Unmarshal(got.Result, &res); err != nil || res.Slept != 0.3 {
+		t.Errorf("sleep 0.3 result %s (%v), want slept 0.3", got.Result, err)
+	}
+	if got.ID != c.ID {
+		t.Errorf("WaitForFunction answered ID %q, want %q", got.ID, c.ID)
+	}
+	if line, ok := d.logLine(`msg="call started"`, "call_id="+c.ID, "fn=sleep"); !ok {
+		t.Errorf("noded logged no call started line with call_id=%s; log:\n%s", c.ID, d.log())
+	} else {
+		t.Logf("log: %s", line)
+	}
+	if _, ok := d.logLine(`msg="call finished"`, "call_id="+c.ID, "state=succeeded"); !ok {
+		t.Errorf("noded logged no call finished line with call_id=%s state=succeeded; log:\n%s", c.ID, d.log())
+	}
+}
+
+// TestWaitInRounds: a 1.5 s call waited on 0.3 s at a time answers running
+// several times, each after about 0.3 s, then succeeded; log_offset hands
+// out every log line exactly once.
+func TestWaitInRounds(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 1.5), Timeout: 0})
+	var lines []string
+	lines = append(lines, c.Log...)
+	offset := c.LogOffset
+	runningAnswers := 0
+	for !c.Finished {
+		begin := time.Now()
+		c = d.wait(t, rpc.WaitRequest{ID: c.ID, Timeout: 0.3, LogOffset: offset})
+		took := time.Since(begin)
+		if c.LogOffset < offset || c.LogOffset-offset != len(c.Log) {
+			t.Fatalf("WaitForFunction log_offset %d: got %d lines and log_offset %d, want log_offset = %d + lines", offset, len(c.Log), c.LogOffset, offset)
+		}
+		lines = append(lines, c.Log...)
+		offset = c.LogOffset
+		if !c.Finished {
+			runningAnswers++
+			if c.State != rpc.StateRunning {
+				t.Fatalf("unfinished answer in state %q", c.State)
+			}
+			if took < 250*time.Millisecond {
+				t.Errorf("WaitForFunction timeout 0.3 answered running after %v, want about 0.3s", took)
+			}
+		}
+		if runningAnswers > 50 {
+			t.Fatal("sleep 1.5 still running after 50 rounds of 0.3s")
+		}
+	}
+	wantState(t, "sleep 1.5", c, rpc.StateSucceeded, "")
+	if runningAnswers < 2 {
+		t.Errorf("got %d running answers to 0.3s waits on a 1.5s sleep, want several", runningAnswers)
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "msg=sleeping") || !strings.Contains(lines[0], "call_id="+c.ID) {
+		t.Errorf("log lines over all rounds: %q, want exactly the one sleeping line with call_id=%s", lines, c.ID)
+	}
+
+	// The whole log again from 0, and nothing past its end.
+	all := d.wait(t, rpc.WaitRequest{ID: c.ID, LogOffset: 0})
+	if len(all.Log) != 1 || all.LogOffset != 1 {
+		t.Errorf("WaitForFunction log_offset 0 after the end: log %q log_offset %d, want 1 line and 1", all.Log, all.LogOffset)
+	}
+	past := d.wait(t, rpc.WaitRequest{ID: c.ID, LogOffset: 7})
+	if len(past.Log) != 0 || past.LogOffset != 1 || past.LogDropped != 0 {
+		t.Errorf("WaitForFunction log_offset 7 of 1 line: log %q log_offset %d dropped %d, want none, 1, 0", past.Log, past.LogOffset, past.LogDropped)
+	}
+	logs := d.start(t, rpc.StartRequest{FnName: "logs", Timeout: 20, LogOffset: 1})
+	wantState(t, "logs", logs, rpc.StateSucceeded, "")
+	if want := []string{"log line 2", "log line 3"}; !equalStrings(logs.Log, want) || logs.LogOffset != 3 || string(logs.Result) != "3" {
+		t.Errorf("StartFunction logs log_offset 1: log %q log_offset %d result %s, want %q 3 3", logs.Log, logs.LogOffset, logs.Result, want)
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMaxWaitCapsTimeout: a timeout over --max-wait is cut to it.
+func TestMaxWaitCapsTimeout(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--max-wait", "500ms")
+	begin := time.Now()
+	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 30), Timeout: 20})
+	took := time.Since(begin)
+	if c.Finished || took < 400*time.Millisecond || took > 10*time.Second {
+		t.Errorf("StartFunction sleep 30 timeout 20 with --max-wait 500ms: finished=%v after %v, want running after about 0.5s", c.Finished, took)
+	}
+	d.cancel(t, c.ID)
+}
+
+// TestCancel: CancelFunction ends the call cancelled and its whole process
+// group is gone, including a grandchild that ignores SIGTERM.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--shutdown-grace", "2s")
+
+	t.Run("builtin", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60), Timeout: 0})
+		pid := callPID(t, c.ID)
+		got := d.cancel(t, c.ID)
+		wantState(t, "cancelled sleep", got, rpc.StateCancelled, rpc.KindCancelled)
+		waitGone(t, pid, "cancelled sleep function process")
+		if again := d.cancel(t, c.ID); again.State != rpc.StateCancelled {
+			t.Errorf("second CancelFunction: state %q, want cancelled still", again.State)
+		}
+	})
+	t.Run("grandchild", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "grandchild", FnArgs: json.RawMessage(`"wait"`), Timeout: 0})
+		pid := callPID(t, c.ID)
+		d.waitPIDFile(t, strconv.Itoa(pid))
+		gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
+		if !alive(gpid) {
+			t.Fatalf("grandchild %d not running before the cancel", gpid)
+		}
+		got := d.cancel(t, c.ID)
+		wantState(t, "cancelled grandchild", got, rpc.StateCancelled, rpc.KindCancelled)
+		waitGone(t, pid, "cancelled function process")
+		waitGone(t, gpid, "grandchild of the cancelled function")
+	})
+	t.Run("finished", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`"x"`), Timeout: 20})
+		wantState(t, "echo", c, rpc.StateSucceeded, "")
+		got := d.cancel(t, c.ID)
+		wantState(t, "CancelFunction of a finished echo", got, rpc.StateSucceeded, "")
+	})
+}
+
+// TestAbortAfter: a call that runs past abort_after ends aborted, whether
+// it stops on SIGTERM (sleep) or has to be killed (hang).
+func TestAbortAfter(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--shutdown-grace", "500ms")
+
+	t.Run("sleep", func(t *testing.T) {
+		t.Parallel()
+		begin := time.Now()
+		c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60), AbortAfter: 0.3, Timeout: 30})
+		took := time.Since(begin)
+		wantState(t, "sleep 60 abort_after 0.3", c, rpc.StateAborted, rpc.KindAborted)
+		if took > 10*time.Second {
+			t.Errorf("sleep 60 abort_after 0.3 took %v to end", took)
+		}
+		waitGone(t, callPID(t, c.ID), "aborted sleep function process")
+	})
+	t.Run("hang", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "hang", AbortAfter: 0.3, Timeout: 30})
+		wantState(t, "hang abort_after 0.3", c, rpc.StateAborted, rpc.KindAborted)
+		if c.Error.Signal != "SIGKILL" || c.Error.ExitCode != nil {
+			t.Errorf("hang ignoring SIGTERM, aborted: signal %q exit code %v, want SIGKILL after the grace", c.Error.Signal, c.Error.ExitCode)
+		}
+		waitGone(t, callPID(t, c.ID), "aborted hang function process")
+	})
+}
+
+// TestRequestIDReplay: a start repeated with the same request_id answers
+// the first call and runs the function once, even when the repeats race.
+func TestRequestIDReplay(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	runs := func() int {
+		b, _ := os.ReadFile(filepath.Join(d.state, "runs"))
+		return strings.Count(string(b), "run\n")
+	}
+
+	first := d.start(t, rpc.StartRequest{FnName: "count", Timeout: 20, RequestID: "replay-1"})
+	wantState(t, "count", first, rpc.StateSucceeded, "")
+	second := d.start(t, rpc.StartRequest{FnName: "count", Timeout: 20, RequestID: "replay-1"})
+	if second.ID != first.ID || second.State != rpc.StateSucceeded || second.RequestID != "replay-1" {
+		t.Errorf("repeated start with request_id replay-1: ID %q state %q request_id %q, want the first call %q succeeded", second.ID, second.State, second.RequestID, first.ID)
+	}
+	if n := runs(); n != 1 {
+		t.Errorf("count ran %d times for two starts with one request_id, want 1", n)
+	}
+
+	// Twenty starts at once with a new request_id: one run, one ID.
+	const racers = 20
+	ids := make([]string, racers)
+	errs := make([]error, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() {
+			var c rpc.Call
+			errs[i] = d.okCall(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "count", Timeout: 20, RequestID: "replay-2"}, &c)
+			ids[i] = c.ID
+		})
+	}
+	wg.Wait()
+	for i := range racers {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if ids[i] != ids[0] {
+			t.Errorf("racing starts with request_id replay-2 answered IDs %q and %q, want one", ids[0], ids[i])
+		}
+	}
+	if ids[0] == first.ID {
+		t.Errorf("request_id replay-2 answered the call of replay-1")
+	}
+	if n := runs(); n != 2 {
+		t.Errorf("count ran %d times in all, want 2 (one per request_id)", n)
+	}
+
+	// The same request_id for another function is a mistake of the client.
+	d.requestError(t, http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", RequestID: "replay-1"}, http.StatusBadRequest, rpc.KindBadRequest)
+}
+
+// TestLostAfterRestart: a call of a daemon that was SIGKILLed answers lost
+// (410) on the next daemon, and its function process died with the daemon
+// through the parent-death signal.
+func TestLostAfterRestart(t *testing.T) {
+	t.Parallel()
+	first := startNoded(t)
+	firstBoot := first.version(t).BootID
+	c := first.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 300), Timeout: 0})
+	pid := callPID(t, c.ID)
+	if !alive(pid) || !hasMarker(pid, first.marker) {
+		t.Fatalf("function process %d of call %s not running with the daemon's marker: %s", pid, c.ID, describe(pid))
+	}
+	first.kill(t)
+	waitGone(t, pid, "function process of a SIGKILLed noded (parent-death signal)")
+
+	second := startNoded(t)
+	e, _ := second.requestError(t, http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: c.ID, Timeout: 1}, http.StatusGone, rpc.KindLost)
+	t.Logf("lost: %s", e.Message)
+	second.requestError(t, http.MethodPut, rpc.PathCancelFunction, rpc.IDRequest{ID: c.ID}, http.StatusGone, rpc.KindLost)
+	if v := second.version(t); v.BootID == firstBoot {
+		t.Errorf("the restarted noded has the boot id %q of the one before", v.BootID)
+	}
+}
+
+// TestCrashedDaemonLeavesNoGrandchild: when noded dies by SIGKILL, what the
+// function process started dies too. The parent-death signal reaches only
+// the function process itself, so a grandchild needs more than that.
+func TestCrashedDaemonLeavesNoGrandchild(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	c := d.start(t, rpc.StartRequest{FnName: "grandchild", FnArgs: json.RawMessage(`"wait"`), Timeout: 0})
+	pid := callPID(t, c.ID)
+	d.waitPIDFile(t, strconv.Itoa(pid))
+	gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
+	d.kill(t)
+	waitGone(t, pid, "function process of a SIGKILLed noded")
+	waitGone(t, gpid, "grandchild of a function of a SIGKILLed noded")
+}
+
+// TestRequestErrors: requests that cannot be served answer their kind and
+// HTTP status, with an error body.
+func TestRequestErrors(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--max-request", "4096")
+	v := d.version(t)
+	unknownID := rpc.NewCallID(v.PID, 1, time.Now().Add(time.Second)).String()
+	oldID := rpc.NewCallID(v.PID, 1, v.StartedAt.Add(-time.Hour)).String()
+
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		body       any
+		wantStatus int
+		wantKind   rpc.Kind
+	}{
+		{"malformed JSON", http.MethodPut, rpc.PathStartFunction, `{"fn_name": "echo",`, 400, rpc.KindBadRequest},
+		{"unknown field", http.MethodPut, rpc.PathStartFunction, `{"fn_name": "echo", "timeout": 0, "colour": "red"}`, 400, rpc.KindBadRequest},
+		{"wrong type", http.MethodPut, rpc.PathStartFunction, `{"fn_name": "echo", "timeout": "5"}`, 400, rpc.KindBadRequest},
+		{"trailing data", http.MethodPut, rpc.PathStartFunction, `{"fn_name": "echo"} {}`, 400, rpc.KindBadRequest},
+		{"empty body", http.MethodPut, rpc.PathStartFunction, ``, 400, rpc.KindBadRequest},
+		{"no fn_name", http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{Timeout: 1}, 400, rpc.KindBadRequest},
+		{"negative timeout", http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", Timeout: -1}, 400, rpc.KindBadRequest},
+		{"negative abort_after", http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", AbortAfter: -1}, 400, rpc.KindBadRequest},
+		{"function name with ..", http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "../../bin/sh"}, 400, rpc.KindBadRequest},
+		{"unknown function", http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "no_such_function"}, 404, rpc.KindUnknownFunction},
+		{"GET StartFunction", http.MethodGet, rpc.PathStartFunction, nil, 400, rpc.KindBadRequest},
+		{"negative wait timeout", http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: unknownID, Timeout: -1}, 400, rpc.KindBadRequest},
+		{"wait without id", http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{Timeout: 1}, 400, rpc.KindBadRequest},
+		{"wait unknown id", http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: unknownID}, 404, rpc.KindUnknownCall},
+		{"wait malformed id", http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: "not-an-id"}, 400, rpc.KindBadRequest},
+		{"wait id of an earlier daemon", http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: oldID}, 410, rpc.KindLost},
+		{"cancel unknown id", http.MethodPut, rpc.PathCancelFunction, rpc.IDRequest{ID: unknownID}, 404, rpc.KindUnknownCall},
+		{"cancel malformed id", http.MethodPut, rpc.PathCancelFunction, rpc.IDRequest{ID: "1:2:3"}, 400, rpc.KindBadRequest},
+		{"release unknown id", http.MethodPut, rpc.PathReleaseFunction, rpc.IDRequest{ID: unknownID}, 404, rpc.KindUnknownCall},
+		{"release without id", http.MethodPut, rpc.PathReleaseFunction, `{}`, 400, rpc.KindBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d.requestError(t, tt.method, tt.path, tt.body, tt.wantStatus, tt.wantKind)
+		})
+	}
+	// A body over --max-request is refused from its declared length,
+	// before a byte of it is sent; one without a declared length once it
+	// has sent too much.
+	t.Run("oversize body, declared", func(t *testing.T) {
+		d.rawTooLarge(t, "Content-Length: 104857600\r\n\r\n")
+	})
+	t.Run("oversize body, chunked", func(t *testing.T) {
+		d.rawTooLarge(t, fmt.Sprintf("Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", 8192, strings.Repeat(" ", 8192)))
+	})
+
+	// The daemon still serves after all that.
+	if c := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`[1,2]`), Timeout: 20}); string(c.Result) != "[1,2]" {
+		t.Errorf("echo [1,2] after the bad requests: %s %v", c.Result, c.Error)
+	}
+}
+
+// rawTooLarge sends a StartFunction with the given body headers and body
+// over a connection of its own and expects 413 too_large.
+func (d *daemon) rawTooLarge(tb testing.TB, rest string) {
+	tb.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(d.base, "http://"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	req := "PUT " + rpc.PathStartFunction + " HTTP/1.1\r\nHost: noded\r\nContent-Type: application/json\r\n" + rest
+	if _, err := io.WriteString(conn, req); err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		tb.Fatalf("PUT %s with %q: reading the answer: %v", rpc.PathStartFunction, clip(rest), err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var er rpc.ErrorResponse
+	if err := json.Unmarshal(body, &er); err != nil || er.Error == nil || resp.StatusCode != http.StatusRequestEntityTooLarge || er.Error.Kind != rpc.KindTooLarge {
+		tb.Fatalf("PUT %s with %q: status %d %s, want 413 too_large", rpc.PathStartFunction, clip(rest), resp.StatusCode, body)
+	}
+}
+
+// TestBusy: past --max-running a start answers 503 busy with Retry-After,
+// and a finished call frees its place.
+func TestBusy(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--max-running", "2")
+	a := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60)})
+	b := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60)})
+	_, h := d.requestError(t, http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo"}, http.StatusServiceUnavailable, rpc.KindBusy)
+	if s, err := strconv.Atoi(h.Get("Retry-After")); err != nil || s <= 0 {
+		t.Errorf("busy answer's Retry-After %q, want a number of seconds > 0", h.Get("Retry-After"))
+	}
+	// A request_id replay of a running call is not a new call: not busy.
+	d.cancel(t, a.ID)
+	c := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`"after"`), Timeout: 20})
+	wantState(t, "echo after a cancel freed a place", c, rpc.StateSucceeded, "")
+	d.cancel(t, b.ID)
+}
+
+// TestChildFailures: how function processes that crash, die of a signal,
+// write garbage or flood their stdout end, as finished calls.
+func TestChildFailures(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--max-result", "4194304")
+
+	t.Run("exit 3", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "exit3", Timeout: 20})
+		wantState(t, "exit3", c, rpc.StateFailed, rpc.KindFunctionFailed)
+		if c.Error.ExitCode == nil || *c.Error.ExitCode != 3 || c.Error.Signal != "" {
+			t.Errorf("exit3: exit code %v signal %q, want 3 and no signal", c.Error.ExitCode, c.Error.Signal)
+		}
+		if !strings.Contains(c.Error.Message, "exit3: giving up") || !equalStrings(c.Log, []string{"exit3: giving up"}) {
+			t.Errorf("exit3: message %q log %q, want its last log line quoted and logged", c.Error.Message, c.Log)
+		}
+	})
+	t.Run("signal", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "selfkill", Timeout: 20})
+		wantState(t, "selfkill", c, rpc.StateFailed, rpc.KindFunctionFailed)
+		if c.Error.Signal != "SIGUSR1" || c.Error.ExitCode != nil {
+			t.Errorf("selfkill: signal %q exit code %v, want SIGUSR1 and no exit code", c.Error.Signal, c.Error.ExitCode)
+		}
+	})
+	t.Run("garbage", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "garbage", Timeout: 20})
+		wantState(t, "garbage", c, rpc.StateFailed, rpc.KindProtocolError)
+	})
+	t.Run("executable echo", func(t *testing.T) {
+		t.Parallel()
+		args := json.RawMessage(`{"a":[1,2,{"b":null}],"s":"é\n"}`)
+		c := d.start(t, rpc.StartRequest{FnName: "cat", FnArgs: args, Timeout: 20})
+		wantState(t, "cat", c, rpc.StateSucceeded, "")
+		if !bytes.Equal(c.Result, args) {
+			t.Errorf("cat %s: result %s, want the args back", args, c.Result)
+		}
+	})
+	t.Run("100 MB of result", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "flood", Timeout: 30})
+		wantState(t, "flood", c, rpc.StateFailed, rpc.KindResultTooLarge)
+		waitGone(t, callPID(t, c.ID), "flood function process")
+		// noded read at most --max-result (4 MiB) of the 100 MB: its peak
+		// RSS stays far below what holding it all would take.
+		if hwm := vmHWM(t, d.pid); hwm > 64<<20 {
+			t.Errorf("noded's peak RSS is %d MiB after a 100 MB result with --max-result 4MiB, want < 64 MiB", hwm>>20)
+		} else {
+			t.Logf("noded peak RSS after the flood: %d MiB", hwm>>20)
+		}
+	})
+	t.Run("leftover grandchild", func(t *testing.T) {
+		t.Parallel()
+		c := d.start(t, rpc.StartRequest{FnName: "grandchild", FnArgs: json.RawMessage(`"exit"`), Timeout: 20})
+		wantState(t, "grandchild exit", c, rpc.StateSucceeded, "")
+		pid := callPID(t, c.ID)
+		gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
+		waitGone(t, gpid, "grandchild left behind by a finished function")
+	})
+}
+
+// TestFloodDefaultLimit: with the default --max-result a 100 MB result
+// fails the call and noded's memory stays bounded.
+func TestFloodDefaultLimit(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	c := d.start(t, rpc.StartRequest{FnName: "flood", Timeout: 30})
+	wantState(t, "flood", c, rpc.StateFailed, rpc.KindResultTooLarge)
+	hwm := vmHWM(t, d.pid)
+	t.Logf("noded peak RSS after the flood with the default --max-result: %d MiB", hwm>>20)
+	if hwm > 100<<20 {
+		t.Errorf("noded's peak RSS is %d MiB after a 100 MB result, want < 100 MiB (it holds at most 16 MiB of it)", hwm>>20)
+	}
+}
+
+// TestShutdown: SIGTERM with running calls refuses new starts with
+// shutting_down during the grace, answers the waiters, SIGKILLs what
+// ignores SIGTERM once the grace is over, and exits 0 leaving nothing.
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--shutdown-grace", "3s")
+	sleep := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 300)})
+	hang := d.start(t, rpc.StartRequest{FnName: "hang"})
+	gc := d.start(t, rpc.StartRequest{FnName: "grandchild", FnArgs: json.RawMessage(`"wait"`)})
+	hangPID := d.waitPIDFile(t, strconv.Itoa(callPID(t, hang.ID)))
+	gcPID := d.waitPIDFile(t, strconv.Itoa(callPID(t, gc.ID)))
+	gcGrandPID := d.waitPIDFile(t, strconv.Itoa(callPID(t, gc.ID))+".grandchild")
+	sleepPID := callPID(t, sleep.ID)
+
+	// Everything below noded carries its marker: the leftover check sees it.
+	marked := processesWithMarker(d.marker)
+	for _, pid := range []int{d.pid, sleepPID, hangPID, gcPID, gcGrandPID} {
+		if !containsPIDInts(marked, pid) {
+			t.Fatalf("process %d (%s) does not carry the marker: the leftover check would miss it", pid, describe(pid))
+		}
+	}
+
+	type waited struct {
+		c   rpc.Call
+		err error
+	}
+	waiter := make(chan waited, 1)
+	go func() {
+		var w waited
+		w.err = d.okCall(http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: sleep.ID, Timeout: 60}, &w.c)
+		waiter <- w
+	}()
+
+	begin := time.Now()
+	d.mu.Lock()
+	d.signaled = true
+	d.mu.Unlock()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Until noded has handled the signal a start may still run; it must
+	// then be stopped with the rest. Soon every start is refused.
+	var late []string
+	for {
+		a, err := d.roundTrip(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo"})
+		if err != nil {
+			t.Fatalf("StartFunction during the shutdown grace: %v", err)
+		}
+		if a.status == http.StatusOK {
+			var c rpc.Call
+			json.Unmarshal(a.body, &c)
+			late = append(late, c.ID)
+			continue
+		}
+		var er rpc.ErrorResponse
+		if err := json.Unmarshal(a.body, &er); err != nil || er.Error == nil || a.status != http.StatusServiceUnavailable || er.Error.Kind != rpc.KindShuttingDown {
+			t.Fatalf("StartFunction during the shutdown grace: status %d %s, want 503 shutting_down", a.status, a.body)
+		}
+		break
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("took %v after SIGTERM to refuse starts, want well within the 3s grace", took)
+	}
+
+	w := <-waiter
+	if w.err != nil {
+		t.Errorf("WaitForFunction on sleep across the shutdown: %v", w.err)
+	} else {
+		wantState(t, "sleep waited on across SIGTERM", &w.c, rpc.StateCancelled, rpc.KindCancelled)
+	}
+
+	if err := d.awaitExit(t, 30*time.Second); err != nil {
+		t.Errorf("noded exited with %v after SIGTERM, want status 0", err)
+	}
+	if took := time.Since(begin); took < 2500*time.Millisecond {
+		t.Errorf("noded exited %v after SIGTERM while hang ignores SIGTERM, want after the 3s grace", took)
+	}
+	for _, p := range []struct {
+		pid  int
+		what string
+	}{{sleepPID, "sleep"}, {hangPID, "hang (ignores SIGTERM)"}, {gcPID, "grandchild's parent"}, {gcGrandPID, "grandchild ignoring SIGTERM"}} {
+		if alive(p.pid) {
+			t.Errorf("%s (pid %d) alive after noded exited: %s", p.what, p.pid, describe(p.pid))
+		}
+	}
+	for _, want := range []string{"shutting down: stopping every function", "noded stopped"} {
+		if _, ok := d.logLine(want); !ok {
+			t.Errorf("noded log has no %q line", want)
+		}
+	}
+	for _, id := range append([]string{sleep.ID, hang.ID}, late...) {
+		if _, ok := d.logLine(`msg="call finished"`, "call_id="+id); !ok {
+			t.Errorf("noded logged no end of call %s", id)
+		}
+	}
+}
+
+func containsPIDInts(pids []int, pid int) bool {
+	for _, p := range pids {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// TestConcurrentCalls: 500 echo calls at once, each with its own args, all
+// answered with their own result.
+func TestConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--max-running", "1000")
+	const n = 500
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			args := jsonOf(t, fmt.Sprintf("call %d of %s", i, d.marker))
+			var c rpc.Call
+			if err := d.okCall(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", FnArgs: args, Timeout: 30}, &c); err != nil {
+				errs <- err
+				return
+			}
+			if !c.Finished {
+				got, err := d.finishErr(c.ID)
+				if err != nil {
+					errs <- err
+					return
+				}
+				c = *got
+			}
+			if c.State != rpc.StateSucceeded || !bytes.Equal(c.Result, args) {
+				errs <- fmt.Errorf("echo %s: state %q result %s error %v, want succeeded with the args", args, c.State, c.Result, c.Error)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if failed++; failed <= 10 {
+			t.Error(err)
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d concurrent echo calls went wrong", failed, n)
+	}
+	l := d.list(t)
+	if len(l.Calls) != n {
+		t.Errorf("ListFunctions after %d calls holds %d", n, len(l.Calls))
+	}
+}
+
+// TestListReleaseVersion: ListFunctions shows the calls held, with state;
+// a released call is gone; Version describes this daemon.
+func TestListReleaseVersion(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	v := d.version(t)
+	if v.Version != rpc.Version || v.Protocol != rpc.ProtocolVersion || v.PID != d.pid || v.BootID == "" || v.StartedAt.IsZero() {
+		t.Errorf("Version: %+v, want version %s protocol %d pid %d, a boot id and start time", v, rpc.Version, rpc.ProtocolVersion, d.pid)
+	}
+	if again := d.version(t); again.BootID != v.BootID {
+		t.Errorf("boot id changed between two Version calls of one daemon: %q then %q", v.BootID, again.BootID)
+	}
+
+	done := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`1`), Timeout: 20, RequestID: "listed"})
+	wantState(t, "echo", done, rpc.StateSucceeded, "")
+	failed := d.start(t, rpc.StartRequest{FnName: "exit3", Timeout: 20})
+	wantState(t, "exit3", failed, rpc.StateFailed, rpc.KindFunctionFailed)
+	running := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60)})
+
+	want := map[string]rpc.CallSummary{
+		done.ID:    {FnName: "echo", State: rpc.StateSucceeded, RequestID: "listed"},
+		failed.ID:  {FnName: "exit3", State: rpc.StateFailed, ErrorKind: rpc.KindFunctionFailed},
+		running.ID: {FnName: "sleep", State: rpc.StateRunning},
+	}
+	l := d.list(t)
+	if len(l.Calls) != len(want) {
+		t.Errorf("ListFunctions holds %d calls, want %d: %+v", len(l.Calls), len(want), l.Calls)
+	}
+	for _, s := range l.Calls {
+		w, ok := want[s.ID]
+		if !ok {
+			t.Errorf("ListFunctions lists unknown call %+v", s)
+			continue
+		}
+		if s.FnName != w.FnName || s.State != w.State || s.RequestID != w.RequestID || s.ErrorKind != w.ErrorKind || s.StartedAt.IsZero() || (s.FinishedAt != nil) != s.State.Finished() {
+			t.Errorf("ListFunctions entry %+v, want %+v with times", s, w)
+		}
+	}
+
+	// A running call cannot be released; a finished one can, once.
+	d.requestError(t, http.MethodPut, rpc.PathReleaseFunction, rpc.IDRequest{ID: running.ID}, http.StatusBadRequest, rpc.KindBadRequest)
+	a, err := d.roundTrip(http.MethodPut, rpc.PathReleaseFunction, rpc.IDRequest{ID: done.ID})
+	if err != nil || a.status != http.StatusOK {
+		t.Fatalf("ReleaseFunction %s: %v %d %s", done.ID, err, a.status, a.body)
+	}
+	d.requestError(t, http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: done.ID}, http.StatusNotFound, rpc.KindUnknownCall)
+	d.requestError(t, http.MethodPut, rpc.PathReleaseFunction, rpc.IDRequest{ID: done.ID}, http.StatusNotFound, rpc.KindUnknownCall)
+	// Released, its request_id starts a new call.
+	again := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`2`), Timeout: 20, RequestID: "listed"})
+	if again.ID == done.ID || string(again.Result) != "2" {
+		t.Errorf("start with the request_id of a released call: ID %q result %s, want a new call answering 2", again.ID, again.Result)
+	}
+	for _, s := range d.list(t).Calls {
+		if s.ID == done.ID {
+			t.Errorf("ListFunctions still lists released call %s", done.ID)
+		}
+	}
+	d.cancel(t, running.ID)
+}
