@@ -45,7 +45,7 @@ func (c *call) stop(kind rpc.Kind, reason string, grace time.Duration) {
 	}
 	c.stopKind, c.stopReason = kind, reason
 	c.proc.signalGroup(syscall.SIGTERM)
-	c.killTimer = time.AfterFunc(grace, func() { c.proc.signalGroup(syscall.SIGKILL) })
+	c.killTimer = time.AfterFunc(grace, c.proc.kill)
 }
 
 // finish moves the call to its terminal state and wakes every waiter. It

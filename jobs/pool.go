@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,8 +18,9 @@ import (
 // same as a cold start. Only Go function processes can be pooled: they are
 // all the same binary and learn which function to run from the request.
 type pool struct {
-	spec backend.Spec
-	log  *slog.Logger
+	spec  backend.Spec
+	spawn func(backend.Spec) (*process, error)
+	log   *slog.Logger
 
 	idle chan *process // greeted processes, at most the pool's size
 	want chan struct{} // one token per process the refiller should start
@@ -33,14 +33,15 @@ type pool struct {
 const helloTimeout = 10 * time.Second
 
 // newPool starts a pool of n processes of spec.
-func newPool(spec backend.Spec, n int, log *slog.Logger) *pool {
+func newPool(spec backend.Spec, n int, spawn func(backend.Spec) (*process, error), log *slog.Logger) *pool {
 	p := &pool{
-		spec: spec,
-		log:  log,
-		idle: make(chan *process, n),
-		want: make(chan struct{}, n),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		spec:  spec,
+		spawn: spawn,
+		log:   log,
+		idle:  make(chan *process, n),
+		want:  make(chan struct{}, n),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 	for range n {
 		p.want <- struct{}{}
@@ -118,7 +119,7 @@ func (p *pool) refill() {
 
 // start spawns a process and reads its hello.
 func (p *pool) start() (*process, error) {
-	proc, err := spawn(p.spec)
+	proc, err := p.spawn(p.spec)
 	if err != nil {
 		return nil, err
 	}
@@ -162,9 +163,10 @@ func (proc *process) exited() bool {
 
 // discard kills a process that serves no call and reaps it.
 func (proc *process) discard() {
-	proc.signalGroup(syscall.SIGKILL)
+	proc.kill()
 	proc.stdin.Close()
 	proc.cmd.Wait()
 	proc.stdout.Close()
 	proc.stderr.Close()
+	proc.release()
 }

@@ -25,12 +25,14 @@ type process struct {
 	out     *bufio.Reader
 	stderr  *os.File // read end
 	greeted bool     // the hello was read (a warm process)
+	cg      *cgroup  // nil when the call is contained by its process group only
 }
 
 // spawn starts the process for spec in a process group of its own with a
 // parent-death signal, so that cancel, abort and shutdown can kill the
 // whole group, and a crashed daemon takes its function processes with it.
-func spawn(spec backend.Spec) (*process, error) {
+// With a cgroup, the process starts inside it.
+func spawn(spec backend.Spec, cg *cgroup) (*process, error) {
 	var files [6]*os.File // inR, inW, outR, outW, errR, errW
 	closeAll := func() {
 		for _, f := range files {
@@ -61,9 +63,16 @@ func spawn(spec backend.Spec) (*process, error) {
 		// (never exited) keeps the thread alive as long as noded.
 		Pdeathsig: syscall.SIGKILL,
 	}
+	if cg != nil {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = cg.fd
+	}
 	runtime.LockOSThread()
 	err := cmd.Start()
 	runtime.UnlockOSThread()
+	if cg != nil {
+		cg.closeFD()
+	}
 	// The child has its own copies of its ends now.
 	files[0].Close()
 	files[3].Close()
@@ -82,7 +91,25 @@ func spawn(spec backend.Spec) (*process, error) {
 		stdout: files[2],
 		out:    bufio.NewReaderSize(files[2], maxHelloLine),
 		stderr: files[4],
+		cg:     cg,
 	}, nil
+}
+
+// kill SIGKILLs everything of the call: its process group and, when it has
+// one, its cgroup, which also holds descendants that left the group.
+func (p *process) kill() {
+	p.signalGroup(syscall.SIGKILL)
+	if p.cg != nil {
+		p.cg.kill()
+	}
+}
+
+// release removes the call's cgroup once the process is reaped.
+func (p *process) release() error {
+	if p.cg == nil {
+		return nil
+	}
+	return p.cg.remove()
 }
 
 // signalGroup sends sig to the process's whole group. A group that is

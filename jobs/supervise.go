@@ -47,8 +47,8 @@ func (t *Table) supervise(c *call) {
 	go func() { outDone <- t.readOutput(c, p) }()
 
 	waitErr := p.cmd.Wait()
-	// Whatever the function left behind in its group dies with it.
-	p.signalGroup(syscall.SIGKILL)
+	// Whatever the function left behind dies with it.
+	p.kill()
 	deadline := time.Now().Add(drainAfterExit)
 	p.stdout.SetReadDeadline(deadline)
 	p.stderr.SetReadDeadline(deadline)
@@ -76,6 +76,9 @@ func (t *Table) supervise(c *call) {
 		}
 	}
 	t.cfg.Logger.Info("call finished", attrs...)
+	if err := p.release(); err != nil {
+		t.cfg.Logger.Warn("removing the call's cgroup", "call_id", c.id, "err", err)
+	}
 }
 
 // readOutput writes the request to the process and reads its result.
@@ -92,7 +95,7 @@ func (t *Table) readOutput(c *call, p *process) output {
 		}
 		if _, err := rpc.DecodeHello(line); err != nil {
 			p.stdin.Close()
-			c.proc.signalGroup(syscall.SIGKILL)
+			c.proc.kill()
 			return output{err: err.(*rpc.Error)}
 		}
 	}
@@ -100,7 +103,7 @@ func (t *Table) readOutput(c *call, p *process) output {
 		req, err := json.Marshal(rpc.FunctionRequest{CallID: c.id, FnName: c.fnName, FnArgs: c.args})
 		if err != nil {
 			p.stdin.Close()
-			c.proc.signalGroup(syscall.SIGKILL)
+			c.proc.kill()
 			return output{err: rpc.Errorf(rpc.KindInternal, "encoding the function request: %v", err)}
 		}
 		p.stdin.Write(append(req, '\n')) // a process that exits early is seen by Wait
@@ -121,7 +124,7 @@ func (t *Table) readOutput(c *call, p *process) output {
 	data, _ := io.ReadAll(io.LimitReader(r, limit+1))
 	if int64(len(data)) > limit {
 		// Stop the flood at once; the call fails, noded's memory holds.
-		c.proc.signalGroup(syscall.SIGKILL)
+		c.proc.kill()
 		return output{tooLarge: true}
 	}
 	return output{result: data}

@@ -9,6 +9,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"sort"
@@ -57,6 +58,9 @@ type Config struct {
 	// Warm is how many Go function processes are kept started and
 	// greeted, ready for a call; 0 starts every call cold.
 	Warm int
+	// Containment says how a call's processes are kept together; the
+	// zero value is ContainAuto.
+	Containment Containment
 	// WarmSpec is the process the warm pool starts: the Go function
 	// process, which learns its function from the request. A resolved
 	// spec with the same program and environment takes a warm process.
@@ -105,6 +109,9 @@ func (c *Config) setDefaults() {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	if c.Containment == "" {
+		c.Containment = ContainAuto
+	}
 }
 
 // Table holds every call of this daemon, running or finished and not yet
@@ -123,12 +130,14 @@ type Table struct {
 	// supervisors counts calls whose process is not yet reaped,
 	// including starts reserved but not yet spawned.
 	supervisors sync.WaitGroup
-	pool        *pool // nil without Warm
+	pool        *pool    // nil without Warm
+	cgroups     *cgroups // nil when calls are contained by process groups only
 }
 
 // New returns an empty table. Its IDs carry this process's PID and the
 // time it was made: an ID with an earlier time is of an earlier daemon.
-func New(cfg Config) *Table {
+// It fails only when cgroup containment was demanded and is unavailable.
+func New(cfg Config) (*Table, error) {
 	cfg.setDefaults()
 	t := &Table{
 		cfg:       cfg,
@@ -138,10 +147,50 @@ func New(cfg Config) *Table {
 		byRequest: make(map[string]*call),
 		pending:   make(map[string]chan struct{}),
 	}
-	if cfg.Warm > 0 {
-		t.pool = newPool(cfg.WarmSpec, cfg.Warm, cfg.Logger)
+	switch cfg.Containment {
+	case ContainAuto, ContainCgroup:
+		cg, err := newCgroups(cfg.Logger)
+		if err != nil {
+			if cfg.Containment == ContainCgroup {
+				return nil, fmt.Errorf("cgroup containment: %w", err)
+			}
+			cfg.Logger.Info("calls are contained by process groups only: cgroups are not usable here", "err", err)
+		}
+		t.cgroups = cg
+	case ContainProcessGroup:
+	default:
+		return nil, fmt.Errorf("unknown containment %q (want auto, cgroup or process-group)", cfg.Containment)
 	}
-	return t
+	if cfg.Warm > 0 {
+		t.pool = newPool(cfg.WarmSpec, cfg.Warm, t.spawn, cfg.Logger)
+	}
+	return t, nil
+}
+
+// Containment reports how calls are contained: cgroup or process-group.
+func (t *Table) Containment() Containment {
+	if t.cgroups != nil {
+		return ContainCgroup
+	}
+	return ContainProcessGroup
+}
+
+// spawn starts a function process, in a cgroup of its own when the table
+// has cgroups. A cgroup that cannot be made falls back to the process
+// group for that call rather than failing it.
+func (t *Table) spawn(spec backend.Spec) (*process, error) {
+	var cg *cgroup
+	if t.cgroups != nil {
+		var err error
+		if cg, err = t.cgroups.create(); err != nil {
+			t.cfg.Logger.Warn("starting a call without its own cgroup", "fn", spec.Name, "err", err)
+		}
+	}
+	p, err := spawn(spec, cg)
+	if err != nil && cg != nil {
+		cg.remove()
+	}
+	return p, err
 }
 
 // Started is when the table was made; IDs from before it are lost.
@@ -239,7 +288,7 @@ func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) 
 	}
 	if p == nil {
 		var err error
-		if p, err = spawn(spec); err != nil {
+		if p, err = t.spawn(spec); err != nil {
 			return nil, rpc.Errorf(rpc.KindInternal, "function %s: %v", req.FnName, err)
 		}
 	}
@@ -387,6 +436,11 @@ func (t *Table) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-reaped:
+		if t.cgroups != nil {
+			if err := t.cgroups.close(); err != nil {
+				t.cfg.Logger.Warn("removing the calls' cgroup directory", "err", err)
+			}
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

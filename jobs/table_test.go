@@ -19,11 +19,17 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
+// extraFunctions are registered by other test files.
+var extraFunctions = map[string]backend.Func{}
+
 // testRegistry holds the functions the test binary serves when the table
 // re-executes it as a function process (STYLE.md: the test binary is the
 // child).
 func testRegistry() *backend.Registry {
 	reg := backend.NewRegistry()
+	for name, fn := range extraFunctions {
+		reg.Register(name, fn)
+	}
 	backend.RegisterBuiltins(reg)
 	reg.Register("fail", func(ctx context.Context, args json.RawMessage) (any, error) {
 		backend.Logger(ctx).Info("about to fail")
@@ -88,7 +94,10 @@ func newTable(t *testing.T, cfg Config) *Table {
 	if cfg.Grace == 0 {
 		cfg.Grace = 2 * time.Second
 	}
-	tb := New(cfg)
+	tb, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

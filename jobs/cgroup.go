@@ -1,0 +1,227 @@
+package jobs
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Containment says how a call's processes are kept together so that all
+// of them can be killed.
+type Containment string
+
+// Containment modes.
+const (
+	// ContainAuto uses cgroups where this process may create them and
+	// process groups otherwise.
+	ContainAuto Containment = "auto"
+	// ContainCgroup puts every call in a cgroup v2 of its own: a
+	// descendant that leaves the process group (setsid, a daemonising
+	// double fork) is still killed with the call, and the cgroups of a
+	// daemon that died are killed when the next one starts. It is an
+	// error where cgroups cannot be created.
+	ContainCgroup Containment = "cgroup"
+	// ContainProcessGroup relies on process groups alone.
+	ContainProcessGroup Containment = "process-group"
+)
+
+// callCgroupsDir is the directory, under noded's own cgroup, that holds one
+// directory per daemon, which holds one cgroup per call.
+const callCgroupsDir = "noderpc-calls"
+
+// cgroups creates the cgroups of one table's calls, in
+// <noded's cgroup>/noderpc-calls/<pid>-<random>/<call>.
+type cgroups struct {
+	dir string
+	log *slog.Logger
+}
+
+// newCgroups prepares the table's cgroup directory, first killing what is
+// left of calls of daemons that are gone.
+func newCgroups(log *slog.Logger) (*cgroups, error) {
+	own, err := ownCgroup()
+	if err != nil {
+		return nil, err
+	}
+	base := filepath.Join(own, callCgroupsDir)
+	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("creating %s: %w", base, err)
+	}
+	reapStale(base, log)
+	dir := filepath.Join(base, strconv.Itoa(os.Getpid())+"-"+randomHex(4))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	return &cgroups{dir: dir, log: log}, nil
+}
+
+// ownCgroup returns the directory of this process's cgroup in the cgroup
+// v2 (unified) hierarchy.
+func ownCgroup() (string, error) {
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	var rel string
+	found := false
+	for line := range strings.Lines(string(data)) {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+			rel, found = p, true
+		}
+	}
+	if !found {
+		return "", errors.New("no cgroup v2 hierarchy in /proc/self/cgroup")
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(mounts))
+	for sc.Scan() {
+		// Fields: id parent major:minor root mountpoint opts... - fstype ...
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
+			continue
+		}
+		f := strings.Fields(pre)
+		if len(f) < 5 {
+			continue
+		}
+		root, mnt := f[3], f[4]
+		inside, ok := strings.CutPrefix(rel, root)
+		if !ok {
+			continue
+		}
+		return filepath.Join(mnt, inside), nil
+	}
+	return "", errors.New("cgroup v2 is not mounted")
+}
+
+// reapStale kills and removes the call cgroups of daemons that no longer
+// run: their function processes would otherwise outlive them, and a
+// descendant that left the process group escapes the parent-death signal.
+func reapStale(base string, log *slog.Logger) {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pidText, _, ok := strings.Cut(e.Name(), "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || !e.IsDir() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			continue // that daemon still runs (or is not ours to judge)
+		}
+		dir := filepath.Join(base, e.Name())
+		calls, _ := os.ReadDir(dir)
+		for _, c := range calls {
+			if c.IsDir() {
+				g := &cgroup{path: filepath.Join(dir, c.Name()), fd: -1}
+				g.kill()
+				if err := g.remove(); err != nil {
+					log.Warn("removing the cgroup of an earlier daemon's call", "cgroup", g.path, "err", err)
+				}
+			}
+		}
+		if err := os.Remove(dir); err == nil {
+			log.Info("killed what was left of an earlier daemon's calls", "cgroup", dir, "calls", len(calls))
+		}
+	}
+}
+
+// create makes the cgroup for one function process and opens it for
+// clone's CLONE_INTO_CGROUP, so the process is inside from its first
+// instruction: nothing it forks can escape.
+func (c *cgroups) create() (*cgroup, error) {
+	path := filepath.Join(c.dir, randomHex(8))
+	if err := os.Mkdir(path, 0o755); err != nil {
+		return nil, fmt.Errorf("creating cgroup: %w", err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("opening cgroup %s: %w", path, err)
+	}
+	return &cgroup{path: path, fd: fd}, nil
+}
+
+// close removes the table's directory once every call cgroup is gone.
+func (c *cgroups) close() error {
+	if err := os.Remove(c.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// cgroup is the cgroup of one function process and all it forks.
+type cgroup struct {
+	path string
+	fd   int // open until the process is started in it; -1 after
+}
+
+// closeFD closes the directory handle once clone has used it.
+func (g *cgroup) closeFD() {
+	if g.fd >= 0 {
+		unix.Close(g.fd)
+		g.fd = -1
+	}
+}
+
+// kill SIGKILLs every process in the cgroup, wherever it moved in the
+// process tree.
+func (g *cgroup) kill() {
+	if err := os.WriteFile(filepath.Join(g.path, "cgroup.kill"), []byte("1"), 0); err == nil {
+		return
+	}
+	// Kernels before 5.14 have no cgroup.kill: kill what is listed.
+	procs, err := os.ReadFile(filepath.Join(g.path, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(procs)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// remove waits until the cgroup is empty and removes it. Killed processes
+// leave asynchronously, so an rmdir right after the kill can fail with
+// EBUSY for a moment.
+func (g *cgroup) remove() error {
+	g.closeFD()
+	var err error
+	delay := 500 * time.Microsecond
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		err = os.Remove(g.path)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
