@@ -1,14 +1,25 @@
 package noded
 
 import (
+	"bytes"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/noderpc/noderpc/jobs"
 )
 
-// Config is everything noded can be told on its command line.
+// Config is everything noded can be told on its command line or in its
+// configuration file.
 type Config struct {
 	Listen        string
 	Insecure      bool
@@ -24,6 +35,15 @@ type Config struct {
 	LogFormat     string
 	LogLevel      string
 	Version       bool
+
+	// ConfigFile is the configuration file read before the command
+	// line is applied; empty means none.
+	ConfigFile string
+	// CheckConfig validates the configuration and exits.
+	CheckConfig bool
+	// PrintConfig prints the effective configuration as a configuration
+	// file and exits.
+	PrintConfig bool
 }
 
 // Defaults of the flags that are not the jobs package's.
@@ -33,7 +53,20 @@ const (
 	DefaultListen       = "127.0.0.1:1811"
 	DefaultFunctionsDir = "/usr/local/lib/noded/functions"
 	DefaultMaxRequest   = 64 << 20
+	// DefaultConfigFile is read when it exists; its absence is not an
+	// error, unlike that of a file named with --config.
+	DefaultConfigFile = "/etc/noded/noded.conf"
 )
+
+// commandLineOnly are the flags that say what noded should do this time
+// rather than how the daemon runs: they are not keys of the configuration
+// file. Every other flag is a key of the same name.
+var commandLineOnly = map[string]bool{
+	"config":       true,
+	"check-config": true,
+	"print-config": true,
+	"version":      true,
+}
 
 // flags registers every flag of noded on fs, bound to c.
 func (c *Config) flags(fs *flag.FlagSet) {
@@ -51,6 +84,183 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	fs.StringVar(&c.ConfigFile, "config", DefaultConfigFile, "configuration `file` (TOML; keys are the flag names, flags given on the command line win); '' for none")
+	fs.BoolVar(&c.CheckConfig, "check-config", false, "check the configuration file and flags, then exit: 0 when valid, 2 when not")
+	fs.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration as a configuration file and exit")
+}
+
+// parse parses args into c, with the values of the configuration file
+// under those of the command line. set must hold c's flags.
+func (c *Config) parse(set *flag.FlagSet, args []string) error {
+	if err := set.Parse(args); err != nil {
+		return err
+	}
+	if set.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", set.Args())
+	}
+	onCommandLine := make(map[string]bool)
+	set.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	if c.ConfigFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(c.ConfigFile)
+	if errors.Is(err, fs.ErrNotExist) && !onCommandLine["config"] {
+		// The default file is optional: noded runs on flags alone.
+		c.ConfigFile = ""
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the configuration file: %w", err)
+	}
+	if err := applyConfig(set, data, onCommandLine); err != nil {
+		return fmt.Errorf("configuration file %s: %w", c.ConfigFile, err)
+	}
+	return nil
+}
+
+// applyConfig sets the flags of fs from a TOML document whose keys are
+// flag names, except those in skip (given on the command line). Unknown
+// keys and values of the wrong type are errors: a typo in a key must not
+// silently leave the default in force.
+func applyConfig(fs *flag.FlagSet, data []byte, skip map[string]bool) error {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return fmt.Errorf("line %d, column %d: %v", row, col, de.Error())
+		}
+		return err
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for _, k := range keys {
+		f := fs.Lookup(k)
+		if f == nil || commandLineOnly[k] {
+			errs = append(errs, fmt.Errorf("unknown key %q (the keys are the flag names of noded --help, without the dashes, except %s)", k, strings.Join(sortedKeys(commandLineOnly), ", ")))
+			continue
+		}
+		if skip[k] {
+			continue
+		}
+		text, err := flagText(f, doc[k])
+		if err == nil {
+			if serr := fs.Set(k, text); serr != nil {
+				err = fmt.Errorf("invalid value %q: %v", text, serr)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("key %q: %v", k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// flagText turns a TOML value into the text its flag parses, insisting on
+// the TOML type that matches the flag's: a duration is a string like
+// "10s", a number is an integer, a switch is true or false.
+func flagText(f *flag.Flag, v any) (string, error) {
+	var want any
+	if g, ok := f.Value.(flag.Getter); ok {
+		want = g.Get()
+	}
+	switch want.(type) {
+	case bool:
+		if b, ok := v.(bool); ok {
+			return strconv.FormatBool(b), nil
+		}
+		return "", fmt.Errorf("want true or false, got %s", tomlType(v))
+	case time.Duration:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		return "", fmt.Errorf("want a duration string such as \"10s\" or \"15m\", got %s", tomlType(v))
+	case int, int64, uint, uint64:
+		if n, ok := v.(int64); ok {
+			return strconv.FormatInt(n, 10), nil
+		}
+		return "", fmt.Errorf("want an integer, got %s", tomlType(v))
+	case float64:
+		switch n := v.(type) {
+		case float64:
+			return strconv.FormatFloat(n, 'g', -1, 64), nil
+		case int64:
+			return strconv.FormatInt(n, 10), nil
+		}
+		return "", fmt.Errorf("want a number, got %s", tomlType(v))
+	default:
+		// Strings, and flag types that parse text of their own.
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		return "", fmt.Errorf("want a string, got %s", tomlType(v))
+	}
+}
+
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "a table (the file is flat: key = value lines only)"
+	case []any:
+		return "an array"
+	default:
+		return fmt.Sprintf("a %T", v)
+	}
+}
+
+// writeConfig writes the values of fs's flags as a configuration file that
+// applyConfig reads back to the same values, each key under its help text.
+func writeConfig(w io.Writer, fs *flag.FlagSet) error {
+	var buf bytes.Buffer
+	buf.WriteString("# noded configuration: every key is the flag of the same name (noded --help);\n# a flag given on the command line wins over its key here.\n")
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || commandLineOnly[f.Name] {
+			return
+		}
+		var v any = f.Value.String()
+		if g, ok := f.Value.(flag.Getter); ok {
+			switch x := g.Get().(type) {
+			case bool, int, int64, uint, uint64, float64:
+				v = x
+			}
+		}
+		// Marshalling a one-key table quotes strings the TOML way.
+		line, merr := toml.Marshal(map[string]any{f.Name: v})
+		if merr != nil {
+			err = fmt.Errorf("flag %s: %w", f.Name, merr)
+			return
+		}
+		_, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(&buf, "\n# %s\n", usage)
+		buf.Write(line)
+	})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // check reports flag values no daemon could run with.

@@ -77,46 +77,58 @@ func Run(ctx context.Context, reg *backend.Registry, args []string, stdin io.Rea
 
 noded runs functions on this node for a noderpc master: each call in a
 process of its own, answered within the caller's timeout with the result
-or a function-call ID to wait on again. See doc/protocol.md.
+or a function-call ID to wait on again. See doc/protocol.md, and
+doc/operations.md for the systemd unit, the configuration file and the
+metrics.
 
 Example, on safe local defaults:
   noded --insecure --listen 127.0.0.1:1811
+
+Every flag but --config, --check-config, --print-config and --version is
+also a key of the configuration file (TOML), e.g. max-running = 500.
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return &UsageError{err}
 	}
-	if fs.NArg() > 0 {
-		return &UsageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
 	if cfg.Version {
 		fmt.Fprintf(stdout, "noded %s (protocol %d)\n", rpc.Version, rpc.ProtocolVersion)
 		return nil
 	}
-	if err := cfg.check(); err != nil {
-		return &UsageError{err}
+	if cfg.PrintConfig {
+		return writeConfig(stdout, fs)
 	}
-	if !cfg.Insecure {
-		return &UsageError{errors.New("noded serves plain HTTP only for now: pass --insecure, on a loopback --listen address")}
-	}
-	if err := checkLoopback(cfg.Listen); err != nil {
-		return &UsageError{err}
-	}
-	log, err := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
+	log, err := cfg.validate(stderr)
 	if err != nil {
 		return &UsageError{err}
 	}
+	if cfg.CheckConfig {
+		source := "no configuration file, flags only"
+		if cfg.ConfigFile != "" {
+			source = cfg.ConfigFile
+		}
+		fmt.Fprintf(stdout, "noded: configuration is valid (%s)\n", source)
+		return nil
+	}
+	sd, err := notifierFromEnv()
+	if err != nil {
+		log.Warn("not notifying systemd", "err", err)
+	}
 
+	m := newMetrics()
 	jc := cfg.jobsConfig()
 	jc.Resolver = &backend.Functions{Registry: reg, Dir: cfg.FunctionsDir}
 	jc.Logger = log
-	table := jobs.New(jc)
+	table, err := jobs.New(jc)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -130,8 +142,9 @@ Flags:
 		}
 	}
 	a := &api{
-		table: table,
-		log:   log,
+		table:   table,
+		log:     log,
+		metrics: m,
 		version: rpc.VersionResponse{
 			Version:   rpc.Version,
 			Protocol:  rpc.ProtocolVersion,
@@ -147,6 +160,12 @@ Flags:
 	var g run.Group
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
 
+	// The listening socket already queues connections, so noded is ready
+	// for systemd, and for units ordered after it, from here on.
+	if err := sd.notify("READY=1", "STATUS=serving on "+addr); err != nil {
+		log.Warn("telling systemd noded is ready", "err", err)
+	}
+
 	// The job table stops first: new starts are refused with
 	// shutting_down while the server still answers, and every waiter is
 	// woken by its call's end.
@@ -157,6 +176,9 @@ Flags:
 		<-stopTable
 		running, _ := table.Counts()
 		log.Info("shutting down: stopping every function", "running", running, "grace", cfg.ShutdownGrace)
+		if err := sd.notify("STOPPING=1", fmt.Sprintf("STATUS=stopping %d running calls", running)); err != nil {
+			log.Warn("telling systemd noded is stopping", "err", err)
+		}
 		// SIGKILL follows SIGTERM after the grace; the margin covers the
 		// reap of processes stuck in the kernel for a moment.
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
@@ -180,6 +202,16 @@ Flags:
 			log.Warn("closing connections", "err", err)
 		}
 	})
+
+	if sd.watchdog > 0 {
+		// Added after the server, whose interrupt returns only once
+		// every function is reaped: the pings go on through the
+		// shutdown, which systemd's watchdog also covers.
+		watchdogStop := make(chan struct{})
+		g.Add(func() error {
+			return watchdog(sd, table, watchdogStop, log)
+		}, func(error) { close(watchdogStop) })
+	}
 
 	janitorStop := make(chan struct{})
 	g.Add(func() error {
@@ -206,6 +238,39 @@ Flags:
 		log.Info("noded stopped")
 	}
 	return err
+}
+
+// watchdog pings systemd's watchdog until stop is closed. Each ping
+// follows a look at the job table, so a daemon whose table is deadlocked
+// stops pinging and is restarted, not just one whose process is gone.
+func watchdog(sd *notifier, table *jobs.Table, stop <-chan struct{}, log *slog.Logger) error {
+	tick := time.NewTicker(sd.watchdog)
+	defer tick.Stop()
+	for {
+		running, finished := table.Counts()
+		if err := sd.notify("WATCHDOG=1", fmt.Sprintf("STATUS=%d calls running, %d finished held", running, finished)); err != nil {
+			log.Warn("pinging systemd's watchdog", "err", err)
+		}
+		select {
+		case <-tick.C:
+		case <-stop:
+			return nil
+		}
+	}
+}
+
+// validate checks c as Run would run it and returns its logger.
+func (c *Config) validate(stderr io.Writer) (*slog.Logger, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	if !c.Insecure {
+		return nil, errors.New("noded serves plain HTTP only for now: pass --insecure (insecure = true in the configuration file), on a loopback --listen address")
+	}
+	if err := checkLoopback(c.Listen); err != nil {
+		return nil, err
+	}
+	return newLogger(c.LogFormat, c.LogLevel, stderr)
 }
 
 // janitorPeriod checks often enough that a call is dropped within a tenth

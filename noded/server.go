@@ -18,6 +18,7 @@ type api struct {
 	table   *jobs.Table
 	version rpc.VersionResponse
 	log     *slog.Logger
+	metrics *daemonMetrics
 }
 
 // handle routes one request. Procedures that change or wait on calls are
@@ -29,7 +30,9 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 		if a.method(ctx, fasthttp.MethodPut) {
 			var req rpc.StartRequest
 			if a.decode(ctx, &req) {
+				a.metrics.startsInFlight.Add(1)
 				c, err := a.table.Start(ctx, &req)
+				a.metrics.startsInFlight.Add(-1)
 				a.answer(ctx, c, err)
 			}
 		}
@@ -37,7 +40,9 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 		if a.method(ctx, fasthttp.MethodPut) {
 			var req rpc.WaitRequest
 			if a.decode(ctx, &req) {
+				a.metrics.waitsInFlight.Add(1)
 				c, err := a.table.Wait(ctx, &req)
+				a.metrics.waitsInFlight.Add(-1)
 				a.answer(ctx, c, err)
 			}
 		}
@@ -70,6 +75,11 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	case rpc.PathVersion:
 		if a.method(ctx, fasthttp.MethodGet) {
 			a.reply(ctx, &a.version)
+		}
+	case PathMetrics:
+		if a.method(ctx, fasthttp.MethodGet) {
+			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+			a.metrics.write(ctx)
 		}
 	default:
 		a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q; see doc/protocol.md", path))
