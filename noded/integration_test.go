@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -836,6 +837,58 @@ func TestCancel(t *testing.T) {
 		waitGone(t, pid, "cancelled function process")
 		waitGone(t, gpid, "grandchild of the cancelled function")
 	})
+	t.Run("wakes waiters", func(t *testing.T) {
+		t.Parallel()
+		// The start itself waits 50s; it is in its wait once the call
+		// shows up in ListFunctions (the table holds a call only once its
+		// start is about to wait on it).
+		const rid = "cancel-waiters"
+		req := rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60), RequestID: rid, Timeout: 50}
+		type result struct {
+			what string
+			c    rpc.Call
+			err  error
+			took time.Duration
+		}
+		answers := make(chan result, 3)
+		ask := func(what, path string, body any) {
+			begin := time.Now()
+			var r result
+			r.err = d.okCall(http.MethodPut, path, body, &r.c)
+			r.what, r.took = what, time.Since(begin)
+			answers <- r
+		}
+		go ask("the start", rpc.PathStartFunction, req)
+		var id string
+		for deadline := time.Now().Add(20 * time.Second); id == ""; {
+			for _, s := range d.list(t).Calls {
+				if s.RequestID == rid {
+					id = s.ID
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("call with request_id %s not listed within 20s", rid)
+			}
+		}
+		// Late waiters get the same answer, whether or not they are
+		// already waiting when the cancel lands.
+		go ask("a waiter", rpc.PathWaitForFunction, rpc.WaitRequest{ID: id, Timeout: 50})
+		go ask("a replayed start", rpc.PathStartFunction, req)
+		cancelled := time.Now()
+		d.cancel(t, id)
+		for range 3 {
+			r := <-answers
+			switch {
+			case r.err != nil:
+				t.Error(r.err)
+			case r.c.ID != id || r.c.State != rpc.StateCancelled:
+				t.Errorf("%s: ID %q state %q, want %q cancelled", r.what, r.c.ID, r.c.State, id)
+			}
+		}
+		if took := time.Since(cancelled); took > 20*time.Second {
+			t.Errorf("waiters answered %v after the cancel, want at once", took)
+		}
+	})
 	t.Run("finished", func(t *testing.T) {
 		t.Parallel()
 		c := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`"x"`), Timeout: 20})
@@ -1054,13 +1107,17 @@ func (d *daemon) rawTooLarge(tb testing.TB, rest string) {
 func TestBusy(t *testing.T) {
 	t.Parallel()
 	d := startNoded(t, "--max-running", "2")
-	a := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60)})
+	a := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60), RequestID: "busy-a"})
 	b := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60)})
 	_, h := d.requestError(t, http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo"}, http.StatusServiceUnavailable, rpc.KindBusy)
 	if s, err := strconv.Atoi(h.Get("Retry-After")); err != nil || s <= 0 {
 		t.Errorf("busy answer's Retry-After %q, want a number of seconds > 0", h.Get("Retry-After"))
 	}
 	// A request_id replay of a running call is not a new call: not busy.
+	replay := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60), RequestID: "busy-a"})
+	if replay.ID != a.ID {
+		t.Errorf("replay of request_id busy-a at --max-running: ID %q, want the running call %q", replay.ID, a.ID)
+	}
 	d.cancel(t, a.ID)
 	c := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`"after"`), Timeout: 20})
 	wantState(t, "echo after a cancel freed a place", c, rpc.StateSucceeded, "")
@@ -1127,6 +1184,154 @@ func TestChildFailures(t *testing.T) {
 		gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
 		waitGone(t, gpid, "grandchild left behind by a finished function")
 	})
+}
+
+// TestLargeArgs: megabytes of fn_args go in and come back out through both
+// kinds of function, with no deadlock between noded writing stdin and
+// reading stdout.
+func TestLargeArgs(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	args := jsonOf(t, strings.Repeat("0123456789abcdef", 1<<17)) // 2 MiB
+	for _, fn := range []string{"echo", "cat"} {
+		t.Run(fn, func(t *testing.T) {
+			t.Parallel()
+			c := d.start(t, rpc.StartRequest{FnName: fn, FnArgs: args, Timeout: 30})
+			wantState(t, fn+" of 2 MiB", c, rpc.StateSucceeded, "")
+			if !bytes.Equal(c.Result, args) {
+				t.Errorf("%s of %d bytes: result of %d bytes differs", fn, len(args), len(c.Result))
+			}
+		})
+	}
+}
+
+// TestLogTail: past --max-log-lines only the last lines are held, a wait
+// from an older offset learns how many it missed, and an overlong line is
+// cut.
+func TestLogTail(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--max-log-lines", "5")
+	c := d.start(t, rpc.StartRequest{FnName: "manylogs", Timeout: 20})
+	wantState(t, "manylogs", c, rpc.StateSucceeded, "")
+	if c.LogOffset != 21 || c.LogDropped != 16 || len(c.Log) != 5 {
+		t.Fatalf("manylogs with --max-log-lines 5, from offset 0: log_offset %d log_dropped %d %d lines, want 21 16 5", c.LogOffset, c.LogDropped, len(c.Log))
+	}
+	if c.Log[0] != "log line 17" || c.Log[3] != "log line 20" {
+		t.Errorf("manylogs log tail %q, want lines 17 to 20 then the long one", c.Log[:4])
+	}
+	if long := c.Log[4]; len(long) > 4200 || !strings.HasPrefix(long, "xxxx") || !strings.HasSuffix(long, "[line truncated]") {
+		t.Errorf("10000-byte log line held as %d bytes ending %q, want it cut near 4 KiB and marked", len(long), long[max(0, len(long)-30):])
+	}
+	w := d.wait(t, rpc.WaitRequest{ID: c.ID, LogOffset: 18})
+	if w.LogDropped != 0 || !equalStrings(w.Log[:2], []string{"log line 19", "log line 20"}) || len(w.Log) != 3 {
+		t.Errorf("WaitForFunction log_offset 18: log %q dropped %d, want lines 19, 20, the long one and none dropped", w.Log, w.LogDropped)
+	}
+}
+
+// TestRetention: a finished call nobody released is dropped after
+// --retention, and not before.
+func TestRetention(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--retention", "1s")
+	c := d.start(t, rpc.StartRequest{FnName: "echo", Timeout: 20})
+	wantState(t, "echo", c, rpc.StateSucceeded, "")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		a, err := d.roundTrip(http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: c.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.status == http.StatusOK {
+			if time.Now().After(deadline) {
+				t.Fatalf("call %s still held 15s after it finished, with --retention 1s", c.ID)
+			}
+			time.Sleep(50 * time.Millisecond) // polling for the janitor, which has no event to wait on
+			continue
+		}
+		gone := time.Now()
+		var er rpc.ErrorResponse
+		if err := json.Unmarshal(a.body, &er); err != nil || a.status != http.StatusNotFound || er.Error == nil || er.Error.Kind != rpc.KindUnknownCall {
+			t.Fatalf("WaitForFunction on an expired call: status %d %s, want 404 unknown_call", a.status, a.body)
+		}
+		if held := gone.Sub(*c.FinishedAt); held < time.Second {
+			t.Errorf("call dropped %v after it finished, before --retention 1s", held)
+		}
+		return
+	}
+}
+
+// TestBusyFreedAtOnce: at --max-running 1, a call whose answer says it
+// finished has given back its place: the next start is never busy.
+func TestBusyFreedAtOnce(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--max-running", "1")
+	for i := range 100 {
+		var c rpc.Call
+		if err := d.okCall(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", FnArgs: jsonOf(t, i), Timeout: 20}, &c); err != nil {
+			t.Fatalf("start %d right after the previous call finished: %v", i, err)
+		}
+		wantState(t, "echo", &c, rpc.StateSucceeded, "")
+	}
+}
+
+// TestInterrupt: SIGINT stops noded like SIGTERM.
+func TestInterrupt(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t, "--shutdown-grace", "2s")
+	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60)})
+	d.mu.Lock()
+	d.signaled = true
+	d.mu.Unlock()
+	d.cmd.Process.Signal(os.Interrupt)
+	if err := d.awaitExit(t, 30*time.Second); err != nil {
+		t.Errorf("noded exited with %v after SIGINT, want status 0", err)
+	}
+	if pid := callPID(t, c.ID); alive(pid) {
+		t.Errorf("function process %d alive after noded exited on SIGINT", pid)
+	}
+}
+
+// TestCommandLine: --version, --help, and the command lines noded refuses.
+func TestCommandLine(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		args       []string
+		wantStatus int
+		wantOut    string // in stdout and stderr together
+	}{
+		{"version", []string{"--version"}, 0, fmt.Sprintf("noded %s (protocol %d)", rpc.Version, rpc.ProtocolVersion)},
+		{"help", []string{"--help"}, 0, "-shutdown-grace"},
+		{"unknown flag", []string{"--no-such-flag"}, 2, "no-such-flag"},
+		{"no --insecure", []string{"--listen", "127.0.0.1:0"}, 2, "--insecure"},
+		{"not loopback", []string{"--insecure", "--listen", "0.0.0.0:0"}, 2, "loopback"},
+		{"bad max-running", []string{"--insecure", "--listen", "127.0.0.1:0", "--max-running", "0"}, 2, "--max-running"},
+		{"arguments", []string{"--insecure", "extra"}, 2, "extra"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(nodedBin, tt.args...)
+			out, err := cmd.CombinedOutput()
+			status := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				status = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if status != tt.wantStatus || !strings.Contains(string(out), tt.wantOut) {
+				t.Errorf("noded %q: status %d output:\n%s\nwant status %d and %q in the output", tt.args, status, out, tt.wantStatus, tt.wantOut)
+			}
+		})
+	}
+	// --help documents every flag the issue names.
+	out, _ := exec.Command(nodedBin, "--help").CombinedOutput()
+	for _, flag := range []string{"listen", "insecure", "functions-dir", "max-running", "max-wait", "retention", "shutdown-grace", "log-format", "version", "max-request", "max-result"} {
+		if !strings.Contains(string(out), "-"+flag+" ") && !strings.Contains(string(out), "-"+flag+"\n") {
+			t.Errorf("noded --help does not document --%s", flag)
+		}
+	}
 }
 
 // TestFloodDefaultLimit: with the default --max-result a 100 MB result
