@@ -125,10 +125,12 @@ Flags:
 	jc := cfg.jobsConfig()
 	jc.Resolver = &backend.Functions{Registry: reg, Dir: cfg.FunctionsDir}
 	jc.Logger = log
+	jc.Observer = m
 	table, err := jobs.New(jc)
 	if err != nil {
 		return err
 	}
+	m.watch(table, cfg.MaxRunning)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

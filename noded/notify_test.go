@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"net"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -47,11 +46,12 @@ func TestNewNotifier(t *testing.T) {
 func TestNotifySends(t *testing.T) {
 	var b [8]byte
 	rand.Read(b[:])
-	for _, name := range []string{
-		filepath.Join(t.TempDir(), "notify"),
-		"@noded-test-" + hex.EncodeToString(b[:]), // abstract namespace
+	for _, tc := range []struct{ kind, name string }{
+		{"path", filepath.Join(t.TempDir(), "notify")},
+		{"abstract", "@noded-test-" + hex.EncodeToString(b[:])},
 	} {
-		t.Run(strings.TrimPrefix(name[:1], "/"), func(t *testing.T) {
+		name := tc.name
+		t.Run(tc.kind, func(t *testing.T) {
 			conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
 			if err != nil {
 				t.Fatal(err)

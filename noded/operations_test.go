@@ -1,0 +1,562 @@
+package noded_test
+
+// Tests of noded as systemd and Prometheus see it: the unit file, the
+// sd_notify messages of the real binary, /metrics after real calls, and
+// the exit status of --check-config. They use the binary TestMain built.
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// process is a noded started by these tests with the environment they
+// choose, its stderr kept in a buffer.
+type process struct {
+	cmd    *exec.Cmd
+	base   string // http://host:port
+	done   chan struct{}
+	err    error // exit error, once done is closed
+	mu     sync.Mutex
+	stderr bytes.Buffer
+}
+
+func (p *process) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.Write(b)
+}
+
+func (p *process) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// runNoded starts noded on a free loopback port with no configuration
+// file, env added to the test's environment, and waits until it serves.
+// Cleanup SIGTERMs it if the test did not and checks it exited 0.
+func runNoded(t *testing.T, env []string, flags ...string) *process {
+	t.Helper()
+	dir := t.TempDir()
+	addrFile := filepath.Join(dir, "addr")
+	args := append([]string{"--config=", "--insecure", "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--functions-dir", dir}, flags...)
+	p := &process{done: make(chan struct{})}
+	p.cmd = exec.Command(nodedBin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s %q: %v", nodedBin, args, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if err := p.stop(t); err != nil {
+			t.Errorf("noded exited with %v after SIGTERM, want status 0; its log:\n%s", err, p.log())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(addrFile)
+		if err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			p.base = "http://" + strings.TrimSpace(string(b))
+			return p
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("noded %q exited (%v) before serving; its log:\n%s", args, p.err, p.log())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("noded %q wrote no address within 20s; its log:\n%s", args, p.log())
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for noded to exit, returning its exit error.
+func (p *process) stop(t *testing.T) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(time.Minute):
+		p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("still running a minute after SIGTERM; killed it")
+	}
+}
+
+// put sends a request and decodes a 200 answer into out; any other status
+// is returned as its *rpc.Error.
+func (p *process) put(t *testing.T, path string, body, out any) error {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPut, p.base+path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("PUT %s %s: %v", path, b, err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		var e rpc.ErrorResponse
+		if err := dec.Decode(&e); err != nil || e.Error == nil {
+			t.Fatalf("PUT %s %s: status %d with an undecodable error body (%v)", path, b, resp.StatusCode, err)
+		}
+		return e.Error
+	}
+	if err := dec.Decode(out); err != nil {
+		t.Fatalf("PUT %s %s: decoding the answer: %v", path, b, err)
+	}
+	return nil
+}
+
+func (p *process) call(t *testing.T, req rpc.StartRequest) *rpc.Call {
+	t.Helper()
+	var c rpc.Call
+	if err := p.put(t, rpc.PathStartFunction, req, &c); err != nil {
+		t.Fatalf("StartFunction %+v = %v, want a call record", req, err)
+	}
+	return &c
+}
+
+// TestNotify runs noded as systemd would with Type=notify and a watchdog:
+// READY=1 comes once it serves, WATCHDOG=1 every WATCHDOG_USEC/2, and
+// STOPPING=1 when SIGTERM begins the shutdown.
+func TestNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 1000)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	// next returns the next message holding line, failing the test after
+	// timeout; the messages it skips are returned too.
+	next := func(line string, timeout time.Duration) (skipped []string) {
+		t.Helper()
+		deadline := time.After(timeout)
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatalf("notify socket closed while waiting for %s", line)
+				}
+				for l := range strings.Lines(m) {
+					if strings.TrimSpace(l) == line {
+						return skipped
+					}
+				}
+				skipped = append(skipped, m)
+			case <-deadline:
+				t.Fatalf("no %s on NOTIFY_SOCKET within %s; got %q", line, timeout, skipped)
+			}
+		}
+	}
+
+	p := runNoded(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=200000"})
+	if skipped := next("READY=1", 20*time.Second); len(skipped) > 0 {
+		t.Errorf("messages before READY=1: %q, want none", skipped)
+	}
+	var v rpc.VersionResponse
+	resp, err := http.Get(p.base + rpc.PathVersion)
+	if err != nil {
+		t.Fatalf("GET %s after READY=1: %v", rpc.PathVersion, err)
+	}
+	json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if v.PID != p.cmd.Process.Pid {
+		t.Errorf("GET %s after READY=1 = pid %d, want noded's %d", rpc.PathVersion, v.PID, p.cmd.Process.Pid)
+	}
+
+	// Pings at half of 200ms: three within a few seconds, spaced apart.
+	var pings []time.Time
+	for range 3 {
+		next("WATCHDOG=1", 10*time.Second)
+		pings = append(pings, time.Now())
+	}
+	if gap := pings[2].Sub(pings[0]); gap < 100*time.Millisecond {
+		t.Errorf("three WATCHDOG=1 pings within %s, want them ~100ms apart (WATCHDOG_USEC=200000)", gap)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next("STOPPING=1", 20*time.Second)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("noded exited with %v after SIGTERM, want status 0; its log:\n%s", p.err, p.log())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("noded did not exit within 30s of SIGTERM; its log:\n%s", p.log())
+	}
+}
+
+// TestNotifyVariablesNotInherited checks that a function process does
+// not see NOTIFY_SOCKET: it could otherwise speak for noded.
+func TestNotifyVariablesNotInherited(t *testing.T) {
+	fnDir := t.TempDir()
+	script := "#!/bin/sh\nprintf '\"%s|%s\"' \"${NOTIFY_SOCKET-unset}\" \"${WATCHDOG_USEC-unset}\"\n"
+	if err := os.WriteFile(filepath.Join(fnDir, "notify_env"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	p := runNoded(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=60000000"}, "--functions-dir", fnDir)
+	c := p.call(t, rpc.StartRequest{FnName: "notify_env", Timeout: 30})
+	if c.State != rpc.StateSucceeded || string(c.Result) != `"unset|unset"` {
+		t.Errorf("notify_env = state %s, result %s, error %v; want succeeded with \"unset|unset\"", c.State, c.Result, c.Error)
+	}
+}
+
+// TestUnitFile checks noded.service with systemd-analyze verify and holds
+// it to the settings doc/operations.md explains.
+func TestUnitFile(t *testing.T) {
+	text, err := os.ReadFile("noded.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := parseUnit(string(text))
+	for key, want := range map[string]string{
+		"Type":                     "notify",
+		"KillMode":                 "mixed",
+		"Restart":                  "on-failure",
+		"RestartPreventExitStatus": "2",
+		"OOMPolicy":                "continue",
+		"StateDirectory":           "noded",
+		"RuntimeDirectory":         "noded",
+		"ConfigurationDirectory":   "noded",
+		"ExecStart":                "/usr/local/bin/noded --config /etc/noded/noded.conf",
+	} {
+		if got := unit[key]; got != want {
+			t.Errorf("noded.service: %s=%q, want %q", key, got, want)
+		}
+	}
+	stop, err := time.ParseDuration(unit["TimeoutStopSec"])
+	if err != nil {
+		t.Fatalf("noded.service: TimeoutStopSec=%q: %v", unit["TimeoutStopSec"], err)
+	}
+	// noded waits the grace, then 5s for the reap, then up to 5s to
+	// close connections: systemd's SIGKILL must come after all that.
+	if min := jobs.DefaultGrace + 10*time.Second; stop <= min {
+		t.Errorf("noded.service: TimeoutStopSec=%s, want more than %s (--shutdown-grace %s and the margins)", stop, min, jobs.DefaultGrace)
+	}
+	if unit["WatchdogSec"] == "" {
+		t.Errorf("noded.service sets no WatchdogSec")
+	}
+
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed (Debian package systemd): cannot verify noded.service")
+	}
+	// verify insists that ExecStart's binary exists: point it at the
+	// binary under test, in a copy named like the real unit.
+	copied := filepath.Join(t.TempDir(), "noded.service")
+	rewritten := strings.Replace(string(text), "ExecStart=/usr/local/bin/noded ", "ExecStart="+nodedBin+" ", 1)
+	if rewritten == string(text) {
+		t.Fatal("noded.service: no ExecStart=/usr/local/bin/noded line to point at the test binary")
+	}
+	if err := os.WriteFile(copied, []byte(rewritten), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", "--man=no", copied).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze verify noded.service: %v\n%s", err, out)
+	}
+	// verify exits 0 on unknown keys and bad values, which it only
+	// reports: any word about the unit is a failure.
+	for line := range strings.Lines(string(out)) {
+		if strings.Contains(line, "noded") {
+			t.Errorf("systemd-analyze verify noded.service: %s", strings.TrimSpace(line))
+		} else {
+			t.Logf("systemd-analyze verify (not about noded.service): %s", strings.TrimSpace(line))
+		}
+	}
+}
+
+// parseUnit returns the last value of each key of a unit file.
+func parseUnit(text string) map[string]string {
+	unit := make(map[string]string)
+	for line := range strings.Lines(text) {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == '[' {
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok {
+			unit[k] = v
+		}
+	}
+	return unit
+}
+
+// TestCheckConfigExitStatus runs noded --check-config as an operator
+// would after editing the file.
+func TestCheckConfigExitStatus(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, file string
+		wantStatus int
+		wantOutput string
+	}{
+		{"valid", "insecure = true\nlisten = \"127.0.0.1:1811\"\nmax-running = 200\n", 0, "configuration is valid"},
+		{"unknown key", "insecure = true\nmax-runing = 200\n", 2, `unknown key "max-runing"`},
+		{"bad value", "insecure = true\nshutdown-grace = \"0s\"\n", 2, "--shutdown-grace must be > 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".conf")
+			if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(nodedBin, "--config", path, "--check-config").CombinedOutput()
+			status := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				status = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if status != tc.wantStatus || !strings.Contains(string(out), tc.wantOutput) {
+				t.Errorf("noded --config %s --check-config = status %d, output %q; want status %d, output containing %q", path, status, out, tc.wantStatus, tc.wantOutput)
+			}
+		})
+	}
+}
+
+// scrape returns the samples of GET /metrics by series ("name{labels}").
+func (p *process) scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(p.base + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /metrics = %s, Content-Type %q; want 200 text/plain", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	samples := make(map[string]float64)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if i < 0 || err != nil {
+			t.Fatalf("GET /metrics: line %q is not \"series value\"", line)
+		}
+		if _, dup := samples[line[:i]]; dup {
+			t.Errorf("GET /metrics: series %s written twice", line[:i])
+		}
+		samples[line[:i]] = v
+	}
+	return samples
+}
+
+// awaitMetrics scrapes until every series in want has its value: the
+// figures of a call's end are counted just after its answer is sent.
+func (p *process) awaitMetrics(t *testing.T, want map[string]float64) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := p.scrape(t)
+		var wrong []string
+		for series, w := range want {
+			if g, ok := got[series]; !ok {
+				wrong = append(wrong, fmt.Sprintf("%s missing, want %g", series, w))
+			} else if g != w {
+				wrong = append(wrong, fmt.Sprintf("%s = %g, want %g", series, g, w))
+			}
+		}
+		if len(wrong) == 0 {
+			return got
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(wrong)
+			t.Fatalf("GET /metrics after 20s:\n  %s", strings.Join(wrong, "\n  "))
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// TestMetrics makes calls that succeed, fail, are cancelled, are refused
+// as busy and name no function, and checks /metrics counts each of them,
+// and that the log has a line for each call's start and end.
+func TestMetrics(t *testing.T) {
+	p := runNoded(t, nil, "--max-running", "1", "--log-format", "json")
+	const busy, unknown = `noded_calls_rejected_total{reason="busy"}`, `noded_calls_rejected_total{reason="unknown_function"}`
+	p.awaitMetrics(t, map[string]float64{
+		"noded_calls_running": 0, "noded_calls_retained": 0, "noded_calls_running_limit": 1,
+		busy: 0, unknown: 0, "noded_spawn_seconds_count": 0,
+		fmt.Sprintf(`noded_build_info{version="%s",protocol="%d",goversion=%q}`, rpc.Version, rpc.ProtocolVersion, runtimeVersion(t, p)): 1,
+	})
+
+	echo := p.call(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`{"x":1}`), Timeout: 30})
+	if echo.State != rpc.StateSucceeded {
+		t.Fatalf("echo = %s (%v), want succeeded", echo.State, echo.Error)
+	}
+	failed := p.call(t, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{}`), Timeout: 30})
+	if failed.State != rpc.StateFailed {
+		t.Fatalf("sleep without seconds = %s, want failed", failed.State)
+	}
+	// The limit of one is free again only once the failed call is counted
+	// out.
+	p.awaitMetrics(t, map[string]float64{"noded_calls_running": 0})
+	long := p.call(t, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":600}`), Timeout: 0})
+	if long.State != rpc.StateRunning {
+		t.Fatalf("sleep 600 with timeout 0 = %s, want running", long.State)
+	}
+	var c rpc.Call
+	if err := p.put(t, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", Timeout: 1}, &c); !errors.Is(err, rpc.ErrBusy) {
+		t.Fatalf("echo while sleep holds the only slot = %v, want busy", err)
+	}
+	if err := p.put(t, rpc.PathStartFunction, rpc.StartRequest{FnName: "no_such_function", Timeout: 1}, &c); !errors.Is(err, rpc.ErrUnknownFunction) {
+		t.Fatalf("no_such_function = %v, want unknown_function", err)
+	}
+	waited := make(chan *rpc.Call, 1)
+	go func() {
+		var w rpc.Call
+		if err := p.put(t, rpc.PathWaitForFunction, rpc.WaitRequest{ID: long.ID, Timeout: 50}, &w); err != nil {
+			t.Errorf("WaitForFunction %s = %v", long.ID, err)
+		}
+		waited <- &w
+	}()
+
+	got := p.awaitMetrics(t, map[string]float64{
+		`noded_calls_started_total{fn="echo"}`:                    1,
+		`noded_calls_started_total{fn="sleep"}`:                   2,
+		`noded_calls_finished_total{fn="echo",state="succeeded"}`: 1,
+		`noded_calls_finished_total{fn="sleep",state="failed"}`:   1,
+		"noded_calls_running":                                     1,
+		"noded_calls_retained":                                    2,
+		busy:                                                      1,
+		unknown:                                                   1,
+		"noded_wait_requests_in_flight":                           1,
+		"noded_spawn_seconds_count":                               3,
+		`noded_spawn_seconds_bucket{le="+Inf"}`:                   3,
+		`noded_call_duration_seconds_count{fn="echo"}`:            1,
+		`noded_call_duration_seconds_count{fn="sleep"}`:           1,
+	})
+	if s := got["noded_spawn_seconds_sum"]; s <= 0 || s > 30 {
+		t.Errorf("noded_spawn_seconds_sum = %g, want the time of three spawns, > 0", s)
+	}
+	if got["process_resident_memory_bytes"] <= 0 {
+		t.Errorf("process_resident_memory_bytes = %g, want the daemon's memory", got["process_resident_memory_bytes"])
+	}
+
+	var cancelled rpc.Call
+	if err := p.put(t, rpc.PathCancelFunction, rpc.IDRequest{ID: long.ID}, &cancelled); err != nil {
+		t.Fatalf("CancelFunction %s = %v", long.ID, err)
+	}
+	if w := <-waited; w.State != rpc.StateCancelled {
+		t.Errorf("WaitForFunction %s after cancel = %s, want cancelled", long.ID, w.State)
+	}
+	var released struct{}
+	if err := p.put(t, rpc.PathReleaseFunction, rpc.IDRequest{ID: echo.ID}, &released); err != nil {
+		t.Fatalf("ReleaseFunction %s = %v", echo.ID, err)
+	}
+	p.awaitMetrics(t, map[string]float64{
+		`noded_calls_finished_total{fn="sleep",state="cancelled"}`: 1,
+		`noded_calls_dropped_total{reason="released"}`:             1,
+		"noded_calls_running":                                      0,
+		"noded_calls_retained":                                     2,
+		"noded_wait_requests_in_flight":                            0,
+		`noded_call_duration_seconds_count{fn="sleep"}`:            2,
+	})
+
+	// One line at each call's start and one at its end, with the ID,
+	// function, state, duration and, for a failure, the exit code.
+	ends := make(map[string]map[string]any)
+	starts := make(map[string]bool)
+	for line := range strings.Lines(p.log()) {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			t.Errorf("log line is not JSON with --log-format json: %q", line)
+			continue
+		}
+		id, _ := rec["call_id"].(string)
+		switch rec["msg"] {
+		case "call started":
+			starts[id] = true
+		case "call finished":
+			ends[id] = rec
+		}
+	}
+	for _, want := range []struct {
+		call  *rpc.Call
+		fn    string
+		state rpc.State
+	}{{echo, "echo", rpc.StateSucceeded}, {failed, "sleep", rpc.StateFailed}, {long, "sleep", rpc.StateCancelled}} {
+		end := ends[want.call.ID]
+		if !starts[want.call.ID] || end == nil {
+			t.Errorf("log of call %s (%s): start line %v, end line %v; want both", want.call.ID, want.fn, starts[want.call.ID], end != nil)
+			continue
+		}
+		if end["fn"] != want.fn || end["state"] != string(want.state) || end["duration"] == nil {
+			t.Errorf("end line of call %s = %v, want fn %s, state %s and a duration", want.call.ID, end, want.fn, want.state)
+		}
+		if want.state == rpc.StateFailed && end["exit_code"] == nil {
+			t.Errorf("end line of failed call %s = %v, want its exit_code", want.call.ID, end)
+		}
+	}
+}
+
+// runtimeVersion is the Go version noded was built with, from its
+// process metrics' neighbour: the build info carries it too.
+func runtimeVersion(t *testing.T, p *process) string {
+	t.Helper()
+	out, err := exec.Command("go", "version", nodedBin).Output()
+	if err != nil {
+		t.Fatalf("go version %s: %v", nodedBin, err)
+	}
+	// "<path>: go1.26.8"
+	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), ": ")
+	return v
+}
