@@ -153,8 +153,15 @@ func (p *process) call(t *testing.T, req rpc.StartRequest) *rpc.Call {
 
 // TestNotify runs noded as systemd would with Type=notify and a watchdog:
 // READY=1 comes once it serves, WATCHDOG=1 every WATCHDOG_USEC/2, and
-// STOPPING=1 when SIGTERM begins the shutdown.
+// STOPPING=1 when SIGTERM begins the shutdown, after which the pings go
+// on while a function that ignores SIGTERM waits out the grace period.
 func TestNotify(t *testing.T) {
+	fnDir := t.TempDir()
+	// Ignored signals stay ignored across exec: sleep ignores SIGTERM too.
+	stubborn := "#!/bin/sh\ntrap '' TERM\necho trapped >&2\nexec sleep 600\n"
+	if err := os.WriteFile(filepath.Join(fnDir, "stubborn"), []byte(stubborn), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	sock := filepath.Join(t.TempDir(), "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -196,7 +203,9 @@ func TestNotify(t *testing.T) {
 		}
 	}
 
-	p := runNoded(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=200000"})
+	const grace = 2 * time.Second
+	p := runNoded(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=200000"},
+		"--functions-dir", fnDir, "--shutdown-grace", grace.String())
 	if skipped := next("READY=1", 20*time.Second); len(skipped) > 0 {
 		t.Errorf("messages before READY=1: %q, want none", skipped)
 	}
@@ -221,10 +230,27 @@ func TestNotify(t *testing.T) {
 		t.Errorf("three WATCHDOG=1 pings within %s, want them ~100ms apart (WATCHDOG_USEC=200000)", gap)
 	}
 
+	call := p.call(t, rpc.StartRequest{FnName: "stubborn", Timeout: 0})
+	for len(call.Log) == 0 && !call.Finished {
+		var w rpc.Call
+		if err := p.put(t, rpc.PathWaitForFunction, rpc.WaitRequest{ID: call.ID, Timeout: 30, WakeOnLog: true}, &w); err != nil {
+			t.Fatalf("WaitForFunction %s: %v", call.ID, err)
+		}
+		call = &w
+	}
+	if call.Finished {
+		t.Fatalf("stubborn function ended before the shutdown: %s %v", call.State, call.Error)
+	}
+
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	next("STOPPING=1", 20*time.Second)
+	stopping := time.Now()
+	next("WATCHDOG=1", grace)
+	if time.Since(stopping) >= grace {
+		t.Errorf("no WATCHDOG=1 within the %s grace after STOPPING=1: systemd would kill a daemon that is stopping its functions", grace)
+	}
 	select {
 	case <-p.done:
 		if p.err != nil {
