@@ -75,7 +75,7 @@ func (c *Client) call(ctx context.Context, fn string, args json.RawMessage, opts
 	rec, err := c.StartFunction(ctx, rpc.StartRequest{
 		FnName:     fn,
 		FnArgs:     args,
-		Timeout:    rpc.Seconds(c.opts.Timeout / 2),
+		Timeout:    rpc.Seconds(c.roundWait(ctx)),
 		AbortAfter: rpc.Seconds(opts.AbortAfter),
 		RequestID:  opts.RequestID,
 	})
@@ -136,15 +136,28 @@ func (c *Client) follow(ctx context.Context, rec *rpc.Call, opts CallOptions) (*
 	return rec, &CallError{Node: c.node, ID: rec.ID, FnName: fnName, Err: outcome(rec), Log: tail}
 }
 
-// wait is one round of waiting, half the socket timeout long. With live
-// set it wakes early for new log lines, so a watcher sees them live.
+// wait is one round of waiting (see roundWait). With live set it wakes
+// early for new log lines, so a watcher sees them live.
 func (c *Client) wait(ctx context.Context, id string, offset int, live bool) (*rpc.Call, error) {
 	return c.WaitForFunction(ctx, rpc.WaitRequest{
 		ID:        id,
-		Timeout:   rpc.Seconds(c.opts.Timeout / 2),
+		Timeout:   rpc.Seconds(c.roundWait(ctx)),
 		LogOffset: offset,
 		WakeOnLog: live,
 	})
+}
+
+// roundWait is how long a round asks the node to wait: half the socket
+// timeout, or half of what is left before ctx's deadline if that is less,
+// so that the node answers, with the call's ID, before the caller gives
+// up. A start that outlived its caller's deadline would leave a call
+// running that nobody knows the ID of.
+func (c *Client) roundWait(ctx context.Context) time.Duration {
+	w := c.opts.Timeout / 2
+	if d, ok := ctx.Deadline(); ok {
+		w = min(w, time.Until(d)/2)
+	}
+	return max(w, 0)
 }
 
 // release forgets a finished call on the node. Its failure is logged, not

@@ -104,12 +104,16 @@ func describeTransport(err error) string {
 	return strings.TrimPrefix(err.Error(), "fasthttp: ")
 }
 
-// roundDuration keeps durations in messages short: "21.3s", "350ms".
+// roundDuration keeps durations in messages short: "21.3s", "350ms",
+// "420µs".
 func roundDuration(d time.Duration) time.Duration {
-	if d >= time.Second {
+	switch {
+	case d >= time.Second:
 		return d.Round(100 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond)
 	}
-	return d.Round(time.Millisecond)
+	return d.Round(time.Microsecond)
 }
 
 // noAnswerError is an attempt that got no answer before its deadline. It

@@ -1,0 +1,209 @@
+// Package tools is the noderpc command line: Run parses the global flags
+// and one subcommand (call, start, wait, cancel, release, list, version,
+// ping), talks to the nodes through package master, prints, and returns
+// the exit status. The noderpc binary only calls Run, so tests run the
+// whole command in-process.
+package tools
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// Exit statuses of noderpc.
+const (
+	// ExitOK: every node answered and every function succeeded.
+	ExitOK = 0
+	// ExitFailed: a function failed (or was cancelled, aborted, not
+	// found, refused, or still running when --timeout ended the wait).
+	ExitFailed = 1
+	// ExitUsage: the command line is wrong; no node was contacted.
+	ExitUsage = 2
+	// ExitUnreachable: a node could not be reached or lost the call.
+	ExitUnreachable = 3
+)
+
+// Run runs noderpc with args (without the program name) and returns its
+// exit status. ctx ending (Ctrl-C) ends any wait.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, tty: isTerminal(stdout)}
+	fs := flag.NewFlagSet("noderpc", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported once, by usageError
+	fs.BoolVar(&a.insecure, "insecure", false, "talk plain HTTP to nodes (the only mode until TLS exists; required, as for noded)")
+	fs.BoolVar(&a.json, "json", false, "print every output as JSON, one object per line")
+	fs.DurationVar(&a.socketTimeout, "socket-timeout", master.DefaultTimeout, "longest wait for any one answer; a node is asked to wait at most half of it")
+	fs.DurationVar(&a.unreachableAfter, "unreachable-after", master.DefaultRetryPolicies().Wait.MaxElapsed, "give up on a node that has answered nothing for this long (retries included)")
+	version := fs.Bool("version", false, "print noderpc's version and exit")
+	fs.Usage = func() {} // --help is answered below, once
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			a.usage(fs)
+			return ExitOK
+		}
+		return a.usageError("%v", err)
+	}
+	if *version {
+		fmt.Fprintf(stdout, "noderpc %s (protocol %d)\n", rpc.Version, rpc.ProtocolVersion)
+		return ExitOK
+	}
+	if fs.NArg() == 0 {
+		return a.usageError("no command given")
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	cmd, ok := commandsByName()[name]
+	if !ok {
+		return a.usageError("unknown command %q", name)
+	}
+	cfs := flag.NewFlagSet("noderpc "+name, flag.ContinueOnError)
+	cfs.SetOutput(io.Discard)
+	run := cmd.setup(cfs)
+	a.cmd = cmd
+	if err := cfs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			cmd.printHelp(stdout, cfs)
+			return ExitOK
+		}
+		return a.commandUsageError("%v", err)
+	}
+	if !a.insecure {
+		return a.usageError("noderpc talks plain HTTP only for now: pass --insecure before the command, as noded needs it too")
+	}
+	if a.unreachableAfter < a.socketTimeout {
+		return a.usageError("--unreachable-after %s is shorter than --socket-timeout %s", a.unreachableAfter, a.socketTimeout)
+	}
+	return run(a, ctx, cfs.Args())
+}
+
+// app is what every command shares: the streams and the global flags.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// tty is true when stdout is a terminal: call and wait then show the
+	// elapsed time and the log lines live.
+	tty bool
+	// cmd is the command being run.
+	cmd *command
+
+	insecure         bool
+	json             bool
+	socketTimeout    time.Duration
+	unreachableAfter time.Duration
+}
+
+// options are the master.Options of the global flags: every procedure
+// gives up on a silent node after --unreachable-after.
+func (a *app) options() master.Options {
+	p := master.Policy{MaxElapsed: a.unreachableAfter}
+	return master.Options{
+		Insecure: a.insecure,
+		Timeout:  a.socketTimeout,
+		Retry:    master.RetryPolicies{Start: p, Wait: p, Cancel: p, Release: p, List: p, Version: p},
+	}
+}
+
+// clients returns a client for each node address; a malformed address is
+// a usage error.
+func (a *app) clients(nodes []string, opts master.Options) ([]*master.Client, error) {
+	var cs []*master.Client
+	for _, n := range nodes {
+		c, err := master.New(n, opts)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+func (a *app) usage(fs *flag.FlagSet) {
+	w := a.stdout
+	fmt.Fprint(w, `Usage: noderpc [global flags] COMMAND [flags] ARGS
+
+noderpc calls functions on noded nodes, as a master does: every answer is
+bounded in time, and a node that does not answer is reported unreachable.
+NODE is host:port. Run noderpc COMMAND --help for a command's flags and
+examples.
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Exit status: 0 succeeded, 1 a function failed, 2 bad usage,
+3 a node could not be reached or lost the call.
+
+Global flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprint(w, `
+Examples:
+  noderpc --insecure call 127.0.0.1:1811 echo '{"hello": "node"}'
+  noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 node_info
+  noderpc --insecure --json list 127.0.0.1:1811
+`)
+}
+
+func (a *app) usageError(format string, args ...any) int {
+	fmt.Fprintf(a.stderr, "noderpc: %s\nRun noderpc --help for usage.\n", fmt.Sprintf(format, args...))
+	return ExitUsage
+}
+
+func (a *app) commandUsageError(format string, args ...any) int {
+	c := a.cmd
+	fmt.Fprintf(a.stderr, "noderpc %s: %s\nUsage: noderpc [global flags] %s %s\nRun noderpc %s --help for more.\n",
+		c.name, fmt.Sprintf(format, args...), c.name, c.args, c.name)
+	return ExitUsage
+}
+
+// statusOf is the exit status an error of one node makes.
+func statusOf(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, rpc.ErrUnreachable), errors.Is(err, rpc.ErrLost):
+		return ExitUnreachable
+	}
+	return ExitFailed
+}
+
+// worst combines the statuses of several nodes: unreachable outranks
+// failed, which outranks success.
+func worst(a, b int) int {
+	rank := func(s int) int {
+		switch s {
+		case ExitUnreachable:
+			return 2
+		case ExitFailed:
+			return 1
+		}
+		return 0
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// isTerminal reports whether w is a character device, which for stdout
+// means a person is watching. It is a variable so that tests can watch
+// as that person.
+var isTerminal = func(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

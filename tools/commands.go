@@ -1,0 +1,628 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// runFunc runs a command with its positional arguments. The app comes
+// first so that methods of app serve as runFuncs.
+type runFunc func(a *app, ctx context.Context, args []string) int
+
+// command is one subcommand: its flags are declared by setup, which
+// returns the function that runs it once they are parsed.
+type command struct {
+	name    string
+	args    string // the synopsis of the positional arguments
+	summary string
+	// about is the description and examples shown by --help.
+	about string
+	setup func(fs *flag.FlagSet) runFunc
+}
+
+// printHelp prints the command's --help to w.
+func (c *command) printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: noderpc [global flags] %s [flags] %s\n\n%s\n", c.name, c.args, strings.TrimSpace(c.about))
+	has := false
+	fs.VisitAll(func(*flag.Flag) { has = true })
+	if has {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+}
+
+var commands = []*command{
+	{
+		name:    "call",
+		args:    "NODE... FN [ARGS_JSON|-]",
+		summary: "run a function on one or more nodes and print its result",
+		about: `
+Starts FN with the JSON arguments ARGS_JSON ("-" reads them from stdin) on
+every NODE at once, waits for it in rounds, prints the result, and
+releases the call on the node. With several nodes it prints one line per
+node: "NODE: RESULT", errors on stderr. On a terminal it shows the elapsed
+time and the function's log lines while it waits; otherwise the log lines
+go to stderr as they arrive (with --json, into the output).
+
+--timeout, or Ctrl-C, ends the wait, not the function: noderpc then says
+which call is still running, to wait for or cancel.
+
+Examples:
+  noderpc --insecure call 127.0.0.1:1811 echo '{"hello": "node"}'
+  noderpc --insecure call --timeout 1m 127.0.0.1:1811 sleep '{"seconds": 5}'
+  noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 10.0.0.3:1811 node_info
+  echo '{"paths": ["/"]}' | noderpc --insecure --json call 127.0.0.1:1811 node_info -
+`,
+		setup: func(fs *flag.FlagSet) runFunc {
+			timeout := fs.Duration("timeout", 0, "stop waiting after this long (0: wait until the function ends)")
+			abortAfter := fs.Duration("abort-after", 0, "have the node kill the function once it has run this long (0: never)")
+			concurrency := fs.Int("concurrency", master.DefaultConcurrency, "most nodes called at once")
+			return func(a *app, ctx context.Context, args []string) int {
+				return a.call(ctx, args, *timeout, *abortAfter, *concurrency)
+			}
+		},
+	},
+	{
+		name:    "start",
+		args:    "NODE FN [ARGS_JSON|-]",
+		summary: "start a function and print its call ID",
+		about: `
+Starts FN on NODE and prints the function-call ID, to give to wait, cancel
+or release. The node waits up to --timeout (at most half of
+--socket-timeout) for the function to end before answering; the default 0
+answers at once (fire-and-forget). The call is not released: wait for it,
+or release it.
+
+Examples:
+  noderpc --insecure start 127.0.0.1:1811 sleep '{"seconds": 600}'
+  id=$(noderpc --insecure start 127.0.0.1:1811 node_info) && noderpc --insecure wait 127.0.0.1:1811 "$id"
+  noderpc --insecure start --request-id deploy-42 127.0.0.1:1811 echo '"once"'
+`,
+		setup: func(fs *flag.FlagSet) runFunc {
+			timeout := fs.Duration("timeout", 0, "how long the node waits for the function before answering (0: at once)")
+			abortAfter := fs.Duration("abort-after", 0, "have the node kill the function once it has run this long (0: never)")
+			requestID := fs.String("request-id", "", "make the start idempotent: a repeated start with the same ID returns the first call (default: a fresh UUID)")
+			return func(a *app, ctx context.Context, args []string) int {
+				return a.start(ctx, args, *timeout, *abortAfter, *requestID)
+			}
+		},
+	},
+	{
+		name:    "wait",
+		args:    "NODE ID",
+		summary: "wait for a started call and print its result",
+		about: `
+Waits for the call ID on NODE to end, in rounds, showing its log from the
+first line, prints its result like call, and releases it unless --keep.
+
+Examples:
+  noderpc --insecure wait 127.0.0.1:1811 4711:4712:1732200000.123456:9f86d081884c7d65
+  noderpc --insecure wait --timeout 30s --keep 127.0.0.1:1811 4711:4712:1732200000.123456:9f86d081884c7d65
+`,
+		setup: func(fs *flag.FlagSet) runFunc {
+			timeout := fs.Duration("timeout", 0, "stop waiting after this long (0: wait until the function ends)")
+			keep := fs.Bool("keep", false, "leave the finished call on the node instead of releasing it")
+			return func(a *app, ctx context.Context, args []string) int {
+				return a.wait(ctx, args, *timeout, *keep)
+			}
+		},
+	},
+	{
+		name:    "cancel",
+		args:    "NODE ID",
+		summary: "stop a running call",
+		about: `
+Stops the call ID on NODE: its whole process group gets SIGTERM, then
+SIGKILL after the node's grace period. Prints the call's state after the
+cancel. The call stays on the node until released.
+
+Example:
+  noderpc --insecure cancel 127.0.0.1:1811 4711:4712:1732200000.123456:9f86d081884c7d65
+`,
+		setup: func(fs *flag.FlagSet) runFunc { return (*app).cancel },
+	},
+	{
+		name:    "release",
+		args:    "NODE ID",
+		summary: "forget a finished call on its node",
+		about: `
+Tells NODE to forget the finished call ID and its result. A call nobody
+releases is dropped after the node's retention period.
+
+Example:
+  noderpc --insecure release 127.0.0.1:1811 4711:4712:1732200000.123456:9f86d081884c7d65
+`,
+		setup: func(fs *flag.FlagSet) runFunc { return (*app).release },
+	},
+	{
+		name:    "list",
+		args:    "NODE...",
+		summary: "list the calls each node holds",
+		about: `
+Lists every call each NODE holds, running or finished and not yet
+released, with its state and times.
+
+Examples:
+  noderpc --insecure list 127.0.0.1:1811
+  noderpc --insecure --json list 10.0.0.1:1811 10.0.0.2:1811
+`,
+		setup: func(fs *flag.FlagSet) runFunc { return (*app).list },
+	},
+	{
+		name:    "version",
+		args:    "NODE...",
+		summary: "print each node's version, protocol and boot id",
+		about: `
+Prints the noded release, protocol version, boot id, start time and PID of
+each NODE. A boot id that changed means the node restarted and lost the
+calls it was running.
+
+Example:
+  noderpc --insecure version 10.0.0.1:1811 10.0.0.2:1811
+`,
+		setup: func(fs *flag.FlagSet) runFunc { return (*app).version },
+	},
+	{
+		name:    "ping",
+		args:    "NODE...",
+		summary: "check that nodes answer: round-trip time and boot id",
+		about: `
+Sends each NODE one request, without retry, and prints the round-trip
+time and boot id, or why it did not answer (within --socket-timeout).
+
+Example:
+  noderpc --insecure ping 10.0.0.1:1811 10.0.0.2:1811
+`,
+		setup: func(fs *flag.FlagSet) runFunc { return (*app).ping },
+	},
+}
+
+func commandsByName() map[string]*command {
+	m := make(map[string]*command, len(commands))
+	for _, c := range commands {
+		m[c.name] = c
+	}
+	return m
+}
+
+// header starts every JSON output line: which node, and whether it
+// succeeded, or why not.
+type header struct {
+	Node  string     `json:"node"`
+	OK    bool       `json:"ok"`
+	Error *rpc.Error `json:"error,omitempty"`
+}
+
+func newHeader(node string, err error) header {
+	h := header{Node: node, OK: err == nil}
+	if err != nil {
+		h.Error = &rpc.Error{Kind: rpc.KindOf(err), Message: err.Error()}
+	}
+	return h
+}
+
+// callOutput is one node's line of call, wait and start with --json.
+type callOutput struct {
+	header
+	// Call is the last record received, absent if the call never started.
+	Call *rpc.Call `json:"call,omitempty"`
+	// Log is every log line received (call and wait).
+	Log []string `json:"log,omitempty"`
+}
+
+// emitJSON writes v as one line of JSON.
+func (a *app) emitJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Every value printed is built from rpc types, which encode.
+		panic(fmt.Sprintf("noderpc: encoding output: %v", err))
+	}
+	a.stdout.Write(append(b, '\n'))
+}
+
+// splitCall splits "NODE... FN [ARGS_JSON]": the nodes are the leading
+// host:port arguments, which a function name never is.
+func splitCall(args []string) (nodes []string, fn string, rest []string) {
+	i := 0
+	for i < len(args) && isNode(args[i]) {
+		i++
+	}
+	nodes = args[:i]
+	if i < len(args) {
+		fn, rest = args[i], args[i+1:]
+	}
+	return nodes, fn, rest
+}
+
+func isNode(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	return err == nil && port != ""
+}
+
+// fnArgs reads the optional ARGS_JSON argument: JSON, or "-" for stdin.
+func (a *app) fnArgs(rest []string) (json.RawMessage, error) {
+	switch len(rest) {
+	case 0:
+		return nil, nil
+	case 1:
+	default:
+		return nil, fmt.Errorf("too many arguments after ARGS_JSON: %q", rest[1:])
+	}
+	raw := []byte(rest[0])
+	if rest[0] == "-" {
+		var err error
+		if raw, err = io.ReadAll(a.stdin); err != nil {
+			return nil, fmt.Errorf("reading ARGS_JSON from stdin: %v", err)
+		}
+	}
+	if !json.Valid(raw) {
+		return nil, fmt.Errorf("ARGS_JSON is not valid JSON: %q", clip(string(raw), 80))
+	}
+	return json.RawMessage(raw), nil
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func (a *app) call(ctx context.Context, args []string, timeout, abortAfter time.Duration, concurrency int) int {
+	nodes, fn, rest := splitCall(args)
+	if len(nodes) == 0 {
+		return a.commandUsageError("no NODE (host:port) given")
+	}
+	if fn == "" {
+		return a.commandUsageError("no function name given after the nodes")
+	}
+	raw, err := a.fnArgs(rest)
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if timeout < 0 || abortAfter < 0 {
+		return a.commandUsageError("--timeout and --abort-after must not be negative")
+	}
+	clients, err := a.clients(nodes, a.options())
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	w := a.watch(fn, nodes)
+	results := master.CallEach(ctx, clients, fn, raw, concurrency, master.CallOptions{AbortAfter: abortAfter, OnLog: w.log})
+	w.stop()
+	return a.report(results, w, len(nodes) > 1, timeout)
+}
+
+func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, keep bool) int {
+	if len(args) != 2 || !isNode(args[0]) {
+		return a.commandUsageError("want a NODE (host:port) and a call ID, got %q", args)
+	}
+	node, id := args[0], args[1]
+	if _, err := rpc.ParseCallID(id); err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	clients, err := a.clients([]string{node}, a.options())
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	w := a.watch("call "+id, []string{node})
+	rec, err := clients[0].Await(ctx, id, master.CallOptions{OnLog: w.log, Keep: keep})
+	w.stop()
+	if rec == nil && err != nil {
+		// Await's first round failed: report the call as still running
+		// only if it might be; its ID is known either way.
+		var rerr *rpc.Error
+		if !errors.As(err, &rerr) {
+			rec = &rpc.Call{ID: id, State: rpc.StateRunning}
+		}
+	}
+	return a.report([]master.Result{{Node: node, Call: rec, Err: err}}, w, false, timeout)
+}
+
+// report prints the outcome of call or wait and returns the exit status.
+func (a *app) report(results []master.Result, w *watcher, multi bool, timeout time.Duration) int {
+	status := ExitOK
+	for _, r := range results {
+		status = worst(status, statusOf(r.Err))
+		if a.json {
+			a.emitJSON(callOutput{header: newHeader(r.Node, r.Err), Call: r.Call, Log: w.lines(r.Node)})
+			continue
+		}
+		if r.Err == nil {
+			if multi {
+				fmt.Fprintf(a.stdout, "%s: %s\n", r.Node, r.Call.Result)
+			} else {
+				fmt.Fprintf(a.stdout, "%s\n", r.Call.Result)
+			}
+			continue
+		}
+		running := r.Call != nil && !r.Call.Finished
+		switch {
+		case running && errors.Is(r.Err, context.DeadlineExceeded) && timeout > 0:
+			fmt.Fprintf(a.stderr, "%s: call %s still running after --timeout %s\n", r.Node, r.Call.ID, timeout)
+		case running && errors.Is(r.Err, context.Canceled):
+			fmt.Fprintf(a.stderr, "%s: stopped waiting for call %s, which is still running\n", r.Node, r.Call.ID)
+		default:
+			fmt.Fprintln(a.stderr, r.Err)
+		}
+		if running {
+			fmt.Fprintf(a.stderr, "%s: wait for it with: noderpc --insecure wait %s %s (or cancel it)\n", r.Node, r.Node, r.Call.ID)
+		}
+	}
+	return status
+}
+
+func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time.Duration, requestID string) int {
+	nodes, fn, rest := splitCall(args)
+	if len(nodes) != 1 || fn == "" {
+		return a.commandUsageError("want one NODE (host:port) and a function name, got %q", args)
+	}
+	raw, err := a.fnArgs(rest)
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if timeout < 0 || abortAfter < 0 {
+		return a.commandUsageError("--timeout and --abort-after must not be negative")
+	}
+	if len(requestID) > rpc.MaxRequestIDLen {
+		return a.commandUsageError("--request-id is longer than %d bytes", rpc.MaxRequestIDLen)
+	}
+	clients, err := a.clients(nodes, a.options())
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	rec, err := clients[0].StartFunction(ctx, rpc.StartRequest{
+		FnName:     fn,
+		FnArgs:     raw,
+		Timeout:    rpc.Seconds(timeout),
+		AbortAfter: rpc.Seconds(abortAfter),
+		RequestID:  requestID,
+	})
+	if err == nil && rec.Finished && rec.State != rpc.StateSucceeded {
+		err = &master.CallError{Node: nodes[0], ID: rec.ID, FnName: fn, Err: rec.Error}
+		if rec.Error == nil {
+			err = &master.CallError{Node: nodes[0], ID: rec.ID, FnName: fn, Err: rpc.Errorf(rpc.KindFunctionFailed, "call ended %s", rec.State)}
+		}
+	}
+	if a.json {
+		a.emitJSON(callOutput{header: newHeader(nodes[0], err), Call: rec})
+		return statusOf(err)
+	}
+	if rec != nil {
+		fmt.Fprintln(a.stdout, rec.ID)
+	}
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+	}
+	return statusOf(err)
+}
+
+// nodeAndID checks the "NODE ID" arguments of cancel and release.
+func (a *app) nodeAndID(args []string) (*master.Client, string, int) {
+	if len(args) != 2 || !isNode(args[0]) {
+		return nil, "", a.commandUsageError("want a NODE (host:port) and a call ID, got %q", args)
+	}
+	if _, err := rpc.ParseCallID(args[1]); err != nil {
+		return nil, "", a.commandUsageError("%v", err)
+	}
+	clients, err := a.clients(args[:1], a.options())
+	if err != nil {
+		return nil, "", a.commandUsageError("%v", err)
+	}
+	return clients[0], args[1], ExitOK
+}
+
+func (a *app) cancel(ctx context.Context, args []string) int {
+	client, id, status := a.nodeAndID(args)
+	if client == nil {
+		return status
+	}
+	rec, err := client.CancelFunction(ctx, id)
+	if a.json {
+		a.emitJSON(callOutput{header: newHeader(client.Node(), err), Call: rec})
+		return statusOf(err)
+	}
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+		return statusOf(err)
+	}
+	fmt.Fprintf(a.stdout, "%s: call %s %s\n", client.Node(), rec.ID, rec.State)
+	return ExitOK
+}
+
+func (a *app) release(ctx context.Context, args []string) int {
+	client, id, status := a.nodeAndID(args)
+	if client == nil {
+		return status
+	}
+	err := client.ReleaseFunction(ctx, id)
+	if a.json {
+		a.emitJSON(newHeader(client.Node(), err))
+		return statusOf(err)
+	}
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+		return statusOf(err)
+	}
+	fmt.Fprintf(a.stdout, "%s: call %s released\n", client.Node(), id)
+	return ExitOK
+}
+
+// eachNode runs do for every node at once, for the commands that take
+// several nodes, and returns the clients in order; ok is false after a
+// usage error has been reported.
+func (a *app) eachNode(args []string, opts master.Options, do func(i int, c *master.Client)) (clients []*master.Client, status int, ok bool) {
+	if len(args) == 0 {
+		return nil, a.commandUsageError("no NODE (host:port) given"), false
+	}
+	for _, n := range args {
+		if !isNode(n) {
+			return nil, a.commandUsageError("%q is not a NODE (host:port)", n), false
+		}
+	}
+	clients, err := a.clients(args, opts)
+	if err != nil {
+		return nil, a.commandUsageError("%v", err), false
+	}
+	var wg sync.WaitGroup
+	for i, cl := range clients {
+		wg.Go(func() { do(i, cl) })
+	}
+	wg.Wait()
+	return clients, ExitOK, true
+}
+
+func (a *app) list(ctx context.Context, args []string) int {
+	lists := make([][]rpc.CallSummary, len(args))
+	errs := make([]error, len(args))
+	clients, status, ok := a.eachNode(args, a.options(), func(i int, c *master.Client) {
+		lists[i], errs[i] = c.ListFunctions(ctx)
+	})
+	if !ok {
+		return status
+	}
+	type listOutput struct {
+		header
+		Calls []rpc.CallSummary `json:"calls"`
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	if !a.json && anyAnswered(errs) {
+		fmt.Fprintln(tw, "NODE\tID\tFUNCTION\tSTATE\tSTARTED\tFINISHED\tERROR")
+	}
+	for i, c := range clients {
+		status = worst(status, statusOf(errs[i]))
+		switch {
+		case a.json:
+			calls := lists[i]
+			if errs[i] == nil && calls == nil {
+				calls = []rpc.CallSummary{}
+			}
+			a.emitJSON(listOutput{header: newHeader(c.Node(), errs[i]), Calls: calls})
+		case errs[i] != nil:
+			fmt.Fprintln(a.stderr, errs[i])
+		default:
+			for _, s := range lists[i] {
+				finished := "-"
+				if s.FinishedAt != nil {
+					finished = s.FinishedAt.Local().Format(time.DateTime)
+				}
+				kind := "-"
+				if s.ErrorKind != "" {
+					kind = string(s.ErrorKind)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Node(), s.ID, s.FnName, s.State,
+					s.StartedAt.Local().Format(time.DateTime), finished, kind)
+			}
+		}
+	}
+	tw.Flush()
+	return status
+}
+
+func (a *app) version(ctx context.Context, args []string) int {
+	vs := make([]*rpc.VersionResponse, len(args))
+	errs := make([]error, len(args))
+	clients, status, ok := a.eachNode(args, a.options(), func(i int, c *master.Client) {
+		vs[i], errs[i] = c.Version(ctx)
+	})
+	if !ok {
+		return status
+	}
+	type versionOutput struct {
+		header
+		Version *rpc.VersionResponse `json:"version,omitempty"`
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	if !a.json && anyAnswered(errs) {
+		fmt.Fprintln(tw, "NODE\tVERSION\tPROTOCOL\tBOOT ID\tSTARTED\tPID")
+	}
+	for i, c := range clients {
+		status = worst(status, statusOf(errs[i]))
+		switch {
+		case a.json:
+			a.emitJSON(versionOutput{header: newHeader(c.Node(), errs[i]), Version: vs[i]})
+		case errs[i] != nil:
+			fmt.Fprintln(a.stderr, errs[i])
+		default:
+			v := vs[i]
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\n", c.Node(), v.Version, v.Protocol, v.BootID, v.StartedAt.Local().Format(time.DateTime), v.PID)
+		}
+	}
+	tw.Flush()
+	return status
+}
+
+func (a *app) ping(ctx context.Context, args []string) int {
+	// One probe, no retry: ping asks whether a node answers now.
+	opts := a.options()
+	opts.Retry.Version = master.Policy{MaxAttempts: 1, MaxElapsed: a.socketTimeout}
+	vs := make([]*rpc.VersionResponse, len(args))
+	rtts := make([]time.Duration, len(args))
+	errs := make([]error, len(args))
+	clients, status, ok := a.eachNode(args, opts, func(i int, c *master.Client) {
+		start := time.Now()
+		vs[i], errs[i] = c.Version(ctx)
+		rtts[i] = time.Since(start)
+	})
+	if !ok {
+		return status
+	}
+	type pingOutput struct {
+		header
+		RTTSeconds float64 `json:"rtt_seconds,omitempty"`
+		BootID     string  `json:"boot_id,omitempty"`
+	}
+	for i, c := range clients {
+		status = worst(status, statusOf(errs[i]))
+		switch {
+		case a.json:
+			o := pingOutput{header: newHeader(c.Node(), errs[i])}
+			if errs[i] == nil {
+				o.RTTSeconds, o.BootID = rtts[i].Seconds(), vs[i].BootID
+			}
+			a.emitJSON(o)
+		case errs[i] != nil:
+			fmt.Fprintln(a.stderr, errs[i])
+		default:
+			fmt.Fprintf(a.stdout, "%s: answered in %s, boot id %s, up %s\n", c.Node(), rtts[i].Round(10*time.Microsecond), vs[i].BootID,
+				time.Since(vs[i].StartedAt).Round(time.Second))
+		}
+	}
+	return status
+}
+
+// anyAnswered reports whether any node answered, so that a table has a
+// header only when it has rows to head.
+func anyAnswered(errs []error) bool {
+	for _, err := range errs {
+		if err == nil {
+			return true
+		}
+	}
+	return false
+}
