@@ -1319,17 +1319,35 @@ func TestRetention(t *testing.T) {
 	}
 }
 
-// TestBusyFreedAtOnce: at --max-running 1, a call whose answer says it
-// finished has given back its place: the next start is never busy.
+// TestBusyFreedAtOnce: a call whose answer says it finished has given
+// back its place: clients that each run one call at a time, as many as
+// --max-running, are never told busy.
 func TestBusyFreedAtOnce(t *testing.T) {
 	t.Parallel()
-	d := startNoded(t, "--max-running", "1")
-	for i := range 100 {
-		var c rpc.Call
-		if err := d.okCall(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", FnArgs: jsonOf(t, i), Timeout: 20}, &c); err != nil {
-			t.Fatalf("start %d right after the previous call finished: %v", i, err)
+	const clients, calls = 4, 60
+	d := startNoded(t, "--max-running", strconv.Itoa(clients))
+	errs := make(chan error, clients)
+	for n := range clients {
+		go func() {
+			for i := range calls {
+				var c rpc.Call
+				req := rpc.StartRequest{FnName: "echo", FnArgs: jsonOf(t, n*calls+i), Timeout: 20}
+				if err := d.okCall(http.MethodPut, rpc.PathStartFunction, req, &c); err != nil {
+					errs <- fmt.Errorf("client %d, call %d, each started after the client's previous call finished: %w", n, i, err)
+					return
+				}
+				if c.State != rpc.StateSucceeded {
+					errs <- fmt.Errorf("client %d, call %d: state %q error %v", n, i, c.State, c.Error)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
 		}
-		wantState(t, "echo", &c, rpc.StateSucceeded, "")
 	}
 }
 
