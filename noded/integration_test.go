@@ -1264,6 +1264,48 @@ func TestLargeArgs(t *testing.T) {
 	}
 }
 
+// TestMaxResultBoundary: --max-result bounds the result itself: a result
+// of exactly the limit is delivered, one byte more fails the call, for Go
+// and executable functions alike.
+func TestMaxResultBoundary(t *testing.T) {
+	t.Parallel()
+	const limit = 64
+	d := startNoded(t, "--max-result", strconv.Itoa(limit))
+	atLimit := jsonOf(t, strings.Repeat("a", limit-2)) // the quotes make it 64 bytes
+	overLimit := jsonOf(t, strings.Repeat("a", limit-1))
+	for _, fn := range []string{"echo", "cat"} {
+		t.Run(fn, func(t *testing.T) {
+			t.Parallel()
+			c := d.start(t, rpc.StartRequest{FnName: fn, FnArgs: atLimit, Timeout: 20})
+			wantState(t, fmt.Sprintf("%s of a %d-byte result with --max-result %d", fn, len(atLimit), limit), c, rpc.StateSucceeded, "")
+			c = d.start(t, rpc.StartRequest{FnName: fn, FnArgs: overLimit, Timeout: 20})
+			wantState(t, fmt.Sprintf("%s of a %d-byte result with --max-result %d", fn, len(overLimit), limit), c, rpc.StateFailed, rpc.KindResultTooLarge)
+		})
+	}
+}
+
+// TestEchoEscapes: echo gives back what it was given, as JSON values,
+// whatever escapes it holds.
+func TestEchoEscapes(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	for _, args := range []string{
+		`"<tag> & \u2028 \u0000 \"quoted\" \\ é 日本"`,
+		`{"nested":{"a":[true,false,null,1.5e300,-0]},"":""}`,
+		`"` + strings.Repeat(`\n`, 1000) + `"`,
+	} {
+		c := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(args), Timeout: 20})
+		wantState(t, "echo "+clip(args), c, rpc.StateSucceeded, "")
+		var want, got any
+		if err := json.Unmarshal([]byte(args), &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(c.Result, &got); err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("echo %s: result %s (%v), want the same value", clip(args), clip(string(c.Result)), err)
+		}
+	}
+}
+
 // TestLogTail: past --max-log-lines only the last lines are held, a wait
 // from an older offset learns how many it missed, and an overlong line is
 // cut.
