@@ -54,6 +54,23 @@ const selfExe = "/proc/self/exe"
 // cookieEnv is what makes the re-executed program a function process.
 var cookieEnv = rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue
 
+// ProcessSpec returns how to start a Go function process before knowing
+// which function it will run: it learns that from its request. Every Go
+// function's Spec is this one with the name added, which is what lets
+// noded keep such processes started ahead of calls (the warm pool).
+func (f *Functions) ProcessSpec() Spec {
+	self := f.Self
+	if self == "" {
+		self = selfExe
+	}
+	return Spec{
+		Path:   self,
+		Args:   []string{"function"},
+		Env:    []string{cookieEnv},
+		Framed: true,
+	}
+}
+
 // Resolve returns how to start the process for name. It runs on every
 // call, so it costs a registry lookup and, for executable functions, an
 // Lstat or two: no directory scan.
@@ -68,17 +85,10 @@ func (f *Functions) Resolve(name string) (Spec, error) {
 	}
 	if f.Registry != nil {
 		if _, ok := f.Registry.Lookup(name); ok {
-			self := f.Self
-			if self == "" {
-				self = selfExe
-			}
-			return Spec{
-				Name:   name,
-				Path:   self,
-				Args:   []string{"function", name},
-				Env:    []string{cookieEnv},
-				Framed: true,
-			}, nil
+			spec := f.ProcessSpec()
+			spec.Name = name
+			spec.Args = append(spec.Args, name)
+			return spec, nil
 		}
 	}
 	if f.Dir == "" {

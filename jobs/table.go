@@ -283,8 +283,10 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) {
 	before := time.Now()
 	var p *process
+	warm := false
 	if t.pool != nil && t.pool.matches(spec) {
 		p = t.pool.take()
+		warm = p != nil
 	}
 	if p == nil {
 		var err error
@@ -310,7 +312,7 @@ func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) 
 			c.stop(rpc.KindAborted, "ran longer than abort_after "+d.String(), t.cfg.Grace)
 		})
 	}
-	t.cfg.Logger.Info("call started", "call_id", c.id, "fn", c.fnName, "request_id", c.requestID)
+	t.cfg.Logger.Info("call started", "call_id", c.id, "fn", c.fnName, "request_id", c.requestID, "warm", warm)
 	return c, nil
 }
 
@@ -384,6 +386,14 @@ func (t *Table) List() []rpc.CallSummary {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
 	return out
+}
+
+// WarmIdle reports how many warm function processes wait for a call.
+func (t *Table) WarmIdle() int {
+	if t.pool == nil {
+		return 0
+	}
+	return len(t.pool.idle)
 }
 
 // Counts reports how many calls are running and how many finished ones are

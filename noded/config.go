@@ -35,6 +35,8 @@ type Config struct {
 	LogFormat     string
 	LogLevel      string
 	Version       bool
+	Warm          int
+	Containment   string
 
 	// ConfigFile is the configuration file read before the command
 	// line is applied; empty means none.
@@ -53,6 +55,10 @@ const (
 	DefaultListen       = "127.0.0.1:1811"
 	DefaultFunctionsDir = "/usr/local/lib/noded/functions"
 	DefaultMaxRequest   = 64 << 20
+	// DefaultWarm covers a burst of calls as wide as a master's usual
+	// fan-out concurrency to one node, at about 9 MB of memory each; see
+	// doc/performance.md.
+	DefaultWarm = 4
 	// DefaultConfigFile is read when it exists; its absence is not an
 	// error, unlike that of a file named with --config.
 	DefaultConfigFile = "/etc/noded/noded.conf"
@@ -84,6 +90,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	fs.IntVar(&c.Warm, "warm", DefaultWarm, "Go function processes kept started and ready for a call (0: every call starts cold)")
+	fs.StringVar(&c.Containment, "containment", string(jobs.ContainAuto), "how a call's processes are kept together to be killed: auto, cgroup or process-group")
 	fs.StringVar(&c.ConfigFile, "config", DefaultConfigFile, "configuration `file` (TOML; keys are the flag names, flags given on the command line win); '' for none")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "check the configuration file and flags, then exit: 0 when valid, 2 when not")
 	fs.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration as a configuration file and exit")
@@ -280,6 +288,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("--retention must be > 0, got %s", c.Retention)
 	case c.ShutdownGrace <= 0:
 		return fmt.Errorf("--shutdown-grace must be > 0, got %s", c.ShutdownGrace)
+	case c.Warm < 0:
+		return fmt.Errorf("--warm must be >= 0, got %d", c.Warm)
+	case c.Containment != string(jobs.ContainAuto) && c.Containment != string(jobs.ContainCgroup) && c.Containment != string(jobs.ContainProcessGroup):
+		return fmt.Errorf("--containment must be auto, cgroup or process-group, got %q", c.Containment)
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
 	}
@@ -295,5 +307,7 @@ func (c *Config) jobsConfig() jobs.Config {
 		MaxLogLines: c.MaxLogLines,
 		Retention:   c.Retention,
 		Grace:       c.ShutdownGrace,
+		Warm:        c.Warm,
+		Containment: jobs.Containment(c.Containment),
 	}
 }

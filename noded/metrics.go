@@ -84,6 +84,7 @@ func (m *daemonMetrics) watch(t *jobs.Table, maxRunning int) {
 		return float64(finished)
 	})
 	m.set.NewGauge("noded_calls_running_limit", func() float64 { return float64(maxRunning) })
+	m.set.NewGauge("noded_warm_processes_idle", func() float64 { return float64(t.WarmIdle()) })
 	started := float64(t.Started().UnixNano()) / 1e9
 	m.set.NewGauge("noded_start_time_seconds", func() float64 { return started })
 }

@@ -123,7 +123,9 @@ Flags:
 
 	m := newMetrics()
 	jc := cfg.jobsConfig()
-	jc.Resolver = &backend.Functions{Registry: reg, Dir: cfg.FunctionsDir}
+	funcs := &backend.Functions{Registry: reg, Dir: cfg.FunctionsDir}
+	jc.Resolver = funcs
+	jc.WarmSpec = funcs.ProcessSpec()
 	jc.Logger = log
 	jc.Observer = m
 	table, err := jobs.New(jc)
