@@ -116,9 +116,6 @@ func New(addr string, opts Options) (*Client, error) {
 // Node returns the node's address, as given to New.
 func (c *Client) Node() string { return c.node }
 
-// Timeout returns the socket timeout in force.
-func (c *Client) Timeout() time.Duration { return c.opts.Timeout }
-
 // Policies returns the retry policies in force, defaults filled in.
 func (c *Client) Policies() RetryPolicies { return c.policies }
 

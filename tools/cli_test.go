@@ -99,6 +99,8 @@ func TestCallExitStatusAndOutput(t *testing.T) {
 		{"timeout ends the wait", []string{"call", "--timeout", "300ms", n.Addr, "sleep", `{"seconds": 5}`}, "", ExitFailed, "",
 			regexp.MustCompile(`still running after --timeout 300ms\n.*wait for it with: noderpc --insecure wait 127\.0\.0\.1:\d+ \S+ \(or cancel it\)`)},
 		{"aborted", []string{"call", "--abort-after", "200ms", n.Addr, "sleep", `{"seconds": 5}`}, "", ExitFailed, "", regexp.MustCompile(`aborted`)},
+		{"wait on a dead node", []string{"wait", dead, rpc.NewCallID(1, 2, time.Now()).String()}, "", ExitUnreachable, "",
+			regexp.MustCompile(`unreachable after .*\n.*wait for it with: noderpc --insecure wait`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := run(t, tc.stdin, tc.args...)

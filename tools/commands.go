@@ -333,13 +333,10 @@ func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, ke
 	w := a.watch("call "+id, []string{node})
 	rec, err := clients[0].Await(ctx, id, master.CallOptions{OnLog: w.log, Keep: keep})
 	w.stop()
-	if rec == nil && err != nil {
-		// Await's first round failed: report the call as still running
-		// only if it might be; its ID is known either way.
-		var rerr *rpc.Error
-		if !errors.As(err, &rerr) {
-			rec = &rpc.Call{ID: id, State: rpc.StateRunning}
-		}
+	if rec == nil && (errors.Is(err, rpc.ErrUnreachable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// Await's first round got no answer: the call may well still be
+		// running, and its ID is known, so say how to wait for it.
+		rec = &rpc.Call{ID: id, State: rpc.StateRunning}
 	}
 	return a.report([]master.Result{{Node: node, Call: rec, Err: err}}, w, false, timeout)
 }
@@ -404,10 +401,13 @@ func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time
 		RequestID:  requestID,
 	})
 	if err == nil && rec.Finished && rec.State != rpc.StateSucceeded {
-		err = &master.CallError{Node: nodes[0], ID: rec.ID, FnName: fn, Err: rec.Error}
-		if rec.Error == nil {
-			err = &master.CallError{Node: nodes[0], ID: rec.ID, FnName: fn, Err: rpc.Errorf(rpc.KindFunctionFailed, "call ended %s", rec.State)}
+		// It ended within --timeout, without success; noded always says
+		// why, the fallback only keeps the error typed.
+		why := rec.Error
+		if why == nil {
+			why = rpc.Errorf(rpc.KindFunctionFailed, "call ended %s", rec.State)
 		}
+		err = &master.CallError{Node: nodes[0], ID: rec.ID, FnName: fn, Err: why}
 	}
 	if a.json {
 		a.emitJSON(callOutput{header: newHeader(nodes[0], err), Call: rec})
