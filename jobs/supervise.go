@@ -21,6 +21,10 @@ import (
 // (setsid) can still hold them open; it must not hold the call hostage.
 const drainAfterExit = 2 * time.Second
 
+// frameOverhead is what a result frame adds around the result itself:
+// {"result":...} and a newline, with room to spare.
+const frameOverhead = 64
+
 // maxHelloLine bounds the hello line a function process writes first.
 const maxHelloLine = 4096
 
@@ -59,11 +63,13 @@ func (t *Table) supervise(c *call) {
 
 	state, result, cerr := t.outcome(c, out, waitErr)
 	now := t.cfg.Now()
+	// The slot is free before anyone learns the call ended, so a client
+	// that starts its next call on the answer is never refused busy.
+	t.finished(c)
 	if err := c.finish(state, result, cerr, now); err != nil {
 		// Unreachable unless the state machine has a bug: say so loudly.
 		t.cfg.Logger.Error("finishing call", "call_id", c.id, "err", err)
 	}
-	t.finished(c)
 	t.cfg.Observer.CallFinished(c.fnName, state, kindOf(cerr), now.Sub(c.started))
 	attrs := []any{"call_id", c.id, "fn", c.fnName, "state", state, "duration", now.Sub(c.started)}
 	if cerr != nil {
@@ -121,6 +127,10 @@ func (t *Table) readOutput(c *call, p *process) output {
 		}()
 	}
 	limit := t.cfg.MaxResult
+	if p.framed {
+		// The frame around the result is not the function's to pay for.
+		limit += frameOverhead
+	}
 	data, _ := io.ReadAll(io.LimitReader(r, limit+1))
 	if int64(len(data)) > limit {
 		// Stop the flood at once; the call fails, noded's memory holds.
@@ -188,6 +198,9 @@ func (t *Table) outcome(c *call, out output, waitErr error) (rpc.State, json.Raw
 		}
 		if fr.Error != nil {
 			return rpc.StateFailed, nil, withExit(fr.Error)
+		}
+		if int64(len(fr.Result)) > t.cfg.MaxResult {
+			return rpc.StateFailed, nil, withExit(rpc.Errorf(rpc.KindResultTooLarge, "the function wrote more than %d bytes of result", t.cfg.MaxResult))
 		}
 		if !exited0 {
 			return rpc.StateFailed, nil, withExit(t.failure(c, exitCode, signal))

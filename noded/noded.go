@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -121,6 +122,13 @@ Flags:
 		log.Warn("not notifying systemd", "err", err)
 	}
 
+	// Signals are caught from here on: a SIGTERM that arrives while noded
+	// starts must stop it cleanly, not kill it with function processes
+	// left behind.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+
 	m := newMetrics()
 	jc := cfg.jobsConfig()
 	funcs := &backend.Functions{Registry: reg, Dir: cfg.FunctionsDir}
@@ -134,15 +142,23 @@ Flags:
 	}
 	m.watch(table, cfg.MaxRunning)
 
+	// From here on a failure must still stop the table, which may have
+	// warm function processes running.
+	abort := func(err error) error {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
+		defer cancel()
+		table.Shutdown(sctx)
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listening: %w", err)
+		return abort(fmt.Errorf("listening: %w", err))
 	}
 	addr := ln.Addr().String()
 	if cfg.AddrFile != "" {
 		if err := writeFileAtomic(cfg.AddrFile, []byte(addr+"\n")); err != nil {
 			ln.Close()
-			return fmt.Errorf("writing --addr-file: %w", err)
+			return abort(fmt.Errorf("writing --addr-file: %w", err))
 		}
 	}
 	a := &api{
@@ -162,7 +178,17 @@ Flags:
 	log.Info("noded serving", "addr", addr, "version", rpc.Version, "pid", os.Getpid(), "boot_id", a.version.BootID)
 
 	var g run.Group
-	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+	stopSignals := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case sig := <-sigc:
+			return run.SignalError{Signal: sig}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stopSignals:
+			return nil
+		}
+	}, func(error) { close(stopSignals) })
 
 	// The listening socket already queues connections, so noded is ready
 	// for systemd, and for units ordered after it, from here on.
