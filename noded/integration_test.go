@@ -172,7 +172,7 @@ func (d *daemon) readAddrFile(tb testing.TB, path string) string {
 		select {
 		case <-d.done:
 			tb.Fatalf("noded exited before writing --addr-file (%v); its log:\n%s", d.exitErr, d.log())
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("noded wrote no --addr-file %s within 20s; its log:\n%s", path, d.log())
@@ -1024,7 +1024,7 @@ func TestCrashedDaemonLeavesNoGrandchild(t *testing.T) {
 		t.Skipf("the grandchild is in no call cgroup (cgroup v2 not writable here: %s), so only a restart under systemd can kill it", cgroupOf(gpid))
 	}
 	t.Logf("after the crash, before a restart: grandchild alive=%v", alive(gpid))
-	startNoded(t) // the restart
+	startNoded(t).version(t) // the restart, serving (TestSIGTERMOnceReady covers a stop before that)
 	waitGone(t, gpid, "grandchild of a function of a SIGKILLed noded, after the next noded started")
 }
 
@@ -1407,6 +1407,19 @@ func TestInterrupt(t *testing.T) {
 	}
 	if pid := callPID(t, c.ID); alive(pid) {
 		t.Errorf("function process %d alive after noded exited on SIGINT", pid)
+	}
+}
+
+// TestSIGTERMOnceReady: noded is ready when it has written --addr-file (or
+// told systemd READY=1); a SIGTERM from then on is a clean shutdown, exit
+// status 0, never death by the signal's default action.
+func TestSIGTERMOnceReady(t *testing.T) {
+	t.Parallel()
+	for i := range 5 {
+		d := startNoded(t)
+		if err := d.terminate(t); err != nil {
+			t.Errorf("noded %d: SIGTERM right after it wrote --addr-file: %v, want exit status 0", i, err)
+		}
 	}
 }
 
