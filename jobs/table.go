@@ -330,16 +330,17 @@ func (t *Table) Wait(ctx context.Context, req *rpc.WaitRequest) (*rpc.Call, erro
 }
 
 // Cancel stops a running call: SIGTERM to its process group, SIGKILL after
-// the grace period. It waits until the process is reaped or the grace is
-// over, and returns the record. Cancelling a finished call changes nothing.
-func (t *Table) Cancel(ctx context.Context, id string) (*rpc.Call, error) {
+// the grace period. It waits up to wait (capped at MaxWait) for the
+// process to be reaped and returns the record, which may still say running
+// if the function takes its grace. Cancelling a finished call changes
+// nothing.
+func (t *Table) Cancel(ctx context.Context, id string, wait time.Duration) (*rpc.Call, error) {
 	c, err := t.lookup(id)
 	if err != nil {
 		return nil, err
 	}
 	c.stop(rpc.KindCancelled, "cancelled by request", t.cfg.Grace)
-	// One second past the grace covers the SIGKILL and the reap.
-	return t.wait(ctx, c, t.cfg.Grace+time.Second, 0, false), nil
+	return t.wait(ctx, c, min(wait, t.cfg.MaxWait), 0, false), nil
 }
 
 // Release forgets a finished call. Releasing a running call is refused:

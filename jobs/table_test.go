@@ -321,7 +321,7 @@ func TestCancelKillsTheGroup(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no pid in %q", got.Log[0])
 	}
-	c, err = tb.Cancel(context.Background(), c.ID)
+	c, err = tb.Cancel(context.Background(), c.ID, 30*time.Second)
 	if err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
@@ -330,7 +330,7 @@ func TestCancelKillsTheGroup(t *testing.T) {
 	}
 	waitGone(t, pid)
 	// Cancelling again changes nothing.
-	again, err := tb.Cancel(context.Background(), c.ID)
+	again, err := tb.Cancel(context.Background(), c.ID, 30*time.Second)
 	if err != nil || again.State != rpc.StateCancelled {
 		t.Fatalf("second Cancel = %v %v, want the same cancelled record", again, err)
 	}
@@ -410,7 +410,7 @@ func TestBusy(t *testing.T) {
 	if !errors.Is(err, rpc.ErrBusy) {
 		t.Fatalf("second start over max-running = %v, want busy", err)
 	}
-	if _, err := tb.Cancel(context.Background(), c.ID); err != nil {
+	if _, err := tb.Cancel(context.Background(), c.ID, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if got := start(t, tb, rpc.StartRequest{FnName: "echo", Timeout: 30}); got.State != rpc.StateSucceeded {

@@ -174,11 +174,15 @@ func (c *Client) WaitForFunction(ctx context.Context, req rpc.WaitRequest) (*rpc
 }
 
 // CancelFunction stops a running call: the node signals the function's
-// process group, and the call ends cancelled. The record is the call as
-// the cancel left it; a call that had already finished keeps its outcome.
+// process group, and the call ends cancelled. The node waits for the
+// process to end for at most rpc.DefaultCancelWait (and never more than
+// half the socket timeout); the record is the call as the cancel left it,
+// still running if the function takes its grace period to die. A call
+// that had already finished keeps its outcome.
 func (c *Client) CancelFunction(ctx context.Context, id string) (*rpc.Call, error) {
 	var rec rpc.Call
-	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathCancelFunction, c.policies.Cancel, &rpc.IDRequest{ID: id}, &rec); err != nil {
+	wait := c.capWait(rpc.Seconds(rpc.DefaultCancelWait))
+	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathCancelFunction, c.policies.Cancel, &rpc.CancelRequest{ID: id, Timeout: &wait}, &rec); err != nil {
 		return nil, err
 	}
 	return &rec, nil

@@ -397,7 +397,11 @@ func TestStoppedNodeIsUnreachableWithinBound(t *testing.T) {
 
 func TestCrashedNodeLosesCall(t *testing.T) {
 	n := nodetest.Start(t, NodedBin)
-	c := newClient(t, n.Addr, testOptions())
+	// The waits must outlast the node's restart, however slow the
+	// machine: bound them by time, not by a handful of attempts.
+	opts := testOptions()
+	opts.Retry.Wait = Policy{MaxAttempts: 1000, MaxElapsed: 15 * time.Second, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
+	c := newClient(t, n.Addr, opts)
 	result := callInBackground(t, c, "sleep", map[string]any{"seconds": 60})
 	id := untilRunning(t, c, "sleep")
 

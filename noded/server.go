@@ -48,9 +48,13 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case rpc.PathCancelFunction:
 		if a.method(ctx, fasthttp.MethodPut) {
-			var req rpc.IDRequest
+			var req rpc.CancelRequest
 			if a.decode(ctx, &req) && a.valid(ctx, &req) {
-				c, err := a.table.Cancel(ctx, req.ID)
+				wait := rpc.DefaultCancelWait
+				if req.Timeout != nil {
+					wait = rpc.Duration(*req.Timeout)
+				}
+				c, err := a.table.Cancel(ctx, req.ID, wait)
 				a.answer(ctx, c, err)
 			}
 		}
@@ -61,10 +65,7 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 				if err := a.table.Release(req.ID); err != nil {
 					a.fail(ctx, err)
 				} else {
-					a.reply(ctx, struct {
-						ID       string `json:"id"`
-						Released bool   `json:"released"`
-					}{req.ID, true})
+					a.reply(ctx, rpc.ReleaseResponse{ID: req.ID, Released: true})
 				}
 			}
 		}

@@ -104,7 +104,39 @@ func (r *WaitRequest) Validate() error {
 	return checkSeconds("timeout", r.Timeout)
 }
 
-// IDRequest is the body of PUT /CancelFunction and PUT /ReleaseFunction.
+// CancelRequest is the body of PUT /CancelFunction.
+type CancelRequest struct {
+	// ID is the function-call ID.
+	ID string `json:"id"`
+	// Timeout is how many seconds the request may wait for the function
+	// process to end after its SIGTERM (capped at the daemon's cap).
+	// Absent means DefaultCancelWait; 0 answers at once. The process is
+	// SIGKILLed after the daemon's grace period whatever the timeout.
+	Timeout *float64 `json:"timeout,omitempty"`
+}
+
+// DefaultCancelWait is how long a CancelFunction without a timeout waits
+// for the function to end: most end on SIGTERM well within it.
+const DefaultCancelWait = time.Second
+
+// Validate reports a bad_request error for a malformed cancel.
+func (r *CancelRequest) Validate() error {
+	if r.ID == "" {
+		return Errorf(KindBadRequest, "id is required")
+	}
+	if r.Timeout != nil {
+		return checkSeconds("timeout", *r.Timeout)
+	}
+	return nil
+}
+
+// ReleaseResponse is the answer of PUT /ReleaseFunction.
+type ReleaseResponse struct {
+	ID       string `json:"id"`
+	Released bool   `json:"released"`
+}
+
+// IDRequest is the body of PUT /ReleaseFunction.
 type IDRequest struct {
 	// ID is the function-call ID.
 	ID string `json:"id"`
