@@ -1,0 +1,122 @@
+//go:build fault
+
+package faults
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/noderpc/noderpc/master"
+)
+
+// Tolerances of the round-to-round comparison of noded's idle usage.
+// Round 1 warms noded up (its first connections, the Go runtime's heap
+// and thread pool), so later rounds are compared with round 2.
+const (
+	rssGrowth      = 1.25     // round N's RSS at most this times round 2's...
+	rssSlack       = 8 << 20  // ...plus this
+	threadSlack    = 4        // threads never shrink; they may grow this much past round 2
+	goroutineSlack = 64       // idle HTTP workers of the server linger ~10s after a burst
+	maxFloodRSS    = 96 << 20 // noded's peak RSS while functions flood it
+)
+
+// idleSeries is noded's idle usage after each round of a scenario.
+type idleSeries struct {
+	baseline usage // before the first round
+	rounds   []usage
+}
+
+// String formats the series as "idle 14/7/9/9.1MiB; r2 ...; rN ...".
+func (s idleSeries) String() string {
+	parts := []string{"idle " + s.baseline.String()}
+	if len(s.rounds) >= 2 {
+		parts = append(parts, "r2 "+s.rounds[1].String())
+	}
+	if len(s.rounds) >= 1 {
+		parts = append(parts, fmt.Sprintf("r%d %s", len(s.rounds), s.rounds[len(s.rounds)-1]))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// checkGrowth fails the test if any round after the second holds more
+// descriptors than idle noded, or more threads, goroutines or memory than
+// round 2 within the tolerances.
+func (s idleSeries) checkGrowth(t *testing.T) {
+	t.Helper()
+	for i, u := range s.rounds {
+		r := i + 1
+		if u.fds != s.baseline.fds {
+			t.Errorf("round %d: noded holds %d file descriptors when idle, want its idle level %d", r, u.fds, s.baseline.fds)
+		}
+		if u.goroutines > s.baseline.goroutines+goroutineSlack {
+			t.Errorf("round %d: noded has %d goroutines when idle, want at most %d (idle %d + %d lingering server workers)",
+				r, u.goroutines, s.baseline.goroutines+goroutineSlack, s.baseline.goroutines, goroutineSlack)
+		}
+		if r <= 2 {
+			continue
+		}
+		r2 := s.rounds[1]
+		if u.threads > r2.threads+threadSlack {
+			t.Errorf("round %d: noded has %d threads, round 2 had %d: more than %d more", r, u.threads, r2.threads, threadSlack)
+		}
+		if limit := int64(float64(r2.rss)*rssGrowth) + rssSlack; u.rss > limit {
+			t.Errorf("round %d: noded's RSS is %.1f MiB, round 2's was %.1f MiB: over the %.1f MiB allowed",
+				r, float64(u.rss)/(1<<20), float64(r2.rss)/(1<<20), float64(limit)/(1<<20))
+		}
+	}
+}
+
+// TestLoadAboveLimit runs rounds of load at three times --max-running,
+// with random cancels, releases and request_id replays, so that busy
+// answers and the client's back-off happen; every call must end once, run
+// once, and leave nothing behind, and noded must come back to the same
+// idle usage after each round.
+func TestLoadAboveLimit(t *testing.T) {
+	sc := pick(scale{rounds: 4, calls: 48, concurrency: 12}, scale{rounds: 20, calls: 200, concurrency: 24})
+	const maxRunning = 4
+	n := startNode(t, "--max-running", fmt.Sprint(maxRunning), "--shutdown-grace", "1s", "--warm", "2")
+	// Busy answers say Retry-After 1s; the start's policy outlasts a
+	// queue of three times the limit.
+	c := newClient(t, n.addr, 2*time.Second, master.Policy{MaxAttempts: 40, MaxElapsed: 60 * time.Second, MaxDelay: 2 * time.Second})
+	l := newLedger()
+	series := idleSeries{baseline: n.idle(0)}
+	ctx := t.Context()
+	for r := 1; r <= sc.rounds; r++ {
+		ld := &load{
+			c: c, l: l, prefix: fmt.Sprintf("r%d", r),
+			calls: sc.calls, concurrency: sc.concurrency,
+			minSleep: 20 * time.Millisecond, maxSleep: 300 * time.Millisecond,
+			replayP: 0.2, cancelP: 0.15, releaseP: 0.15,
+		}
+		ld.run(ctx)
+		c.Close()
+		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+	}
+	m, err := n.metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := int(m[`noded_calls_rejected_total{reason="busy"}`])
+	if busy == 0 {
+		t.Errorf("no start was answered busy: the load of %d at once never passed --max-running %d", sc.concurrency, maxRunning)
+	}
+	ta := l.check(t, n, nil, succeeded, cancelled)
+	series.checkGrowth(t)
+	left, zombies := n.waitNoLeftovers(5 * time.Second)
+	if len(left) > 0 {
+		t.Errorf("processes left after every call ended: %v", describeAll(left))
+	}
+	report(t, row{
+		scenario: "load above --max-running 4, random cancel/release/replay",
+		calls:    ta.calls,
+		faults: fmt.Sprintf("%d rounds × %d at once; busy answers %d; replays %d, cancels %d, releases refused while running %d, explicit releases %d",
+			sc.rounds, sc.concurrency, busy, ta.actions["replays"], ta.actions["cancels"], ta.actions["releases of running calls"], ta.actions["explicit releases"]),
+		outcomes: ta.outcomes(),
+		dups:     ta.dups,
+		left:     len(left),
+		zombies:  len(zombies),
+		idle:     series.String(),
+	})
+}
