@@ -190,6 +190,7 @@ Example:
 `,
 		setup: func(fs *flag.FlagSet) runFunc { return (*app).ping },
 	},
+	benchCommand,
 }
 
 func commandsByName() map[string]*command {

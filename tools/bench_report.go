@@ -1,0 +1,181 @@
+package tools
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-json"
+)
+
+// benchReport is the outcome of bench, printed as text or, with --json,
+// as this object on one line.
+type benchReport struct {
+	Nodes       []string        `json:"nodes"`
+	Fn          string          `json:"fn"`
+	Args        json.RawMessage `json:"args"`
+	Concurrency int             `json:"concurrency"`
+	Rate        float64         `json:"rate,omitempty"`
+	// Run is the load itself: calls from start to result.
+	Run phase `json:"run"`
+	// HTTPFloor is GET /Version at the same concurrency; nil with
+	// --floors=false.
+	HTTPFloor *phase `json:"http_floor,omitempty"`
+	// SpawnFloor is the bare spawn and wait; nil when it was not run,
+	// SpawnFloorMissing then says why if it was asked for.
+	SpawnFloor        *phase `json:"spawn_floor,omitempty"`
+	SpawnFloorBin     string `json:"spawn_floor_bin,omitempty"`
+	SpawnFloorMissing string `json:"spawn_floor_missing,omitempty"`
+	// Ratios are the run's figures over their floors, absent without
+	// floors: latencies over the sum of the floors' latencies at the same
+	// percentile, throughput over the spawn floor's.
+	Ratios *benchRatios `json:"ratios,omitempty"`
+}
+
+// benchRatios are the run's figures as multiples of their floors.
+type benchRatios struct {
+	P50        float64 `json:"p50"`
+	P90        float64 `json:"p90"`
+	P99        float64 `json:"p99"`
+	Max        float64 `json:"max"`
+	Throughput float64 `json:"throughput,omitempty"`
+}
+
+// ratios fills r.Ratios from the floors that were measured.
+func (r *benchReport) ratios() {
+	if r.HTTPFloor == nil && r.SpawnFloor == nil {
+		return
+	}
+	floor := r.floorLatency()
+	div := func(a, b seconds) float64 {
+		if b == 0 {
+			return 0
+		}
+		return float64(a) / float64(b)
+	}
+	lat := r.Run.Latency
+	r.Ratios = &benchRatios{
+		P50: div(lat.P50, floor.P50),
+		P90: div(lat.P90, floor.P90),
+		P99: div(lat.P99, floor.P99),
+		Max: div(lat.Max, floor.Max),
+	}
+	if r.SpawnFloor != nil && r.SpawnFloor.Throughput > 0 {
+		r.Ratios.Throughput = r.Run.Throughput / r.SpawnFloor.Throughput
+	}
+}
+
+// floorLatency is the sum of the floors' latencies, percentile by
+// percentile.
+func (r *benchReport) floorLatency() latency {
+	var l latency
+	for _, f := range []*phase{r.SpawnFloor, r.HTTPFloor} {
+		if f != nil {
+			l.P50 += f.Latency.P50
+			l.P90 += f.Latency.P90
+			l.P99 += f.Latency.P99
+			l.Max += f.Latency.Max
+			l.Mean += f.Latency.Mean
+		}
+	}
+	return l
+}
+
+// print writes the report for a person.
+func (r *benchReport) print(w io.Writer) {
+	run := r.Run
+	fmt.Fprintf(w, "bench %s %s on %s, concurrency %d", r.Fn, clip(string(r.Args), 60), nodeList(r.Nodes), r.Concurrency)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, ", paced at %g calls/s", r.Rate)
+	}
+	fmt.Fprintf(w, ": %d calls in %s, %d succeeded\n", run.Calls, fmtDur(run.Elapsed), run.Successes)
+
+	fmt.Fprintf(w, "  throughput %.1f calls/s", run.Throughput)
+	if r.Ratios != nil && r.Ratios.Throughput > 0 {
+		fmt.Fprintf(w, " = %.2f x spawn floor %.1f/s", r.Ratios.Throughput, r.SpawnFloor.Throughput)
+	}
+	fmt.Fprintln(w)
+	for _, q := range []struct {
+		name  string
+		at    func(latency) seconds
+		ratio float64
+	}{
+		{"p50", func(l latency) seconds { return l.P50 }, r.ratio(func(b *benchRatios) float64 { return b.P50 })},
+		{"p90", func(l latency) seconds { return l.P90 }, r.ratio(func(b *benchRatios) float64 { return b.P90 })},
+		{"p99", func(l latency) seconds { return l.P99 }, r.ratio(func(b *benchRatios) float64 { return b.P99 })},
+		{"max", func(l latency) seconds { return l.Max }, r.ratio(func(b *benchRatios) float64 { return b.Max })},
+	} {
+		fmt.Fprintf(w, "  %s %s", q.name, fmtDur(q.at(run.Latency)))
+		if r.Ratios != nil {
+			var parts []string
+			if r.SpawnFloor != nil {
+				parts = append(parts, "spawn floor "+fmtDur(q.at(r.SpawnFloor.Latency)))
+			}
+			if r.HTTPFloor != nil {
+				parts = append(parts, "http floor "+fmtDur(q.at(r.HTTPFloor.Latency)))
+			}
+			fmt.Fprintf(w, " = %.2f x (%s)", q.ratio, strings.Join(parts, " + "))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "  errors: %s\n", errorSummary(run))
+	fmt.Fprintf(w, "  client CPU %s per call\n", fmtDur(run.CPUPerCall))
+	if f := r.SpawnFloor; f != nil {
+		fmt.Fprintf(w, "spawn floor: %d runs of %s in %s, %.1f/s, errors: %s\n", f.Calls, r.SpawnFloorBin, fmtDur(f.Elapsed), f.Throughput, errorSummary(*f))
+	} else if r.SpawnFloorMissing != "" {
+		fmt.Fprintf(w, "spawn floor: not measured: %s\n", r.SpawnFloorMissing)
+	}
+	if f := r.HTTPFloor; f != nil {
+		fmt.Fprintf(w, "http floor: %d GET /Version in %s, %.1f/s, p50 %s p99 %s, client CPU %s per call, errors: %s\n",
+			f.Calls, fmtDur(f.Elapsed), f.Throughput, fmtDur(f.Latency.P50), fmtDur(f.Latency.P99), fmtDur(f.CPUPerCall), errorSummary(*f))
+	}
+}
+
+// ratio is one of r's ratios, 0 without floors.
+func (r *benchReport) ratio(of func(*benchRatios) float64) float64 {
+	if r.Ratios == nil {
+		return 0
+	}
+	return of(r.Ratios)
+}
+
+// errorSummary is "none", or each kind with its count, most frequent
+// first, and the first error's message.
+func errorSummary(p phase) string {
+	if len(p.Errors) == 0 {
+		return "none"
+	}
+	kinds := make([]string, 0, len(p.Errors))
+	for k := range p.Errors {
+		kinds = append(kinds, k)
+	}
+	slices.SortFunc(kinds, func(a, b string) int {
+		if d := p.Errors[b] - p.Errors[a]; d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	var parts []string
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %d", k, p.Errors[k]))
+	}
+	return strings.Join(parts, ", ") + " (first: " + clip(p.FirstError, 200) + ")"
+}
+
+// fmtDur rounds a duration to three significant digits or so.
+func fmtDur(s seconds) string {
+	d := time.Duration(s)
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(100 * time.Nanosecond).String()
+}
+
+// formatFloat writes v as a JSON number.
+func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

@@ -1,0 +1,107 @@
+package tools
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// spawner runs the spawn floor: the Go function process binary started
+// as noded starts it (the cookie in its environment, "function FN" as its
+// arguments), greeted, fed one request, read and reaped. It leaves out
+// all that noded adds: HTTP, the job table, the stderr log reader, the
+// process group and the parent-death signal.
+type spawner struct {
+	bin string
+	fn  string
+	env []string
+	req []byte // the request frame, newline included
+}
+
+// maxFloorResult bounds what the floor reads of a result, like noded's
+// default --max-result.
+const maxFloorResult = 16 << 20
+
+func newSpawner(bin, fn string, args json.RawMessage) *spawner {
+	id := rpc.NewCallID(os.Getpid(), os.Getpid(), time.Now()).String()
+	req, err := json.Marshal(rpc.FunctionRequest{CallID: id, FnName: fn, FnArgs: args})
+	if err != nil {
+		// args is valid JSON (checked) and the rest are strings.
+		panic(fmt.Sprintf("noderpc: encoding the spawn floor's request: %v", err))
+	}
+	return &spawner{
+		bin: bin,
+		fn:  fn,
+		env: append(os.Environ(), rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue),
+		req: append(req, '\n'),
+	}
+}
+
+// run is one spawn and wait; it is an op of runLoad.
+func (s *spawner) run(int) (time.Duration, error) {
+	start := time.Now()
+	err := s.once()
+	return time.Since(start), err
+}
+
+func (s *spawner) once() error {
+	cmd := exec.Command(s.bin, "function", s.fn)
+	cmd.Env = s.env
+	// Plain pipes (no copying goroutines); stderr goes to /dev/null.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("spawn floor: %w", err)
+	}
+	res, err := s.converse(stdin, stdout)
+	if err != nil {
+		cmd.Process.Kill()
+	}
+	waitErr := cmd.Wait()
+	switch {
+	case err != nil:
+		return fmt.Errorf("spawn floor: %s function %s: %w", s.bin, s.fn, err)
+	case res.Error != nil:
+		return fmt.Errorf("spawn floor: %s function %s: %w", s.bin, s.fn, res.Error)
+	case waitErr != nil:
+		return fmt.Errorf("spawn floor: %s function %s: %w", s.bin, s.fn, rpc.Errorf(rpc.KindFunctionFailed, "%v", waitErr))
+	}
+	return nil
+}
+
+// converse speaks the stdio protocol: hello, request, result.
+func (s *spawner) converse(stdin io.WriteCloser, stdout io.Reader) (rpc.FunctionResult, error) {
+	r := bufio.NewReader(stdout)
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		stdin.Close()
+		return rpc.FunctionResult{}, rpc.Errorf(rpc.KindProtocolError, "reading the hello: %v", err)
+	}
+	if _, err := rpc.DecodeHello(line); err != nil {
+		stdin.Close()
+		return rpc.FunctionResult{}, err
+	}
+	_, werr := stdin.Write(s.req)
+	stdin.Close()
+	if werr != nil {
+		return rpc.FunctionResult{}, rpc.Errorf(rpc.KindProtocolError, "writing the request: %v", werr)
+	}
+	out, err := io.ReadAll(io.LimitReader(r, maxFloorResult))
+	if err != nil {
+		return rpc.FunctionResult{}, rpc.Errorf(rpc.KindProtocolError, "reading the result: %v", err)
+	}
+	return rpc.DecodeFunctionResult(out)
+}
