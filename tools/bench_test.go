@@ -1,0 +1,280 @@
+package tools
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/master/nodetest"
+)
+
+// benchJSON is bench --json's output as a test reads it.
+type benchJSON struct {
+	Nodes             []string    `json:"nodes"`
+	Fn                string      `json:"fn"`
+	Concurrency       int         `json:"concurrency"`
+	Run               phaseJSON   `json:"run"`
+	HTTPFloor         *phaseJSON  `json:"http_floor"`
+	SpawnFloor        *phaseJSON  `json:"spawn_floor"`
+	SpawnFloorMissing string      `json:"spawn_floor_missing"`
+	Ratios            *ratiosJSON `json:"ratios"`
+}
+
+type phaseJSON struct {
+	Calls      int                `json:"calls"`
+	Successes  int                `json:"successes"`
+	Errors     map[string]int     `json:"errors"`
+	FirstError string             `json:"first_error"`
+	Elapsed    float64            `json:"elapsed_seconds"`
+	Throughput float64            `json:"throughput_per_second"`
+	Latency    map[string]float64 `json:"latency_seconds"`
+	CPUPerCall float64            `json:"client_cpu_seconds_per_call"`
+}
+
+type ratiosJSON struct {
+	P50, P90, P99, Max, Throughput float64
+}
+
+// checkPhase fails t unless p ran want operations that add up, and, when
+// some succeeded, has ordered latencies and a throughput.
+func checkPhase(t *testing.T, name string, p *phaseJSON, want int) {
+	t.Helper()
+	if p == nil {
+		t.Errorf("%s: missing from the report", name)
+		return
+	}
+	failed := 0
+	for _, n := range p.Errors {
+		failed += n
+	}
+	if p.Calls != want || p.Calls != p.Successes+failed {
+		t.Errorf("%s: %d calls, %d successes, errors %v; want %d calls = successes + errors", name, p.Calls, p.Successes, p.Errors, want)
+	}
+	if p.Calls > 0 && (p.Elapsed <= 0 || p.Throughput <= 0) {
+		t.Errorf("%s: elapsed %v s, throughput %v/s; want both above 0", name, p.Elapsed, p.Throughput)
+	}
+	if p.Successes == 0 {
+		return
+	}
+	l := p.Latency
+	if !(0 < l["p50"] && l["p50"] <= l["p90"] && l["p90"] <= l["p99"] && l["p99"] <= l["max"] && l["mean"] <= l["max"]) {
+		t.Errorf("%s: latencies %v, want 0 < p50 <= p90 <= p99 <= max and mean <= max", name, l)
+	}
+}
+
+func TestBenchReport(t *testing.T) {
+	n := nodetest.Start(t, nodedBin, "--warm", "0")
+	args := []string{"--json", "bench", "--count", "20", "--concurrency", "2", "--spawn-floor-bin", nodedBin, n.Addr}
+	code, stdout, stderr := run(t, "", args...)
+	if code != ExitOK {
+		t.Fatalf("noderpc %q exited %d, want 0\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+	}
+	var r benchJSON
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
+	}
+	if r.Fn != "echo" || r.Concurrency != 2 || len(r.Nodes) != 1 || r.Nodes[0] != n.Addr {
+		t.Errorf("report heads fn %q concurrency %d nodes %q, want echo, 2, [%s]", r.Fn, r.Concurrency, r.Nodes, n.Addr)
+	}
+	checkPhase(t, "run", &r.Run, 20)
+	checkPhase(t, "http floor", r.HTTPFloor, 20)
+	checkPhase(t, "spawn floor", r.SpawnFloor, 20)
+	for name, p := range map[string]*phaseJSON{"run": &r.Run, "http floor": r.HTTPFloor, "spawn floor": r.SpawnFloor} {
+		if p != nil && p.Successes != p.Calls {
+			t.Errorf("%s: %d of %d succeeded, errors %v (first: %s)", name, p.Successes, p.Calls, p.Errors, p.FirstError)
+		}
+	}
+	if r.Ratios == nil || r.Ratios.P50 <= 0 || r.Ratios.Throughput <= 0 {
+		t.Fatalf("ratios %+v, want the p50 and throughput ratios above 0", r.Ratios)
+	}
+	floor := r.SpawnFloor.Latency["p50"] + r.HTTPFloor.Latency["p50"]
+	if got, want := r.Ratios.P50, r.Run.Latency["p50"]/floor; !near(got, want) {
+		t.Errorf("p50 ratio %v, want run p50 / (spawn p50 + http p50) = %v", got, want)
+	}
+	if got, want := r.Ratios.Throughput, r.Run.Throughput/r.SpawnFloor.Throughput; !near(got, want) {
+		t.Errorf("throughput ratio %v, want run / spawn floor = %v", got, want)
+	}
+}
+
+func near(a, b float64) bool { return a > 0.999*b && a < 1.001*b }
+
+func TestBenchText(t *testing.T) {
+	n := nodetest.Start(t, nodedBin)
+	args := []string{"bench", "--count", "5", "--spawn-floor-bin", nodedBin, "--fn", "echo", "--args", `"x"`, n.Addr}
+	code, stdout, stderr := run(t, "", args...)
+	if code != ExitOK {
+		t.Fatalf("noderpc %q exited %d, want 0\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+	}
+	dur := `[0-9.]+(ns|µs|ms|s)`
+	for _, want := range []string{
+		`(?m)^bench echo "x" on 127\.0\.0\.1:\d+, concurrency 1: 5 calls in ` + dur + `, 5 succeeded$`,
+		`(?m)^  throughput [0-9.]+ calls/s = [0-9.]+ x spawn floor [0-9.]+/s$`,
+		`(?m)^  p50 ` + dur + ` = [0-9.]+ x \(spawn floor ` + dur + ` \+ http floor ` + dur + `\)$`,
+		`(?m)^  p99 ` + dur + ` = [0-9.]+ x \(spawn floor ` + dur + ` \+ http floor ` + dur + `\)$`,
+		`(?m)^  errors: none$`,
+		`(?m)^spawn floor: 5 runs of \S+ in ` + dur + `, [0-9.]+/s, errors: none$`,
+		`(?m)^http floor: 5 GET /Version in `,
+	} {
+		if !regexp.MustCompile(want).MatchString(stdout) {
+			t.Errorf("noderpc %q printed\n%s\nwant a match of %s", args, stdout, want)
+		}
+	}
+}
+
+func TestBenchErrorsByKind(t *testing.T) {
+	n := nodetest.Start(t, nodedBin)
+	dead := deadAddr(t)
+	for _, tc := range []struct {
+		name          string
+		args          []string
+		wantSuccesses int
+		wantErrors    map[string]int
+	}{
+		{"unknown function", []string{"--fn", "nope", n.Addr}, 0, map[string]int{"unknown_function": 10}},
+		// Calls take the nodes in turn: half go to the dead one.
+		{"a dead node", []string{"--concurrency", "10", n.Addr, dead}, 5, map[string]int{"unreachable": 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--json", "bench", "--count", "10", "--floors=false"}, tc.args...)
+			code, stdout, stderr := run(t, "", args...)
+			if code != ExitFailed {
+				t.Errorf("noderpc %q exited %d, want %d\nstderr: %s", args, code, ExitFailed, stderr)
+			}
+			var r benchJSON
+			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+				t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
+			}
+			checkPhase(t, "run", &r.Run, 10)
+			if r.Run.Successes != tc.wantSuccesses || !equalCounts(r.Run.Errors, tc.wantErrors) {
+				t.Errorf("noderpc %q: %d successes, errors %v; want %d, %v", args, r.Run.Successes, r.Run.Errors, tc.wantSuccesses, tc.wantErrors)
+			}
+			if r.Run.FirstError == "" {
+				t.Errorf("noderpc %q: no first_error beside errors %v", args, r.Run.Errors)
+			}
+			if r.HTTPFloor != nil || r.SpawnFloor != nil || r.Ratios != nil {
+				t.Errorf("noderpc %q measured floors with --floors=false", args)
+			}
+		})
+	}
+}
+
+func equalCounts(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench"}, "no NODE"},
+		{[]string{"bench", "nohost"}, `"nohost" is not a NODE`},
+		{[]string{"bench", "--args", "{", "127.0.0.1:1"}, "--args is not valid JSON"},
+		{[]string{"bench", "--concurrency", "0", "127.0.0.1:1"}, "--concurrency must be at least 1"},
+		{[]string{"bench", "--rate", "-1", "127.0.0.1:1"}, "--rate must not be negative"},
+		{[]string{"bench", "--scale", "10.0.0.1:1811"}, "NODE must be a loopback address"},
+		{[]string{"bench", "--scale", "127.0.0.1:1", "127.0.0.1:2"}, "--scale measures one node"},
+	} {
+		code, _, stderr := run(t, "", tc.args...)
+		if code != ExitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("noderpc %q exited %d with %q; want %d and %q", tc.args, code, stderr, ExitUsage, tc.want)
+		}
+	}
+}
+
+func TestBenchScale(t *testing.T) {
+	n := nodetest.Start(t, nodedBin)
+	// A socket timeout long enough that each wait is one round.
+	args := []string{"--socket-timeout", "20s", "--unreachable-after", "20s", "--json", "bench", "--scale",
+		"--running", "3", "--waits", "9", "--sleep", "3s", "--concurrency", "3", n.Addr}
+	code, stdout, stderr := run(t, "", args...)
+	if code != ExitOK {
+		t.Fatalf("noderpc %q exited %d, want 0\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+	}
+	var r struct {
+		PID          int       `json:"pid"`
+		Start        phaseJSON `json:"start"`
+		Waits        int       `json:"waits"`
+		WaitsOpenMax int       `json:"waits_open_max"`
+		Wait         struct {
+			Results int            `json:"results"`
+			Errors  map[string]int `json:"errors"`
+		} `json:"wait"`
+		Release phaseJSON `json:"release"`
+		RSS     []int64   `json:"rss_bytes"`
+		Threads []int     `json:"threads"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
+	}
+	if r.PID != n.PID() {
+		t.Errorf("report is of pid %d, want noded's %d", r.PID, n.PID())
+	}
+	checkPhase(t, "start", &r.Start, 3)
+	checkPhase(t, "release", &r.Release, 3)
+	if r.Start.Successes != 3 || r.Release.Successes != 3 {
+		t.Errorf("%d starts and %d releases succeeded, want 3 each", r.Start.Successes, r.Release.Successes)
+	}
+	if r.Waits != 9 || r.WaitsOpenMax != 9 || r.Wait.Results != 9 || len(r.Wait.Errors) != 0 {
+		t.Errorf("waits %d, open at most %d, results %d, errors %v; want 9, 9, 9, none", r.Waits, r.WaitsOpenMax, r.Wait.Results, r.Wait.Errors)
+	}
+	if len(r.RSS) != 3 || len(r.Threads) != 3 {
+		t.Fatalf("rss %v threads %v, want three samples each", r.RSS, r.Threads)
+	}
+	for i := range 3 {
+		if r.RSS[i] <= 0 || r.Threads[i] <= 0 {
+			t.Errorf("sample %d: rss %d threads %d, want both above 0", i, r.RSS[i], r.Threads[i])
+		}
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	ms := func(n int) seconds { return seconds(time.Duration(n) * time.Millisecond) }
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		// Reversed: percentiles must sort.
+		hundred[i] = time.Duration(100-i) * time.Millisecond
+	}
+	for _, tc := range []struct {
+		name string
+		in   []time.Duration
+		want latency
+	}{
+		{"none", nil, latency{}},
+		{"one", []time.Duration{7 * time.Millisecond}, latency{ms(7), ms(7), ms(7), ms(7), ms(7)}},
+		{"1..100 ms", hundred, latency{P50: ms(50), P90: ms(90), P99: ms(99), Max: ms(100), Mean: seconds(50500 * time.Microsecond)}},
+	} {
+		if got := percentiles(tc.in); got != tc.want {
+			t.Errorf("percentiles(%s) = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	text := "noded_wait_requests_in_flight_total 3\nnoded_wait_requests_in_flight 42\nnoded_calls_running 7\n"
+	for _, tc := range []struct {
+		name    string
+		want    int
+		wantErr bool
+	}{
+		{"noded_wait_requests_in_flight", 42, false},
+		{"noded_calls_running", 7, false},
+		{"noded_absent", 0, true},
+	} {
+		got, err := metricValue(strings.NewReader(text), tc.name)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("metricValue(%s) = %d, %v; want %d, error %v", tc.name, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
