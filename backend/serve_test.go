@@ -127,7 +127,7 @@ func serveInProcess(t *testing.T, ctx context.Context, req string, runningLine s
 	stderr := newLineWatcher(runningLine)
 	code := make(chan int, 1)
 	go func() {
-		c := serve(ctx, testRegistry(), stdinR, stdoutW, stderr)
+		c := serve(ctx, testRegistry(), stdinR, stdoutW, stderr, func() {})
 		stdoutW.Close()
 		code <- c
 	}()
@@ -295,7 +295,7 @@ func TestServeBadRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := serve(t.Context(), testRegistry(), strings.NewReader(tt.stdin), &stdout, &stderr)
+			code := serve(t.Context(), testRegistry(), strings.NewReader(tt.stdin), &stdout, &stderr, func() {})
 			if code != ExitProtocol {
 				t.Errorf("serve with stdin %q = %d, want %d", tt.stdin, code, ExitProtocol)
 			}
@@ -349,7 +349,7 @@ func TestServeCancelBeforeRequest(t *testing.T) {
 	stdoutR, stdoutW := io.Pipe()
 	code := make(chan int, 1)
 	go func() {
-		c := serve(ctx, testRegistry(), stdinR, stdoutW, io.Discard)
+		c := serve(ctx, testRegistry(), stdinR, stdoutW, io.Discard, func() {})
 		stdoutW.Close()
 		code <- c
 	}()

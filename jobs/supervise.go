@@ -37,7 +37,12 @@ type output struct {
 
 // supervise owns c's process from spawn to reap: it feeds the request,
 // collects stdout and stderr concurrently, reaps the process, kills what
-// is left of its group, and moves the call to its terminal state.
+// is left of it, and moves the call to its terminal state.
+//
+// A Go function process that succeeded ends its log (stderr) before it
+// writes its result frame. Once both are in, nothing the process does
+// can change the outcome, so the call finishes then, and the exit and
+// reap (about a millisecond for a Go process) happen after the answer.
 func (t *Table) supervise(c *call) {
 	defer t.supervisors.Done()
 	p := c.proc
@@ -47,10 +52,35 @@ func (t *Table) supervise(c *call) {
 		defer close(logDone)
 		t.readLog(c, p.stderr)
 	}()
+	frame := make(chan []byte, 1) // a complete result frame, as soon as read
 	outDone := make(chan output, 1)
-	go func() { outDone <- t.readOutput(c, p) }()
+	go func() { outDone <- t.readOutput(c, p, frame) }()
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
 
-	waitErr := p.cmd.Wait()
+	var (
+		waitErr  error
+		early    []byte // the frame, while the log is still open
+		logEnded = logDone
+		done     bool
+	)
+	for wait := true; wait; {
+		select {
+		case early = <-frame:
+			frame = nil
+		case <-logEnded:
+			logEnded = nil
+		case waitErr = <-exited:
+			wait = false
+		}
+		if early != nil && logEnded == nil && !done {
+			if result, ok := t.earlyResult(c, early); ok {
+				t.complete(c, rpc.StateSucceeded, result, nil)
+				done = true
+			}
+			early = nil
+		}
+	}
 	// Whatever the function left behind dies with it.
 	p.kill()
 	deadline := time.Now().Add(drainAfterExit)
@@ -61,7 +91,31 @@ func (t *Table) supervise(c *call) {
 	p.stdout.Close()
 	p.stderr.Close()
 
-	state, result, cerr := t.outcome(c, out, waitErr)
+	if !done {
+		state, result, cerr := t.outcome(c, out, waitErr)
+		t.complete(c, state, result, cerr)
+	}
+	if err := p.release(); err != nil {
+		t.cfg.Logger.Warn("removing the call's cgroup", "call_id", c.id, "err", err)
+	}
+}
+
+// earlyResult returns the result of a frame that settles the call before
+// its process exits: a successful result, within the limit, of a call
+// nobody asked to stop (a requested stop wins, see outcome).
+func (t *Table) earlyResult(c *call, frame []byte) (json.RawMessage, bool) {
+	if kind, _ := c.stopRequest(); kind != "" {
+		return nil, false
+	}
+	fr, err := rpc.DecodeFunctionResult(frame)
+	if err != nil || fr.Error != nil || int64(len(fr.Result)) > t.cfg.MaxResult {
+		return nil, false
+	}
+	return fr.Result, true
+}
+
+// complete moves c to its terminal state, frees its slot and logs its end.
+func (t *Table) complete(c *call, state rpc.State, result json.RawMessage, cerr *rpc.Error) {
 	now := t.cfg.Now()
 	// The slot is free before anyone learns the call ended, so a client
 	// that starts its next call on the answer is never refused busy.
@@ -82,13 +136,13 @@ func (t *Table) supervise(c *call) {
 		}
 	}
 	t.cfg.Logger.Info("call finished", attrs...)
-	if err := p.release(); err != nil {
-		t.cfg.Logger.Warn("removing the call's cgroup", "call_id", c.id, "err", err)
-	}
 }
 
-// readOutput writes the request to the process and reads its result.
-func (t *Table) readOutput(c *call, p *process) output {
+// readOutput writes the request to the process and reads its result. A
+// framed process's result frame is also sent on frame as soon as its line
+// is complete; reading goes on to EOF so the process never blocks on a
+// full pipe.
+func (t *Table) readOutput(c *call, p *process, frame chan<- []byte) output {
 	r := p.out
 	if p.framed && !p.greeted {
 		line, err := r.ReadSlice('\n')
@@ -131,7 +185,31 @@ func (t *Table) readOutput(c *call, p *process) output {
 		// The frame around the result is not the function's to pay for.
 		limit += frameOverhead
 	}
-	data, _ := io.ReadAll(io.LimitReader(r, limit+1))
+	lr := io.LimitReader(r, limit+1)
+	var data []byte
+	if p.framed {
+		// The frame is one line: hand it over the moment it is whole.
+		var buf bytes.Buffer
+		for {
+			chunk, err := r.ReadSlice('\n')
+			buf.Write(chunk)
+			if int64(buf.Len()) > limit {
+				break
+			}
+			if err == nil {
+				frame <- bytes.Clone(buf.Bytes())
+				break
+			}
+			if err != bufio.ErrBufferFull {
+				break
+			}
+		}
+		lr = io.LimitReader(r, limit+1-int64(buf.Len()))
+		rest, _ := io.ReadAll(lr)
+		data = append(buf.Bytes(), rest...)
+	} else {
+		data, _ = io.ReadAll(lr)
+	}
 	if int64(len(data)) > limit {
 		// Stop the flood at once; the call fails, noded's memory holds.
 		c.proc.kill()
