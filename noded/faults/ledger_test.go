@@ -149,6 +149,42 @@ func (l *ledger) end(e *entry, o outcome, err error) {
 	}
 }
 
+// unresolved returns the entries whose last outcome is unreachable: the
+// client does not know yet how they ended.
+func (l *ledger) unresolved() []*entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*entry
+	for _, e := range l.entries {
+		e.mu.Lock()
+		if e.reports > 0 && e.final == unreachable {
+			out = append(out, e)
+		}
+		e.mu.Unlock()
+	}
+	return out
+}
+
+// ofDaemon returns the entries whose call ID was issued by noded pid.
+func (l *ledger) ofDaemon(pid int) []*entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*entry
+	for _, e := range l.entries {
+		if id, err := rpc.ParseCallID(e.ID()); err == nil && id.PPID == pid {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// outcomes returns e's first and final outcomes.
+func (e *entry) outcomes() (first, final outcome) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.first, e.final
+}
+
 // resumed records the outcome of a call resumed after an unreachable one.
 func (l *ledger) resumed(e *entry, o outcome, err error) {
 	e.mu.Lock()

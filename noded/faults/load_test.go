@@ -96,6 +96,16 @@ func (ld *load) one(ctx context.Context, i int) {
 		ld.l.count("replays")
 		again, err := ld.c.StartFunction(ctx, req)
 		switch {
+		case err == nil && again.ID != rec.ID && ld.restarted(rec.ID, again.ID):
+			// The node restarted between the start and its replay: the
+			// new daemon never saw the request_id and started the
+			// function again (doc/client.md, "Restarts"). The first call
+			// is lost; the new one is followed to its end here so that
+			// it, too, is accounted for.
+			ld.l.count("replays answered by a restarted daemon")
+			if _, err := ld.c.Await(ctx, again.ID, master.CallOptions{}); classify(err) != succeeded && classify(err) != lost && classify(err) != unreachable {
+				ld.l.problem("call %s: the replay's call %s on the restarted daemon: %v", token, again.ID, err)
+			}
 		case err == nil:
 			if err := e.setID(again.ID); err != nil {
 				ld.l.problem("replay: %v", err)
@@ -144,6 +154,14 @@ func (ld *load) one(ctx context.Context, i int) {
 			}
 		}
 	}
+}
+
+// restarted reports whether the calls a and b were issued by different
+// noded processes.
+func (ld *load) restarted(a, b string) bool {
+	ia, erra := rpc.ParseCallID(a)
+	ib, errb := rpc.ParseCallID(b)
+	return erra == nil && errb == nil && ia.PPID != ib.PPID
 }
 
 // ctxOutcome is err's outcome, or hung if the call's bound ran out.

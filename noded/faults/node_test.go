@@ -37,6 +37,7 @@ type node struct {
 	state  string // @STATE@ of the scripts: runs/ and pids/
 	marker string
 	flags  []string
+	warm   int    // --warm: warm Go function processes noded keeps when idle
 	addr   string // host:port, the same for every incarnation
 
 	mu   sync.Mutex
@@ -66,6 +67,16 @@ func startNode(t *testing.T, flags ...string) *node {
 		state:  filepath.Join(dir, "state"),
 		marker: sanitize(t.Name()) + "-" + randomHex(6),
 		flags:  flags,
+		warm:   4, // noded's default
+	}
+	for i, f := range flags {
+		if f == "--warm" && i+1 < len(flags) {
+			w, err := strconv.Atoi(flags[i+1])
+			if err != nil {
+				t.Fatalf("bad --warm %q: %v", flags[i+1], err)
+			}
+			n.warm = w
+		}
 	}
 	for _, d := range []string{n.fnDir, filepath.Join(n.state, "runs"), filepath.Join(n.state, "pids")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -409,8 +420,9 @@ func (n *node) usage() (usage, error) {
 	return u, nil
 }
 
-// idle waits until noded runs no call and no leftover process is around,
-// then until its descriptors are back to want (when want > 0), and
+// idle waits until noded runs no call, its warm pool is full and no
+// leftover process is around, then until its descriptors are back to want
+// (when want > 0), and
 // returns its usage then. The descriptor count is polled because
 // connections the client just closed take a moment to be closed on
 // noded's side too.
@@ -424,9 +436,9 @@ func (n *node) idle(want int) usage {
 	)
 	for {
 		m, merr := n.metrics()
-		running := -1.0
+		running, warm := -1.0, -1.0
 		if merr == nil {
-			running = m["noded_calls_running"]
+			running, warm = m["noded_calls_running"], m["noded_warm_processes_idle"]
 		}
 		u, err = n.usage()
 		left := n.leftovers()
@@ -437,6 +449,8 @@ func (n *node) idle(want int) usage {
 			last = fmt.Sprintf("reading /proc: %v", err)
 		case running != 0:
 			last = fmt.Sprintf("%v calls still running", running)
+		case int(warm) != n.warm:
+			last = fmt.Sprintf("%v warm processes idle, want --warm %d", warm, n.warm)
 		case len(left) > 0:
 			last = fmt.Sprintf("leftover processes %v", describeAll(left))
 		case want > 0 && u.fds != want:

@@ -1,0 +1,124 @@
+//go:build fault
+
+package faults
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/noderpc/noderpc/master"
+)
+
+// waitRunning polls noded's /metrics until at least k calls run.
+func waitRunning(t *testing.T, n *node, k int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, err := n.metrics()
+		if err == nil && int(m["noded_calls_running"]) >= k {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d calls running after 20s (metrics error %v)", k, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling /metrics for the load to build up
+	}
+}
+
+// resumeAll resumes every call the client last saw unreachable.
+func resumeAll(t *testing.T, c *master.Client, l *ledger) int {
+	t.Helper()
+	entries := l.unresolved()
+	for _, e := range entries {
+		resume(t.Context(), t, c, l, e)
+	}
+	return len(entries)
+}
+
+// TestKillMidLoad SIGKILLs noded while calls run and restarts it on the
+// same address at once, round after round. Every call of the dead daemon
+// that had not ended must be reported lost (or first unreachable, then
+// lost once awaited again), none may hang, and no process of the dead
+// daemon may survive the restart: its function processes die of their
+// parent-death signal, and their children, which only the cgroup holds,
+// are killed by the next noded when it starts.
+func TestKillMidLoad(t *testing.T) {
+	sc := pick(scale{rounds: 3, calls: 24, concurrency: 8}, scale{rounds: 12, calls: 80, concurrency: 16})
+	n := startNode(t, "--max-running", "64", "--shutdown-grace", "1s", "--warm", "2")
+	c := newClient(t, n.addr, time.Second, master.Policy{MaxElapsed: 3 * time.Second})
+	l := newLedger()
+	series := idleSeries{baseline: n.idle(0)}
+	var (
+		killed            []int
+		survivors, zombie int
+		lostTotal         int
+		resumed           int
+	)
+	for r := 1; r <= sc.rounds; r++ {
+		ld := &load{
+			c: c, l: l, prefix: fmt.Sprintf("r%d", r),
+			calls: sc.calls, concurrency: sc.concurrency,
+			minSleep: 300 * time.Millisecond, maxSleep: 1500 * time.Millisecond,
+			replayP: 0.2, cancelP: 0.1, releaseP: 0.1,
+			after: make(chan struct{}), afterN: int64(sc.calls / 2),
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ld.run(t.Context())
+		}()
+		select {
+		case <-ld.after:
+		case <-done:
+			t.Fatalf("round %d: the load ended before the kill", r)
+		}
+		waitRunning(t, n, sc.concurrency/2)
+		dead := n.PID()
+		n.kill()
+		killed = append(killed, dead)
+		n.relaunch()
+		left, zombies := n.waitNoLeftovers(5 * time.Second)
+		survivors += len(left)
+		zombie += len(zombies)
+		if len(left) > 0 {
+			t.Errorf("round %d: processes of noded %d survived it and the start of its successor: %v", r, dead, describeAll(left))
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		select {
+		case <-done:
+		case <-time.After(callBound + 30*time.Second):
+			t.Fatalf("round %d: the load did not end within %s of the kill", r, callBound+30*time.Second)
+		}
+		resumed += resumeAll(t, c, l)
+		lostHere := 0
+		for _, e := range l.ofDaemon(dead) {
+			if _, final := e.outcomes(); final == lost {
+				lostHere++
+			}
+		}
+		if lostHere == 0 {
+			t.Errorf("round %d: no call of the killed noded %d was reported lost", r, dead)
+		}
+		lostTotal += lostHere
+		c.Close()
+		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+	}
+	ta := l.check(t, n, killed, succeeded, cancelled, lost, unreachable)
+	series.checkGrowth(t)
+	report(t, row{
+		scenario: "noded SIGKILLed mid-load, restarted on the same address",
+		calls:    ta.calls,
+		faults:   fmt.Sprintf("%d SIGKILLs with ≥ %d calls running; %d replays, %d cancels", len(killed), sc.concurrency/2, ta.actions["replays"], ta.actions["cancels"]),
+		outcomes: ta.outcomes() + fmt.Sprintf("; lost of the dead daemons %d", lostTotal),
+		dups:     ta.dups,
+		reruns:   ta.reruns,
+		left:     survivors,
+		zombies:  zombie,
+		idle:     series.String(),
+	})
+	_ = resumed
+}
