@@ -314,6 +314,18 @@ func (l *ledger) check(t *testing.T, n *node, killed []int, allowed ...outcome) 
 				problems = append(problems, fmt.Sprintf("call %s (ID %q): ran on several live daemons: %v", e.token, id, runs))
 			}
 		}
+		if cid, err := rpc.ParseCallID(id); err == nil && final == succeeded {
+			// The call the client knows must be the run that happened:
+			// the work script is the function process, so its PID is the
+			// ID's cpid.
+			found := false
+			for _, r := range runs {
+				found = found || (r.noded == cid.PPID && r.pid == cid.CPID)
+			}
+			if !found {
+				problems = append(problems, fmt.Sprintf("call %s (ID %q): succeeded, but no run of that process was recorded: %v", e.token, id, runs))
+			}
+		}
 		switch {
 		case final == succeeded && len(runs) == 0:
 			problems = append(problems, fmt.Sprintf("call %s (ID %q): succeeded without running", e.token, id))

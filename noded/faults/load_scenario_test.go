@@ -34,7 +34,7 @@ func (s idleSeries) String() string {
 	if len(s.rounds) >= 2 {
 		parts = append(parts, "r2 "+s.rounds[1].String())
 	}
-	if len(s.rounds) >= 1 {
+	if len(s.rounds) == 1 || len(s.rounds) > 2 {
 		parts = append(parts, fmt.Sprintf("r%d %s", len(s.rounds), s.rounds[len(s.rounds)-1]))
 	}
 	return strings.Join(parts, "; ")
