@@ -36,6 +36,7 @@ const (
 // Client kinds: produced by the client, never sent by noded.
 const (
 	KindUnreachable Kind = "unreachable" // the node did not answer within the client's bound
+	KindCertificate Kind = "certificate" // the TLS handshake failed: the node refused the client's certificate, or the client the node's
 )
 
 // Sentinels for errors.Is. A *Error matches the sentinel of its kind:
@@ -56,6 +57,7 @@ var (
 	ErrCancelled       = &Error{Kind: KindCancelled}
 	ErrAborted         = &Error{Kind: KindAborted}
 	ErrUnreachable     = &Error{Kind: KindUnreachable}
+	ErrCertificate     = &Error{Kind: KindCertificate}
 )
 
 // Error is the one error type of the wire: the "error" object of a failed

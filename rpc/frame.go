@@ -79,6 +79,11 @@ func DecodeFunctionResult(out []byte) (FunctionResult, error) {
 	if err := dec.Decode(&extra); err != io.EOF {
 		return r, Errorf(KindProtocolError, "function process wrote data after its result frame")
 	}
+	// go-json copies the result, a json.RawMessage, without checking it;
+	// found by FuzzDecodeFunctionResult.
+	if !json.Valid(out) {
+		return r, Errorf(KindProtocolError, "function process wrote a result frame that is not valid JSON: %q", clip(out, 120))
+	}
 	if (r.Result == nil) == (r.Error == nil) {
 		return r, Errorf(KindProtocolError, "function process result frame must hold exactly one of result and error")
 	}

@@ -35,6 +35,10 @@ func (id CallID) String() string {
 	return fmt.Sprintf("%d:%d:%d.%06d:%016x", id.PPID, id.CPID, us/1e6, us%1e6, id.Random)
 }
 
+// maxCallIDSeconds is the end of the year 9999, the last time a call ID
+// can carry.
+const maxCallIDSeconds = 253402300799
+
 // ParseCallID parses a function-call ID; a malformed one is a bad_request.
 func ParseCallID(s string) (CallID, error) {
 	bad := func(why string) (CallID, error) {
@@ -58,7 +62,9 @@ func ParseCallID(s string) (CallID, error) {
 	}
 	sec, err1 := strconv.ParseInt(secs, 10, 64)
 	micro, err2 := strconv.ParseInt(frac, 10, 64)
-	if err1 != nil || err2 != nil || sec < 0 || micro < 0 {
+	// Past maxCallIDSeconds the time in microseconds would overflow
+	// (found by FuzzParseCallID); no daemon issues such an ID.
+	if err1 != nil || err2 != nil || sec < 0 || sec > maxCallIDSeconds || micro < 0 {
 		return bad("bad time")
 	}
 	if len(parts[3]) != 16 {

@@ -187,6 +187,11 @@ func Decode(body []byte, v any) error {
 	if err := dec.Decode(&extra); err != io.EOF {
 		return Errorf(KindBadRequest, "malformed request: trailing data after the JSON object")
 	}
+	// go-json copies a json.RawMessage field (fn_args) without checking
+	// it, so {"fn_args": A0} would decode; found by FuzzDecodeStartRequest.
+	if !json.Valid(body) {
+		return Errorf(KindBadRequest, "malformed request: not valid JSON")
+	}
 	return nil
 }
 

@@ -1,0 +1,168 @@
+package rpc
+
+// Fuzz tests of everything noded decodes from outside: request bodies
+// from the network, call IDs, and the frames a function process writes.
+// The seeds in testdata/fuzz run as ordinary tests; go test -fuzz=FuzzX
+// explores from them.
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/goccy/go-json"
+)
+
+// wantKind fails t unless err is an *Error of kind: a decoder must never
+// leak an untyped error, which noded would answer as internal.
+func wantKind(t *testing.T, what string, err error, kind Kind) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != kind {
+		t.Fatalf("%s: error %v (%T), want kind %s", what, err, err, kind)
+	}
+}
+
+func FuzzDecodeStartRequest(f *testing.F) {
+	f.Add([]byte(`{"fn_name":"echo","fn_args":[1,2,3],"timeout":5}`))
+	f.Add([]byte(`{"fn_name":"sleep","fn_args":{"seconds":1},"timeout":0,"abort_after":2.5,"request_id":"r1","log_offset":3}`))
+	f.Add([]byte(`{"fn_name":"x","timeout":-1}`))
+	f.Add([]byte(`{"fn_name":"x","timeout":1e400}`))
+	f.Add([]byte(`{"fn_name":"x","unknown":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req StartRequest
+		if err := Decode(body, &req); err != nil {
+			wantKind(t, "Decode", err, KindBadRequest)
+			return
+		}
+		if err := req.Validate(); err != nil {
+			wantKind(t, "Validate", err, KindBadRequest)
+			return
+		}
+		// What was accepted survives a trip through the wire unchanged.
+		again := roundTrip(t, &req, new(StartRequest))
+		if err := again.Validate(); err != nil {
+			t.Fatalf("valid request %+v re-encoded fails Validate: %v", req, err)
+		}
+		if !sameJSON(t, &req, again) {
+			t.Fatalf("request %q decoded to %+v, re-decoded to %+v", body, req, *again)
+		}
+	})
+}
+
+func FuzzDecodeWaitRequest(f *testing.F) {
+	f.Add([]byte(`{"id":"1:2:1700000000.000001:0123456789abcdef","timeout":2,"log_offset":4,"wake_on_log":true}`))
+	f.Add([]byte(`{"id":"","timeout":1}`))
+	f.Add([]byte(`{"id":"a","timeout":"1"}`))
+	f.Add([]byte(`{"id":"a","timeout":1} {}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req WaitRequest
+		if err := Decode(body, &req); err != nil {
+			wantKind(t, "Decode", err, KindBadRequest)
+			return
+		}
+		if err := req.Validate(); err != nil {
+			wantKind(t, "Validate", err, KindBadRequest)
+			return
+		}
+		again := roundTrip(t, &req, new(WaitRequest))
+		if *again != req {
+			t.Fatalf("request %q decoded to %+v, re-decoded to %+v", body, req, *again)
+		}
+		// The ID is parsed after decoding; a malformed one is a bad
+		// request, not a panic.
+		if _, err := ParseCallID(req.ID); err != nil {
+			wantKind(t, "ParseCallID", err, KindBadRequest)
+		}
+	})
+}
+
+func FuzzParseCallID(f *testing.F) {
+	f.Add("24101:24110:1795317346.017856:92dd2f59a4f2486d")
+	f.Add("1:1:0.000000:0000000000000000")
+	f.Add("1:1:-1.000000:0000000000000000")
+	f.Add("1:1:1.1:0000000000000000")
+	f.Add("1:1:1.000000:000000000000000g")
+	f.Add("::::")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseCallID(s)
+		if err != nil {
+			wantKind(t, "ParseCallID", err, KindBadRequest)
+			return
+		}
+		// An ID this daemon accepts formats back to one that parses to
+		// the same call: the table keys calls by it.
+		again, err := ParseCallID(id.String())
+		if err != nil {
+			t.Fatalf("ParseCallID(%q) = %+v, whose String %q does not parse: %v", s, id, id.String(), err)
+		}
+		if again.PPID != id.PPID || again.CPID != id.CPID || !again.Time.Equal(id.Time) || again.Random != id.Random {
+			t.Fatalf("ParseCallID(%q) = %+v, but its String %q parses to %+v", s, id, id.String(), again)
+		}
+	})
+}
+
+func FuzzDecodeHello(f *testing.F) {
+	f.Add([]byte(`{"protocol":1,"pid":42}`))
+	f.Add([]byte(`{"protocol":2,"pid":42}`))
+	f.Add([]byte(`{"protocol":0}`))
+	f.Add([]byte(`hello`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		h, err := DecodeHello(line)
+		if err != nil {
+			wantKind(t, "DecodeHello", err, KindProtocolError)
+			return
+		}
+		if h.Protocol != ProtocolVersion {
+			t.Fatalf("DecodeHello(%q) accepted protocol %d, want only %d", line, h.Protocol, ProtocolVersion)
+		}
+	})
+}
+
+func FuzzDecodeFunctionResult(f *testing.F) {
+	f.Add([]byte(`{"result":{"a":"\"x\""}}` + "\n"))
+	f.Add([]byte(`{"result":null}`))
+	f.Add([]byte(`{"error":{"kind":"function_failed","message":"say \"no\"","exit_code":3}}`))
+	f.Add([]byte(`{"error":{"message":"no kind"}}`))
+	f.Add([]byte(`{"result":1}{"result":2}`))
+	f.Add([]byte(`{"result":1,"error":{"kind":"x"}}`))
+	f.Fuzz(func(t *testing.T, out []byte) {
+		r, err := DecodeFunctionResult(out)
+		if err != nil {
+			wantKind(t, "DecodeFunctionResult", err, KindProtocolError)
+			return
+		}
+		if (r.Result == nil) == (r.Error == nil) {
+			t.Fatalf("DecodeFunctionResult(%q) = %+v: want exactly one of result and error", out, r)
+		}
+		if r.Error != nil && r.Error.Kind == "" {
+			t.Fatalf("DecodeFunctionResult(%q): error without a kind", out)
+		}
+		if r.Result != nil && !json.Valid(r.Result) {
+			t.Fatalf("DecodeFunctionResult(%q): result %q is not valid JSON", out, r.Result)
+		}
+	})
+}
+
+// roundTrip encodes v and decodes it into into, strictly, as noded would.
+func roundTrip[T any](t *testing.T, v *T, into *T) *T {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("encoding %+v: %v", *v, err)
+	}
+	if err := Decode(b, into); err != nil {
+		t.Fatalf("decoding our own encoding %s: %v", b, err)
+	}
+	return into
+}
+
+func sameJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("encoding: %v, %v", err1, err2)
+	}
+	return bytes.Equal(ja, jb)
+}
