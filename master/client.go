@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,13 +18,20 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// Options configure a [Client]. The zero value of every field but
-// Insecure is a sensible default.
+// Options configure a [Client]. Exactly one of TLS and Insecure must be
+// set; the zero value of every other field is a sensible default.
 type Options struct {
-	// Insecure must be set: the client talks plain HTTP, the only mode
-	// until TLS is added. Asking for it explicitly means that adding TLS
-	// later makes the secure mode the default without silently changing
-	// what an existing caller does.
+	// TLS is the configuration of the mutual TLS noded requires: the
+	// client certificate to present and the cluster CA that the node's
+	// certificate must chain to (see [LoadTLS]). The client checks that
+	// the node's certificate names the host of the node's address, so a
+	// node presenting another node's certificate is refused; set
+	// ServerName to check another name instead. TLS 1.3 is the minimum.
+	TLS *tls.Config
+	// Insecure talks plain HTTP, to a noded started with --insecure
+	// (which serves on loopback addresses only). It must be asked for
+	// explicitly so that a forgotten TLS configuration never silently
+	// means plain text.
 	Insecure bool
 	// Timeout is the socket timeout: no HTTP request is waited on longer.
 	// StartFunction and WaitForFunction ask the node to wait at most half
@@ -65,8 +73,11 @@ type Client struct {
 // New returns a Client for the node at addr ("host:port"). It touches no
 // network: connections are made by the first procedure.
 func New(addr string, opts Options) (*Client, error) {
-	if !opts.Insecure {
-		return nil, errors.New("master: TLS is not implemented yet: set Options.Insecure to talk plain HTTP")
+	switch {
+	case opts.Insecure && opts.TLS != nil:
+		return nil, errors.New("master: Options.TLS and Options.Insecure both set: Insecure talks plain HTTP, set one")
+	case !opts.Insecure && opts.TLS == nil:
+		return nil, errors.New("master: no Options.TLS: noded requires a client certificate (see LoadTLS); set Options.Insecure only for a noded serving plain HTTP on loopback")
 	}
 	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 		return nil, fmt.Errorf("master: node address %q is not host:port", addr)
@@ -266,6 +277,9 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 		case errors.Is(err, fasthttp.ErrTimeout):
 			lastErr = &noAnswerError{after: deadline.Sub(now), err: err}
 		case err != nil:
+			if cerr := certificateFailure(c.node, proc, err); cerr != nil {
+				return attempt, cerr
+			}
 			lastErr = err
 		default:
 			c.lastReply.Store(clk.Now().UnixNano())

@@ -32,13 +32,12 @@ var _ transport = (*httpTransport)(nil)
 // left to watch).
 type httpTransport struct {
 	hc *fasthttp.HostClient
-	// scheme is "http" until TLS is added; the HostClient's IsTLS and
-	// TLSConfig are the only other things that will change then.
+	// scheme is "https", or "http" with Options.Insecure.
 	scheme string
 }
 
 func newHTTPTransport(node string, opts *Options) *httpTransport {
-	return &httpTransport{
+	t := &httpTransport{
 		scheme: "http",
 		hc: &fasthttp.HostClient{
 			Addr:                node,
@@ -54,6 +53,12 @@ func newHTTPTransport(node string, opts *Options) *httpTransport {
 			MaxIdemponentCallAttempts: 1,
 		},
 	}
+	if opts.TLS != nil {
+		t.scheme = "https"
+		t.hc.IsTLS = true
+		t.hc.TLSConfig = nodeTLSConfig(opts.TLS, node)
+	}
+	return t
 }
 
 // roundTrip sends the request and waits for its answer until deadline or

@@ -23,6 +23,11 @@ import (
 type Config struct {
 	Listen        string
 	Insecure      bool
+	Cert          string
+	Key           string
+	ClientCA      string
+	MaxConns      int
+	MaxConnsPerIP int
 	AddrFile      string
 	FunctionsDir  string
 	MaxRunning    int
@@ -55,6 +60,13 @@ const (
 	DefaultListen       = "127.0.0.1:1811"
 	DefaultFunctionsDir = "/usr/local/lib/noded/functions"
 	DefaultMaxRequest   = 64 << 20
+	// DefaultMaxConns is well above the calls a node runs at once
+	// (jobs.DefaultMaxRunning), each of which a master may be waiting on
+	// over a connection of its own.
+	DefaultMaxConns = 4096
+	// DefaultMaxConnsPerIP is twice the connections fasthttp's client,
+	// and so a master, holds to one node by default.
+	DefaultMaxConnsPerIP = 1024
 	// DefaultWarm covers a burst of calls as wide as a master's usual
 	// fan-out concurrency to one node, at about 9 MB of memory each; see
 	// doc/performance.md.
@@ -77,7 +89,12 @@ var commandLineOnly = map[string]bool{
 // flags registers every flag of noded on fs, bound to c.
 func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", DefaultListen, "`address` to serve on (host:port; port 0 picks a free one)")
-	fs.BoolVar(&c.Insecure, "insecure", false, "serve plain HTTP without authentication (loopback addresses only)")
+	fs.BoolVar(&c.Insecure, "insecure", false, "serve plain HTTP without authentication (loopback addresses only) instead of HTTPS with client certificates")
+	fs.StringVar(&c.Cert, "cert", "", "this node's certificate `file` (PEM), from noderpc certs issue --node; reloaded on SIGHUP")
+	fs.StringVar(&c.Key, "key", "", "the private key `file` (PEM) of --cert; reloaded on SIGHUP")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "the cluster CA `file` (PEM) client certificates must chain to; reloaded on SIGHUP")
+	fs.IntVar(&c.MaxConns, "max-conns", DefaultMaxConns, "most connections served at once; more are answered 503 and closed")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", DefaultMaxConnsPerIP, "most connections from one IP address at once; more are answered 429 and closed")
 	fs.StringVar(&c.AddrFile, "addr-file", "", "write the address actually served on to `file` once listening (for scripts and port 0)")
 	fs.StringVar(&c.FunctionsDir, "functions-dir", DefaultFunctionsDir, "`directory` whose executable files are functions named after the file")
 	fs.IntVar(&c.MaxRunning, "max-running", jobs.DefaultMaxRunning, "most calls running at once; more are refused with kind busy")
@@ -288,6 +305,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("--retention must be > 0, got %s", c.Retention)
 	case c.ShutdownGrace <= 0:
 		return fmt.Errorf("--shutdown-grace must be > 0, got %s", c.ShutdownGrace)
+	case c.MaxConns <= 0:
+		return fmt.Errorf("--max-conns must be > 0, got %d", c.MaxConns)
+	case c.MaxConnsPerIP <= 0:
+		return fmt.Errorf("--max-conns-per-ip must be > 0, got %d", c.MaxConnsPerIP)
 	case c.Warm < 0:
 		return fmt.Errorf("--warm must be >= 0, got %d", c.Warm)
 	case c.Containment != string(jobs.ContainAuto) && c.Containment != string(jobs.ContainCgroup) && c.Containment != string(jobs.ContainProcessGroup):
@@ -296,6 +317,11 @@ func (c *Config) check() error {
 		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
 	}
 	return nil
+}
+
+// tlsFiles returns the files of c's TLS identity.
+func (c *Config) tlsFiles() tlsFiles {
+	return tlsFiles{cert: c.Cert, key: c.Key, clientCA: c.ClientCA}
 }
 
 // jobsConfig is the part of c the job table takes.

@@ -17,6 +17,7 @@ package noded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,8 +83,14 @@ or a function-call ID to wait on again. See doc/protocol.md, and
 doc/operations.md for the systemd unit, the configuration file and the
 metrics.
 
-Example, on safe local defaults:
-  noded --insecure --listen 127.0.0.1:1811
+noded serves HTTPS only and requires a client certificate that chains
+to the cluster CA (doc/security.md); make them with noderpc certs.
+SIGHUP reloads --cert, --key and --client-ca.
+
+Examples:
+  noded --cert /etc/noded/node1.crt --key /etc/noded/node1.key \
+        --client-ca /etc/noded/ca.crt --listen 0.0.0.0:1811
+  noded --insecure --listen 127.0.0.1:1811   # plain HTTP, loopback only
 
 Every flag but --config, --check-config, --print-config and --version is
 also a key of the configuration file (TOML), e.g. max-running = 500.
@@ -109,6 +116,14 @@ Flags:
 	if err != nil {
 		return &UsageError{err}
 	}
+	// Bad certificate files are a configuration error, found by
+	// --check-config too, and a restart would not fix them.
+	var certs *certStore
+	if !cfg.Insecure {
+		if certs, err = newCertStore(cfg.tlsFiles(), time.Now); err != nil {
+			return &UsageError{err}
+		}
+	}
 	if cfg.CheckConfig {
 		source := "no configuration file, flags only"
 		if cfg.ConfigFile != "" {
@@ -124,10 +139,14 @@ Flags:
 
 	// Signals are caught from here on: a SIGTERM that arrives while noded
 	// starts must stop it cleanly, not kill it with function processes
-	// left behind.
+	// left behind. SIGHUP, whose default action would also end noded,
+	// reloads the certificates instead.
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigc)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	m := newMetrics()
 	jc := cfg.jobsConfig()
@@ -155,6 +174,9 @@ Flags:
 		return abort(fmt.Errorf("listening: %w", err))
 	}
 	addr := ln.Addr().String()
+	if certs != nil {
+		ln = tls.NewListener(ln, certs.listenerConfig())
+	}
 	if cfg.AddrFile != "" {
 		if err := writeFileAtomic(cfg.AddrFile, []byte(addr+"\n")); err != nil {
 			ln.Close()
@@ -165,6 +187,7 @@ Flags:
 		table:   table,
 		log:     log,
 		metrics: m,
+		tls:     certs != nil,
 		version: rpc.VersionResponse{
 			Version:   rpc.Version,
 			Protocol:  rpc.ProtocolVersion,
@@ -174,7 +197,11 @@ Flags:
 		},
 	}
 	srv := newServer(a, &cfg, log)
-	log.Warn("serving plain HTTP without authentication (--insecure)", "addr", addr)
+	if certs == nil {
+		log.Warn("serving plain HTTP without authentication (--insecure)", "addr", addr)
+	} else {
+		log.Info("serving HTTPS to clients with a certificate of the cluster CA", append([]any{"addr", addr, "client_ca", cfg.ClientCA}, certAttrs(certs.current())...)...)
+	}
 	log.Info("noded serving", "addr", addr, "version", rpc.Version, "pid", os.Getpid(), "boot_id", a.version.BootID)
 
 	var g run.Group
@@ -189,6 +216,12 @@ Flags:
 			return nil
 		}
 	}, func(error) { close(stopSignals) })
+
+	hupStop := make(chan struct{})
+	g.Add(func() error {
+		reloadOnHangup(certs, hup, hupStop, log)
+		return nil
+	}, func(error) { close(hupStop) })
 
 	// The listening socket already queues connections, so noded is ready
 	// for systemd, and for units ordered after it, from here on.
@@ -294,11 +327,18 @@ func (c *Config) validate(stderr io.Writer) (*slog.Logger, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	if !c.Insecure {
-		return nil, errors.New("noded serves plain HTTP only for now: pass --insecure (insecure = true in the configuration file), on a loopback --listen address")
-	}
-	if err := checkLoopback(c.Listen); err != nil {
-		return nil, err
+	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
+	switch {
+	case c.Insecure && given:
+		return nil, errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
+	case c.Insecure:
+		if err := checkLoopback(c.Listen); err != nil {
+			return nil, err
+		}
+	case c.Cert == "" || c.Key == "" || c.ClientCA == "":
+		return nil, errors.New("noded serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
+			"(keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME), " +
+			"or --insecure to serve plain HTTP on a loopback --listen address")
 	}
 	return newLogger(c.LogFormat, c.LogLevel, stderr)
 }

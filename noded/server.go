@@ -19,11 +19,17 @@ type api struct {
 	version rpc.VersionResponse
 	log     *slog.Logger
 	metrics *daemonMetrics
+	// tls is true when noded serves HTTPS: every request then carries a
+	// verified client certificate whose role is checked.
+	tls bool
 }
 
 // handle routes one request. Procedures that change or wait on calls are
 // PUT, as in Ganeti's protocol; reads are GET.
 func (a *api) handle(ctx *fasthttp.RequestCtx) {
+	if !a.authorize(ctx) {
+		return
+	}
 	path := string(ctx.Path())
 	switch path {
 	case rpc.PathStartFunction:
@@ -169,21 +175,30 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // newServer returns the fasthttp server for a, hardened against clients
-// that send slowly or too much.
+// that send slowly or too much. doc/security.md reviews each bound.
 func newServer(a *api, cfg *Config, log *slog.Logger) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:            a.handle,
 		ErrorHandler:       serverError,
 		Name:               "noded",
 		MaxRequestBodySize: cfg.MaxRequest,
-		// The read timeout covers one request's headers and body; a
-		// client that trickles bytes (slow-loris) is cut off.
+		// The read timeout covers the TLS handshake and one request's
+		// headers and body; a client that trickles bytes (slow-loris) is
+		// cut off.
 		ReadTimeout: 30 * time.Second,
 		// The write timeout starts when the answer is ready, so a long
 		// wait does not count against it.
-		WriteTimeout:    30 * time.Second,
-		IdleTimeout:     2 * time.Minute,
-		ReadBufferSize:  16 << 10,
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  2 * time.Minute,
+		// The request line and headers must fit in the read buffer; a
+		// larger head is refused (431) instead of growing memory.
+		ReadBufferSize: 16 << 10,
+		// Each connection costs a goroutine and its buffers; past these
+		// bounds a connection is answered 503 (or 429 per address) and
+		// closed. A master holds up to fasthttp's 512 connections to a
+		// node, one per call it waits on at once.
+		Concurrency:     cfg.MaxConns,
+		MaxConnsPerIP:   cfg.MaxConnsPerIP,
 		Logger:          slogPrinter{log},
 		CloseOnShutdown: true,
 	}

@@ -52,6 +52,7 @@ type Node struct {
 
 	bin    string
 	dir    string
+	tls    *TLS // nil: --insecure
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -81,7 +82,38 @@ func Start(t testing.TB, bin string, args ...string) *Node {
 // --addr-file in dir and the extra flags args, waits until it listens, and
 // returns it. The caller must Stop it.
 func Launch(bin, dir string, args ...string) (*Node, error) {
-	n := &Node{bin: bin, dir: dir, Args: args}
+	return launch(bin, dir, nil, args)
+}
+
+// TLS names the files a node serves HTTPS with: its --cert, --key and
+// --client-ca.
+type TLS struct {
+	Cert, Key, ClientCA string
+}
+
+// StartTLS is [Start] for a node serving HTTPS with the files of tls
+// instead of plain HTTP.
+func StartTLS(t testing.TB, bin string, tls TLS, args ...string) *Node {
+	t.Helper()
+	n, err := LaunchTLS(bin, t.TempDir(), tls, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return n
+}
+
+// LaunchTLS is [Launch] for a node serving HTTPS with the files of tls.
+func LaunchTLS(bin, dir string, tls TLS, args ...string) (*Node, error) {
+	return launch(bin, dir, &tls, args)
+}
+
+func launch(bin, dir string, tls *TLS, args []string) (*Node, error) {
+	n := &Node{bin: bin, dir: dir, tls: tls, Args: args}
 	if err := n.start("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
@@ -91,7 +123,11 @@ func Launch(bin, dir string, args ...string) (*Node, error) {
 func (n *Node) start(listen string) error {
 	addrFile := filepath.Join(n.dir, "addr")
 	os.Remove(addrFile)
-	args := append([]string{"--insecure", "--listen", listen, "--addr-file", addrFile}, n.Args...)
+	mode := []string{"--insecure"}
+	if n.tls != nil {
+		mode = []string{"--cert", n.tls.Cert, "--key", n.tls.Key, "--client-ca", n.tls.ClientCA}
+	}
+	args := append(append(mode, "--listen", listen, "--addr-file", addrFile), n.Args...)
 	cmd := exec.Command(n.bin, args...)
 	stderr := &syncWriter{}
 	cmd.Stderr = stderr

@@ -1,0 +1,109 @@
+package master
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// LoadTLS returns the TLS configuration for [Options.TLS] from PEM files:
+// the client certificate and key a master (or observer) presents, and the
+// cluster CA that node certificates must chain to. It refuses a
+// certificate made only for serving (a node's), which no node would
+// accept from a client.
+func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("master: loading the client certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	if eku := pair.Leaf.ExtKeyUsage; len(eku) > 0 && !slices.Contains(eku, x509.ExtKeyUsageClientAuth) && !slices.Contains(eku, x509.ExtKeyUsageAny) {
+		return nil, fmt.Errorf("master: %s is not a client certificate (no client auth key usage; a node's certificate?): issue one with noderpc certs issue --master NAME", certFile)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("master: reading the cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("master: the cluster CA file %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{pair},
+		RootCAs:      pool,
+	}, nil
+}
+
+// nodeTLSConfig is base for the node at addr: its certificate must name
+// the host of addr, so that a node presenting another node's certificate
+// is refused. A ServerName set in base wins, for nodes dialled at an
+// address their certificate does not name.
+func nodeTLSConfig(base *tls.Config, addr string) *tls.Config {
+	c := base.Clone()
+	if c.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr) // New checked addr
+		c.ServerName = host
+	}
+	c.MinVersion = max(c.MinVersion, tls.VersionTLS13)
+	return c
+}
+
+// CertificateError says that the TLS handshake with a node failed on a
+// certificate: the node refused the client's (unknown CA, expired, not a
+// client certificate, none), or the client refused the node's (unknown
+// CA, expired, or naming another node). Retrying cannot change that, so
+// the procedure is not retried. It matches rpc.ErrCertificate with
+// errors.Is and unwraps to the TLS or X.509 error.
+type CertificateError struct {
+	// Node is the node's host:port.
+	Node string
+	// Procedure is the procedure that was being sent, e.g. "Version".
+	Procedure string
+	// ByNode is true when the node refused the client's certificate,
+	// false when the client refused the node's.
+	ByNode bool
+	// Err is the TLS or X.509 error.
+	Err error
+}
+
+// Error reads "node1:1811: Version: the node refused this client's
+// certificate: remote error: tls: bad certificate".
+func (e *CertificateError) Error() string {
+	who := "this client refused the node's certificate"
+	if e.ByNode {
+		who = "the node refused this client's certificate"
+	}
+	return fmt.Sprintf("%s: %s: %s: %v", e.Node, e.Procedure, who, e.Err)
+}
+
+// Unwrap returns the certificate kind and the cause.
+func (e *CertificateError) Unwrap() []error {
+	return []error{&rpc.Error{Kind: rpc.KindCertificate, Message: e.Err.Error()}, e.Err}
+}
+
+// certificateFailure returns the certificate error err is, or nil if it
+// is another transport failure.
+//
+// In TLS 1.3 the client's handshake ends before the node has checked the
+// client's certificate, so the node's refusal arrives as an alert on the
+// first read, which crypto/tls reports as a net.OpError "remote error".
+func certificateFailure(node, proc string, err error) error {
+	var (
+		verify   *tls.CertificateVerificationError
+		hostname x509.HostnameError
+		op       *net.OpError
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &hostname):
+		return &CertificateError{Node: node, Procedure: proc, Err: err}
+	case errors.As(err, &op) && op.Op == "remote error":
+		return &CertificateError{Node: node, Procedure: proc, ByNode: true, Err: op.Err}
+	}
+	return nil
+}
