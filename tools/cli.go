@@ -7,6 +7,7 @@ package tools
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,7 +38,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, tty: isTerminal(stdout)}
 	fs := flag.NewFlagSet("noderpc", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, by usageError
-	fs.BoolVar(&a.insecure, "insecure", false, "talk plain HTTP to nodes (the only mode until TLS exists; required, as for noded)")
+	fs.BoolVar(&a.insecure, "insecure", false, "talk plain HTTP to nodes started with --insecure (loopback only) instead of mutual TLS")
+	a.tlsFlags(fs)
 	fs.BoolVar(&a.json, "json", false, "print every output as JSON, one object per line")
 	fs.DurationVar(&a.socketTimeout, "socket-timeout", master.DefaultTimeout, "longest wait for any one answer; a node is asked to wait at most half of it")
 	fs.DurationVar(&a.unreachableAfter, "unreachable-after", master.DefaultRetryPolicies().Wait.MaxElapsed, "give up on a node that has answered nothing for this long (retries included)")
@@ -74,8 +76,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return a.commandUsageError("%v", err)
 	}
-	if !a.insecure {
-		return a.usageError("noderpc talks plain HTTP only for now: pass --insecure before the command, as noded needs it too")
+	if !cmd.local {
+		if err := a.loadTLS(); err != nil {
+			return a.usageError("%v", err)
+		}
 	}
 	if a.unreachableAfter < a.socketTimeout {
 		return a.usageError("--unreachable-after %s is shorter than --socket-timeout %s", a.unreachableAfter, a.socketTimeout)
@@ -94,6 +98,10 @@ type app struct {
 	cmd *command
 
 	insecure         bool
+	certFile         string
+	keyFile          string
+	caFile           string
+	tls              *tls.Config // from loadTLS; nil with --insecure
 	json             bool
 	socketTimeout    time.Duration
 	unreachableAfter time.Duration
@@ -105,6 +113,7 @@ func (a *app) options() master.Options {
 	p := master.Policy{MaxElapsed: a.unreachableAfter}
 	return master.Options{
 		Insecure: a.insecure,
+		TLS:      a.tls,
 		Timeout:  a.socketTimeout,
 		Retry:    master.RetryPolicies{Start: p, Wait: p, Cancel: p, Release: p, List: p, Version: p},
 	}

@@ -276,8 +276,12 @@ func TestHelpOnEverySubcommand(t *testing.T) {
 	for _, c := range commands {
 		var out, errb bytes.Buffer
 		code := Run(context.Background(), []string{c.name, "--help"}, nil, &out, &errb)
+		example := "noderpc --insecure " + c.name
+		if c.local {
+			example = "noderpc " + c.name
+		}
 		if code != ExitOK || !strings.HasPrefix(out.String(), "Usage: noderpc [global flags] "+c.name) ||
-			!strings.Contains(out.String(), "Example") || !strings.Contains(out.String(), "noderpc --insecure "+c.name) {
+			!strings.Contains(out.String(), "Example") || !strings.Contains(out.String(), example) {
 			t.Errorf("noderpc %s --help = exit %d, %q; want usage with examples on stdout", c.name, code, out.String())
 		}
 	}

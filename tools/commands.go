@@ -31,6 +31,8 @@ type command struct {
 	// about is the description and examples shown by --help.
 	about string
 	setup func(fs *flag.FlagSet) runFunc
+	// local commands talk to no node and need no certificate.
+	local bool
 }
 
 // printHelp prints the command's --help to w.
@@ -190,6 +192,7 @@ Example:
 `,
 		setup: func(fs *flag.FlagSet) runFunc { return (*app).ping },
 	},
+	certsCommand,
 	benchCommand,
 }
 
