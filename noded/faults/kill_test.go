@@ -47,7 +47,7 @@ func resumeAll(t *testing.T, c *master.Client, l *ledger) int {
 func TestKillMidLoad(t *testing.T) {
 	sc := pick(scale{rounds: 3, calls: 24, concurrency: 8}, scale{rounds: 12, calls: 80, concurrency: 16})
 	n := startNode(t, "--max-running", "64", "--shutdown-grace", "1s", "--warm", "2")
-	c := newClient(t, n.addr, time.Second, master.Policy{MaxElapsed: 3 * time.Second})
+	c := newClient(t, n.addr, calmTimeout, master.Policy{})
 	l := newLedger()
 	series := idleSeries{baseline: n.idle(0)}
 	var (

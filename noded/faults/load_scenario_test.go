@@ -79,7 +79,7 @@ func TestLoadAboveLimit(t *testing.T) {
 	n := startNode(t, "--max-running", fmt.Sprint(maxRunning), "--shutdown-grace", "1s", "--warm", "2")
 	// Busy answers say Retry-After 1s; the start's policy outlasts a
 	// queue of three times the limit.
-	c := newClient(t, n.addr, 2*time.Second, master.Policy{MaxAttempts: 40, MaxElapsed: 60 * time.Second, MaxDelay: 2 * time.Second})
+	c := newClient(t, n.addr, calmTimeout, master.Policy{MaxAttempts: 40, MaxElapsed: 60 * time.Second, MaxDelay: 2 * time.Second})
 	l := newLedger()
 	series := idleSeries{baseline: n.idle(0)}
 	ctx := t.Context()

@@ -245,6 +245,12 @@ func (n *node) cleanup() {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	if dir := os.Getenv("NODERPC_FAULT_KEEP_LOGS"); dir != "" {
+		for i, pid := range n.PIDs() {
+			data, _ := os.ReadFile(filepath.Join(n.dir, fmt.Sprintf("noded-%d.log", i)))
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-noded-%d.log", n.marker, pid)), data, 0o644)
+		}
+	}
 	if n.t.Failed() {
 		n.mu.Lock()
 		inc := n.cur

@@ -14,8 +14,9 @@ import (
 )
 
 // boundSlack is what the check of the unreachable bound allows past
-// MaxElapsed: scheduling of this process and of the race detector.
-const boundSlack = 500 * time.Millisecond
+// MaxElapsed: scheduling of this process, under the race detector, on a
+// machine that other work shares.
+const boundSlack = time.Second
 
 // outageStats sums the rounds of an outage scenario.
 type outageStats struct {
@@ -33,8 +34,10 @@ type outageStats struct {
 // of the later of the fault and the procedure's own start; only then does
 // end lift the fault, and every call is resumed: awaited again, or its
 // start replayed with the same request_id, and must succeed having run
-// once.
-func outageRound(t *testing.T, c *master.Client, l *ledger, prefix string, k int, bound time.Duration, begin, end func(), st *outageStats) {
+// once. tight is the client whose bound is checked; calm, a client of the
+// same node with generous timeouts, starts the calls before the fault and
+// resumes them after it, so that a busy machine cannot fail those steps.
+func outageRound(t *testing.T, tight, calm *master.Client, l *ledger, prefix string, k int, bound time.Duration, begin, end func(), st *outageStats) {
 	t.Helper()
 	ctx := t.Context()
 	type report struct {
@@ -61,7 +64,7 @@ func outageRound(t *testing.T, c *master.Client, l *ledger, prefix string, k int
 		token := fmt.Sprintf("%s-running-%d", prefix, i)
 		args := workArgs(token, 2*time.Second)
 		e := l.issue(token, "work", string(args))
-		rec, err := c.StartFunction(ctx, rpc.StartRequest{FnName: "work", FnArgs: args, RequestID: token})
+		rec, err := calm.StartFunction(ctx, rpc.StartRequest{FnName: "work", FnArgs: args, RequestID: token})
 		if err != nil {
 			t.Fatalf("starting %s before the fault: %v", token, err)
 		}
@@ -70,7 +73,7 @@ func outageRound(t *testing.T, c *master.Client, l *ledger, prefix string, k int
 		}
 		wg.Go(func() {
 			opStart := time.Now()
-			_, err := c.Await(ctx, rec.ID, master.CallOptions{})
+			_, err := tight.Await(ctx, rec.ID, master.CallOptions{})
 			record(e, opStart, err)
 		})
 	}
@@ -85,10 +88,10 @@ func outageRound(t *testing.T, c *master.Client, l *ledger, prefix string, k int
 		e := l.issue(token, "work", string(args))
 		wg.Go(func() {
 			opStart := time.Now()
-			rec, err := c.StartFunction(ctx, rpc.StartRequest{FnName: "work", FnArgs: args, RequestID: token})
+			rec, err := tight.StartFunction(ctx, rpc.StartRequest{FnName: "work", FnArgs: args, RequestID: token})
 			if err == nil {
 				e.setID(rec.ID)
-				_, err = c.Await(ctx, rec.ID, master.CallOptions{})
+				_, err = tight.Await(ctx, rec.ID, master.CallOptions{})
 			}
 			record(e, opStart, err)
 		})
@@ -124,7 +127,7 @@ func outageRound(t *testing.T, c *master.Client, l *ledger, prefix string, k int
 		}
 	}
 	end()
-	resumeAll(t, c, l)
+	resumeAll(t, calm, l)
 }
 
 // TestFreezeThaw freezes noded with SIGSTOP while calls run and starts are
@@ -138,14 +141,16 @@ func TestFreezeThaw(t *testing.T) {
 	n := startNode(t, "--shutdown-grace", "1s", "--warm", "2")
 	const timeout, maxElapsed = time.Second, 3 * time.Second
 	c := newClient(t, n.addr, timeout, master.Policy{MaxElapsed: maxElapsed})
+	calm := newClient(t, n.addr, calmTimeout, master.Policy{})
 	l := newLedger()
 	series := idleSeries{baseline: n.idle(0)}
 	var st outageStats
 	for r := 1; r <= sc.rounds; r++ {
-		outageRound(t, c, l, fmt.Sprintf("r%d", r), sc.calls, maxElapsed,
+		outageRound(t, c, calm, l, fmt.Sprintf("r%d", r), sc.calls, maxElapsed,
 			func() { n.signal(syscall.SIGSTOP) },
 			func() { n.signal(syscall.SIGCONT) }, &st)
 		c.Close()
+		calm.Close()
 		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
 	}
 	ta := l.check(t, n, nil, unreachable, succeeded)
