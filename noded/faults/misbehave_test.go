@@ -1,0 +1,230 @@
+//go:build fault
+
+package faults
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// misbehaviour is one way a function process can misbehave, and how noded
+// must report it.
+type misbehaviour struct {
+	name       string
+	fn         string
+	args       json.RawMessage
+	abortAfter time.Duration
+	cancel     bool // cancel it once it runs (and ignores SIGTERM)
+	want       outcome
+	kind       rpc.Kind // the call's error kind; "" for success
+	signal     string   // the signal that ended the process, if one must have
+	result     string   // the result of a success
+	within     time.Duration
+}
+
+// TestMisbehavingFunctions runs functions that crash, hang past
+// abort_after, ignore SIGTERM when cancelled, flood stdout or stderr,
+// daemonize a grandchild with setsid, exit before reading their stdin,
+// and write half a result, several of each at once. Each must end with
+// its documented outcome within its bound, leave no process behind (the
+// daemonized grandchild included), and leave noded's memory bounded.
+func TestMisbehavingFunctions(t *testing.T) {
+	const grace = time.Second
+	const maxLogLines = 100
+	bigArgs, _ := json.Marshal(strings.Repeat("x", 1<<20))
+	cases := []misbehaviour{
+		{name: "crash", fn: "crash", want: failed, kind: rpc.KindFunctionFailed, signal: "SIGSEGV", within: 10 * time.Second},
+		{name: "hang past abort_after", fn: "hang", abortAfter: 500 * time.Millisecond, want: aborted, kind: rpc.KindAborted, signal: "SIGKILL", within: 500*time.Millisecond + grace + 10*time.Second},
+		{name: "ignore SIGTERM, cancelled", fn: "hang", cancel: true, want: cancelled, kind: rpc.KindCancelled, signal: "SIGKILL", within: grace + 10*time.Second},
+		{name: "flood stdout", fn: "floodout", want: failed, kind: rpc.KindResultTooLarge, within: 20 * time.Second},
+		{name: "flood stderr", fn: "flooderr", want: succeeded, result: `"flooded"`, within: 30 * time.Second},
+		{name: "daemonize with setsid", fn: "daemonize", want: succeeded, result: `"daemonized"`, within: 10 * time.Second},
+		{name: "exit before reading stdin", fn: "noread", args: bigArgs, want: succeeded, result: `"did not read"`, within: 10 * time.Second},
+		{name: "partial result", fn: "partial", want: failed, kind: rpc.KindProtocolError, within: 10 * time.Second},
+	}
+	sc := pick(scale{rounds: 2, calls: 3}, scale{rounds: 6, calls: 10})
+	n := startNode(t, "--max-result", "1048576", "--max-log-lines", strconv.Itoa(maxLogLines),
+		"--shutdown-grace", grace.String(), "--warm", "2")
+	c := newClient(t, n.addr, calmTimeout, master.Policy{})
+	l := newLedger()
+	series := idleSeries{baseline: n.idle(0)}
+	for r := 1; r <= sc.rounds; r++ {
+		var wg sync.WaitGroup
+		for _, mb := range cases {
+			for i := range sc.calls {
+				token := fmt.Sprintf("r%d-%s-%d", r, sanitize(mb.name), i)
+				e := l.issue(token, mb.fn, clipArgs(mb.args))
+				wg.Go(func() {
+					rec, err := runMisbehaviour(t, c, n, mb, token, e)
+					o := ctxOutcome(t.Context(), err)
+					l.end(e, o, err)
+					took := time.Since(e.issued)
+					var re *rpc.Error
+					errors.As(err, &re)
+					switch {
+					case o != mb.want:
+						l.problem("%s: ended %s, want %s: %v", token, o, mb.want, err)
+					case mb.kind != "" && (re == nil || re.Kind != mb.kind):
+						l.problem("%s: error %v, want kind %s", token, err, mb.kind)
+					case mb.signal != "" && (re == nil || re.Signal != mb.signal):
+						l.problem("%s: error %v, want the process ended by %s", token, err, mb.signal)
+					case mb.result != "" && (rec == nil || string(rec.Result) != mb.result):
+						l.problem("%s: result %s, want %s", token, resultOf(rec), mb.result)
+					case took > mb.within:
+						l.problem("%s: took %s, want at most %s", token, took.Round(time.Millisecond), mb.within)
+					}
+					if mb.fn == "daemonize" && rec != nil {
+						if gc, ok := grandchildOf(n, rec.ID); ok {
+							if !waitDead(gc, 5*time.Second) {
+								l.problem("%s: the daemonized grandchild %d outlived its call by 5s: %v", token, gc, describeAll([]int{gc}))
+							}
+						} else {
+							l.problem("%s: the grandchild recorded no PID", token)
+						}
+					}
+				})
+			}
+		}
+		wg.Wait()
+		c.Close()
+		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+	}
+	grandchildren := sc.rounds * sc.calls
+	hwm := vmHWM(t, n.PID())
+	if hwm > maxFloodRSS {
+		t.Errorf("noded's peak RSS was %.1f MiB while functions flooded it, want at most %d MiB: output is not bounded", float64(hwm)/(1<<20), maxFloodRSS>>20)
+	}
+	ta := l.check(t, n, nil, succeeded, failed, cancelled, aborted)
+	series.checkGrowth(t)
+	left, zombies := n.waitNoLeftovers(5 * time.Second)
+	var names []string
+	for _, mb := range cases {
+		names = append(names, mb.name)
+	}
+	report(t, row{
+		scenario: "misbehaving functions",
+		calls:    ta.calls,
+		faults: fmt.Sprintf("%d rounds × %d each of: %s; %d daemonized grandchildren; peak RSS %.1f MiB",
+			sc.rounds, sc.calls, strings.Join(names, ", "), grandchildren, float64(hwm)/(1<<20)),
+		outcomes: ta.outcomes(),
+		dups:     ta.dups,
+		left:     len(left),
+		zombies:  len(zombies),
+		idle:     series.String(),
+	})
+}
+
+// runMisbehaviour runs one call of mb to its end and returns its last
+// record and error.
+func runMisbehaviour(t *testing.T, c *master.Client, n *node, mb misbehaviour, token string, e *entry) (*rpc.Call, error) {
+	ctx := t.Context()
+	if !mb.cancel {
+		rec, err := c.Call(ctx, mb.fn, mb.args, master.CallOptions{AbortAfter: mb.abortAfter, RequestID: token})
+		if rec != nil {
+			e.setID(rec.ID)
+		}
+		return rec, err
+	}
+	rec, err := c.StartFunction(ctx, rpc.StartRequest{FnName: mb.fn, FnArgs: mb.args, RequestID: token})
+	if err != nil {
+		return nil, err
+	}
+	e.setID(rec.ID)
+	// Cancel once the function has set its SIGTERM aside, which it says
+	// by recording its PID.
+	id, err := rpc.ParseCallID(rec.ID)
+	if err != nil {
+		return rec, err
+	}
+	if !waitFile(filepath.Join(n.state, "pids", strconv.Itoa(id.CPID)), 10*time.Second) {
+		return rec, fmt.Errorf("%s recorded no PID within 10s", token)
+	}
+	if _, err := c.CancelFunction(ctx, rec.ID); err != nil {
+		return rec, err
+	}
+	return c.Await(ctx, rec.ID, master.CallOptions{})
+}
+
+// grandchildOf returns the PID the daemonize function recorded for its
+// grandchild in the call callID.
+func grandchildOf(n *node, callID string) (int, bool) {
+	id, err := rpc.ParseCallID(callID)
+	if err != nil {
+		return 0, false
+	}
+	b, err := os.ReadFile(filepath.Join(n.state, "pids", strconv.Itoa(id.CPID)+".grandchild"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid, err == nil
+}
+
+// waitFile polls until path exists or d passes.
+func waitFile(path string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // polling for a file a script writes
+	}
+}
+
+// waitDead polls until pid is no longer running or d passes.
+func waitDead(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // polling the process table
+	}
+	return true
+}
+
+// vmHWM returns the peak resident set size of pid in bytes.
+func vmHWM(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
+
+func resultOf(rec *rpc.Call) string {
+	if rec == nil {
+		return "(no record)"
+	}
+	return string(rec.Result)
+}
+
+func clipArgs(a json.RawMessage) string {
+	if len(a) > 40 {
+		return string(a[:40]) + "..."
+	}
+	return string(a)
+}
