@@ -28,19 +28,24 @@ Runs --fn with --args on the nodes from --concurrency callers at once, for
 --count calls or for --duration, whichever ends first, each caller taking
 the nodes in turn. Reports throughput, latency percentiles (start to
 result), client CPU per call and errors by kind, and beside them the
-floors, measured in the same run at the same concurrency before the load:
+floors, measured in the same run at the same concurrency:
 
   spawn floor: a bare spawn and wait of the Go function process binary
       (noded's, from --spawn-floor-bin, or found next to noderpc or in
       PATH) fed the same request, without noded, HTTP or the job table;
   http floor:  a bare GET /Version round trip to the same nodes.
 
-Each latency is printed as a ratio to the sum of the floors at the same
-percentile, and the throughput as a ratio to the spawn floor's. A call's
-release is sent after its latency is taken, by the same caller, so it
-counts in the throughput but not in the latency. Whether calls run warm is
-the node's choice (noded --warm N); --rate paces the calls so that a warm
-pool can keep up.
+The run is cut into --rounds rounds; each measures the floors, then the
+calls, so that a machine whose load changes during the run weighs on
+floors and calls alike. Each latency is printed as a ratio to the sum of
+the floors at the same percentile, and the throughput as a ratio to the
+spawn floor's. A call's release is sent after its latency is taken, by
+the same caller, so it counts in the throughput but not in the latency.
+
+Whether calls run warm is the node's choice (noded --warm N). To measure
+warm calls, give --rounds 1 (a pool refilling after a round would slow
+the next round's floors) and fewer calls than the pool holds, or --rate
+slow enough for the pool to keep up.
 
 With --scale it measures a node's memory instead: it starts --running
 sleep calls of --sleep, opens --waits WaitForFunction requests on them
@@ -51,7 +56,7 @@ from /proc: the node must run on this machine.
 Examples:
   noderpc --insecure bench --count 500 127.0.0.1:1811
   noderpc --insecure bench --concurrency 8 --duration 10s 127.0.0.1:1811
-  noderpc --insecure bench --rate 200 --count 400 --fn echo --args '"x"' 127.0.0.1:1811
+  noderpc --insecure bench --rounds 1 --count 200 --fn echo --args '"x"' 127.0.0.1:1811
   noderpc --insecure --json bench --count 100 10.0.0.1:1811 10.0.0.2:1811
   noderpc --insecure --socket-timeout 3m --unreachable-after 3m bench --scale --running 2000 --waits 10000 --sleep 60s --concurrency 32 127.0.0.1:1811
 `,
@@ -63,6 +68,7 @@ Examples:
 		fs.DurationVar(&o.duration, "duration", 10*time.Second, "longest run of the load and of each floor")
 		fs.IntVar(&o.count, "count", 0, "calls to make (0: as many as --duration allows)")
 		fs.Float64Var(&o.rate, "rate", 0, "calls per second, all callers together (0: as fast as they answer)")
+		fs.IntVar(&o.rounds, "rounds", 5, "rounds the run is cut into, each measuring the floors and then the calls, so that all see the same machine")
 		fs.BoolVar(&o.floors, "floors", true, "measure the floors (--floors=false skips them)")
 		fs.IntVar(&o.floorMax, "floor-count", 2000, "most runs of each floor (it runs as many as the load made calls, up to this)")
 		fs.StringVar(&o.spawnBin, "spawn-floor-bin", "", "Go function process binary of the spawn floor (default: noded next to noderpc, or in PATH)")
@@ -94,6 +100,7 @@ type benchOptions struct {
 	duration    time.Duration
 	count       int
 	rate        float64
+	rounds      int
 	floors      bool
 	floorMax    int
 	spawnBin    string
@@ -113,6 +120,8 @@ func (o *benchOptions) check() error {
 		return fmt.Errorf("--duration must be above 0, got %s", o.duration)
 	case o.count < 0 || o.floorMax < 0:
 		return errors.New("--count and --floor-count must not be negative")
+	case o.rounds < 1 || (o.count > 0 && o.rounds > o.count):
+		return fmt.Errorf("--rounds must be between 1 and --count, got %d", o.rounds)
 	case o.rate < 0:
 		return fmt.Errorf("--rate must not be negative, got %v", o.rate)
 	}
@@ -148,45 +157,62 @@ func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
 		}
 	}()
 
-	r := benchReport{Nodes: nodes, Fn: o.fn, Args: o.args, Concurrency: o.concurrency, Rate: o.rate}
-	// The floors first: a warm pool is then full when the load starts,
-	// and its refilling does not compete with the floors for the CPU.
-	floorCount := o.floorMax
-	if o.count > 0 {
-		floorCount = min(o.count, o.floorMax)
+	r := benchReport{Nodes: nodes, Fn: o.fn, Args: o.args, Concurrency: o.concurrency, Rate: o.rate, Rounds: o.rounds}
+	version := func(i int) (time.Duration, error) {
+		start := time.Now()
+		_, err := clients[i%len(clients)].Version(ctx)
+		return time.Since(start), err
 	}
-	if o.floors && floorCount > 0 {
-		h := runLoad(ctx, loadSpec{concurrency: o.concurrency, count: floorCount, duration: o.duration},
-			func(i int) (time.Duration, error) {
-				start := time.Now()
-				_, err := clients[i%len(clients)].Version(ctx)
-				return time.Since(start), err
-			})
-		r.HTTPFloor = &h
-		bin, err := spawnFloorBin(o.spawnBin)
-		if err != nil {
+	callOpts := master.CallOptions{Keep: true}
+	call := func(i int) (time.Duration, error) {
+		c := clients[i%len(clients)]
+		start := time.Now()
+		rec, err := c.Call(ctx, o.fn, o.args, callOpts)
+		took := time.Since(start)
+		if rec != nil && rec.Finished {
+			// Outside the latency: a master reads the result before
+			// it releases the call.
+			c.ReleaseFunction(context.WithoutCancel(ctx), rec.ID)
+		}
+		return took, err
+	}
+	var spawn *spawner
+	if o.floors {
+		if bin, err := spawnFloorBin(o.spawnBin); err != nil {
 			r.SpawnFloorMissing = err.Error()
 		} else {
 			r.SpawnFloorBin = bin
-			s := newSpawner(bin, o.fn, o.args)
-			p := runLoad(ctx, loadSpec{concurrency: o.concurrency, count: floorCount, duration: o.duration}, s.run)
+			spawn = newSpawner(bin, o.fn, o.args)
+		}
+	}
+	floor := loadSpec{concurrency: o.concurrency, count: o.floorMax, duration: o.duration}
+	if o.count > 0 {
+		floor.count = min(o.count, o.floorMax)
+	}
+	load := loadSpec{concurrency: o.concurrency, count: o.count, duration: o.duration, rate: o.rate}
+	// The phases take turns, round by round, so that a change in the
+	// machine's load during the run weighs on the floors and the calls
+	// alike. In each round the floors come first: a warm pool is then
+	// full when the calls start.
+	var httpS, spawnS, runS samples
+	for round := range o.rounds {
+		if o.floors && floor.count > 0 {
+			httpS.add(runLoad(ctx, floor.split(round, o.rounds), version))
+			if spawn != nil {
+				spawnS.add(runLoad(ctx, floor.split(round, o.rounds), spawn.run))
+			}
+		}
+		runS.add(runLoad(ctx, load.split(round, o.rounds), call))
+	}
+	r.Run = runS.phase()
+	if o.floors && floor.count > 0 {
+		h := httpS.phase()
+		r.HTTPFloor = &h
+		if spawn != nil {
+			p := spawnS.phase()
 			r.SpawnFloor = &p
 		}
 	}
-	callOpts := master.CallOptions{Keep: true}
-	r.Run = runLoad(ctx, loadSpec{concurrency: o.concurrency, count: o.count, duration: o.duration, rate: o.rate},
-		func(i int) (time.Duration, error) {
-			c := clients[i%len(clients)]
-			start := time.Now()
-			rec, err := c.Call(ctx, o.fn, o.args, callOpts)
-			took := time.Since(start)
-			if rec != nil && rec.Finished {
-				// Outside the latency: a master reads the result before
-				// it releases the call.
-				c.ReleaseFunction(context.WithoutCancel(ctx), rec.ID)
-			}
-			return took, err
-		})
 	r.ratios()
 	if a.json {
 		a.emitJSON(r)

@@ -65,8 +65,66 @@ func (s seconds) MarshalJSON() ([]byte, error) {
 	return []byte(formatFloat(time.Duration(s).Seconds())), nil
 }
 
+// samples are the raw measurements of one or more rounds of a phase.
+type samples struct {
+	ok       []time.Duration // latencies of the successful operations
+	errs     map[string]int
+	firstErr string
+	calls    int
+	elapsed  time.Duration
+	cpu      time.Duration
+}
+
+// add merges the samples of another round into s.
+func (s *samples) add(o samples) {
+	s.ok = append(s.ok, o.ok...)
+	if s.errs == nil {
+		s.errs = map[string]int{}
+	}
+	for k, n := range o.errs {
+		s.errs[k] += n
+	}
+	if s.firstErr == "" {
+		s.firstErr = o.firstErr
+	}
+	s.calls += o.calls
+	s.elapsed += o.elapsed
+	s.cpu += o.cpu
+}
+
+// phase summarises the samples.
+func (s samples) phase() phase {
+	p := phase{Calls: s.calls, Successes: len(s.ok), Errors: s.errs, FirstError: s.firstErr, Elapsed: seconds(s.elapsed)}
+	if p.Errors == nil {
+		p.Errors = map[string]int{}
+	}
+	if s.calls > 0 {
+		p.Throughput = float64(s.calls) / s.elapsed.Seconds()
+		p.CPUPerCall = seconds(s.cpu / time.Duration(s.calls))
+	}
+	p.Latency = percentiles(s.ok)
+	return p
+}
+
+// split divides the bounds of s between rounds: round r of n gets its
+// share of the count and of the duration.
+func (s loadSpec) split(r, n int) loadSpec {
+	if s.count > 0 {
+		s.count = s.count/n + btoi(r < s.count%n)
+	}
+	s.duration /= time.Duration(n)
+	return s
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // runLoad runs do from s.concurrency workers within the bounds of s.
-func runLoad(ctx context.Context, s loadSpec, do op) phase {
+func runLoad(ctx context.Context, s loadSpec, do op) samples {
 	type result struct {
 		took time.Duration
 		err  error
@@ -99,31 +157,21 @@ func runLoad(ctx context.Context, s loadSpec, do op) phase {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(begin)
-	cpu := cpuTime() - cpu0
-
-	p := phase{Errors: map[string]int{}, Elapsed: seconds(elapsed)}
-	var ok []time.Duration
+	out := samples{errs: map[string]int{}, elapsed: time.Since(begin), cpu: cpuTime() - cpu0}
 	for _, rs := range results {
 		for _, r := range rs {
-			p.Calls++
+			out.calls++
 			if r.err != nil {
-				p.Errors[errorKind(r.err)]++
-				if p.FirstError == "" {
-					p.FirstError = r.err.Error()
+				out.errs[errorKind(r.err)]++
+				if out.firstErr == "" {
+					out.firstErr = r.err.Error()
 				}
 				continue
 			}
-			p.Successes++
-			ok = append(ok, r.took)
+			out.ok = append(out.ok, r.took)
 		}
 	}
-	if p.Calls > 0 {
-		p.Throughput = float64(p.Calls) / elapsed.Seconds()
-		p.CPUPerCall = seconds(cpu / time.Duration(p.Calls))
-	}
-	p.Latency = percentiles(ok)
-	return p
+	return out
 }
 
 // sleepUntil waits until t; it returns false if ctx ended first.

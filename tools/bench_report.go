@@ -19,6 +19,7 @@ type benchReport struct {
 	Args        json.RawMessage `json:"args"`
 	Concurrency int             `json:"concurrency"`
 	Rate        float64         `json:"rate,omitempty"`
+	Rounds      int             `json:"rounds"`
 	// Run is the load itself: calls from start to result.
 	Run phase `json:"run"`
 	// HTTPFloor is GET /Version at the same concurrency; nil with

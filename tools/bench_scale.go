@@ -122,7 +122,7 @@ func (a *app) benchScale(ctx context.Context, nodes []string, o benchOptions) in
 				ids[i] = rec.ID
 			}
 			return time.Since(start), err
-		})
+		}).phase()
 	var started []string
 	for _, id := range ids {
 		if id != "" {
@@ -145,7 +145,7 @@ func (a *app) benchScale(ctx context.Context, nodes []string, o benchOptions) in
 			start := time.Now()
 			err := c.ReleaseFunction(ctx, started[i])
 			return time.Since(start), err
-		})
+		}).phase()
 
 	if a.json {
 		a.emitJSON(r)

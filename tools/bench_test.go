@@ -16,6 +16,7 @@ type benchJSON struct {
 	Nodes             []string    `json:"nodes"`
 	Fn                string      `json:"fn"`
 	Concurrency       int         `json:"concurrency"`
+	Rounds            int         `json:"rounds"`
 	Run               phaseJSON   `json:"run"`
 	HTTPFloor         *phaseJSON  `json:"http_floor"`
 	SpawnFloor        *phaseJSON  `json:"spawn_floor"`
@@ -76,8 +77,8 @@ func TestBenchReport(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
 	}
-	if r.Fn != "echo" || r.Concurrency != 2 || len(r.Nodes) != 1 || r.Nodes[0] != n.Addr {
-		t.Errorf("report heads fn %q concurrency %d nodes %q, want echo, 2, [%s]", r.Fn, r.Concurrency, r.Nodes, n.Addr)
+	if r.Fn != "echo" || r.Concurrency != 2 || r.Rounds != 5 || len(r.Nodes) != 1 || r.Nodes[0] != n.Addr {
+		t.Errorf("report heads fn %q concurrency %d rounds %d nodes %q, want echo, 2, 5, [%s]", r.Fn, r.Concurrency, r.Rounds, r.Nodes, n.Addr)
 	}
 	checkPhase(t, "run", &r.Run, 20)
 	checkPhase(t, "http floor", r.HTTPFloor, 20)
@@ -135,7 +136,7 @@ func TestBenchErrorsByKind(t *testing.T) {
 	}{
 		{"unknown function", []string{"--fn", "nope", n.Addr}, 0, map[string]int{"unknown_function": 10}},
 		// Calls take the nodes in turn: half go to the dead one.
-		{"a dead node", []string{"--concurrency", "10", n.Addr, dead}, 5, map[string]int{"unreachable": 5}},
+		{"a dead node", []string{"--rounds", "1", "--concurrency", "10", n.Addr, dead}, 5, map[string]int{"unreachable": 5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--json", "bench", "--count", "10", "--floors=false"}, tc.args...)
@@ -183,6 +184,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "--args", "{", "127.0.0.1:1"}, "--args is not valid JSON"},
 		{[]string{"bench", "--concurrency", "0", "127.0.0.1:1"}, "--concurrency must be at least 1"},
 		{[]string{"bench", "--rate", "-1", "127.0.0.1:1"}, "--rate must not be negative"},
+		{[]string{"bench", "--count", "3", "--rounds", "4", "127.0.0.1:1"}, "--rounds must be between 1 and --count"},
 		{[]string{"bench", "--scale", "10.0.0.1:1811"}, "NODE must be a loopback address"},
 		{[]string{"bench", "--scale", "127.0.0.1:1", "127.0.0.1:2"}, "--scale measures one node"},
 	} {
