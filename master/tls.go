@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -106,4 +109,67 @@ func certificateFailure(node, proc string, err error) error {
 		return &CertificateError{Node: node, Procedure: proc, ByNode: true, Err: op.Err}
 	}
 	return nil
+}
+
+// tlsDialer connects to a node and makes the TLS handshake itself rather
+// than through fasthttp, to see the node's TLS alerts: fasthttp reports
+// any failure to read an answer's first byte as a closed connection, and
+// in TLS 1.3 a node's refusal of the client's certificate arrives just
+// so, as an alert on the first read after the client's side of the
+// handshake is done.
+type tlsDialer struct {
+	cfg *tls.Config
+	// fallback bounds a dial fasthttp gives no timeout.
+	fallback time.Duration
+	// alert is the last TLS alert read from the node: every connection
+	// presents the same certificate, so the node's verdict on one is its
+	// verdict on all.
+	alert atomic.Pointer[alertSeen]
+}
+
+type alertSeen struct {
+	err error
+	at  time.Time
+}
+
+func (d *tlsDialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	if timeout <= 0 {
+		timeout = d.fallback
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conn := tls.Client(raw, d.cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return &alertConn{Conn: conn, d: d}, nil
+}
+
+// alertSince returns the node's TLS alert if one was read at or after
+// start, else nil.
+func (d *tlsDialer) alertSince(start time.Time) error {
+	if a := d.alert.Load(); a != nil && !a.at.Before(start) {
+		return a.err
+	}
+	return nil
+}
+
+// alertConn records the TLS alerts its reads return.
+type alertConn struct {
+	*tls.Conn
+	d *tlsDialer
+}
+
+func (c *alertConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	var op *net.OpError
+	if err != nil && errors.As(err, &op) && op.Op == "remote error" {
+		c.d.alert.Store(&alertSeen{err: err, at: time.Now()})
+	}
+	return n, err
 }

@@ -32,8 +32,12 @@ var _ transport = (*httpTransport)(nil)
 // left to watch).
 type httpTransport struct {
 	hc *fasthttp.HostClient
-	// scheme is "https", or "http" with Options.Insecure.
+	// scheme is always "http": with TLS the connection is already
+	// encrypted by tlsd, and fasthttp must not add TLS of its own.
 	scheme string
+	// tlsd makes the connections of a client with Options.TLS; nil with
+	// Options.Insecure.
+	tlsd *tlsDialer
 }
 
 func newHTTPTransport(node string, opts *Options) *httpTransport {
@@ -54,9 +58,8 @@ func newHTTPTransport(node string, opts *Options) *httpTransport {
 		},
 	}
 	if opts.TLS != nil {
-		t.scheme = "https"
-		t.hc.IsTLS = true
-		t.hc.TLSConfig = nodeTLSConfig(opts.TLS, node)
+		t.tlsd = &tlsDialer{cfg: nodeTLSConfig(opts.TLS, node), fallback: opts.Timeout}
+		t.hc.DialTimeout = t.tlsd.dial
 	}
 	return t
 }
@@ -77,7 +80,13 @@ func (t *httpTransport) roundTrip(ctx context.Context, method, path string, body
 	do := func() (answer, error) {
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
+		start := time.Now()
 		if err := t.hc.DoDeadline(req, resp, deadline); err != nil {
+			if t.tlsd != nil {
+				if alert := t.tlsd.alertSince(start); alert != nil {
+					return answer{}, alert
+				}
+			}
 			return answer{}, err
 		}
 		a := answer{

@@ -132,7 +132,7 @@ func (a *app) certs(ctx context.Context, args []string) int {
 			if err != nil {
 				return nil, err
 			}
-			req.notBefore, req.days, req.force = nb, *days, *force
+			req.valid, req.days, req.force = nb, *days, *force
 			return issue(dir, req)
 		}
 	default:
@@ -179,20 +179,34 @@ func isSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// parseNotBefore reads --not-before; empty means now less the clock skew.
-func parseNotBefore(s string) (time.Time, error) {
+// validity is when a certificate starts, and how long before that it is
+// already accepted.
+type validity struct {
+	start time.Time
+	skew  time.Duration
+}
+
+func (v validity) notBefore() time.Time { return v.start.Add(-v.skew) }
+
+func (v validity) notAfter(days int) time.Time {
+	return v.start.Add(time.Duration(days) * 24 * time.Hour)
+}
+
+// parseNotBefore reads --not-before; empty means now, backdated by the
+// clock skew. A date given is taken as it is.
+func parseNotBefore(s string) (validity, error) {
 	if s == "" {
-		return time.Now().Add(-clockSkew), nil
+		return validity{start: time.Now(), skew: clockSkew}, nil
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, usageErr("--not-before %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z", s)
+		return validity{}, usageErr("--not-before %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z", s)
 	}
-	return t, nil
+	return validity{start: t}, nil
 }
 
 // initCA writes a new cluster CA into dir and returns the files written.
-func initCA(dir string, notBefore time.Time, days int, force bool) ([]string, error) {
+func initCA(dir string, valid validity, days int, force bool) ([]string, error) {
 	crtPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	if err := refuseExisting(force, keyPath, crtPath); err != nil {
 		return nil, err
@@ -208,8 +222,8 @@ func initCA(dir string, notBefore time.Time, days int, force bool) ([]string, er
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "noderpc cluster CA", Organization: []string{"noderpc"}},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.Add(time.Duration(days) * 24 * time.Hour),
+		NotBefore:             valid.notBefore(),
+		NotAfter:              valid.notAfter(days),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		// The CA signs leaves only: a leaf cannot be a CA of its own.
@@ -234,12 +248,12 @@ func initCA(dir string, notBefore time.Time, days int, force bool) ([]string, er
 
 // issueRequest is what certs issue was asked for.
 type issueRequest struct {
-	name      string
-	role      rpc.Role
-	sans      []string
-	notBefore time.Time
-	days      int
-	force     bool
+	name  string
+	role  rpc.Role
+	sans  []string
+	valid validity
+	days  int
+	force bool
 }
 
 // certName is a NAME that is also a safe file name: no directory, no
@@ -270,8 +284,8 @@ func issue(dir string, req issueRequest) ([]string, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: req.name, Organization: []string{"noderpc"}, OrganizationalUnit: []string{string(req.role)}},
-		NotBefore:    req.notBefore,
-		NotAfter:     req.notBefore.Add(time.Duration(req.days) * 24 * time.Hour),
+		NotBefore:    req.valid.notBefore(),
+		NotAfter:     req.valid.notAfter(req.days),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		URIs:         []*url.URL{req.role.URI()},
 	}
