@@ -288,6 +288,50 @@ func (n *node) leftovers() []int {
 	return left
 }
 
+// survivors lists the live processes with the scenario's marker that do
+// not descend from the running noded: what is left of daemons that died.
+// Unlike leftovers it leaves alone the calls the running noded has in
+// hand, so it can be used while the load goes on.
+func (n *node) survivors() []int {
+	cur := n.PID()
+	var out []int
+	for _, pid := range processesWithMarker(n.marker) {
+		if pid != cur && !descendsFrom(pid, cur) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// waitNoSurvivors polls until no survivor is found or d passes, and
+// returns the survivors of the last look.
+func (n *node) waitNoSurvivors(d time.Duration) []int {
+	deadline := time.Now().Add(d)
+	for {
+		left := n.survivors()
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond) // polling /proc: another process's end sends no event
+	}
+}
+
+// descendsFrom reports whether ancestor is pid's parent, or its parent's,
+// and so on up to PID 1.
+func descendsFrom(pid, ancestor int) bool {
+	for range 64 { // deeper trees than this are not made by the scripts
+		ppid, _, ok := procStat(pid)
+		if !ok || ppid <= 1 {
+			return false
+		}
+		if ppid == ancestor {
+			return true
+		}
+		pid = ppid
+	}
+	return false
+}
+
 // waitNoLeftovers polls until no leftover process is found or d passes,
 // and returns the leftovers of the last look and the zombies among the
 // PIDs the scripts recorded.
