@@ -32,9 +32,6 @@ var _ transport = (*httpTransport)(nil)
 // left to watch).
 type httpTransport struct {
 	hc *fasthttp.HostClient
-	// scheme is always "http": with TLS the connection is already
-	// encrypted by tlsd, and fasthttp must not add TLS of its own.
-	scheme string
 	// tlsd makes the connections of a client with Options.TLS; nil with
 	// Options.Insecure.
 	tlsd *tlsDialer
@@ -42,7 +39,6 @@ type httpTransport struct {
 
 func newHTTPTransport(node string, opts *Options) *httpTransport {
 	t := &httpTransport{
-		scheme: "http",
 		hc: &fasthttp.HostClient{
 			Addr:                node,
 			Name:                "noderpc-master",
@@ -72,7 +68,9 @@ func (t *httpTransport) roundTrip(ctx context.Context, method, path string, body
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	req.Header.SetMethod(method)
-	req.SetRequestURI(t.scheme + "://" + t.hc.Addr + path)
+	// Always http: with TLS the connection tlsd made is already
+	// encrypted, and fasthttp must not add TLS of its own.
+	req.SetRequestURI("http://" + t.hc.Addr + path)
 	if body != nil {
 		req.Header.SetContentType("application/json")
 		req.SetBody(body)
