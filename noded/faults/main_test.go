@@ -50,9 +50,9 @@ type scale struct {
 }
 
 // pick returns short in the default run and long with -long.
-func pick(short, long_ scale) scale {
+func pick(short, longRun scale) scale {
 	if *long {
-		return long_
+		return longRun
 	}
 	return short
 }
