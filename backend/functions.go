@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -150,7 +151,31 @@ func executable(dir, name string) (string, error) {
 	if fi.Mode().Perm()&0o111 == 0 {
 		return "", fmt.Errorf("%s is not executable (mode %v; chmod +x it to make it a function)", path, fi.Mode().Perm())
 	}
+	if err := trusted(path, fi); err != nil {
+		return "", err
+	}
+	dfi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return "", err
+	}
+	if err := trusted(filepath.Dir(path), dfi); err != nil {
+		return "", err
+	}
 	return path, nil
+}
+
+// trusted refuses a function file, or the directory holding it, that
+// someone other than root or noded's own user could have written:
+// functions run with noded's privileges (root on a node), so whoever can
+// write one could run anything as root through a master.
+func trusted(path string, fi fs.FileInfo) error {
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %v); noded runs only functions no other user can change", path, fi.Mode().Perm())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, neither root nor noded's user; noded runs only functions no other user can change", path, st.Uid)
+	}
+	return nil
 }
 
 // inside reports whether path is strictly below dir; both are clean and

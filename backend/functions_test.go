@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -150,5 +151,38 @@ func TestFunctionsNames(t *testing.T) {
 	want := []string{"echo", "hello", "inside-link", "node_info", "owner-only", "sleep", "version"}
 	if got := f.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
+	}
+}
+
+// TestResolveRefusesWritableByOthers: functions run as root, so a file or
+// directory another user could change is refused.
+func TestResolveRefusesWritableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{"ok": 0o755, "groupw": 0o775, "worldw": 0o757} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\necho 1\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &Functions{Dir: dir}
+	if _, err := f.Resolve("ok"); err != nil {
+		t.Errorf("Resolve(ok) = %v, want a function", err)
+	}
+	for _, name := range []string{"groupw", "worldw"} {
+		if _, err := f.Resolve(name); !errors.Is(err, rpc.ErrUnknownFunction) || !strings.Contains(err.Error(), "writable by group or others") {
+			t.Errorf("Resolve(%s) = %v, want unknown_function saying it is writable by others", name, err)
+		}
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Resolve("ok"); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("Resolve(ok) in a world-writable directory = %v, want refused", err)
 	}
 }
