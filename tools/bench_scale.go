@@ -188,6 +188,8 @@ func (a *app) openWaits(ctx context.Context, c *master.Client, ids []string, n i
 		close(allDone)
 	}()
 
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: a.tls}}
+	defer hc.CloseIdleConnections()
 	peak := 0
 	sampled := false
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -196,7 +198,7 @@ func (a *app) openWaits(ctx context.Context, c *master.Client, ids []string, n i
 	// The loop ends when they are, or when the waits have all returned.
 watch:
 	for {
-		open, err := waitsInFlight(ctx, c.Node())
+		open, err := a.waitsInFlight(ctx, hc, c.Node())
 		if err == nil && open > peak {
 			peak = open
 			atPeak()
@@ -222,19 +224,26 @@ watch:
 }
 
 // waitsInFlight reads noded_wait_requests_in_flight from the node's
-// /metrics, over plain HTTP: --scale needs the node on this machine.
-func waitsInFlight(ctx context.Context, node string) (int, error) {
+// /metrics, with the client certificate of the other requests, if any.
+func (a *app) waitsInFlight(ctx context.Context, hc *http.Client, node string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+node+"/metrics", nil)
+	scheme := "https"
+	if a.tls == nil {
+		scheme = "http"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+node+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
 	return metricValue(resp.Body, "noded_wait_requests_in_flight")
 }
 
@@ -294,7 +303,7 @@ func (r *scaleReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  noded threads %d idle, %d running, %d waiting\n", r.Threads[0], r.Threads[1], r.Threads[2])
 	fmt.Fprintf(w, "  waits: %d sent, %d open at once at most, %d results collected in %s, errors: %s\n",
 		r.Waits, r.WaitsOpenMax, r.Wait.Results, fmtDur(r.Wait.Elapsed), errorSummary(phase{Errors: r.Wait.Errors, FirstError: r.Wait.FirstError}))
-	if r.WaitsOpenMax < r.Waits {
+	if r.WaitsOpenMax < r.Waits && len(r.Wait.Errors) == 0 {
 		fmt.Fprintf(w, "  not every wait was open at once: the calls ended first; give a longer --sleep\n")
 	}
 	fmt.Fprintf(w, "  releases: %d, errors: %s\n", r.Release.Successes, errorSummary(r.Release))
