@@ -200,6 +200,16 @@ func (g *cgroup) kill() {
 	}
 }
 
+// tryRemove removes the cgroup if it is empty; the error says it is not.
+func (g *cgroup) tryRemove() error {
+	g.closeFD()
+	err := os.Remove(g.path)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
 // remove waits until the cgroup is empty and removes it. Killed processes
 // leave asynchronously, so an rmdir right after the kill can fail with
 // EBUSY for a moment.

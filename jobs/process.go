@@ -95,11 +95,38 @@ func spawn(spec backend.Spec, cg *cgroup) (*process, error) {
 	}, nil
 }
 
+// wait waits for the process to exit and reaps it. It parks on a pidfd in
+// the runtime's poller, where exec.Cmd.Wait would hold an OS thread in
+// waitid for the whole life of the call: with thousands of calls running
+// those threads would eat noded's memory and the node's pid_max.
+func (p *process) wait() error {
+	if fd, err := unix.PidfdOpen(p.pid, unix.PIDFD_NONBLOCK); err == nil {
+		// The PID cannot be reused before this process reaps it, so the
+		// pidfd is the child's. Readable means exited.
+		f := os.NewFile(uintptr(fd), "pidfd")
+		if rc, err := f.SyscallConn(); err == nil {
+			rc.Read(func(uintptr) bool { return p.exited() })
+		}
+		f.Close()
+	}
+	return p.cmd.Wait()
+}
+
 // kill SIGKILLs everything of the call: its process group and, when it has
 // one, its cgroup, which also holds descendants that left the group.
 func (p *process) kill() {
 	p.signalGroup(syscall.SIGKILL)
 	if p.cg != nil {
+		p.cg.kill()
+	}
+}
+
+// killLeftovers SIGKILLs what the exited process left behind. Most
+// functions leave nothing: then the empty group answers ESRCH, the cgroup
+// is removed at once, and cgroup.kill is never written.
+func (p *process) killLeftovers() {
+	p.signalGroup(syscall.SIGKILL)
+	if p.cg != nil && p.cg.tryRemove() != nil {
 		p.cg.kill()
 	}
 }

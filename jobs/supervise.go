@@ -56,7 +56,7 @@ func (t *Table) supervise(c *call) {
 	outDone := make(chan output, 1)
 	go func() { outDone <- t.readOutput(c, p, frame) }()
 	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
+	go func() { exited <- p.wait() }()
 
 	var (
 		waitErr  error
@@ -82,7 +82,7 @@ func (t *Table) supervise(c *call) {
 		}
 	}
 	// Whatever the function left behind dies with it.
-	p.kill()
+	p.killLeftovers()
 	deadline := time.Now().Add(drainAfterExit)
 	p.stdout.SetReadDeadline(deadline)
 	p.stderr.SetReadDeadline(deadline)
