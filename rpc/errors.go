@@ -144,6 +144,10 @@ func (k Kind) HTTPStatus() int {
 // KindFromStatus guesses the kind of a non-2xx answer whose body carried no
 // error object (a proxy's answer, or one cut short).
 func KindFromStatus(status int) Kind {
+	if status == http.StatusTooManyRequests {
+		// fasthttp's own answer past --max-conns-per-ip: come back later.
+		return KindBusy
+	}
 	for _, e := range statusOfKind {
 		if e.status == status {
 			return e.kind

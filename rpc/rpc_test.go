@@ -98,6 +98,7 @@ func TestKindsAndStatuses(t *testing.T) {
 		{http.StatusGone, KindLost},
 		{http.StatusRequestEntityTooLarge, KindTooLarge},
 		{http.StatusServiceUnavailable, KindBusy},
+		{http.StatusTooManyRequests, KindBusy},
 		{http.StatusBadGateway, KindInternal},
 		{http.StatusTeapot, KindBadRequest},
 	}
