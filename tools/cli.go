@@ -1,7 +1,7 @@
 // Package tools is the noderpc command line: Run parses the global flags
 // and one subcommand (call, start, wait, cancel, release, list, version,
-// ping), talks to the nodes through package master, prints, and returns
-// the exit status. The noderpc binary only calls Run, so tests run the
+// ping, bench, certs), talks to the nodes through package master, prints,
+// and returns the exit status. The noderpc binary only calls Run, so tests run the
 // whole command in-process.
 package tools
 
