@@ -125,7 +125,7 @@ func testKillMidLoad(t *testing.T, containment string) {
 	_, zombies := n.waitNoLeftovers(5 * time.Second)
 	zombie = len(zombies)
 	ta := l.check(t, n, killed, succeeded, cancelled, lost, unreachable)
-	series.checkGrowth(t)
+	series.checkGrowth(t, steady)
 	report(t, row{
 		scenario: "noded SIGKILLed mid-load, restarted on the same address (--containment " + containment + ")",
 		calls:    ta.calls,

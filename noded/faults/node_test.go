@@ -396,6 +396,7 @@ func (n *node) runs(token string) []run {
 type usage struct {
 	fds, threads, goroutines int
 	rss                      int64 // bytes
+	heapInuse, heapIdle      int64 // Go heap spans in use, and idle but not returned to the OS
 }
 
 func (u usage) String() string {
@@ -467,6 +468,8 @@ func (n *node) usage() (usage, error) {
 		return u, err
 	}
 	u.goroutines = int(m["go_goroutines"])
+	u.heapInuse = int64(m["go_memstats_heap_inuse_bytes"])
+	u.heapIdle = int64(m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"])
 	return u, nil
 }
 
@@ -506,6 +509,8 @@ func (n *node) idle(want int) usage {
 		case want > 0 && u.fds != want:
 			last = fmt.Sprintf("%d file descriptors open, want the idle level %d", u.fds, want)
 		default:
+			n.t.Logf("noded %d idle: %d fds, %d threads, %d goroutines, RSS %.1f MiB, Go heap in use %.1f MiB, idle and kept %.1f MiB",
+				n.PID(), u.fds, u.threads, u.goroutines, mib(u.rss), mib(u.heapInuse), mib(u.heapIdle))
 			return u
 		}
 		if time.Now().After(deadline) {
@@ -588,6 +593,8 @@ func describeAll(pids []int) []string {
 	}
 	return out
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)

@@ -154,7 +154,7 @@ func TestFreezeThaw(t *testing.T) {
 		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
 	}
 	ta := l.check(t, n, nil, unreachable, succeeded)
-	series.checkGrowth(t)
+	series.checkGrowth(t, steady)
 	left, zombies := n.waitNoLeftovers(5 * time.Second)
 	report(t, row{
 		scenario: "noded frozen (SIGSTOP) and thawed (SIGCONT)",

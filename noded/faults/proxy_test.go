@@ -284,7 +284,7 @@ func TestNetworkFaults(t *testing.T) {
 				}
 			}
 			ta := l.check(t, n, nil, allowed...)
-			series.checkGrowth(t)
+			series.checkGrowth(t, steady)
 			left, zombies := n.waitNoLeftovers(5 * time.Second)
 			report(t, row{
 				scenario: "TCP proxy, mode " + mode.String(),
