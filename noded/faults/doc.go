@@ -29,7 +29,7 @@
 // descriptors return to their idle level, and its threads, goroutines and
 // resident memory do not grow from round to round.
 //
-// Run the short suite (about two minutes with -race on two cores) with
+// Run the short suite (under two minutes with -race on two cores) with
 //
 //	go test -race -tags fault ./noded/faults/
 //
