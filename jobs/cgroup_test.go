@@ -90,7 +90,7 @@ func TestStaleCgroupsOfADeadDaemonAreKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orphan, err := spawn(backend.Spec{Path: "sleep", Args: []string{"600"}}, cg)
+	orphan, err := spawn(backend.Spec{Path: "sleep", Args: []string{"600"}}, cg, "")
 	if err != nil {
 		t.Fatal(err)
 	}

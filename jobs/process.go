@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,7 +33,7 @@ type process struct {
 // parent-death signal, so that cancel, abort and shutdown can kill the
 // whole group, and a crashed daemon takes its function processes with it.
 // With a cgroup, the process starts inside it.
-func spawn(spec backend.Spec, cg *cgroup) (*process, error) {
+func spawn(spec backend.Spec, cg *cgroup, tag string) (*process, error) {
 	var files [6]*os.File // inR, inW, outR, outW, errR, errW
 	closeAll := func() {
 		for _, f := range files {
@@ -50,7 +51,10 @@ func spawn(spec backend.Spec, cg *cgroup) (*process, error) {
 		files[2*i], files[2*i+1] = r, w
 	}
 	cmd := exec.Command(spec.Path, spec.Args...)
-	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.Env = append(environ(), spec.Env...)
+	if tag != "" {
+		cmd.Env = append(cmd.Env, DaemonEnv+"="+tag)
+	}
 	cmd.Dir = "/"
 	// Plain *os.File stdio means os/exec starts no copying goroutines and
 	// Wait returns as soon as the process exits, even if a grandchild
@@ -137,6 +141,19 @@ func (p *process) release() error {
 		return nil
 	}
 	return p.cg.remove()
+}
+
+// environ is noded's environment less a daemon mark it may have inherited
+// itself: its function processes carry its own.
+func environ() []string {
+	env := os.Environ()
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, DaemonEnv+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // signalGroup sends sig to the process's whole group. A group that is

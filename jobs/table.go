@@ -130,6 +130,7 @@ type Table struct {
 	// supervisors counts calls whose process is not yet reaped,
 	// including starts reserved but not yet spawned.
 	supervisors sync.WaitGroup
+	tag         string   // the DaemonEnv mark of this table's processes
 	pool        *pool    // nil without Warm
 	cgroups     *cgroups // nil when calls are contained by process groups only
 }
@@ -146,6 +147,14 @@ func New(cfg Config) (*Table, error) {
 		calls:     make(map[string]*call),
 		byRequest: make(map[string]*call),
 		pending:   make(map[string]chan struct{}),
+	}
+	tag, err := daemonTag()
+	if err != nil {
+		return nil, fmt.Errorf("reading this process's start time: %w", err)
+	}
+	t.tag = tag
+	if n := killOrphans(cfg.Logger); n > 0 {
+		cfg.Logger.Info("killed processes left by earlier daemons", "count", n)
 	}
 	switch cfg.Containment {
 	case ContainAuto, ContainCgroup:
@@ -186,7 +195,7 @@ func (t *Table) spawn(spec backend.Spec) (*process, error) {
 			t.cfg.Logger.Warn("starting a call without its own cgroup", "fn", spec.Name, "err", err)
 		}
 	}
-	p, err := spawn(spec, cg)
+	p, err := spawn(spec, cg, t.tag)
 	if err != nil && cg != nil {
 		cg.remove()
 	}
