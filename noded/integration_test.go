@@ -16,8 +16,6 @@ package noded_test
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +36,7 @@ import (
 	"github.com/goccy/go-json"
 
 	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -105,7 +104,7 @@ func startNoded(tb testing.TB, flags ...string) *daemon {
 		dir:     dir,
 		fnDir:   filepath.Join(dir, "functions"),
 		state:   filepath.Join(dir, "state"),
-		marker:  sanitize(tb.Name()) + "-" + randomHex(8),
+		marker:  nodetest.Sanitize(tb.Name()) + "-" + nodetest.RandomHex(8),
 		logPath: filepath.Join(dir, "noded.log"),
 		grace:   10 * time.Second,
 		done:    make(chan struct{}),
@@ -135,7 +134,7 @@ func startNoded(tb testing.TB, flags ...string) *daemon {
 	}
 	defer logFile.Close()
 	d.cmd = exec.Command(nodedBin, args...)
-	d.cmd.Env = append(os.Environ(), markerKey+"="+d.marker)
+	d.cmd.Env = append(os.Environ(), d.markerEnv())
 	d.cmd.Stdout = logFile
 	d.cmd.Stderr = logFile
 	if err := d.cmd.Start(); err != nil {
@@ -289,12 +288,15 @@ func (d *daemon) checkNoProcessLeft(tb testing.TB) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		left = left[:0]
-		for _, pid := range processesWithMarker(d.marker) {
-			left = append(left, describe(pid))
+		seen := make(map[int]bool)
+		for _, pid := range nodetest.ProcessesWithEnv(d.markerEnv()) {
+			seen[pid] = true
+			left = append(left, nodetest.Describe(pid))
 		}
 		for _, pid := range d.recordedPIDs() {
-			if alive(pid) && hasMarker(pid, d.marker) && !containsPID(left, pid) {
-				left = append(left, describe(pid))
+			if nodetest.Running(pid) && nodetest.HasEnv(pid, d.markerEnv()) && !seen[pid] {
+				seen[pid] = true
+				left = append(left, nodetest.Describe(pid))
 			}
 		}
 		if len(left) == 0 || time.Now().After(deadline) {
@@ -307,9 +309,14 @@ func (d *daemon) checkNoProcessLeft(tb testing.TB) {
 	}
 	tb.Errorf("processes of noded (pid %d, marker %s) still running after it exited:\n  %s",
 		d.pid, d.marker, strings.Join(left, "\n  "))
-	for _, pid := range processesWithMarker(d.marker) {
+	for _, pid := range nodetest.ProcessesWithEnv(d.markerEnv()) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// markerEnv is the environment entry that carries the daemon's marker.
+func (d *daemon) markerEnv() string {
+	return markerKey + "=" + d.marker
 }
 
 // recordedPIDs returns every PID the scripts wrote to state/pids.
@@ -353,75 +360,13 @@ func (d *daemon) waitPIDFile(tb testing.TB, name string) int {
 func waitGone(tb testing.TB, pid int, what string) {
 	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
+	for nodetest.Running(pid) {
 		if time.Now().After(deadline) {
-			tb.Errorf("%s (pid %d) still running 10s after it should have died: %s", what, pid, describe(pid))
+			tb.Errorf("%s (pid %d) still running 10s after it should have died: %s", what, pid, nodetest.Describe(pid))
 			return
 		}
 		time.Sleep(10 * time.Millisecond) // polling the process table
 	}
-}
-
-// alive reports whether pid is a live process: present and not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return false
-	}
-	state := b[i+2]
-	return state != 'Z' && state != 'X'
-}
-
-// hasMarker reports whether pid's environment holds marker.
-func hasMarker(pid int, marker string) bool {
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		return false
-	}
-	want := []byte(markerKey + "=" + marker)
-	for _, kv := range bytes.Split(env, []byte{0}) {
-		if bytes.Equal(kv, want) {
-			return true
-		}
-	}
-	return false
-}
-
-// processesWithMarker lists the live processes whose environment holds
-// marker.
-func processesWithMarker(marker string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if hasMarker(pid, marker) && alive(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// describe names a process for a failure message.
-func describe(pid int) string {
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return fmt.Sprintf("pid %d: %s", pid, strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))))
-}
-
-func containsPID(descs []string, pid int) bool {
-	prefix := fmt.Sprintf("pid %d:", pid)
-	for _, d := range descs {
-		if strings.HasPrefix(d, prefix) {
-			return true
-		}
-	}
-	return false
 }
 
 // vmHWM returns the peak resident set size of pid in bytes.
@@ -437,21 +382,6 @@ func vmHWM(tb testing.TB, pid int) int64 {
 	}
 	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
 	return kb << 10
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func sanitize(name string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, name)
 }
 
 // answer is one HTTP answer of noded.
@@ -829,7 +759,7 @@ func TestCancel(t *testing.T) {
 		pid := callPID(t, c.ID)
 		d.waitPIDFile(t, strconv.Itoa(pid))
 		gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
-		if !alive(gpid) {
+		if !nodetest.Running(gpid) {
 			t.Fatalf("grandchild %d not running before the cancel", gpid)
 		}
 		got := d.cancel(t, c.ID)
@@ -987,8 +917,8 @@ func TestLostAfterRestart(t *testing.T) {
 	firstBoot := first.version(t).BootID
 	c := first.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 300), Timeout: 0})
 	pid := callPID(t, c.ID)
-	if !alive(pid) || !hasMarker(pid, first.marker) {
-		t.Fatalf("function process %d of call %s not running with the daemon's marker: %s", pid, c.ID, describe(pid))
+	if !nodetest.Running(pid) || !nodetest.HasEnv(pid, first.markerEnv()) {
+		t.Fatalf("function process %d of call %s not running with the daemon's marker: %s", pid, c.ID, nodetest.Describe(pid))
 	}
 	first.kill(t)
 	waitGone(t, pid, "function process of a SIGKILLed noded (parent-death signal)")
@@ -1023,7 +953,7 @@ func TestCrashedDaemonLeavesNoGrandchild(t *testing.T) {
 		syscall.Kill(gpid, syscall.SIGKILL)
 		t.Skipf("the grandchild is in no call cgroup (cgroup v2 not writable here: %s), so only a restart under systemd can kill it", cgroupOf(gpid))
 	}
-	t.Logf("after the crash, before a restart: grandchild alive=%v", alive(gpid))
+	t.Logf("after the crash, before a restart: grandchild alive=%v", nodetest.Running(gpid))
 	startNoded(t).version(t) // the restart, serving (TestSIGTERMOnceReady covers a stop before that)
 	waitGone(t, gpid, "grandchild of a function of a SIGKILLed noded, after the next noded started")
 }
@@ -1405,7 +1335,7 @@ func TestInterrupt(t *testing.T) {
 	if err := d.awaitExit(t, 30*time.Second); err != nil {
 		t.Errorf("noded exited with %v after SIGINT, want status 0", err)
 	}
-	if pid := callPID(t, c.ID); alive(pid) {
+	if pid := callPID(t, c.ID); nodetest.Running(pid) {
 		t.Errorf("function process %d alive after noded exited on SIGINT", pid)
 	}
 }
@@ -1495,10 +1425,10 @@ func TestShutdown(t *testing.T) {
 	sleepPID := callPID(t, sleep.ID)
 
 	// Everything below noded carries its marker: the leftover check sees it.
-	marked := processesWithMarker(d.marker)
+	marked := nodetest.ProcessesWithEnv(d.markerEnv())
 	for _, pid := range []int{d.pid, sleepPID, hangPID, gcPID, gcGrandPID} {
 		if !containsPIDInts(marked, pid) {
-			t.Fatalf("process %d (%s) does not carry the marker: the leftover check would miss it", pid, describe(pid))
+			t.Fatalf("process %d (%s) does not carry the marker: the leftover check would miss it", pid, nodetest.Describe(pid))
 		}
 	}
 
@@ -1561,8 +1491,8 @@ func TestShutdown(t *testing.T) {
 		pid  int
 		what string
 	}{{sleepPID, "sleep"}, {hangPID, "hang (ignores SIGTERM)"}, {gcPID, "grandchild's parent"}, {gcGrandPID, "grandchild ignoring SIGTERM"}} {
-		if alive(p.pid) {
-			t.Errorf("%s (pid %d) alive after noded exited: %s", p.what, p.pid, describe(p.pid))
+		if nodetest.Running(p.pid) {
+			t.Errorf("%s (pid %d) alive after noded exited: %s", p.what, p.pid, nodetest.Describe(p.pid))
 		}
 	}
 	for _, want := range []string{"shutting down: stopping every function", "noded stopped"} {

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -257,42 +256,6 @@ func (n *Node) end(sig syscall.Signal, grace time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// childrenOf lists the processes whose parent is pid, from /proc.
-func childrenOf(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var kids []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, _, ok := stat(p); ok && ppid == pid {
-			kids = append(kids, p)
-		}
-	}
-	return kids
-}
-
-// stat reads the parent and the state of process pid from /proc.
-func stat(pid int) (ppid int, state byte, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, false
-	}
-	// The command name is in parentheses and may hold spaces; the fields
-	// after its closing parenthesis are "state ppid ...".
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, 0, false
-	}
-	ppid, err = strconv.Atoi(f[1])
-	return ppid, f[0][0], err == nil
-}
-
 // alive returns those of pids that are still running (zombies count as
 // gone) after waiting up to d for them to end: a parent-death signal is
 // delivered asynchronously.
@@ -302,7 +265,7 @@ func alive(pids []int, d time.Duration) []int {
 	for {
 		var left []int
 		for _, pid := range pids {
-			if _, state, ok := stat(pid); ok && state != 'Z' && state != 'X' {
+			if Running(pid) {
 				left = append(left, pid)
 			}
 		}

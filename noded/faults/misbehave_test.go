@@ -17,6 +17,7 @@ import (
 	"github.com/goccy/go-json"
 
 	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -77,7 +78,7 @@ func TestMisbehavingFunctions(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, mb := range cases {
 			for i := range sc.calls {
-				token := fmt.Sprintf("r%d-%s-%d", r, sanitize(mb.name), i)
+				token := fmt.Sprintf("r%d-%s-%d", r, nodetest.Sanitize(mb.name), i)
 				e := l.issue(token, mb.fn, clipArgs(mb.args))
 				wg.Go(func() {
 					rec, err := runMisbehaviour(t, c, n, mb, token, e)
@@ -210,7 +211,7 @@ func waitFile(path string, d time.Duration) bool {
 // waitDead polls until pid is no longer running or d passes.
 func waitDead(pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
-	for alive(pid) {
+	for nodetest.Running(pid) {
 		if time.Now().After(deadline) {
 			return false
 		}

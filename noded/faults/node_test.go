@@ -5,8 +5,6 @@ package faults
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/noderpc/noderpc/master/nodetest"
 )
 
 // markerKey is the environment variable that carries a scenario's marker.
@@ -65,7 +65,7 @@ func startNode(t *testing.T, flags ...string) *node {
 		dir:    dir,
 		fnDir:  filepath.Join(dir, "functions"),
 		state:  filepath.Join(dir, "state"),
-		marker: sanitize(t.Name()) + "-" + randomHex(6),
+		marker: nodetest.Sanitize(t.Name()) + "-" + nodetest.RandomHex(6),
 		flags:  flags,
 		warm:   4, // noded's default
 	}
@@ -274,12 +274,12 @@ func (n *node) leftovers() []int {
 		running = true
 	}
 	var left []int
-	for _, pid := range processesWithMarker(n.marker) {
+	for _, pid := range nodetest.ProcessesWithEnv(markerKey + "=" + n.marker) {
 		if running && pid == cur.pid {
 			continue
 		}
 		if running {
-			if ppid, _, ok := procStat(pid); ok && ppid == cur.pid && isExe(pid, nodedBin) {
+			if ppid, _, ok := nodetest.ProcStat(pid); ok && ppid == cur.pid && isExe(pid, nodedBin) {
 				continue // a warm process of the running daemon
 			}
 		}
@@ -295,7 +295,7 @@ func (n *node) leftovers() []int {
 func (n *node) survivors() []int {
 	cur := n.PID()
 	var out []int
-	for _, pid := range processesWithMarker(n.marker) {
+	for _, pid := range nodetest.ProcessesWithEnv(markerKey + "=" + n.marker) {
 		if pid != cur && !descendsFrom(pid, cur) {
 			out = append(out, pid)
 		}
@@ -320,7 +320,7 @@ func (n *node) waitNoSurvivors(d time.Duration) []int {
 // and so on up to PID 1.
 func descendsFrom(pid, ancestor int) bool {
 	for range 64 { // deeper trees than this are not made by the scripts
-		ppid, _, ok := procStat(pid)
+		ppid, _, ok := nodetest.ProcStat(pid)
 		if !ok || ppid <= 1 {
 			return false
 		}
@@ -345,7 +345,7 @@ func (n *node) waitNoLeftovers(d time.Duration) (left, zombies []int) {
 		time.Sleep(20 * time.Millisecond) // polling /proc: another process's end sends no event
 	}
 	for _, pid := range n.recordedPIDs() {
-		if _, state, ok := procStat(pid); ok && state == 'Z' {
+		if _, state, ok := nodetest.ProcStat(pid); ok && state == 'Z' {
 			zombies = append(zombies, pid)
 		}
 	}
@@ -521,75 +521,17 @@ func (n *node) idle(want int) usage {
 	}
 }
 
-// processesWithMarker lists the live (not zombie) processes whose
-// environment holds marker.
-func processesWithMarker(marker string) []int {
-	want := []byte(markerKey + "=" + marker)
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		if err != nil {
-			continue
-		}
-		found := false
-		for kv := range bytes.SplitSeq(env, []byte{0}) {
-			if bytes.Equal(kv, want) {
-				found = true
-				break
-			}
-		}
-		if _, state, ok := procStat(pid); found && ok && state != 'Z' && state != 'X' {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// procStat reads the parent and the state of process pid from /proc.
-func procStat(pid int) (ppid int, state byte, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, false
-	}
-	// The command name is in parentheses and may hold spaces; the fields
-	// after its closing parenthesis are "state ppid ...".
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, 0, false
-	}
-	ppid, err = strconv.Atoi(f[1])
-	return ppid, f[0][0], err == nil
-}
-
 // isExe reports whether process pid runs the program at path.
 func isExe(pid int, path string) bool {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	return err == nil && exe == path
 }
 
-// alive reports whether pid is a live process: present and not a zombie.
-func alive(pid int) bool {
-	_, state, ok := procStat(pid)
-	return ok && state != 'Z' && state != 'X'
-}
-
 // describeAll names processes for a failure message.
 func describeAll(pids []int) []string {
 	var out []string
 	for _, pid := range pids {
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		ppid, state, _ := procStat(pid)
-		out = append(out, fmt.Sprintf("pid %d (ppid %d, state %c): %s", pid, ppid, state,
-			strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))))
+		out = append(out, nodetest.Describe(pid))
 	}
 	return out
 }
@@ -606,19 +548,4 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func sanitize(name string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, name)
 }
