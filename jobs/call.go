@@ -15,7 +15,6 @@ import (
 type call struct {
 	id         string
 	fnName     string
-	args       json.RawMessage
 	requestID  string
 	started    time.Time
 	proc       *process

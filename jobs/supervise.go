@@ -43,7 +43,10 @@ type output struct {
 // writes its result frame. Once both are in, nothing the process does
 // can change the outcome, so the call finishes then, and the exit and
 // reap (about a millisecond for a Go process) happen after the answer.
-func (t *Table) supervise(c *call) {
+//
+// args are the call's fn_args: the supervisor hands them to the process
+// and keeps no copy, so a finished call holds only its result.
+func (t *Table) supervise(c *call, args json.RawMessage) {
 	defer t.supervisors.Done()
 	p := c.proc
 
@@ -54,7 +57,7 @@ func (t *Table) supervise(c *call) {
 	}()
 	frame := make(chan []byte, 1) // a complete result frame, as soon as read
 	outDone := make(chan output, 1)
-	go func() { outDone <- t.readOutput(c, p, frame) }()
+	go func() { outDone <- t.readOutput(c, p, args, frame) }()
 	exited := make(chan error, 1)
 	go func() { exited <- p.wait() }()
 
@@ -142,7 +145,7 @@ func (t *Table) complete(c *call, state rpc.State, result json.RawMessage, cerr 
 // framed process's result frame is also sent on frame as soon as its line
 // is complete; reading goes on to EOF so the process never blocks on a
 // full pipe.
-func (t *Table) readOutput(c *call, p *process, frame chan<- []byte) output {
+func (t *Table) readOutput(c *call, p *process, args json.RawMessage, frame chan<- []byte) output {
 	r := p.out
 	if p.framed && !p.greeted {
 		line, err := r.ReadSlice('\n')
@@ -160,19 +163,19 @@ func (t *Table) readOutput(c *call, p *process, frame chan<- []byte) output {
 		}
 	}
 	if p.framed {
-		req, err := json.Marshal(rpc.FunctionRequest{CallID: c.id, FnName: c.fnName, FnArgs: c.args})
+		req, err := rpc.AppendFunctionRequest(nil, c.id, c.fnName, args)
+		args = nil // the frame holds them now; let them go once written
 		if err != nil {
 			p.stdin.Close()
 			c.proc.kill()
 			return output{err: rpc.Errorf(rpc.KindInternal, "encoding the function request: %v", err)}
 		}
-		p.stdin.Write(append(req, '\n')) // a process that exits early is seen by Wait
+		p.stdin.Write(req) // a process that exits early is seen by Wait
 		p.stdin.Close()
 	} else {
 		// An executable function may exit without reading its stdin; a
 		// write error then is its business, not a failure of noded.
 		go func() {
-			args := c.args
 			if len(args) == 0 {
 				args = json.RawMessage("null")
 			}

@@ -280,7 +280,7 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 	closed := t.closed
 	t.mu.Unlock()
 
-	go t.supervise(c)
+	go t.supervise(c, req.FnArgs)
 	if closed {
 		// Shutdown began while this call was spawning and did not see it.
 		c.stop(rpc.KindCancelled, "noded is shutting down", t.cfg.Grace)
@@ -308,7 +308,6 @@ func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) 
 	c := &call{
 		id:        rpc.NewCallID(t.pid, p.pid, now).String(),
 		fnName:    req.FnName,
-		args:      req.FnArgs,
 		requestID: req.RequestID,
 		started:   now,
 		proc:      p,

@@ -39,6 +39,24 @@ type FunctionRequest struct {
 	FnArgs json.RawMessage `json:"fn_args,omitempty"`
 }
 
+// AppendFunctionRequest appends the request frame for a call, with its
+// newline, to dst. fnArgs, already checked to be one JSON value when the
+// start was decoded, goes in as it is: re-encoding arguments of megabytes
+// would cost noded several copies of them per call.
+func AppendFunctionRequest(dst []byte, callID, fnName string, fnArgs json.RawMessage) ([]byte, error) {
+	head, err := json.Marshal(FunctionRequest{CallID: callID, FnName: fnName})
+	if err != nil {
+		return dst, err
+	}
+	if len(fnArgs) == 0 {
+		return append(append(dst, head...), '\n'), nil
+	}
+	dst = append(dst, head[:len(head)-1]...) // without its closing brace
+	dst = append(dst, `,"fn_args":`...)
+	dst = append(dst, fnArgs...)
+	return append(dst, '}', '\n'), nil
+}
+
 // FunctionResult is the last thing a function process writes to stdout:
 // exactly one of Result and Error is set.
 type FunctionResult struct {

@@ -49,3 +49,26 @@ func TestDecodeFunctionResult(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendFunctionRequest(t *testing.T) {
+	tests := []struct {
+		args string
+		want FunctionRequest
+	}{
+		{`{"a":[1,"x\"y"]}`, FunctionRequest{CallID: "1:2:3.000004:0123456789abcdef", FnName: "echo", FnArgs: []byte(`{"a":[1,"x\"y"]}`)}},
+		{``, FunctionRequest{CallID: "1:2:3.000004:0123456789abcdef", FnName: "echo"}},
+	}
+	for _, tt := range tests {
+		got, err := AppendFunctionRequest(nil, "1:2:3.000004:0123456789abcdef", "echo", []byte(tt.args))
+		if err != nil || got[len(got)-1] != '\n' {
+			t.Fatalf("AppendFunctionRequest(%s) = %q, %v; want one line", tt.args, got, err)
+		}
+		var back FunctionRequest
+		if err := Decode(got, &back); err != nil {
+			t.Fatalf("AppendFunctionRequest(%s) wrote %q, which does not decode: %v", tt.args, got, err)
+		}
+		if back.CallID != tt.want.CallID || back.FnName != tt.want.FnName || string(back.FnArgs) != string(tt.want.FnArgs) {
+			t.Errorf("AppendFunctionRequest(%s) decodes to %+v, want %+v", tt.args, back, tt.want)
+		}
+	}
+}
