@@ -9,11 +9,13 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/noderpc/noderpc/backend"
@@ -300,7 +302,7 @@ func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) 
 	if p == nil {
 		var err error
 		if p, err = t.spawn(spec); err != nil {
-			return nil, rpc.Errorf(rpc.KindInternal, "function %s: %v", req.FnName, err)
+			return nil, spawnError(req.FnName, err)
 		}
 	}
 	t.cfg.Observer.CallStarted(req.FnName, time.Since(before))
@@ -322,6 +324,16 @@ func (t *Table) launch(spec backend.Spec, req *rpc.StartRequest) (*call, error) 
 	}
 	t.cfg.Logger.Info("call started", "call_id", c.id, "fn", c.fnName, "request_id", c.requestID, "warm", warm)
 	return c, nil
+}
+
+// spawnError is the request error for a function process that could not
+// be started. Out of PIDs, threads or memory for now is busy, because a
+// retry later may well succeed; anything else is internal.
+func spawnError(fn string, err error) *rpc.Error {
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM) {
+		return rpc.Errorf(rpc.KindBusy, "function %s: this node cannot start another process now: %v", fn, err)
+	}
+	return rpc.Errorf(rpc.KindInternal, "function %s: %v", fn, err)
 }
 
 // Wait waits up to req.Timeout (capped at MaxWait) for the call to finish

@@ -507,3 +507,19 @@ func TestShutdownStopsEverything(t *testing.T) {
 		t.Errorf("%d calls running after Shutdown, want 0", running)
 	}
 }
+
+func TestSpawnError(t *testing.T) {
+	tests := []struct {
+		err  error
+		want rpc.Kind
+	}{
+		{&os.SyscallError{Syscall: "fork/exec", Err: syscall.EAGAIN}, rpc.KindBusy},
+		{fmt.Errorf("starting x: %w", syscall.ENOMEM), rpc.KindBusy},
+		{fmt.Errorf("starting x: %w", syscall.EACCES), rpc.KindInternal},
+	}
+	for _, tt := range tests {
+		if got := spawnError("f", tt.err); got.Kind != tt.want || !strings.Contains(got.Message, tt.err.Error()) {
+			t.Errorf("spawnError(%v) = %v, want kind %s quoting the cause", tt.err, got, tt.want)
+		}
+	}
+}
