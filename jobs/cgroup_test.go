@@ -111,3 +111,22 @@ func TestStaleCgroupsOfADeadDaemonAreKilled(t *testing.T) {
 		t.Errorf("orphan ended with %v, want killed", st)
 	}
 }
+
+// TestCgroupRefusedFallsBack points the table's cgroups at a directory
+// that is not a cgroup, so the kernel refuses to start a process in one,
+// and checks calls still run, contained by their process group.
+func TestCgroupRefusedFallsBack(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	requireCgroups(t, tb)
+	real := tb.cgroups.dir
+	tb.cgroups.dir = t.TempDir()
+	defer func() { tb.cgroups.dir = real }()
+	c := start(t, tb, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`"still runs"`), Timeout: 30})
+	if c.State != rpc.StateSucceeded || string(c.Result) != `"still runs"` {
+		t.Fatalf("echo with cgroups refused = %s %s %v, want it to succeed", c.State, c.Result, c.Error)
+	}
+	if got := tb.Containment(); got != ContainProcessGroup {
+		t.Errorf("Containment() after the kernel refused a cgroup = %s, want process-group", got)
+	}
+}

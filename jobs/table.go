@@ -15,6 +15,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -135,6 +136,9 @@ type Table struct {
 	tag         string   // the DaemonEnv mark of this table's processes
 	pool        *pool    // nil without Warm
 	cgroups     *cgroups // nil when calls are contained by process groups only
+	// cgroupsRefused is set once the kernel refused to start a process
+	// in a call's cgroup; calls then use process groups only.
+	cgroupsRefused atomic.Bool
 }
 
 // New returns an empty table. Its IDs carry this process's PID and the
@@ -180,7 +184,7 @@ func New(cfg Config) (*Table, error) {
 
 // Containment reports how calls are contained: cgroup or process-group.
 func (t *Table) Containment() Containment {
-	if t.cgroups != nil {
+	if t.cgroups != nil && !t.cgroupsRefused.Load() {
 		return ContainCgroup
 	}
 	return ContainProcessGroup
@@ -191,7 +195,7 @@ func (t *Table) Containment() Containment {
 // group for that call rather than failing it.
 func (t *Table) spawn(spec backend.Spec) (*process, error) {
 	var cg *cgroup
-	if t.cgroups != nil {
+	if t.cgroups != nil && !t.cgroupsRefused.Load() {
 		var err error
 		if cg, err = t.cgroups.create(); err != nil {
 			t.cfg.Logger.Warn("starting a call without its own cgroup", "fn", spec.Name, "err", err)
@@ -200,6 +204,16 @@ func (t *Table) spawn(spec backend.Spec) (*process, error) {
 	p, err := spawn(spec, cg, t.tag)
 	if err != nil && cg != nil {
 		cg.remove()
+		// Try once more without the cgroup. If that works, the kernel
+		// refused the cgroup itself (a parent with controllers enabled
+		// and processes of its own, say): contain calls by process group
+		// from now on rather than fail them.
+		if p, err2 := spawn(spec, nil, t.tag); err2 == nil {
+			if t.cgroupsRefused.CompareAndSwap(false, true) {
+				t.cfg.Logger.Warn("the kernel refuses to start calls in their own cgroup; containing them by process group only", "err", err)
+			}
+			return p, nil
+		}
 	}
 	return p, err
 }
