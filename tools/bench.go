@@ -77,9 +77,7 @@ Examples:
 		fs.IntVar(&o.scale.waits, "waits", 10000, "with --scale: WaitForFunction requests open at once")
 		fs.DurationVar(&o.scale.sleep, "sleep", time.Minute, "with --scale: how long each sleep call runs; it must outlast starting them all and opening the waits")
 		return func(a *app, ctx context.Context, nodes []string) int {
-			durationSet := false
-			fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
-			if o.count > 0 && !durationSet {
+			if o.count > 0 && !isSet(fs, "duration") {
 				// A count decides the length; the duration only bounds it.
 				o.duration = maxCountedRun
 			}

@@ -347,6 +347,12 @@ func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, ke
 
 // report prints the outcome of call or wait and returns the exit status.
 func (a *app) report(results []master.Result, w *watcher, multi bool, timeout time.Duration) int {
+	// The hint to wait again repeats --insecure only if this run used it:
+	// over TLS it would send the operator to a command that fails.
+	insecureFlag := ""
+	if a.insecure {
+		insecureFlag = "--insecure "
+	}
 	status := ExitOK
 	for _, r := range results {
 		status = worst(status, statusOf(r.Err))
@@ -372,7 +378,7 @@ func (a *app) report(results []master.Result, w *watcher, multi bool, timeout ti
 			fmt.Fprintln(a.stderr, r.Err)
 		}
 		if running {
-			fmt.Fprintf(a.stderr, "%s: wait for it with: noderpc --insecure wait %s %s (or cancel it)\n", r.Node, r.Node, r.Call.ID)
+			fmt.Fprintf(a.stderr, "%s: wait for it with: noderpc %swait %s %s (or cancel it)\n", r.Node, insecureFlag, r.Node, r.Call.ID)
 		}
 	}
 	return status
