@@ -25,7 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,17 +54,12 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	nodedBin = filepath.Join(dir, "noded")
-	goTool, err := exec.LookPath("go")
+	bins, err := nodetest.Build(dir, "github.com/noderpc/noderpc/noded/cmd/noded")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	build := exec.Command(goTool, "build", "-o", nodedBin, "github.com/noderpc/noderpc/noded/cmd/noded")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building noded: %s %v: %v\n", goTool, build.Args[1:], err)
+		fmt.Fprintf(os.Stderr, "building noded: %v\n", err)
 		return 1
 	}
+	nodedBin = bins[0]
 	return m.Run()
 }
 
@@ -89,7 +84,7 @@ type daemon struct {
 	exitErr  error
 	mu       sync.Mutex
 	killed   bool // the test SIGKILLed it on purpose
-	signaled bool // the test sent SIGTERM itself
+	signaled bool // the test sent SIGTERM or SIGINT itself
 }
 
 // startNoded starts noded with the given extra flags and every script of
@@ -219,16 +214,20 @@ func (d *daemon) exited() bool {
 	}
 }
 
+// signal sends sig to noded, which the test then expects to stop on its
+// own. Once noded has exited it sends nothing (os.ErrProcessDone).
+func (d *daemon) signal(sig os.Signal) error {
+	d.mu.Lock()
+	d.signaled = true
+	d.mu.Unlock()
+	return d.cmd.Process.Signal(sig)
+}
+
 // terminate sends SIGTERM and waits for noded to exit, at most the grace
 // period and a margin; it returns the exit error (nil for status 0).
 func (d *daemon) terminate(tb testing.TB) error {
 	tb.Helper()
-	d.mu.Lock()
-	d.signaled = true
-	d.mu.Unlock()
-	if !d.exited() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-	}
+	d.signal(syscall.SIGTERM)
 	return d.awaitExit(tb, d.grace+20*time.Second)
 }
 
@@ -706,21 +705,9 @@ func TestWaitInRounds(t *testing.T) {
 	}
 	logs := d.start(t, rpc.StartRequest{FnName: "logs", Timeout: 20, LogOffset: 1})
 	wantState(t, "logs", logs, rpc.StateSucceeded, "")
-	if want := []string{"log line 2", "log line 3"}; !equalStrings(logs.Log, want) || logs.LogOffset != 3 || string(logs.Result) != "3" {
+	if want := []string{"log line 2", "log line 3"}; !slices.Equal(logs.Log, want) || logs.LogOffset != 3 || string(logs.Result) != "3" {
 		t.Errorf("StartFunction logs log_offset 1: log %q log_offset %d result %s, want %q 3 3", logs.Log, logs.LogOffset, logs.Result, want)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestMaxWaitCapsTimeout: a timeout over --max-wait is cut to it.
@@ -1126,7 +1113,7 @@ func TestChildFailures(t *testing.T) {
 		if c.Error.ExitCode == nil || *c.Error.ExitCode != 3 || c.Error.Signal != "" {
 			t.Errorf("exit3: exit code %v signal %q, want 3 and no signal", c.Error.ExitCode, c.Error.Signal)
 		}
-		if !strings.Contains(c.Error.Message, "exit3: giving up") || !equalStrings(c.Log, []string{"exit3: giving up"}) {
+		if !strings.Contains(c.Error.Message, "exit3: giving up") || !slices.Equal(c.Log, []string{"exit3: giving up"}) {
 			t.Errorf("exit3: message %q log %q, want its last log line quoted and logged", c.Error.Message, c.Log)
 		}
 	})
@@ -1254,7 +1241,7 @@ func TestLogTail(t *testing.T) {
 		t.Errorf("10000-byte log line held as %d bytes ending %q, want it cut near 4 KiB and marked", len(long), long[max(0, len(long)-30):])
 	}
 	w := d.wait(t, rpc.WaitRequest{ID: c.ID, LogOffset: 18})
-	if w.LogDropped != 0 || !equalStrings(w.Log[:2], []string{"log line 19", "log line 20"}) || len(w.Log) != 3 {
+	if w.LogDropped != 0 || !slices.Equal(w.Log[:2], []string{"log line 19", "log line 20"}) || len(w.Log) != 3 {
 		t.Errorf("WaitForFunction log_offset 18: log %q dropped %d, want lines 19, 20, the long one and none dropped", w.Log, w.LogDropped)
 	}
 }
@@ -1328,10 +1315,7 @@ func TestInterrupt(t *testing.T) {
 	t.Parallel()
 	d := startNoded(t, "--shutdown-grace", "2s")
 	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60)})
-	d.mu.Lock()
-	d.signaled = true
-	d.mu.Unlock()
-	d.cmd.Process.Signal(os.Interrupt)
+	d.signal(os.Interrupt)
 	if err := d.awaitExit(t, 30*time.Second); err != nil {
 		t.Errorf("noded exited with %v after SIGINT, want status 0", err)
 	}
@@ -1427,7 +1411,7 @@ func TestShutdown(t *testing.T) {
 	// Everything below noded carries its marker: the leftover check sees it.
 	marked := nodetest.ProcessesWithEnv(d.markerEnv())
 	for _, pid := range []int{d.pid, sleepPID, hangPID, gcPID, gcGrandPID} {
-		if !containsPIDInts(marked, pid) {
+		if !slices.Contains(marked, pid) {
 			t.Fatalf("process %d (%s) does not carry the marker: the leftover check would miss it", pid, nodetest.Describe(pid))
 		}
 	}
@@ -1444,10 +1428,7 @@ func TestShutdown(t *testing.T) {
 	}()
 
 	begin := time.Now()
-	d.mu.Lock()
-	d.signaled = true
-	d.mu.Unlock()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// Until noded has handled the signal a start may still run; it must
@@ -1505,15 +1486,6 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("noded logged no end of call %s", id)
 		}
 	}
-}
-
-func containsPIDInts(pids []int, pid int) bool {
-	for _, p := range pids {
-		if p == pid {
-			return true
-		}
-	}
-	return false
 }
 
 // TestConcurrentCalls: 500 echo calls at once, each with its own args, all

@@ -151,6 +151,20 @@ func (p *process) call(t *testing.T, req rpc.StartRequest) *rpc.Call {
 	return &c
 }
 
+// listenNotify listens on a notify socket of the test's own, as systemd
+// does for a unit with Type=notify, and returns its path; the socket is
+// closed when the test ends.
+func listenNotify(t *testing.T) (string, *net.UnixConn) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return sock, conn
+}
+
 // TestNotify runs noded as systemd would with Type=notify and a watchdog:
 // READY=1 comes once it serves, WATCHDOG=1 every WATCHDOG_USEC/2, and
 // STOPPING=1 when SIGTERM begins the shutdown, after which the pings go
@@ -162,12 +176,7 @@ func TestNotify(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fnDir, "stubborn"), []byte(stubborn), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	sock, conn := listenNotify(t)
 	msgs := make(chan string, 1000)
 	go func() {
 		buf := make([]byte, 4096)
@@ -269,12 +278,7 @@ func TestNotifyVariablesNotInherited(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fnDir, "notify_env"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	sock, _ := listenNotify(t)
 	p := runNoded(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=60000000"}, "--functions-dir", fnDir)
 	c := p.call(t, rpc.StartRequest{FnName: "notify_env", Timeout: 30})
 	if c.State != rpc.StateSucceeded || string(c.Result) != `"unset|unset"` {
@@ -461,7 +465,7 @@ func TestMetrics(t *testing.T) {
 	p.awaitMetrics(t, map[string]float64{
 		"noded_calls_running": 0, "noded_calls_retained": 0, "noded_calls_running_limit": 1,
 		busy: 0, unknown: 0, "noded_spawn_seconds_count": 0,
-		fmt.Sprintf(`noded_build_info{version="%s",protocol="%d",goversion=%q}`, rpc.Version, rpc.ProtocolVersion, runtimeVersion(t, p)): 1,
+		fmt.Sprintf(`noded_build_info{version="%s",protocol="%d",goversion=%q}`, rpc.Version, rpc.ProtocolVersion, runtimeVersion(t)): 1,
 	})
 
 	echo := p.call(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`{"x":1}`), Timeout: 30})
@@ -574,9 +578,9 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// runtimeVersion is the Go version noded was built with, from its
-// process metrics' neighbour: the build info carries it too.
-func runtimeVersion(t *testing.T, p *process) string {
+// runtimeVersion is the Go version noded was built with, as go version
+// reads it from the binary: noded_build_info's goversion label.
+func runtimeVersion(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("go", "version", nodedBin).Output()
 	if err != nil {

@@ -38,7 +38,7 @@ type pki struct {
 	dir string
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	p := &pki{dir: t.TempDir()}
 	noderpcCerts(t, "init", p.dir)
@@ -47,7 +47,7 @@ func newPKI(t *testing.T) *pki {
 
 // noderpcCerts runs "noderpc certs ARGS..." in-process and fails t unless
 // it succeeds.
-func noderpcCerts(t *testing.T, args ...string) {
+func noderpcCerts(t testing.TB, args ...string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	if code := tools.Run(context.Background(), append([]string{"certs"}, args...), nil, &out, &errb); code != tools.ExitOK {
@@ -57,7 +57,7 @@ func noderpcCerts(t *testing.T, args ...string) {
 
 // issue runs noderpc certs issue --ROLE NAME with extra flags and returns
 // the certificate and key files.
-func (p *pki) issue(t *testing.T, role rpc.Role, name string, extra ...string) (crt, key string) {
+func (p *pki) issue(t testing.TB, role rpc.Role, name string, extra ...string) (crt, key string) {
 	t.Helper()
 	noderpcCerts(t, append([]string{"issue", "--dir", p.dir, "--" + string(role), name}, extra...)...)
 	return filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key")
@@ -66,7 +66,7 @@ func (p *pki) issue(t *testing.T, role rpc.Role, name string, extra ...string) (
 func (p *pki) ca() string { return filepath.Join(p.dir, "ca.crt") }
 
 // node issues a node certificate named name and starts noded with it.
-func (p *pki) node(t *testing.T, name string) *nodetest.Node {
+func (p *pki) node(t testing.TB, name string) *nodetest.Node {
 	t.Helper()
 	crt, key := p.issue(t, rpc.RoleNode, name)
 	return nodetest.StartTLS(t, nodedBin, nodetest.TLS{Cert: crt, Key: key, ClientCA: p.ca()})
@@ -499,18 +499,10 @@ func TestTLSStartRefusals(t *testing.T) {
 // ECDSA P-256 certificates against a real noded: what a master pays per
 // new connection (keep-alive pays it once per connection).
 func BenchmarkTLSHandshake(b *testing.B) {
-	dir := b.TempDir()
-	run := func(args ...string) {
-		var errb bytes.Buffer
-		if code := tools.Run(context.Background(), append([]string{"certs"}, args...), nil, &bytes.Buffer{}, &errb); code != 0 {
-			b.Fatalf("noderpc certs %q: %s", args, errb.String())
-		}
-	}
-	run("init", dir)
-	run("issue", "--dir", dir, "--node", "localhost")
-	run("issue", "--dir", dir, "--master", "m")
-	n := nodetest.StartTLS(b, nodedBin, nodetest.TLS{Cert: filepath.Join(dir, "localhost.crt"), Key: filepath.Join(dir, "localhost.key"), ClientCA: filepath.Join(dir, "ca.crt")})
-	cfg, err := master.LoadTLS(filepath.Join(dir, "m.crt"), filepath.Join(dir, "m.key"), filepath.Join(dir, "ca.crt"))
+	p := newPKI(b)
+	n := p.node(b, "localhost")
+	mCrt, mKey := p.issue(b, rpc.RoleMaster, "m")
+	cfg, err := master.LoadTLS(mCrt, mKey, p.ca())
 	if err != nil {
 		b.Fatal(err)
 	}
