@@ -33,13 +33,11 @@ func waitRunning(t *testing.T, n *node, k int) {
 }
 
 // resumeAll resumes every call the client last saw unreachable.
-func resumeAll(t *testing.T, c *master.Client, l *ledger) int {
+func resumeAll(t *testing.T, c *master.Client, l *ledger) {
 	t.Helper()
-	entries := l.unresolved()
-	for _, e := range entries {
+	for _, e := range l.unresolved() {
 		resume(t.Context(), t, c, l, e)
 	}
-	return len(entries)
 }
 
 // TestKillMidLoad SIGKILLs noded while calls run and restarts it on the
@@ -68,7 +66,6 @@ func testKillMidLoad(t *testing.T, containment string) {
 		killed            []int
 		survivors, zombie int
 		lostTotal         int
-		resumed           int
 	)
 	for r := 1; r <= sc.rounds; r++ {
 		ld := &load{
@@ -108,7 +105,7 @@ func testKillMidLoad(t *testing.T, containment string) {
 		case <-time.After(callBound + 30*time.Second):
 			t.Fatalf("round %d: the load did not end within %s of the kill", r, callBound+30*time.Second)
 		}
-		resumed += resumeAll(t, c, l)
+		resumeAll(t, c, l)
 		lostHere := 0
 		for _, e := range l.ofDaemon(dead) {
 			if _, final := e.outcomes(); final == lost {
@@ -137,5 +134,4 @@ func testKillMidLoad(t *testing.T, containment string) {
 		zombies:  zombie,
 		idle:     series.String(),
 	})
-	_ = resumed
 }

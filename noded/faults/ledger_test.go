@@ -5,6 +5,7 @@ package faults
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -257,22 +258,6 @@ func (l *ledger) check(t *testing.T, n *node, killed []int, allowed ...outcome) 
 		ta.actions[k] = v
 	}
 	l.mu.Unlock()
-	isKilled := func(pid int) bool {
-		for _, k := range killed {
-			if k == pid {
-				return true
-			}
-		}
-		return false
-	}
-	ok := func(o outcome) bool {
-		for _, a := range allowed {
-			if a == o {
-				return true
-			}
-		}
-		return false
-	}
 	for _, e := range entries {
 		e.mu.Lock()
 		first, final, reports, err, id := e.first, e.final, e.reports, e.err, e.callID
@@ -283,7 +268,7 @@ func (l *ledger) check(t *testing.T, n *node, killed []int, allowed ...outcome) 
 		}
 		ta.first[first]++
 		ta.final[final]++
-		if !ok(first) || (final != first && !ok(final)) {
+		if !slices.Contains(allowed, first) || (final != first && !slices.Contains(allowed, final)) {
 			problems = append(problems, fmt.Sprintf("call %s (%s %s, ID %q): outcome %s (then %s), want one of %v: %v", e.token, e.fn, e.args, id, first, final, allowed, err))
 		}
 		if e.fn != "work" {
@@ -303,7 +288,7 @@ func (l *ledger) check(t *testing.T, n *node, killed []int, allowed ...outcome) 
 		if len(perNoded) > 1 {
 			var dead int
 			for pid := range perNoded {
-				if isKilled(pid) {
+				if slices.Contains(killed, pid) {
 					dead++
 				}
 			}
