@@ -159,32 +159,10 @@ func serveInProcess(t *testing.T, ctx context.Context, req string, runningLine s
 	}
 	o.code = <-code
 	o.stderr = stderr.String()
-	if o.result, err = decodeResult(rest); err != nil {
+	if o.result, err = rpc.DecodeFunctionResult(rest); err != nil {
 		t.Fatalf("DecodeFunctionResult(%q): %v (stderr %q)", rest, err, o.stderr)
 	}
 	return o
-}
-
-// decodeResult checks a result frame as noded does: one object, no
-// unknown fields, nothing after it, exactly one of result and error. It
-// stands in for rpc.DecodeFunctionResult, whose trailing-data check relies
-// on go-json's Decoder.InputOffset, which undercounts after escaped
-// strings and so refuses frames like {"result":"a\"b"}.
-func decodeResult(out []byte) (rpc.FunctionResult, error) {
-	var r rpc.FunctionResult
-	dec := json.NewDecoder(bytes.NewReader(out))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return r, fmt.Errorf("malformed result frame: %w", err)
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return r, fmt.Errorf("data after the result frame (%v)", err)
-	}
-	if (r.Result == nil) == (r.Error == nil) {
-		return r, errors.New("result frame must hold exactly one of result and error")
-	}
-	return r, nil
 }
 
 func request(t *testing.T, name string, args string) string {
@@ -303,7 +281,7 @@ func TestServeBadRequest(t *testing.T) {
 			if _, err := rpc.DecodeHello(hello); err != nil {
 				t.Errorf("serve with stdin %q: first line: %v", tt.stdin, err)
 			}
-			res, err := decodeResult(rest)
+			res, err := rpc.DecodeFunctionResult(rest)
 			if err != nil || res.Error == nil || res.Error.Kind != rpc.KindProtocolError || !strings.Contains(res.Error.Message, tt.wantMsg) {
 				t.Errorf("serve with stdin %q: result %+v, %v; want protocol_error with %q", tt.stdin, res.Error, err, tt.wantMsg)
 			}
@@ -359,7 +337,7 @@ func TestServeCancelBeforeRequest(t *testing.T) {
 	}
 	cancel()
 	rest, _ := io.ReadAll(out)
-	res, err := decodeResult(rest)
+	res, err := rpc.DecodeFunctionResult(rest)
 	if err != nil || res.Error == nil || res.Error.Kind != rpc.KindCancelled {
 		t.Errorf("cancelled before the request: result %+v, %v; want kind cancelled", res.Error, err)
 	}
@@ -470,7 +448,7 @@ func (p *process) finish(t *testing.T) outcome {
 		t.Fatalf("wait: %v", err)
 	}
 	o.stderr = p.stderr.String()
-	if o.result, err = decodeResult(rest); err != nil {
+	if o.result, err = rpc.DecodeFunctionResult(rest); err != nil {
 		t.Fatalf("DecodeFunctionResult(%q): %v (stderr %q)", rest, err, o.stderr)
 	}
 	return o
@@ -578,12 +556,28 @@ func TestServeProcessGrandchildDoesNotHoldStdout(t *testing.T) {
 	p.hello(t)
 	p.send(t, request(t, "spawn", ""))
 	// ReadAll returns only when every holder of the stdout pipe is gone:
-	// the grandchild must not be one.
-	rest, err := io.ReadAll(p.stdout)
-	if err != nil {
-		t.Fatal(err)
+	// the grandchild must not be one. It would hold the pipe for its whole
+	// minute, so a read still blocked well before then has failed.
+	type read struct {
+		b   []byte
+		err error
 	}
-	res, err := decodeResult(rest)
+	done := make(chan read, 1)
+	go func() {
+		b, err := io.ReadAll(p.stdout)
+		done <- read{b, err}
+	}()
+	var rest []byte
+	select {
+	case rd := <-done:
+		if rd.err != nil {
+			t.Fatal(rd.err)
+		}
+		rest = rd.b
+	case <-time.After(30 * time.Second):
+		t.Fatalf("stdout still open 30s after the call: a grandchild holds the protocol pipe (stderr %q)", p.stderr.String())
+	}
+	res, err := rpc.DecodeFunctionResult(rest)
 	if err != nil || res.Error != nil {
 		t.Fatalf("spawn: %s, %v", rest, err)
 	}

@@ -46,7 +46,6 @@ const callCgroupsDir = "noderpc-calls"
 // <noded's cgroup>/noderpc-calls/<pid>-<random>/<call>.
 type cgroups struct {
 	dir string
-	log *slog.Logger
 }
 
 // newCgroups prepares the table's cgroup directory, first killing what is
@@ -65,7 +64,7 @@ func newCgroups(log *slog.Logger) (*cgroups, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
-	return &cgroups{dir: dir, log: log}, nil
+	return &cgroups{dir: dir}, nil
 }
 
 // ownCgroup returns the directory of this process's cgroup in the cgroup

@@ -122,7 +122,9 @@ func (t *Table) complete(c *call, state rpc.State, result json.RawMessage, cerr 
 	now := t.cfg.Now()
 	// The slot is free before anyone learns the call ended, so a client
 	// that starts its next call on the answer is never refused busy.
-	t.finished(c)
+	t.mu.Lock()
+	t.running--
+	t.mu.Unlock()
 	if err := c.finish(state, result, cerr, now); err != nil {
 		// Unreachable unless the state machine has a bug: say so loudly.
 		t.cfg.Logger.Error("finishing call", "call_id", c.id, "err", err)
@@ -188,7 +190,6 @@ func (t *Table) readOutput(c *call, p *process, args json.RawMessage, frame chan
 		// The frame around the result is not the function's to pay for.
 		limit += frameOverhead
 	}
-	lr := io.LimitReader(r, limit+1)
 	var data []byte
 	if p.framed {
 		// The frame is one line: hand it over the moment it is whole.
@@ -207,11 +208,10 @@ func (t *Table) readOutput(c *call, p *process, args json.RawMessage, frame chan
 				break
 			}
 		}
-		lr = io.LimitReader(r, limit+1-int64(buf.Len()))
-		rest, _ := io.ReadAll(lr)
+		rest, _ := io.ReadAll(io.LimitReader(r, limit+1-int64(buf.Len())))
 		data = append(buf.Bytes(), rest...)
 	} else {
-		data, _ = io.ReadAll(lr)
+		data, _ = io.ReadAll(io.LimitReader(r, limit+1))
 	}
 	if int64(len(data)) > limit {
 		// Stop the flood at once; the call fails, noded's memory holds.

@@ -544,10 +544,3 @@ func (t *Table) wait(ctx context.Context, c *call, timeout time.Duration, offset
 	}
 	return c.record(offset)
 }
-
-// finished records c's end in the table.
-func (t *Table) finished(c *call) {
-	t.mu.Lock()
-	t.running--
-	t.mu.Unlock()
-}

@@ -302,9 +302,15 @@ func TestLogOffsetsAndWakeOnLog(t *testing.T) {
 	// A waiter asking to wake on log returns at the first line, long
 	// before the function ends.
 	g := start(t, tb, rpc.StartRequest{FnName: "grandchild", Timeout: 0})
+	begin := time.Now()
 	got, err := tb.Wait(context.Background(), &rpc.WaitRequest{ID: g.ID, Timeout: 30, WakeOnLog: true})
 	if err != nil || got.Finished || len(got.Log) == 0 {
 		t.Fatalf("Wait(wake_on_log) = %v finished=%v log=%q, want early return with a line", err, got.Finished, got.Log)
+	}
+	// grandchild never ends by itself: only the log line can have ended
+	// the wait before its timeout.
+	if took := time.Since(begin); took >= 30*time.Second {
+		t.Errorf("Wait(wake_on_log) returned after %v, its full timeout, want at the first log line", took)
 	}
 }
 
