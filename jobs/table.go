@@ -129,6 +129,7 @@ type Table struct {
 	byRequest map[string]*call
 	pending   map[string]chan struct{} // request IDs whose start is under way
 	running   int
+	spawning  int // of running, the starts reserved but not yet in calls
 	closed    bool
 	// supervisors counts calls whose process is not yet reaped,
 	// including starts reserved but not yet spawned.
@@ -267,6 +268,7 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 			return nil, rpc.Errorf(rpc.KindBusy, "%d calls are running, the limit of this node", t.cfg.MaxRunning)
 		}
 		t.running++
+		t.spawning++
 		t.supervisors.Add(1)
 		if req.RequestID != "" {
 			t.pending[req.RequestID] = make(chan struct{})
@@ -278,6 +280,7 @@ func (t *Table) Start(ctx context.Context, req *rpc.StartRequest) (*rpc.Call, er
 	c, err := t.launch(spec, req)
 
 	t.mu.Lock()
+	t.spawning--
 	if req.RequestID != "" {
 		close(t.pending[req.RequestID])
 		delete(t.pending, req.RequestID)
@@ -436,7 +439,8 @@ func (t *Table) WarmIdle() int {
 func (t *Table) Counts() (running, finished int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.running, len(t.calls) - t.running
+	// Starts still spawning count as running but are not in t.calls yet.
+	return t.running, len(t.calls) - (t.running - t.spawning)
 }
 
 // Expire drops the finished calls that finished more than the retention

@@ -529,3 +529,13 @@ func TestSpawnError(t *testing.T) {
 		}
 	}
 }
+
+func TestCounts(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	start(t, tb, rpc.StartRequest{FnName: "echo", Timeout: 30})
+	start(t, tb, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":60}`)})
+	if running, finished := tb.Counts(); running != 1 || finished != 1 {
+		t.Errorf("Counts() = %d running, %d finished; want 1 and 1", running, finished)
+	}
+}
