@@ -8,17 +8,22 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
 // exampleNode starts a noded on a free loopback port for an example and
-// returns its address. Besides the builtins it has "countdown", an
-// executable function that logs 3, 2, 1 a fifth of a second apart and
-// returns "liftoff".
+// returns its address; nodetest.Run stops it once the tests are done.
+// Besides the builtins it has "countdown", an executable function that
+// logs 3, 2, 1 a fifth of a second apart and returns "liftoff".
 func exampleNode() string {
-	return master.StartExampleNode(map[string]string{
+	n, err := nodetest.Launch(nodetest.Options{Functions: map[string]string{
 		"countdown": `for i in 3 2 1; do echo $i >&2; sleep 0.2; done; echo '"liftoff"'`,
-	})
+	}})
+	if err != nil {
+		panic(err)
+	}
+	return n.Addr()
 }
 
 // deadNode returns a loopback address nothing listens on.

@@ -1,6 +1,6 @@
 package master
 
-// Tests against real noded processes, built once in TestMain. They are in
+// Tests against real noded processes, started with nodetest. They are in
 // package master so that a test can count the requests a Call sends.
 
 import (
@@ -23,61 +23,7 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// NodedBin is the noded binary built for this test run. It is exported
-// so that the examples in package master_test can start nodes too.
-var NodedBin string
-
-// tempDir holds the binaries and the examples' files; TestMain removes it.
-var tempDir string
-
-// exampleNodes are the nodes the examples started; TestMain stops them.
-var exampleNodes []*nodetest.Node
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "master-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	tempDir = dir
-	bins, err := nodetest.Build(dir, "github.com/noderpc/noderpc/noded/cmd/noded")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	NodedBin = bins[0]
-	code := m.Run()
-	for _, n := range exampleNodes {
-		if err := n.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// StartExampleNode starts a noded for an example and returns its
-// address; TestMain stops it. functions maps names of executable
-// functions to their shell scripts.
-func StartExampleNode(functions map[string]string) string {
-	dir, err := os.MkdirTemp(tempDir, "example-")
-	if err != nil {
-		panic(err)
-	}
-	for name, script := range functions {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+script), 0o755); err != nil {
-			panic(err)
-		}
-	}
-	n, err := nodetest.Launch(NodedBin, dir, "--functions-dir", dir)
-	if err != nil {
-		panic(err)
-	}
-	exampleNodes = append(exampleNodes, n)
-	return n.Addr
-}
+func TestMain(m *testing.M) { nodetest.Main(m) }
 
 // testOptions are short timeouts, so that failures are detected in about
 // a second instead of the defaults' tens of seconds.
@@ -98,14 +44,6 @@ func newClient(t *testing.T, addr string, opts Options) *Client {
 	}
 	t.Cleanup(c.Close)
 	return c
-}
-
-// writeFunction writes an executable function script into dir.
-func writeFunction(t *testing.T, dir, name, script string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+script), 0o755); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // countingTransport counts the requests of each procedure.
@@ -191,8 +129,8 @@ type callOutcome struct {
 }
 
 func TestCallEchoAndRelease(t *testing.T) {
-	n := nodetest.Start(t, NodedBin)
-	c := newClient(t, n.Addr, testOptions())
+	n := nodetest.Start(t, nodetest.Options{})
+	c := newClient(t, n.Addr(), testOptions())
 	args := map[string]any{"greeting": "hello", "n": 42.0}
 
 	rec, err := c.Call(context.Background(), "echo", args, CallOptions{})
@@ -214,11 +152,11 @@ func TestCallEchoAndRelease(t *testing.T) {
 }
 
 func TestLongCallOverRoundsWithLog(t *testing.T) {
-	fns := t.TempDir()
 	// Five log lines over about 2.5s: several wait rounds of 0.5s.
-	writeFunction(t, fns, "slowlog", `for i in 1 2 3 4 5; do echo "step $i" >&2; sleep 0.5; done; echo '{"steps":5}'`)
-	n := nodetest.Start(t, NodedBin, "--functions-dir", fns)
-	c := newClient(t, n.Addr, testOptions())
+	n := nodetest.Start(t, nodetest.Options{Functions: map[string]string{
+		"slowlog": `for i in 1 2 3 4 5; do echo "step $i" >&2; sleep 0.5; done; echo '{"steps":5}'`,
+	}})
+	c := newClient(t, n.Addr(), testOptions())
 	ct := countRequests(c)
 
 	var mu sync.Mutex
@@ -245,8 +183,8 @@ func TestLongCallOverRoundsWithLog(t *testing.T) {
 		t.Fatalf("got log lines %+v, want 5", lines)
 	}
 	for i, l := range lines {
-		if want := fmt.Sprintf("step %d", i+1); l.Text != want || l.N != i || l.CallID != rec.ID || l.Node != n.Addr {
-			t.Errorf("log line %d = %+v, want %q numbered %d of call %s on %s", i, l, want, i, rec.ID, n.Addr)
+		if want := fmt.Sprintf("step %d", i+1); l.Text != want || l.N != i || l.CallID != rec.ID || l.Node != n.Addr() {
+			t.Errorf("log line %d = %+v, want %q numbered %d of call %s on %s", i, l, want, i, rec.ID, n.Addr())
 		}
 	}
 	// Lines arrive live, as the function writes them, not all at the end.
@@ -259,10 +197,10 @@ func TestLongCallOverRoundsWithLog(t *testing.T) {
 }
 
 func TestFunctionFailure(t *testing.T) {
-	fns := t.TempDir()
-	writeFunction(t, fns, "fail", `echo "checking disk" >&2; echo "disk is full" >&2; exit 3`)
-	n := nodetest.Start(t, NodedBin, "--functions-dir", fns)
-	c := newClient(t, n.Addr, testOptions())
+	n := nodetest.Start(t, nodetest.Options{Functions: map[string]string{
+		"fail": `echo "checking disk" >&2; echo "disk is full" >&2; exit 3`,
+	}})
+	c := newClient(t, n.Addr(), testOptions())
 
 	rec, err := c.Call(context.Background(), "fail", nil, CallOptions{})
 
@@ -276,14 +214,14 @@ func TestFunctionFailure(t *testing.T) {
 	if want := []string{"checking disk", "disk is full"}; strings.Join(ce.Log, "|") != strings.Join(want, "|") {
 		t.Errorf("CallError.Log = %q, want %q", ce.Log, want)
 	}
-	if ce.ID != rec.ID || ce.Node != n.Addr || ce.FnName != "fail" {
-		t.Errorf("CallError = %+v, want call %s on %s", ce, rec.ID, n.Addr)
+	if ce.ID != rec.ID || ce.Node != n.Addr() || ce.FnName != "fail" {
+		t.Errorf("CallError = %+v, want call %s on %s", ce, rec.ID, n.Addr())
 	}
 }
 
 func TestRequestErrorsFromNoded(t *testing.T) {
-	n := nodetest.Start(t, NodedBin)
-	c := newClient(t, n.Addr, testOptions())
+	n := nodetest.Start(t, nodetest.Options{})
+	c := newClient(t, n.Addr(), testOptions())
 	if _, err := c.Call(context.Background(), "no_such_function", nil, CallOptions{}); !errors.Is(err, rpc.ErrUnknownFunction) {
 		t.Errorf("Call(no_such_function) = %v, want rpc.ErrUnknownFunction", err)
 	}
@@ -298,8 +236,8 @@ func TestRequestErrorsFromNoded(t *testing.T) {
 }
 
 func TestCancelMidCall(t *testing.T) {
-	n := nodetest.Start(t, NodedBin)
-	c := newClient(t, n.Addr, testOptions())
+	n := nodetest.Start(t, nodetest.Options{})
+	c := newClient(t, n.Addr(), testOptions())
 	result := make(chan error, 1)
 	go func() {
 		_, err := c.Call(context.Background(), "sleep", map[string]any{"seconds": 60}, CallOptions{})
@@ -322,8 +260,8 @@ func TestCancelMidCall(t *testing.T) {
 }
 
 func TestContextEndsCallThenAwait(t *testing.T) {
-	n := nodetest.Start(t, NodedBin)
-	c := newClient(t, n.Addr, testOptions())
+	n := nodetest.Start(t, nodetest.Options{})
+	c := newClient(t, n.Addr(), testOptions())
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 
@@ -344,9 +282,9 @@ func TestContextEndsCallThenAwait(t *testing.T) {
 }
 
 func TestStoppedNodeIsUnreachableWithinBound(t *testing.T) {
-	n := nodetest.Start(t, NodedBin)
+	n := nodetest.Start(t, nodetest.Options{})
 	opts := testOptions()
-	c := newClient(t, n.Addr, opts)
+	c := newClient(t, n.Addr(), opts)
 	bound := c.Policies().Wait.MaxElapsed
 	result := callInBackground(t, c, "sleep", map[string]any{"seconds": 60})
 
@@ -396,12 +334,12 @@ func TestStoppedNodeIsUnreachableWithinBound(t *testing.T) {
 }
 
 func TestCrashedNodeLosesCall(t *testing.T) {
-	n := nodetest.Start(t, NodedBin)
+	n := nodetest.Start(t, nodetest.Options{})
 	// The waits must outlast the node's restart, however slow the
 	// machine: bound them by time, not by a handful of attempts.
 	opts := testOptions()
 	opts.Retry.Wait = Policy{MaxAttempts: 1000, MaxElapsed: 15 * time.Second, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
-	c := newClient(t, n.Addr, opts)
+	c := newClient(t, n.Addr(), opts)
 	result := callInBackground(t, c, "sleep", map[string]any{"seconds": 60})
 	id := untilRunning(t, c, "sleep")
 
@@ -425,8 +363,8 @@ func TestCrashedNodeLosesCall(t *testing.T) {
 }
 
 func TestShutdownMidCallCancels(t *testing.T) {
-	n := nodetest.Start(t, NodedBin)
-	c := newClient(t, n.Addr, testOptions())
+	n := nodetest.Start(t, nodetest.Options{})
+	c := newClient(t, n.Addr(), testOptions())
 	result := callInBackground(t, c, "sleep", map[string]any{"seconds": 60})
 
 	// A graceful restart stops the function first, and the waiting Call
@@ -509,11 +447,11 @@ func (p *dropFirstReply) serve() {
 }
 
 func TestRetriedStartRunsOnce(t *testing.T) {
-	fns := t.TempDir()
-	runs := filepath.Join(t.TempDir(), "runs")
-	writeFunction(t, fns, "count", fmt.Sprintf(`echo run >> %q; echo '"counted"'`, runs))
-	n := nodetest.Start(t, NodedBin, "--functions-dir", fns)
-	proxy := newDropFirstReply(t, n.Addr)
+	n := nodetest.Start(t, nodetest.Options{Functions: map[string]string{
+		"count": `echo run >> @STATE@/runs; echo '"counted"'`,
+	}})
+	runs := filepath.Join(n.State(), "runs")
+	proxy := newDropFirstReply(t, n.Addr())
 	c := newClient(t, proxy.addr(), testOptions())
 	ct := countRequests(c)
 
@@ -539,7 +477,7 @@ func TestFanOutToFiftyNodesWithSomeDead(t *testing.T) {
 	nodes := make([]*nodetest.Node, total)
 	var wg sync.WaitGroup
 	for i := range nodes {
-		wg.Go(func() { nodes[i] = nodetest.Start(t, NodedBin) })
+		wg.Go(func() { nodes[i] = nodetest.Start(t, nodetest.Options{}) })
 	}
 	wg.Wait()
 	if t.Failed() {
@@ -554,7 +492,7 @@ func TestFanOutToFiftyNodesWithSomeDead(t *testing.T) {
 	}
 	clients := make([]*Client, total)
 	for i, n := range nodes {
-		clients[i] = newClient(t, n.Addr, testOptions())
+		clients[i] = newClient(t, n.Addr(), testOptions())
 	}
 	clients[offline].SetOffline(true)
 
@@ -567,8 +505,8 @@ func TestFanOutToFiftyNodesWithSomeDead(t *testing.T) {
 	}
 	for i, r := range results {
 		switch {
-		case r.Node != nodes[i].Addr:
-			t.Errorf("result %d is for %s, want %s (results in the order of clients)", i, r.Node, nodes[i].Addr)
+		case r.Node != nodes[i].Addr():
+			t.Errorf("result %d is for %s, want %s (results in the order of clients)", i, r.Node, nodes[i].Addr())
 		case dead[i]:
 			if !errors.Is(r.Err, rpc.ErrUnreachable) {
 				t.Errorf("dead node %s: %v, want rpc.ErrUnreachable", r.Node, r.Err)

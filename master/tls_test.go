@@ -64,8 +64,8 @@ func TestLoadTLS(t *testing.T) {
 func TestServerNameOverride(t *testing.T) {
 	dir := certsDir(t, []string{"--master", "m"}, []string{"--node", "node-b"})
 	f := func(name string) string { return filepath.Join(dir, name) }
-	n := nodetest.StartTLS(t, master.NodedBin, nodetest.TLS{Cert: f("node-b.crt"), Key: f("node-b.key"), ClientCA: f("ca.crt")})
-	_, port, _ := net.SplitHostPort(n.Addr)
+	n := nodetest.Start(t, nodetest.Options{TLS: &nodetest.TLS{Cert: f("node-b.crt"), Key: f("node-b.key"), ClientCA: f("ca.crt")}})
+	_, port, _ := net.SplitHostPort(n.Addr())
 	addr := net.JoinHostPort("localhost", port)
 	cfg, err := master.LoadTLS(f("m.crt"), f("m.key"), f("ca.crt"))
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/noded"
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -169,10 +170,10 @@ func BenchmarkEchoInProcessWarm(b *testing.B) {
 // is started and greeted: the request written, the result read, the
 // process reaped. It is the least a warm call can cost.
 func BenchmarkFloorWarmProcess(b *testing.B) {
-	req := spawnRequest(b)
+	req, bin := spawnRequest(b), nodetest.Noded(b)
 	for range b.N {
 		b.StopTimer()
-		cmd := exec.Command(nodedBin, "function", "echo")
+		cmd := exec.Command(bin, "function", "echo")
 		cmd.Env = append(os.Environ(), rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue)
 		stdin, err := cmd.StdinPipe()
 		if err != nil {

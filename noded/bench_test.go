@@ -26,6 +26,7 @@ import (
 
 	"github.com/goccy/go-json"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -66,10 +67,10 @@ func BenchmarkEchoHTTP(b *testing.B) {
 	b.StopTimer()
 
 	// Both floors, measured now on the same machine in the same state.
-	spawnReq := spawnRequest(b)
+	spawnReq, bin := spawnRequest(b), nodetest.Noded(b)
 	begin = time.Now()
 	for range b.N {
-		if err := spawnEcho(spawnReq); err != nil {
+		if err := spawnEcho(bin, spawnReq); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -110,13 +111,13 @@ func BenchmarkEchoHTTPParallel(b *testing.B) {
 }
 
 func BenchmarkFloorSpawn(b *testing.B) {
-	req := spawnRequest(b)
-	if err := spawnEcho(req); err != nil {
+	req, bin := spawnRequest(b), nodetest.Noded(b)
+	if err := spawnEcho(bin, req); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for range b.N {
-		if err := spawnEcho(req); err != nil {
+		if err := spawnEcho(bin, req); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -146,11 +147,11 @@ func spawnRequest(tb testing.TB) []byte {
 	return append(raw, '\n')
 }
 
-// spawnEcho runs noded's binary as a function process, as noded does
+// spawnEcho runs noded's binary bin as a function process, as noded does
 // (cookie in the environment, request on stdin), and checks its hello and
 // result.
-func spawnEcho(req []byte) error {
-	cmd := exec.Command(nodedBin, "function", "echo")
+func spawnEcho(bin string, req []byte) error {
+	cmd := exec.Command(bin, "function", "echo")
 	cmd.Env = append(os.Environ(), rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue)
 	cmd.Stdin = bytes.NewReader(req)
 	var stderr bytes.Buffer
@@ -177,7 +178,7 @@ func spawnEcho(req []byte) error {
 }
 
 // getVersion is one keep-alive GET /Version round trip.
-func getVersion(d *daemon) error {
+func getVersion(d *node) error {
 	var v rpc.VersionResponse
 	if err := d.okCall(http.MethodGet, rpc.PathVersion, nil, &v); err != nil {
 		return err

@@ -3,7 +3,6 @@ package noded_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,12 +18,8 @@ import (
 // through the client, as doc/functions.md says a program does.
 func TestOwnNoded(t *testing.T) {
 	t.Parallel()
-	bins, err := nodetest.Build(t.TempDir(), "github.com/noderpc/noderpc/noded/cmd/noded-hello")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := nodetest.Start(t, bins[0], "--config=", "--functions-dir", filepath.Join(t.TempDir(), "none"))
-	c, err := master.New(n.Addr, master.Options{Insecure: true})
+	n := nodetest.Start(t, nodetest.Options{Binary: nodetest.Binary(t, "github.com/noderpc/noderpc/noded/cmd/noded-hello")})
+	c, err := master.New(n.Addr(), master.Options{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,13 @@
 package noded_test
 
-// Integration tests of noded as a real process: TestMain builds the binary
-// once, each test starts its own daemon on a free loopback port, talks to
-// it over HTTP in the rpc types, and checks when it ends that no process it
-// caused is left running.
+// Integration tests of noded as a real process: each test starts its own
+// daemon with nodetest (built once, with -race when the tests run with
+// it), talks to it over HTTP in the rpc types, and nodetest checks when
+// it ends that no process it caused is left running.
 //
-// Every daemon gets a unique marker in its environment, which noded hands
-// down to every function process and they to theirs: a scan of /proc for
-// the marker finds anything a test left behind, grandchildren included.
-// Executable functions are the shell scripts in testdata/functions, copied
-// into each daemon's functions directory with @STATE@ replaced by a
-// directory of the test's own, where they record their PIDs (pids/) and
+// Executable functions are the shell scripts in testdata/functions,
+// installed in each daemon's functions directory with @STATE@ replaced by
+// the node's state directory, where they record their PIDs (pids/) and
 // their runs.
 
 import (
@@ -24,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,319 +36,39 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// nodedBin is the noded binary TestMain built for this run.
-var nodedBin string
+func TestMain(m *testing.M) { nodetest.Main(m) }
 
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
+// node is a noded under test and an HTTP client of its own.
+type node struct {
+	*nodetest.Node
+	client *http.Client
 }
 
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "noded-integration-")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "creating the build directory: %v\n", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	bins, err := nodetest.Build(dir, "github.com/noderpc/noderpc/noded/cmd/noded")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building noded: %v\n", err)
-		return 1
-	}
-	nodedBin = bins[0]
-	return m.Run()
-}
-
-// markerKey is the environment variable that carries a daemon's marker.
-const markerKey = "NODERPC_TEST_MARKER"
-
-// daemon is one noded process tied to a test.
-type daemon struct {
-	tb      testing.TB
-	dir     string // the test's own directory: state/, functions/, log
-	fnDir   string // --functions-dir
-	state   string // what @STATE@ stands for in the scripts
-	marker  string // markerKey's value in every process of this daemon
-	logPath string // noded's stderr
-	grace   time.Duration
-	cmd     *exec.Cmd
-	pid     int
-	base    string // http://host:port
-	client  *http.Client
-
-	done     chan struct{} // closed once the process has exited
-	exitErr  error
-	mu       sync.Mutex
-	killed   bool // the test SIGKILLed it on purpose
-	signaled bool // the test sent SIGTERM or SIGINT itself
-}
-
-// startNoded starts noded with the given extra flags and every script of
-// testdata/functions in its functions directory, waits until it serves,
-// and registers its shutdown and the check for leftover processes with
-// tb.Cleanup.
-func startNoded(tb testing.TB, flags ...string) *daemon {
+// startNoded starts noded for tb with the given extra flags and every
+// script of testdata/functions in its functions directory; nodetest ties
+// its life to the test's.
+func startNoded(tb testing.TB, flags ...string) *node {
 	tb.Helper()
-	dir := tb.TempDir()
-	d := &daemon{
-		tb:      tb,
-		dir:     dir,
-		fnDir:   filepath.Join(dir, "functions"),
-		state:   filepath.Join(dir, "state"),
-		marker:  nodetest.Sanitize(tb.Name()) + "-" + nodetest.RandomHex(8),
-		logPath: filepath.Join(dir, "noded.log"),
-		grace:   10 * time.Second,
-		done:    make(chan struct{}),
-	}
-	for _, sub := range []string{d.fnDir, filepath.Join(d.state, "pids")} {
-		if err := os.MkdirAll(sub, 0o755); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	d.installScripts(tb)
+	return startNodedWith(tb, nodetest.Options{Flags: flags})
+}
 
-	addrFile := filepath.Join(dir, "addr")
-	args := []string{"--insecure", "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--functions-dir", d.fnDir}
-	args = append(args, flags...)
-	for i, f := range flags {
-		if f == "--shutdown-grace" && i+1 < len(flags) {
-			g, err := time.ParseDuration(flags[i+1])
-			if err != nil {
-				tb.Fatalf("bad --shutdown-grace %q: %v", flags[i+1], err)
-			}
-			d.grace = g
-		}
-	}
-	logFile, err := os.Create(d.logPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer logFile.Close()
-	d.cmd = exec.Command(nodedBin, args...)
-	d.cmd.Env = append(os.Environ(), d.markerEnv())
-	d.cmd.Stdout = logFile
-	d.cmd.Stderr = logFile
-	if err := d.cmd.Start(); err != nil {
-		tb.Fatalf("starting %s %q: %v", nodedBin, args, err)
-	}
-	d.pid = d.cmd.Process.Pid
-	go func() {
-		d.exitErr = d.cmd.Wait()
-		close(d.done)
-	}()
-	tb.Cleanup(d.cleanup)
-
-	addr := d.readAddrFile(tb, addrFile)
-	d.base = "http://" + addr
-	d.client = &http.Client{
-		Timeout: 2 * time.Minute,
-		Transport: &http.Transport{
-			MaxIdleConnsPerHost: 1000,
-			DisableCompression:  true,
+// startNodedWith is startNoded with more options.
+func startNodedWith(tb testing.TB, opts nodetest.Options) *node {
+	tb.Helper()
+	opts.FunctionsFrom = filepath.Join("testdata", "functions")
+	n := &node{
+		Node: nodetest.Start(tb, opts),
+		client: &http.Client{
+			Timeout: 2 * time.Minute,
+			Transport: &http.Transport{
+				MaxIdleConnsPerHost: 1000,
+				DisableCompression:  true,
+			},
 		},
 	}
-	return d
-}
-
-// readAddrFile polls for the address noded writes once it listens.
-func (d *daemon) readAddrFile(tb testing.TB, path string) string {
-	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && bytes.HasSuffix(b, []byte("\n")) {
-			return strings.TrimSpace(string(b))
-		}
-		select {
-		case <-d.done:
-			tb.Fatalf("noded exited before writing --addr-file (%v); its log:\n%s", d.exitErr, d.log())
-		case <-time.After(time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("noded wrote no --addr-file %s within 20s; its log:\n%s", path, d.log())
-		}
-	}
-}
-
-// installScripts copies testdata/functions into the functions directory.
-func (d *daemon) installScripts(tb testing.TB) {
-	tb.Helper()
-	entries, err := os.ReadDir(filepath.Join("testdata", "functions"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	// A file still open for writing cannot be executed (ETXTBSY), and a
-	// fork elsewhere in this process would inherit the descriptor until
-	// its exec: hold off forks while writing.
-	syscall.ForkLock.RLock()
-	defer syscall.ForkLock.RUnlock()
-	for _, e := range entries {
-		src, err := os.ReadFile(filepath.Join("testdata", "functions", e.Name()))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		text := strings.ReplaceAll(string(src), "@STATE@", d.state)
-		if err := os.WriteFile(filepath.Join(d.fnDir, e.Name()), []byte(text), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
-// log returns what noded wrote to stderr so far.
-func (d *daemon) log() string {
-	b, _ := os.ReadFile(d.logPath)
-	return string(b)
-}
-
-// exited reports whether the process has exited.
-func (d *daemon) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// signal sends sig to noded, which the test then expects to stop on its
-// own. Once noded has exited it sends nothing (os.ErrProcessDone).
-func (d *daemon) signal(sig os.Signal) error {
-	d.mu.Lock()
-	d.signaled = true
-	d.mu.Unlock()
-	return d.cmd.Process.Signal(sig)
-}
-
-// terminate sends SIGTERM and waits for noded to exit, at most the grace
-// period and a margin; it returns the exit error (nil for status 0).
-func (d *daemon) terminate(tb testing.TB) error {
-	tb.Helper()
-	d.signal(syscall.SIGTERM)
-	return d.awaitExit(tb, d.grace+20*time.Second)
-}
-
-// awaitExit waits for the process to exit; past timeout it is killed and
-// the test fails.
-func (d *daemon) awaitExit(tb testing.TB, timeout time.Duration) error {
-	tb.Helper()
-	select {
-	case <-d.done:
-		return d.exitErr
-	case <-time.After(timeout):
-		d.cmd.Process.Kill()
-		<-d.done
-		tb.Errorf("noded (pid %d) did not exit within %s of SIGTERM; killed it. Its log:\n%s", d.pid, timeout, d.log())
-		return d.exitErr
-	}
-}
-
-// kill SIGKILLs noded, as a crash would, and waits for it.
-func (d *daemon) kill(tb testing.TB) {
-	tb.Helper()
-	d.mu.Lock()
-	d.killed = true
-	d.mu.Unlock()
-	d.cmd.Process.Kill()
-	<-d.done
-}
-
-// cleanup stops noded if the test did not, checks it exited 0, and checks
-// that no process of this daemon is left, killing any it finds.
-func (d *daemon) cleanup() {
-	tb := d.tb
-	if d.client != nil {
-		d.client.CloseIdleConnections()
-	}
-	d.mu.Lock()
-	killed, signaled := d.killed, d.signaled
-	d.mu.Unlock()
-	if !d.exited() || !signaled && !killed {
-		if err := d.terminate(tb); err != nil {
-			tb.Errorf("noded exited with %v after SIGTERM, want status 0; its log:\n%s", err, d.log())
-		}
-	}
-	d.checkNoProcessLeft(tb)
-	if tb.Failed() {
-		tb.Logf("noded log (pid %d):\n%s", d.pid, d.log())
-	}
-}
-
-// checkNoProcessLeft fails the test if any process carries this daemon's
-// marker, or any PID a script recorded is alive, a few seconds after noded
-// is gone. What it finds it kills, so one failure does not leak into the
-// rest of the run.
-func (d *daemon) checkNoProcessLeft(tb testing.TB) {
-	tb.Helper()
-	var left []string
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left = left[:0]
-		seen := make(map[int]bool)
-		for _, pid := range nodetest.ProcessesWithEnv(d.markerEnv()) {
-			seen[pid] = true
-			left = append(left, nodetest.Describe(pid))
-		}
-		for _, pid := range d.recordedPIDs() {
-			if nodetest.Running(pid) && nodetest.HasEnv(pid, d.markerEnv()) && !seen[pid] {
-				seen[pid] = true
-				left = append(left, nodetest.Describe(pid))
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // polling the kernel's process table, which has no event to wait on
-	}
-	if len(left) == 0 {
-		return
-	}
-	tb.Errorf("processes of noded (pid %d, marker %s) still running after it exited:\n  %s",
-		d.pid, d.marker, strings.Join(left, "\n  "))
-	for _, pid := range nodetest.ProcessesWithEnv(d.markerEnv()) {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
-// markerEnv is the environment entry that carries the daemon's marker.
-func (d *daemon) markerEnv() string {
-	return markerKey + "=" + d.marker
-}
-
-// recordedPIDs returns every PID the scripts wrote to state/pids.
-func (d *daemon) recordedPIDs() []int {
-	entries, _ := os.ReadDir(filepath.Join(d.state, "pids"))
-	var pids []int
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(d.state, "pids", e.Name()))
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// waitPIDFile polls for a PID file a script writes (atomically, by rename)
-// and returns the PID in it.
-func (d *daemon) waitPIDFile(tb testing.TB, name string) int {
-	tb.Helper()
-	path := filepath.Join(d.state, "pids", name)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, err := os.ReadFile(path); err == nil {
-			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
-				tb.Fatalf("PID file %s holds %q: %v", path, b, err)
-			}
-			return pid
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("no PID file %s within 20s; noded log:\n%s", path, d.log())
-		}
-		time.Sleep(10 * time.Millisecond) // polling for a file a script writes
-	}
+	// Cleanups run last first: the connections close before noded stops.
+	tb.Cleanup(n.client.CloseIdleConnections)
+	return n
 }
 
 // waitGone polls until pid has exited (gone or a zombie nobody reaped).
@@ -368,21 +84,6 @@ func waitGone(tb testing.TB, pid int, what string) {
 	}
 }
 
-// vmHWM returns the peak resident set size of pid in bytes.
-func vmHWM(tb testing.TB, pid int) int64 {
-	tb.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^VmHWM:\s+(\d+) kB$`).FindSubmatch(b)
-	if m == nil {
-		tb.Fatalf("no VmHWM in /proc/%d/status:\n%s", pid, b)
-	}
-	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return kb << 10
-}
-
 // answer is one HTTP answer of noded.
 type answer struct {
 	status int
@@ -392,7 +93,7 @@ type answer struct {
 
 // roundTrip sends body (bytes as they are, anything else as JSON) and
 // returns the answer. It does not fail the test, so goroutines can use it.
-func (d *daemon) roundTrip(method, path string, body any) (answer, error) {
+func (d *node) roundTrip(method, path string, body any) (answer, error) {
 	var raw []byte
 	switch b := body.(type) {
 	case nil:
@@ -406,7 +107,7 @@ func (d *daemon) roundTrip(method, path string, body any) (answer, error) {
 			return answer{}, err
 		}
 	}
-	req, err := http.NewRequest(method, d.base+path, bytes.NewReader(raw))
+	req, err := http.NewRequest(method, d.URL()+path, bytes.NewReader(raw))
 	if err != nil {
 		return answer{}, err
 	}
@@ -427,7 +128,7 @@ func (d *daemon) roundTrip(method, path string, body any) (answer, error) {
 
 // okCall sends a request that must answer 200 with a value decoded into
 // out, and returns an error saying what was sent and what came back.
-func (d *daemon) okCall(method, path string, body, out any) error {
+func (d *node) okCall(method, path string, body, out any) error {
 	a, err := d.roundTrip(method, path, body)
 	if err != nil {
 		return fmt.Errorf("%s %s %s: %w", method, path, show(body), err)
@@ -461,7 +162,7 @@ func clip(s string) string {
 	return s
 }
 
-func (d *daemon) start(tb testing.TB, req rpc.StartRequest) *rpc.Call {
+func (d *node) start(tb testing.TB, req rpc.StartRequest) *rpc.Call {
 	tb.Helper()
 	var c rpc.Call
 	if err := d.okCall(http.MethodPut, rpc.PathStartFunction, req, &c); err != nil {
@@ -470,7 +171,7 @@ func (d *daemon) start(tb testing.TB, req rpc.StartRequest) *rpc.Call {
 	return &c
 }
 
-func (d *daemon) wait(tb testing.TB, req rpc.WaitRequest) *rpc.Call {
+func (d *node) wait(tb testing.TB, req rpc.WaitRequest) *rpc.Call {
 	tb.Helper()
 	var c rpc.Call
 	if err := d.okCall(http.MethodPut, rpc.PathWaitForFunction, req, &c); err != nil {
@@ -479,7 +180,7 @@ func (d *daemon) wait(tb testing.TB, req rpc.WaitRequest) *rpc.Call {
 	return &c
 }
 
-func (d *daemon) cancel(tb testing.TB, id string) *rpc.Call {
+func (d *node) cancel(tb testing.TB, id string) *rpc.Call {
 	tb.Helper()
 	var c rpc.Call
 	if err := d.okCall(http.MethodPut, rpc.PathCancelFunction, rpc.IDRequest{ID: id}, &c); err != nil {
@@ -488,7 +189,7 @@ func (d *daemon) cancel(tb testing.TB, id string) *rpc.Call {
 	return &c
 }
 
-func (d *daemon) list(tb testing.TB) rpc.ListResponse {
+func (d *node) list(tb testing.TB) rpc.ListResponse {
 	tb.Helper()
 	var l rpc.ListResponse
 	if err := d.okCall(http.MethodGet, rpc.PathListFunctions, nil, &l); err != nil {
@@ -497,7 +198,7 @@ func (d *daemon) list(tb testing.TB) rpc.ListResponse {
 	return l
 }
 
-func (d *daemon) version(tb testing.TB) rpc.VersionResponse {
+func (d *node) version(tb testing.TB) rpc.VersionResponse {
 	tb.Helper()
 	var v rpc.VersionResponse
 	if err := d.okCall(http.MethodGet, rpc.PathVersion, nil, &v); err != nil {
@@ -507,7 +208,7 @@ func (d *daemon) version(tb testing.TB) rpc.VersionResponse {
 }
 
 // finish waits on id, round after round, until the call has finished.
-func (d *daemon) finish(tb testing.TB, id string) *rpc.Call {
+func (d *node) finish(tb testing.TB, id string) *rpc.Call {
 	tb.Helper()
 	c, err := d.finishErr(id)
 	if err != nil {
@@ -516,7 +217,7 @@ func (d *daemon) finish(tb testing.TB, id string) *rpc.Call {
 	return c
 }
 
-func (d *daemon) finishErr(id string) (*rpc.Call, error) {
+func (d *node) finishErr(id string) (*rpc.Call, error) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var c rpc.Call
@@ -534,7 +235,7 @@ func (d *daemon) finishErr(id string) (*rpc.Call, error) {
 
 // requestError sends a request that must fail with status and kind, and
 // returns the error and the answer's header.
-func (d *daemon) requestError(tb testing.TB, method, path string, body any, wantStatus int, wantKind rpc.Kind) (*rpc.Error, http.Header) {
+func (d *node) requestError(tb testing.TB, method, path string, body any, wantStatus int, wantKind rpc.Kind) (*rpc.Error, http.Header) {
 	tb.Helper()
 	a, err := d.roundTrip(method, path, body)
 	if err != nil {
@@ -561,23 +262,6 @@ func callPID(tb testing.TB, id string) int {
 		tb.Fatalf("call ID %q: %v", id, err)
 	}
 	return cid.CPID
-}
-
-// logLine returns the first line of noded's log holding every one of parts.
-func (d *daemon) logLine(parts ...string) (string, bool) {
-	for line := range strings.Lines(d.log()) {
-		ok := true
-		for _, p := range parts {
-			if !strings.Contains(line, p) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return strings.TrimSpace(line), true
-		}
-	}
-	return "", false
 }
 
 // wantState checks a finished call's state and error kind.
@@ -643,14 +327,13 @@ func TestFireAndForget(t *testing.T) {
 	if got.ID != c.ID {
 		t.Errorf("WaitForFunction answered ID %q, want %q", got.ID, c.ID)
 	}
-	if line, ok := d.logLine(`msg="call started"`, "call_id="+c.ID, "fn=sleep"); !ok {
-		t.Errorf("noded logged no call started line with call_id=%s; log:\n%s", c.ID, d.log())
+	if line, ok := d.LogLine(`msg="call started"`, "call_id="+c.ID, "fn=sleep"); !ok {
+		t.Errorf("noded logged no call started line with call_id=%s; log:\n%s", c.ID, d.Log())
 	} else {
 		t.Logf("log: %s", line)
 	}
-	if _, ok := d.logLine(`msg="call finished"`, "call_id="+c.ID, "state=succeeded"); !ok {
-		t.Errorf("noded logged no call finished line with call_id=%s state=succeeded; log:\n%s", c.ID, d.log())
-	}
+	// noded logs a call's end just after it answers the waiters.
+	d.AwaitLogLine(t, `msg="call finished"`, "call_id="+c.ID, "state=succeeded")
 }
 
 // TestWaitInRounds: a 1.5 s call waited on 0.3 s at a time answers running
@@ -744,8 +427,8 @@ func TestCancel(t *testing.T) {
 		t.Parallel()
 		c := d.start(t, rpc.StartRequest{FnName: "grandchild", FnArgs: json.RawMessage(`"wait"`), Timeout: 0})
 		pid := callPID(t, c.ID)
-		d.waitPIDFile(t, strconv.Itoa(pid))
-		gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
+		d.WaitPIDFile(t, strconv.Itoa(pid))
+		gpid := d.WaitPIDFile(t, strconv.Itoa(pid)+".grandchild")
 		if !nodetest.Running(gpid) {
 			t.Fatalf("grandchild %d not running before the cancel", gpid)
 		}
@@ -849,7 +532,7 @@ func TestRequestIDReplay(t *testing.T) {
 	t.Parallel()
 	d := startNoded(t)
 	runs := func() int {
-		b, _ := os.ReadFile(filepath.Join(d.state, "runs"))
+		b, _ := os.ReadFile(filepath.Join(d.State(), "runs"))
 		return strings.Count(string(b), "run\n")
 	}
 
@@ -904,10 +587,12 @@ func TestLostAfterRestart(t *testing.T) {
 	firstBoot := first.version(t).BootID
 	c := first.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 300), Timeout: 0})
 	pid := callPID(t, c.ID)
-	if !nodetest.Running(pid) || !nodetest.HasEnv(pid, first.markerEnv()) {
+	if !nodetest.Running(pid) || !nodetest.HasEnv(pid, first.Marker()) {
 		t.Fatalf("function process %d of call %s not running with the daemon's marker: %s", pid, c.ID, nodetest.Describe(pid))
 	}
-	first.kill(t)
+	if err := first.Kill(); err != nil {
+		t.Fatal(err)
+	}
 	waitGone(t, pid, "function process of a SIGKILLed noded (parent-death signal)")
 
 	second := startNoded(t)
@@ -929,10 +614,12 @@ func TestCrashedDaemonLeavesNoGrandchild(t *testing.T) {
 	d := startNoded(t)
 	c := d.start(t, rpc.StartRequest{FnName: "grandchild", FnArgs: json.RawMessage(`"wait"`), Timeout: 0})
 	pid := callPID(t, c.ID)
-	d.waitPIDFile(t, strconv.Itoa(pid))
-	gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
+	d.WaitPIDFile(t, strconv.Itoa(pid))
+	gpid := d.WaitPIDFile(t, strconv.Itoa(pid)+".grandchild")
 	contained := inCallCgroup(gpid)
-	d.kill(t)
+	if err := d.Kill(); err != nil {
+		t.Fatal(err)
+	}
 	waitGone(t, pid, "function process of a SIGKILLed noded (parent-death signal)")
 	if !contained {
 		// Process groups alone cannot reach it once noded is gone; the
@@ -956,7 +643,7 @@ func TestEscapedGrandchild(t *testing.T) {
 			t.Parallel()
 			c := d.start(t, rpc.StartRequest{FnName: "escape", FnArgs: jsonOf(t, mode), Timeout: 0})
 			pid := callPID(t, c.ID)
-			gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
+			gpid := d.WaitPIDFile(t, strconv.Itoa(pid)+".grandchild")
 			if !inCallCgroup(gpid) {
 				syscall.Kill(gpid, syscall.SIGKILL)
 				t.Skipf("the grandchild is in no call cgroup (%s): process groups cannot reach what left them", cgroupOf(gpid))
@@ -1054,9 +741,9 @@ func TestRequestErrors(t *testing.T) {
 
 // rawTooLarge sends a StartFunction with the given body headers and body
 // over a connection of its own and expects 413 too_large.
-func (d *daemon) rawTooLarge(tb testing.TB, rest string) {
+func (d *node) rawTooLarge(tb testing.TB, rest string) {
 	tb.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(d.base, "http://"))
+	conn, err := net.Dial("tcp", d.Addr())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -1141,12 +828,15 @@ func TestChildFailures(t *testing.T) {
 	})
 	t.Run("100 MB of result", func(t *testing.T) {
 		t.Parallel()
+		// A noded of its own, built without the race detector, whose
+		// shadow memory would swamp what is measured.
+		d := startNodedWith(t, nodetest.Options{NoRace: true, Flags: []string{"--max-result", "4194304"}})
 		c := d.start(t, rpc.StartRequest{FnName: "flood", Timeout: 30})
 		wantState(t, "flood", c, rpc.StateFailed, rpc.KindResultTooLarge)
 		waitGone(t, callPID(t, c.ID), "flood function process")
 		// noded read at most --max-result (4 MiB) of the 100 MB: its peak
 		// RSS stays far below what holding it all would take.
-		if hwm := vmHWM(t, d.pid); hwm > 64<<20 {
+		if hwm := d.VmHWM(t); hwm > 64<<20 {
 			t.Errorf("noded's peak RSS is %d MiB after a 100 MB result with --max-result 4MiB, want < 64 MiB", hwm>>20)
 		} else {
 			t.Logf("noded peak RSS after the flood: %d MiB", hwm>>20)
@@ -1157,7 +847,7 @@ func TestChildFailures(t *testing.T) {
 		c := d.start(t, rpc.StartRequest{FnName: "grandchild", FnArgs: json.RawMessage(`"exit"`), Timeout: 20})
 		wantState(t, "grandchild exit", c, rpc.StateSucceeded, "")
 		pid := callPID(t, c.ID)
-		gpid := d.waitPIDFile(t, strconv.Itoa(pid)+".grandchild")
+		gpid := d.WaitPIDFile(t, strconv.Itoa(pid)+".grandchild")
 		waitGone(t, gpid, "grandchild left behind by a finished function")
 	})
 }
@@ -1315,8 +1005,10 @@ func TestInterrupt(t *testing.T) {
 	t.Parallel()
 	d := startNoded(t, "--shutdown-grace", "2s")
 	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60)})
-	d.signal(os.Interrupt)
-	if err := d.awaitExit(t, 30*time.Second); err != nil {
+	if err := d.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Wait(30 * time.Second); err != nil {
 		t.Errorf("noded exited with %v after SIGINT, want status 0", err)
 	}
 	if pid := callPID(t, c.ID); nodetest.Running(pid) {
@@ -1331,7 +1023,7 @@ func TestSIGTERMOnceReady(t *testing.T) {
 	t.Parallel()
 	for i := range 5 {
 		d := startNoded(t)
-		if err := d.terminate(t); err != nil {
+		if err := d.Stop(); err != nil {
 			t.Errorf("noded %d: SIGTERM right after it wrote --addr-file: %v, want exit status 0", i, err)
 		}
 	}
@@ -1357,7 +1049,7 @@ func TestCommandLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(nodedBin, tt.args...)
+			cmd := exec.Command(nodetest.Noded(t), tt.args...)
 			out, err := cmd.CombinedOutput()
 			status := 0
 			var ee *exec.ExitError
@@ -1372,7 +1064,7 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 	// --help documents every flag the issue names.
-	out, _ := exec.Command(nodedBin, "--help").CombinedOutput()
+	out, _ := exec.Command(nodetest.Noded(t), "--help").CombinedOutput()
 	for _, flag := range []string{"listen", "insecure", "functions-dir", "max-running", "max-wait", "retention", "shutdown-grace", "log-format", "version", "max-request", "max-result"} {
 		if !strings.Contains(string(out), "-"+flag+" ") && !strings.Contains(string(out), "-"+flag+"\n") {
 			t.Errorf("noded --help does not document --%s", flag)
@@ -1381,13 +1073,15 @@ func TestCommandLine(t *testing.T) {
 }
 
 // TestFloodDefaultLimit: with the default --max-result a 100 MB result
-// fails the call and noded's memory stays bounded.
+// fails the call and noded's memory stays bounded. noded is built
+// without the race detector, whose shadow memory would swamp what is
+// measured.
 func TestFloodDefaultLimit(t *testing.T) {
 	t.Parallel()
-	d := startNoded(t)
+	d := startNodedWith(t, nodetest.Options{NoRace: true})
 	c := d.start(t, rpc.StartRequest{FnName: "flood", Timeout: 30})
 	wantState(t, "flood", c, rpc.StateFailed, rpc.KindResultTooLarge)
-	hwm := vmHWM(t, d.pid)
+	hwm := d.VmHWM(t)
 	t.Logf("noded peak RSS after the flood with the default --max-result: %d MiB", hwm>>20)
 	if hwm > 100<<20 {
 		t.Errorf("noded's peak RSS is %d MiB after a 100 MB result, want < 100 MiB (it holds at most 16 MiB of it)", hwm>>20)
@@ -1403,14 +1097,14 @@ func TestShutdown(t *testing.T) {
 	sleep := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 300)})
 	hang := d.start(t, rpc.StartRequest{FnName: "hang"})
 	gc := d.start(t, rpc.StartRequest{FnName: "grandchild", FnArgs: json.RawMessage(`"wait"`)})
-	hangPID := d.waitPIDFile(t, strconv.Itoa(callPID(t, hang.ID)))
-	gcPID := d.waitPIDFile(t, strconv.Itoa(callPID(t, gc.ID)))
-	gcGrandPID := d.waitPIDFile(t, strconv.Itoa(callPID(t, gc.ID))+".grandchild")
+	hangPID := d.WaitPIDFile(t, strconv.Itoa(callPID(t, hang.ID)))
+	gcPID := d.WaitPIDFile(t, strconv.Itoa(callPID(t, gc.ID)))
+	gcGrandPID := d.WaitPIDFile(t, strconv.Itoa(callPID(t, gc.ID))+".grandchild")
 	sleepPID := callPID(t, sleep.ID)
 
 	// Everything below noded carries its marker: the leftover check sees it.
-	marked := nodetest.ProcessesWithEnv(d.markerEnv())
-	for _, pid := range []int{d.pid, sleepPID, hangPID, gcPID, gcGrandPID} {
+	marked := nodetest.ProcessesWithEnv(d.Marker())
+	for _, pid := range []int{d.PID(), sleepPID, hangPID, gcPID, gcGrandPID} {
 		if !slices.Contains(marked, pid) {
 			t.Fatalf("process %d (%s) does not carry the marker: the leftover check would miss it", pid, nodetest.Describe(pid))
 		}
@@ -1428,7 +1122,7 @@ func TestShutdown(t *testing.T) {
 	}()
 
 	begin := time.Now()
-	if err := d.signal(syscall.SIGTERM); err != nil {
+	if err := d.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// Until noded has handled the signal a start may still run; it must
@@ -1462,7 +1156,7 @@ func TestShutdown(t *testing.T) {
 		wantState(t, "sleep waited on across SIGTERM", &w.c, rpc.StateCancelled, rpc.KindCancelled)
 	}
 
-	if err := d.awaitExit(t, 30*time.Second); err != nil {
+	if err := d.Wait(30 * time.Second); err != nil {
 		t.Errorf("noded exited with %v after SIGTERM, want status 0", err)
 	}
 	if took := time.Since(begin); took < 2500*time.Millisecond {
@@ -1477,12 +1171,12 @@ func TestShutdown(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"shutting down: stopping every function", "noded stopped"} {
-		if _, ok := d.logLine(want); !ok {
+		if _, ok := d.LogLine(want); !ok {
 			t.Errorf("noded log has no %q line", want)
 		}
 	}
 	for _, id := range append([]string{sleep.ID, hang.ID}, late...) {
-		if _, ok := d.logLine(`msg="call finished"`, "call_id="+id); !ok {
+		if _, ok := d.LogLine(`msg="call finished"`, "call_id="+id); !ok {
 			t.Errorf("noded logged no end of call %s", id)
 		}
 	}
@@ -1498,7 +1192,7 @@ func TestConcurrentCalls(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			args := jsonOf(t, fmt.Sprintf("call %d of %s", i, d.marker))
+			args := jsonOf(t, fmt.Sprintf("call %d of %s", i, d.Marker()))
 			var c rpc.Call
 			if err := d.okCall(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", FnArgs: args, Timeout: 30}, &c); err != nil {
 				errs <- err
@@ -1540,8 +1234,8 @@ func TestListReleaseVersion(t *testing.T) {
 	t.Parallel()
 	d := startNoded(t)
 	v := d.version(t)
-	if v.Version != rpc.Version || v.Protocol != rpc.ProtocolVersion || v.PID != d.pid || v.BootID == "" || v.StartedAt.IsZero() {
-		t.Errorf("Version: %+v, want version %s protocol %d pid %d, a boot id and start time", v, rpc.Version, rpc.ProtocolVersion, d.pid)
+	if v.Version != rpc.Version || v.Protocol != rpc.ProtocolVersion || v.PID != d.PID() || v.BootID == "" || v.StartedAt.IsZero() {
+		t.Errorf("Version: %+v, want version %s protocol %d pid %d, a boot id and start time", v, rpc.Version, rpc.ProtocolVersion, d.PID())
 	}
 	if again := d.version(t); again.BootID != v.BootID {
 		t.Errorf("boot id changed between two Version calls of one daemon: %q then %q", v.BootID, again.BootID)

@@ -2,10 +2,9 @@ package noded_test
 
 // Tests of noded as systemd and Prometheus see it: the unit file, the
 // sd_notify messages of the real binary, /metrics after real calls, and
-// the exit status of --check-config. They use the binary TestMain built.
+// the exit status of --check-config. They run noded with nodetest.
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,10 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,101 +21,19 @@ import (
 	"github.com/goccy/go-json"
 
 	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// process is a noded started by these tests with the environment they
-// choose, its stderr kept in a buffer.
-type process struct {
-	cmd    *exec.Cmd
-	base   string // http://host:port
-	done   chan struct{}
-	err    error // exit error, once done is closed
-	mu     sync.Mutex
-	stderr bytes.Buffer
-}
-
-func (p *process) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.Write(b)
-}
-
-func (p *process) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-// runNoded starts noded on a free loopback port with no configuration
-// file, env added to the test's environment, and waits until it serves.
-// Cleanup SIGTERMs it if the test did not and checks it exited 0.
-func runNoded(t *testing.T, env []string, flags ...string) *process {
-	t.Helper()
-	dir := t.TempDir()
-	addrFile := filepath.Join(dir, "addr")
-	args := append([]string{"--config=", "--insecure", "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--functions-dir", dir}, flags...)
-	p := &process{done: make(chan struct{})}
-	p.cmd = exec.Command(nodedBin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stderr = p
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s %q: %v", nodedBin, args, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if err := p.stop(t); err != nil {
-			t.Errorf("noded exited with %v after SIGTERM, want status 0; its log:\n%s", err, p.log())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, err := os.ReadFile(addrFile)
-		if err == nil && bytes.HasSuffix(b, []byte("\n")) {
-			p.base = "http://" + strings.TrimSpace(string(b))
-			return p
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("noded %q exited (%v) before serving; its log:\n%s", args, p.err, p.log())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("noded %q wrote no address within 20s; its log:\n%s", args, p.log())
-		}
-	}
-}
-
-// stop sends SIGTERM and waits for noded to exit, returning its exit error.
-func (p *process) stop(t *testing.T) error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(time.Minute):
-		p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("still running a minute after SIGTERM; killed it")
-	}
-}
-
 // put sends a request and decodes a 200 answer into out; any other status
 // is returned as its *rpc.Error.
-func (p *process) put(t *testing.T, path string, body, out any) error {
+func put(t *testing.T, n *nodetest.Node, path string, body, out any) error {
 	t.Helper()
 	b, err := json.Marshal(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest(http.MethodPut, p.base+path, bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPut, n.URL()+path, bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,10 +56,11 @@ func (p *process) put(t *testing.T, path string, body, out any) error {
 	return nil
 }
 
-func (p *process) call(t *testing.T, req rpc.StartRequest) *rpc.Call {
+// call starts a call that must be answered with its record.
+func call(t *testing.T, n *nodetest.Node, req rpc.StartRequest) *rpc.Call {
 	t.Helper()
 	var c rpc.Call
-	if err := p.put(t, rpc.PathStartFunction, req, &c); err != nil {
+	if err := put(t, n, rpc.PathStartFunction, req, &c); err != nil {
 		t.Fatalf("StartFunction %+v = %v, want a call record", req, err)
 	}
 	return &c
@@ -170,12 +85,6 @@ func listenNotify(t *testing.T) (string, *net.UnixConn) {
 // STOPPING=1 when SIGTERM begins the shutdown, after which the pings go
 // on while a function that ignores SIGTERM waits out the grace period.
 func TestNotify(t *testing.T) {
-	fnDir := t.TempDir()
-	// Ignored signals stay ignored across exec: sleep ignores SIGTERM too.
-	stubborn := "#!/bin/sh\ntrap '' TERM\necho trapped >&2\nexec sleep 600\n"
-	if err := os.WriteFile(filepath.Join(fnDir, "stubborn"), []byte(stubborn), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	sock, conn := listenNotify(t)
 	msgs := make(chan string, 1000)
 	go func() {
@@ -213,20 +122,25 @@ func TestNotify(t *testing.T) {
 	}
 
 	const grace = 2 * time.Second
-	p := runNoded(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=200000"},
-		"--functions-dir", fnDir, "--shutdown-grace", grace.String())
+	p := nodetest.Start(t, nodetest.Options{
+		Env:   []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=200000"},
+		Flags: []string{"--shutdown-grace", grace.String()},
+		// Ignored signals stay ignored across exec: sleep ignores
+		// SIGTERM too. The log line says the trap is set.
+		Functions: map[string]string{"stubborn": "trap '' TERM\necho trapped >&2\nexec sleep 600\n"},
+	})
 	if skipped := next("READY=1", 20*time.Second); len(skipped) > 0 {
 		t.Errorf("messages before READY=1: %q, want none", skipped)
 	}
 	var v rpc.VersionResponse
-	resp, err := http.Get(p.base + rpc.PathVersion)
+	resp, err := http.Get(p.URL() + rpc.PathVersion)
 	if err != nil {
 		t.Fatalf("GET %s after READY=1: %v", rpc.PathVersion, err)
 	}
 	json.NewDecoder(resp.Body).Decode(&v)
 	resp.Body.Close()
-	if v.PID != p.cmd.Process.Pid {
-		t.Errorf("GET %s after READY=1 = pid %d, want noded's %d", rpc.PathVersion, v.PID, p.cmd.Process.Pid)
+	if v.PID != p.PID() {
+		t.Errorf("GET %s after READY=1 = pid %d, want noded's %d", rpc.PathVersion, v.PID, p.PID())
 	}
 
 	// Pings at half of 200ms: three within a few seconds, spaced apart.
@@ -239,19 +153,19 @@ func TestNotify(t *testing.T) {
 		t.Errorf("three WATCHDOG=1 pings within %s, want them ~100ms apart (WATCHDOG_USEC=200000)", gap)
 	}
 
-	call := p.call(t, rpc.StartRequest{FnName: "stubborn", Timeout: 0})
-	for len(call.Log) == 0 && !call.Finished {
+	stubborn := call(t, p, rpc.StartRequest{FnName: "stubborn", Timeout: 0})
+	for len(stubborn.Log) == 0 && !stubborn.Finished {
 		var w rpc.Call
-		if err := p.put(t, rpc.PathWaitForFunction, rpc.WaitRequest{ID: call.ID, Timeout: 30, WakeOnLog: true}, &w); err != nil {
-			t.Fatalf("WaitForFunction %s: %v", call.ID, err)
+		if err := put(t, p, rpc.PathWaitForFunction, rpc.WaitRequest{ID: stubborn.ID, Timeout: 30, WakeOnLog: true}, &w); err != nil {
+			t.Fatalf("WaitForFunction %s: %v", stubborn.ID, err)
 		}
-		call = &w
+		stubborn = &w
 	}
-	if call.Finished {
-		t.Fatalf("stubborn function ended before the shutdown: %s %v", call.State, call.Error)
+	if stubborn.Finished {
+		t.Fatalf("stubborn function ended before the shutdown: %s %v", stubborn.State, stubborn.Error)
 	}
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	next("STOPPING=1", 20*time.Second)
@@ -260,27 +174,20 @@ func TestNotify(t *testing.T) {
 	if time.Since(stopping) >= grace {
 		t.Errorf("no WATCHDOG=1 within the %s grace after STOPPING=1: systemd would kill a daemon that is stopping its functions", grace)
 	}
-	select {
-	case <-p.done:
-		if p.err != nil {
-			t.Errorf("noded exited with %v after SIGTERM, want status 0; its log:\n%s", p.err, p.log())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("noded did not exit within 30s of SIGTERM; its log:\n%s", p.log())
+	if err := p.Wait(30 * time.Second); err != nil {
+		t.Errorf("noded after SIGTERM: %v, want exit status 0", err)
 	}
 }
 
 // TestNotifyVariablesNotInherited checks that a function process does
 // not see NOTIFY_SOCKET: it could otherwise speak for noded.
 func TestNotifyVariablesNotInherited(t *testing.T) {
-	fnDir := t.TempDir()
-	script := "#!/bin/sh\nprintf '\"%s|%s\"' \"${NOTIFY_SOCKET-unset}\" \"${WATCHDOG_USEC-unset}\"\n"
-	if err := os.WriteFile(filepath.Join(fnDir, "notify_env"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	sock, _ := listenNotify(t)
-	p := runNoded(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=60000000"}, "--functions-dir", fnDir)
-	c := p.call(t, rpc.StartRequest{FnName: "notify_env", Timeout: 30})
+	p := nodetest.Start(t, nodetest.Options{
+		Env:       []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=60000000"},
+		Functions: map[string]string{"notify_env": "printf '\"%s|%s\"' \"${NOTIFY_SOCKET-unset}\" \"${WATCHDOG_USEC-unset}\"\n"},
+	})
+	c := call(t, p, rpc.StartRequest{FnName: "notify_env", Timeout: 30})
 	if c.State != rpc.StateSucceeded || string(c.Result) != `"unset|unset"` {
 		t.Errorf("notify_env = state %s, result %s, error %v; want succeeded with \"unset|unset\"", c.State, c.Result, c.Error)
 	}
@@ -329,7 +236,7 @@ func TestUnitFile(t *testing.T) {
 	// verify insists that ExecStart's binary exists: point it at the
 	// binary under test, in a copy named like the real unit.
 	copied := filepath.Join(t.TempDir(), "noded.service")
-	rewritten := strings.Replace(string(text), "ExecStart=/usr/local/bin/noded ", "ExecStart="+nodedBin+" ", 1)
+	rewritten := strings.Replace(string(text), "ExecStart=/usr/local/bin/noded ", "ExecStart="+nodetest.Noded(t)+" ", 1)
 	if rewritten == string(text) {
 		t.Fatal("noded.service: no ExecStart=/usr/local/bin/noded line to point at the test binary")
 	}
@@ -384,7 +291,7 @@ func TestCheckConfigExitStatus(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out, err := exec.Command(nodedBin, "--config", path, "--check-config").CombinedOutput()
+			out, err := exec.Command(nodetest.Noded(t), "--config", path, "--check-config").CombinedOutput()
 			status := 0
 			var exit *exec.ExitError
 			if errors.As(err, &exit) {
@@ -399,107 +306,50 @@ func TestCheckConfigExitStatus(t *testing.T) {
 	}
 }
 
-// scrape returns the samples of GET /metrics by series ("name{labels}").
-func (p *process) scrape(t *testing.T) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(p.base + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("GET /metrics = %s, Content-Type %q; want 200 text/plain", resp.Status, resp.Header.Get("Content-Type"))
-	}
-	samples := make(map[string]float64)
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("GET /metrics: line %q is not \"series value\"", line)
-		}
-		if _, dup := samples[line[:i]]; dup {
-			t.Errorf("GET /metrics: series %s written twice", line[:i])
-		}
-		samples[line[:i]] = v
-	}
-	return samples
-}
-
-// awaitMetrics scrapes until every series in want has its value: the
-// figures of a call's end are counted just after its answer is sent.
-func (p *process) awaitMetrics(t *testing.T, want map[string]float64) map[string]float64 {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := p.scrape(t)
-		var wrong []string
-		for series, w := range want {
-			if g, ok := got[series]; !ok {
-				wrong = append(wrong, fmt.Sprintf("%s missing, want %g", series, w))
-			} else if g != w {
-				wrong = append(wrong, fmt.Sprintf("%s = %g, want %g", series, g, w))
-			}
-		}
-		if len(wrong) == 0 {
-			return got
-		}
-		if time.Now().After(deadline) {
-			sort.Strings(wrong)
-			t.Fatalf("GET /metrics after 20s:\n  %s", strings.Join(wrong, "\n  "))
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 // TestMetrics makes calls that succeed, fail, are cancelled, are refused
 // as busy and name no function, and checks /metrics counts each of them,
 // and that the log has a line for each call's start and end.
 func TestMetrics(t *testing.T) {
-	p := runNoded(t, nil, "--max-running", "1", "--log-format", "json")
+	p := nodetest.Start(t, nodetest.Options{Flags: []string{"--max-running", "1", "--log-format", "json"}})
 	const busy, unknown = `noded_calls_rejected_total{reason="busy"}`, `noded_calls_rejected_total{reason="unknown_function"}`
-	p.awaitMetrics(t, map[string]float64{
+	p.AwaitMetrics(t, map[string]float64{
 		"noded_calls_running": 0, "noded_calls_retained": 0, "noded_calls_running_limit": 1,
 		busy: 0, unknown: 0, "noded_spawn_seconds_count": 0,
 		fmt.Sprintf(`noded_build_info{version="%s",protocol="%d",goversion=%q}`, rpc.Version, rpc.ProtocolVersion, runtimeVersion(t)): 1,
 	})
 
-	echo := p.call(t, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`{"x":1}`), Timeout: 30})
+	echo := call(t, p, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`{"x":1}`), Timeout: 30})
 	if echo.State != rpc.StateSucceeded {
 		t.Fatalf("echo = %s (%v), want succeeded", echo.State, echo.Error)
 	}
-	failed := p.call(t, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{}`), Timeout: 30})
+	failed := call(t, p, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{}`), Timeout: 30})
 	if failed.State != rpc.StateFailed {
 		t.Fatalf("sleep without seconds = %s, want failed", failed.State)
 	}
 	// The limit of one is free again only once the failed call is counted
 	// out.
-	p.awaitMetrics(t, map[string]float64{"noded_calls_running": 0})
-	long := p.call(t, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":600}`), Timeout: 0})
+	p.AwaitMetrics(t, map[string]float64{"noded_calls_running": 0})
+	long := call(t, p, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":600}`), Timeout: 0})
 	if long.State != rpc.StateRunning {
 		t.Fatalf("sleep 600 with timeout 0 = %s, want running", long.State)
 	}
 	var c rpc.Call
-	if err := p.put(t, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", Timeout: 1}, &c); !errors.Is(err, rpc.ErrBusy) {
+	if err := put(t, p, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", Timeout: 1}, &c); !errors.Is(err, rpc.ErrBusy) {
 		t.Fatalf("echo while sleep holds the only slot = %v, want busy", err)
 	}
-	if err := p.put(t, rpc.PathStartFunction, rpc.StartRequest{FnName: "no_such_function", Timeout: 1}, &c); !errors.Is(err, rpc.ErrUnknownFunction) {
+	if err := put(t, p, rpc.PathStartFunction, rpc.StartRequest{FnName: "no_such_function", Timeout: 1}, &c); !errors.Is(err, rpc.ErrUnknownFunction) {
 		t.Fatalf("no_such_function = %v, want unknown_function", err)
 	}
 	waited := make(chan *rpc.Call, 1)
 	go func() {
 		var w rpc.Call
-		if err := p.put(t, rpc.PathWaitForFunction, rpc.WaitRequest{ID: long.ID, Timeout: 50}, &w); err != nil {
+		if err := put(t, p, rpc.PathWaitForFunction, rpc.WaitRequest{ID: long.ID, Timeout: 50}, &w); err != nil {
 			t.Errorf("WaitForFunction %s = %v", long.ID, err)
 		}
 		waited <- &w
 	}()
 
-	got := p.awaitMetrics(t, map[string]float64{
+	got := p.AwaitMetrics(t, map[string]float64{
 		`noded_calls_started_total{fn="echo"}`:                    1,
 		`noded_calls_started_total{fn="sleep"}`:                   2,
 		`noded_calls_finished_total{fn="echo",state="succeeded"}`: 1,
@@ -522,17 +372,17 @@ func TestMetrics(t *testing.T) {
 	}
 
 	var cancelled rpc.Call
-	if err := p.put(t, rpc.PathCancelFunction, rpc.IDRequest{ID: long.ID}, &cancelled); err != nil {
+	if err := put(t, p, rpc.PathCancelFunction, rpc.IDRequest{ID: long.ID}, &cancelled); err != nil {
 		t.Fatalf("CancelFunction %s = %v", long.ID, err)
 	}
 	if w := <-waited; w.State != rpc.StateCancelled {
 		t.Errorf("WaitForFunction %s after cancel = %s, want cancelled", long.ID, w.State)
 	}
 	var released struct{}
-	if err := p.put(t, rpc.PathReleaseFunction, rpc.IDRequest{ID: echo.ID}, &released); err != nil {
+	if err := put(t, p, rpc.PathReleaseFunction, rpc.IDRequest{ID: echo.ID}, &released); err != nil {
 		t.Fatalf("ReleaseFunction %s = %v", echo.ID, err)
 	}
-	p.awaitMetrics(t, map[string]float64{
+	p.AwaitMetrics(t, map[string]float64{
 		`noded_calls_finished_total{fn="sleep",state="cancelled"}`: 1,
 		`noded_calls_dropped_total{reason="released"}`:             1,
 		"noded_calls_running":                                      0,
@@ -545,7 +395,7 @@ func TestMetrics(t *testing.T) {
 	// function, state, duration and, for a failure, the exit code.
 	ends := make(map[string]map[string]any)
 	starts := make(map[string]bool)
-	for line := range strings.Lines(p.log()) {
+	for line := range strings.Lines(p.Log()) {
 		var rec map[string]any
 		if json.Unmarshal([]byte(line), &rec) != nil {
 			t.Errorf("log line is not JSON with --log-format json: %q", line)
@@ -582,9 +432,10 @@ func TestMetrics(t *testing.T) {
 // reads it from the binary: noded_build_info's goversion label.
 func runtimeVersion(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("go", "version", nodedBin).Output()
+	bin := nodetest.Noded(t)
+	out, err := exec.Command("go", "version", bin).Output()
 	if err != nil {
-		t.Fatalf("go version %s: %v", nodedBin, err)
+		t.Fatalf("go version %s: %v", bin, err)
 	}
 	// "<path>: go1.26.8"
 	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), ": ")

@@ -69,7 +69,7 @@ func (p *pki) ca() string { return filepath.Join(p.dir, "ca.crt") }
 func (p *pki) node(t testing.TB, name string) *nodetest.Node {
 	t.Helper()
 	crt, key := p.issue(t, rpc.RoleNode, name)
-	return nodetest.StartTLS(t, nodedBin, nodetest.TLS{Cert: crt, Key: key, ClientCA: p.ca()})
+	return nodetest.Start(t, nodetest.Options{TLS: &nodetest.TLS{Cert: crt, Key: key, ClientCA: p.ca()}})
 }
 
 // clientTLS builds a client configuration by hand, without
@@ -146,7 +146,7 @@ func TestTLSRefusesClients(t *testing.T) {
 		{"node certificate used as a client", nodeCrt, nodeKey},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := client(t, n.Addr, clientTLS(t, tt.crt, tt.key, p.ca()))
+			c := client(t, n.Addr(), clientTLS(t, tt.crt, tt.key, p.ca()))
 			start := time.Now()
 			_, err := c.Version(context.Background())
 			wantRefusedByNode(t, tt.name, err, time.Since(start))
@@ -154,7 +154,7 @@ func TestTLSRefusesClients(t *testing.T) {
 	}
 
 	// Plain HTTP to the HTTPS port gets no answer at all.
-	resp, err := http.Get("http://" + n.Addr + rpc.PathVersion)
+	resp, err := http.Get("http://" + n.Addr() + rpc.PathVersion)
 	if err == nil {
 		resp.Body.Close()
 		t.Errorf("plain HTTP GET %s answered %s; want the connection refused by the TLS handshake", rpc.PathVersion, resp.Status)
@@ -172,7 +172,7 @@ func TestTLSRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := client(t, n.Addr, mcfg)
+	m := client(t, n.Addr(), mcfg)
 	res, err := m.Call(ctx, "echo", json.RawMessage(`{"hello":"tls"}`), master.CallOptions{})
 	if err != nil || string(res.Result) != `{"hello":"tls"}` {
 		t.Fatalf("master Call echo = %+v, %v; want {\"hello\":\"tls\"}", res, err)
@@ -186,7 +186,7 @@ func TestTLSRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := client(t, n.Addr, ocfg)
+	o := client(t, n.Addr(), ocfg)
 	if _, err := o.Version(ctx); err != nil {
 		t.Errorf("observer Version: %v; want it allowed", err)
 	}
@@ -216,7 +216,7 @@ func TestTLSRoles(t *testing.T) {
 	// The metrics are a read: an observer (a monitoring system) may
 	// scrape them over the same TLS.
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ocfg}}
-	resp, err := hc.Get("https://" + n.Addr + "/metrics")
+	resp, err := hc.Get("https://" + n.Addr() + "/metrics")
 	if err != nil {
 		t.Fatalf("observer GET /metrics: %v", err)
 	}
@@ -224,7 +224,7 @@ func TestTLSRoles(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("observer GET /metrics = %s, want 200", resp.Status)
 	}
-	put, err := http.NewRequest(http.MethodPut, "https://"+n.Addr+rpc.PathStartFunction, strings.NewReader(`{"fn_name":"echo"}`))
+	put, err := http.NewRequest(http.MethodPut, "https://"+n.Addr()+rpc.PathStartFunction, strings.NewReader(`{"fn_name":"echo"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,8 +240,8 @@ func TestTLSRoles(t *testing.T) {
 	if _, err := m.CancelFunction(ctx, running.ID); err != nil {
 		t.Errorf("master CancelFunction: %v", err)
 	}
-	if !strings.Contains(n.Stderr(), `msg="refused a request" path=/StartFunction`) {
-		t.Errorf("noded logged no refusal of the observer's StartFunction:\n%s", n.Stderr())
+	if !strings.Contains(n.Log(), `msg="refused a request" path=/StartFunction`) {
+		t.Errorf("noded logged no refusal of the observer's StartFunction:\n%s", n.Log())
 	}
 }
 
@@ -257,17 +257,17 @@ func TestTLSCommandLine(t *testing.T) {
 		code := tools.Run(context.Background(), args, nil, &out, &errb)
 		return code, out.String(), errb.String()
 	}
-	if code, out, errs := run("--cert", mCrt, "--key", mKey, "--ca", p.ca(), "call", n.Addr, "echo", `[1,2]`); code != tools.ExitOK || out != "[1,2]\n" {
+	if code, out, errs := run("--cert", mCrt, "--key", mKey, "--ca", p.ca(), "call", n.Addr(), "echo", `[1,2]`); code != tools.ExitOK || out != "[1,2]\n" {
 		t.Errorf("noderpc call echo as master = %d, %q, %q; want 0, [1,2]", code, out, errs)
 	}
 	// The environment is the operator's way not to type the files.
 	t.Setenv(tools.EnvCert, oCrt)
 	t.Setenv(tools.EnvKey, oKey)
 	t.Setenv(tools.EnvCA, p.ca())
-	if code, out, errs := run("version", n.Addr); code != tools.ExitOK || !strings.Contains(out, "PROTOCOL") {
+	if code, out, errs := run("version", n.Addr()); code != tools.ExitOK || !strings.Contains(out, "PROTOCOL") {
 		t.Errorf("noderpc version as observer (from the environment) = %d, %q, %q; want 0 and the version", code, out, errs)
 	}
-	if code, _, errs := run("call", n.Addr, "echo", `1`); code != tools.ExitFailed || !strings.Contains(errs, "forbidden") {
+	if code, _, errs := run("call", n.Addr(), "echo", `1`); code != tools.ExitFailed || !strings.Contains(errs, "forbidden") {
 		t.Errorf("noderpc call as observer = %d, %q; want 1 and forbidden", code, errs)
 	}
 }
@@ -280,7 +280,7 @@ func TestTLSClientChecksNodeIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	_, port, _ := net.SplitHostPort(p.node(t, "node-b").Addr)
+	_, port, _ := net.SplitHostPort(p.node(t, "node-b").Addr())
 
 	// The client calls node A, "localhost"; the process answering there
 	// presents node B's certificate, valid and of the same CA.
@@ -296,14 +296,14 @@ func TestTLSClientChecksNodeIdentity(t *testing.T) {
 	}
 
 	// The right node, under the same name, is accepted.
-	_, portA, _ := net.SplitHostPort(p.node(t, "localhost").Addr)
+	_, portA, _ := net.SplitHostPort(p.node(t, "localhost").Addr())
 	if _, err := client(t, net.JoinHostPort("localhost", portA), cfg).Version(ctx); err != nil {
 		t.Errorf("Version of localhost:%s served with localhost's certificate: %v", portA, err)
 	}
 
 	// A node whose certificate is of another CA is refused too.
 	other := newPKI(t)
-	_, portX, _ := net.SplitHostPort(other.node(t, "localhost").Addr)
+	_, portX, _ := net.SplitHostPort(other.node(t, "localhost").Addr())
 	_, err = client(t, net.JoinHostPort("localhost", portX), cfg).Version(ctx)
 	if !errors.As(err, &cerr) || cerr.ByNode {
 		t.Errorf("Version of a node of another CA = %v; want the client to refuse its certificate", err)
@@ -360,7 +360,7 @@ func waitForSerial(t *testing.T, addr string, cfg *tls.Config, want *big.Int) {
 func TestTLSRotationUnderLoad(t *testing.T) {
 	p := newPKI(t)
 	crt, key := p.issue(t, rpc.RoleNode, "localhost")
-	n := nodetest.StartTLS(t, nodedBin, nodetest.TLS{Cert: crt, Key: key, ClientCA: p.ca()})
+	n := nodetest.Start(t, nodetest.Options{TLS: &nodetest.TLS{Cert: crt, Key: key, ClientCA: p.ca()}})
 	mCrt, mKey := p.issue(t, rpc.RoleMaster, "master1")
 	cfg, err := master.LoadTLS(mCrt, mKey, p.ca())
 	if err != nil {
@@ -375,7 +375,7 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 		stop            = make(chan struct{})
 		wg              sync.WaitGroup
 	)
-	kept := client(t, n.Addr, cfg)
+	kept := client(t, n.Addr(), cfg)
 	loop := func(fresh bool) {
 		defer wg.Done()
 		for i := 0; ; i++ {
@@ -388,7 +388,7 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 			if fresh {
 				// A client per call: every call makes a new handshake.
 				var err error
-				if c, err = newClient(n.Addr, cfg); err != nil {
+				if c, err = newClient(n.Addr(), cfg); err != nil {
 					panic(err) // the address and options are those of kept
 				}
 			}
@@ -428,7 +428,7 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := serialOfFile(t, crt)
-		waitForSerial(t, n.Addr, hsCfg, want)
+		waitForSerial(t, n.Addr(), hsCfg, want)
 		for _, old := range serials {
 			if old.Cmp(want) == 0 {
 				t.Fatalf("round %d: the tool issued serial %x again", round, want)
@@ -445,14 +445,8 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 	if err := n.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(n.Stderr(), "certificates not reloaded, the previous ones stay in use") {
-		if time.Now().After(deadline) {
-			t.Fatalf("noded logged no refused reload 10s after SIGHUP with a broken file:\n%s", n.Stderr())
-		}
-		time.Sleep(10 * time.Millisecond) // polling noded's log
-	}
-	if got, want := serialOf(t, n.Addr, hsCfg), serials[len(serials)-1]; got.Cmp(want) != 0 {
+	n.AwaitLogLine(t, "certificates not reloaded, the previous ones stay in use")
+	if got, want := serialOf(t, n.Addr(), hsCfg), serials[len(serials)-1]; got.Cmp(want) != 0 {
 		t.Errorf("after a refused reload, handshakes present serial %x, want the previous %x", got, want)
 	}
 	callsPast(calls.Load() + 20)
@@ -481,7 +475,7 @@ func TestTLSStartRefusals(t *testing.T) {
 		{"CA file without a certificate", []string{"--cert", crt, "--key", key, "--client-ca", key}, "holds no PEM certificate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(nodedBin, append([]string{"--config", "", "--listen", "127.0.0.1:0"}, tt.args...)...)
+			cmd := exec.Command(nodetest.Noded(t), append([]string{"--config", "", "--listen", "127.0.0.1:0"}, tt.args...)...)
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tt.want) {
@@ -489,7 +483,7 @@ func TestTLSStartRefusals(t *testing.T) {
 			}
 		})
 	}
-	out, err := exec.Command(nodedBin, "--config", "", "--check-config", "--cert", crt, "--key", key, "--client-ca", p.ca()).CombinedOutput()
+	out, err := exec.Command(nodetest.Noded(t), "--config", "", "--check-config", "--cert", crt, "--key", key, "--client-ca", p.ca()).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "configuration is valid") {
 		t.Errorf("noded --check-config with good certificates = %v, %q; want valid", err, out)
 	}
@@ -511,7 +505,7 @@ func BenchmarkTLSHandshake(b *testing.B) {
 	buf := make([]byte, 4096)
 	b.ResetTimer()
 	for b.Loop() {
-		conn, err := tls.Dial("tcp", n.Addr, cfg)
+		conn, err := tls.Dial("tcp", n.Addr(), cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

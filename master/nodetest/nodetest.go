@@ -1,17 +1,26 @@
-// Package nodetest runs real noded processes for tests of code that talks
-// to them: the master client, the noderpc CLI, and a master daemon's own
-// tests.
+// Package nodetest is the one harness for tests that run real noded
+// processes: the daemon's own integration, operations and fault tests,
+// the master client's, the noderpc CLI's, and a master daemon's.
 //
-// A test binary builds the binaries once in TestMain with [Build], then
-// each test starts the nodes it needs with [Start]. A node listens on a
-// free loopback port and lives as long as the test: its cleanup stops it
-// and fails the test if it, or any function process it started, is still
-// running afterwards.
+// A test package routes its TestMain through [Main] (or [Run]); binaries
+// are then built on first use, once per test binary, into a directory
+// removed when the tests end, and with -race when the tests run with it
+// (see race.go), so that go test -race checks the daemon's own code as
+// well as the test's. Each test starts the nodes it needs with [Start]:
+// a node listens on a free loopback port and lives as long as the test.
+// Its cleanup stops it and fails the test if any process it started,
+// grandchildren that left its process group included, is still running:
+// every node carries a marker of its own in its environment, which noded
+// hands down to every function process and they to theirs.
+//
+// The package also reads what a test checks of a node from outside: its
+// /metrics ([Node.Metrics]), its memory ([Node.VmHWM]), the PIDs its
+// script functions recorded ([Node.RecordedPIDs]), its log, and the
+// process table ([ProcessesWithEnv], [Running]).
 package nodetest
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -19,70 +28,19 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// Build compiles the Go packages pkgs (import paths, e.g.
-// "github.com/noderpc/noderpc/noded/cmd/noded") into dir, each binary
-// named after the last element of its path, and returns their paths in
-// the order of pkgs. It runs from the current directory, which inside a
-// test is the package's, so the module being tested is the one built.
-func Build(dir string, pkgs ...string) ([]string, error) {
-	var paths []string
-	for _, pkg := range pkgs {
-		out := filepath.Join(dir, filepath.Base(pkg))
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-		}
-		paths = append(paths, out)
-	}
-	return paths, nil
-}
-
-// Node is one noded process.
-type Node struct {
-	// Addr is the host:port the node serves on.
-	Addr string
-	// Args are the flags it was started with, so Restart can repeat them.
-	Args []string
-
-	bin    string
-	dir    string
-	tls    *TLS // nil: --insecure
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	stderr *syncWriter
-}
+// MarkerKey is the environment variable that carries a node's marker.
+const MarkerKey = "NODETEST_MARKER"
 
 // StartTimeout bounds how long a node may take to start listening.
-const StartTimeout = 20 * time.Second
+const StartTimeout = 30 * time.Second
 
-// Start runs the noded binary bin (see [Launch]) for the test t; the
-// test's cleanup stops it and fails the test if anything is left running.
-func Start(t testing.TB, bin string, args ...string) *Node {
-	t.Helper()
-	n, err := Launch(bin, t.TempDir(), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return n
-}
-
-// Launch runs the noded binary bin with --insecure, --listen 127.0.0.1:0,
-// --addr-file in dir and the extra flags args, waits until it listens, and
-// returns it. The caller must Stop it.
-func Launch(bin, dir string, args ...string) (*Node, error) {
-	return launch(bin, dir, nil, args)
-}
+// defaultGrace is noded's --shutdown-grace when none is given
+// (jobs.DefaultGrace; a test of this package holds them equal).
+const defaultGrace = 10 * time.Second
 
 // TLS names the files a node serves HTTPS with: its --cert, --key and
 // --client-ca.
@@ -90,204 +48,318 @@ type TLS struct {
 	Cert, Key, ClientCA string
 }
 
-// StartTLS is [Start] for a node serving HTTPS with the files of tls
-// instead of plain HTTP.
-func StartTLS(t testing.TB, bin string, tls TLS, args ...string) *Node {
+// Options say how to run a node. The zero value runs noded with
+// --insecure on 127.0.0.1:0, no configuration file and an empty
+// functions directory.
+type Options struct {
+	// Binary is the daemon to run; empty means noded, from [Noded] (or
+	// [BinaryNoRace] with NoRace).
+	Binary string
+	// NoRace runs noded built without the race detector even when the
+	// tests run with it, for a test that measures noded's memory.
+	NoRace bool
+	// Flags are more command-line flags, given after the harness's own
+	// (--config=, --insecure or the TLS files, --listen, --addr-file,
+	// --functions-dir), so that the last of a repeated flag wins.
+	Flags []string
+	// Functions are executable functions, by name: shell scripts
+	// installed with mode 0755 in the node's functions directory. A
+	// script without a "#!" line runs with /bin/sh. Every "@STATE@" in
+	// a script is replaced by [Node.State].
+	Functions map[string]string
+	// FunctionsFrom is a directory (e.g. "testdata/functions") whose
+	// files are installed as Functions are.
+	FunctionsFrom string
+	// Env are "KEY=value" entries added to the test's environment.
+	Env []string
+	// TLS, when set, serves HTTPS with these files instead of plain
+	// HTTP with --insecure.
+	TLS *TLS
+	// Listen is the address of the first start; empty means
+	// 127.0.0.1:0. Restarts keep the address first served on.
+	Listen string
+	// KeepLogsIn, when set, is a directory each incarnation's log is
+	// copied into as MARKER-noded-PID.log when the node is closed,
+	// whatever the outcome.
+	KeepLogsIn string
+}
+
+// Node is one noded of a test, restartable on the same address. Its
+// incarnations (one per start) share its marker, its functions and
+// state directories, and its address.
+type Node struct {
+	opts   Options
+	bin    string
+	dir    string // the node's files: functions/, state/, addr, logs
+	marker string // MarkerKey=value
+	addr   string // host:port of the first incarnation, kept by restarts
+	stop   time.Duration
+
+	mu     sync.Mutex
+	incs   []*incarnation // oldest first; the last is the current one
+	closed bool
+}
+
+// incarnation is one noded process of a node.
+type incarnation struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed once the process has exited
+	err  error         // its exit, once done is closed
+
+	// seen is set once the test has been told of, or caused, the end
+	// (Stop, Kill, Wait): an end nobody looked at is reported by Stop.
+	seen bool
+}
+
+// Start starts a node for the test t with opts, waits until it listens
+// and returns it. The test's cleanup closes it (see [Node.Close]) and
+// fails the test on any problem; when the test failed, it logs the tail
+// of noded's log and keeps the node's files, whose directory it names.
+func Start(t testing.TB, opts Options) *Node {
 	t.Helper()
-	n, err := LaunchTLS(bin, t.TempDir(), tls, args...)
+	if opts.Binary == "" {
+		if opts.NoRace {
+			opts.Binary = BinaryNoRace(t, NodedPackage)
+		} else {
+			opts.Binary = Noded(t)
+		}
+	}
+	n, err := launch(Sanitize(t.Name()), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := n.Stop(); err != nil {
+		if err := n.shutdown(); err != nil {
 			t.Error(err)
 		}
+		n.keepLogs()
+		if t.Failed() {
+			t.Logf("log of noded %s (pid %d), last incarnation:\n%s", n.Addr(), n.PID(), tail(n.Log(), 16<<10))
+			t.Logf("the files of noded %s are kept in %s", n.Addr(), n.dir)
+			return
+		}
+		os.RemoveAll(n.dir)
 	})
 	return n
 }
 
-// LaunchTLS is [Launch] for a node serving HTTPS with the files of tls.
-func LaunchTLS(bin, dir string, tls TLS, args ...string) (*Node, error) {
-	return launch(bin, dir, &tls, args)
+// Launch starts a node with opts outside any test, for code that manages
+// its life itself (an example, a TestMain): the caller closes it with
+// [Node.Close]; [Run] closes those still open when the tests end.
+func Launch(opts Options) (*Node, error) {
+	if opts.Binary == "" {
+		path, _, err := binary(NodedPackage, raceBuild && !opts.NoRace)
+		if err != nil {
+			return nil, err
+		}
+		opts.Binary = path
+	}
+	n, err := launch("launch", opts)
+	if err != nil {
+		return nil, err
+	}
+	buildMu.Lock()
+	launched[n] = true
+	buildMu.Unlock()
+	return n, nil
 }
 
-func launch(bin, dir string, tls *TLS, args []string) (*Node, error) {
-	n := &Node{bin: bin, dir: dir, tls: tls, Args: args}
-	if err := n.start("127.0.0.1:0"); err != nil {
+// launch makes the node's directories, installs its functions and
+// starts its first incarnation.
+func launch(name string, opts Options) (*Node, error) {
+	dir, err := os.MkdirTemp("", "nodetest-"+clip(name, 60)+"-")
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		opts:   opts,
+		bin:    opts.Binary,
+		dir:    dir,
+		marker: MarkerKey + "=" + clip(name, 60) + "-" + RandomHex(8),
+		stop:   graceOf(opts.Flags) + 30*time.Second,
+	}
+	if err := n.install(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	listen := opts.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	if err := n.start(listen); err != nil {
+		err = errors.Join(err, n.checkLeftovers())
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	return n, nil
 }
 
+// graceOf returns the --shutdown-grace of flags, or noded's default: a
+// node is given that much and a margin to stop before it is killed.
+func graceOf(flags []string) time.Duration {
+	grace := defaultGrace
+	for i, f := range flags {
+		v, ok := strings.CutPrefix(f, "--shutdown-grace=")
+		if !ok && f == "--shutdown-grace" && i+1 < len(flags) {
+			v, ok = flags[i+1], true
+		}
+		if d, err := time.ParseDuration(v); ok && err == nil {
+			grace = d
+		}
+	}
+	return grace
+}
+
+// start runs a new incarnation on listen and waits until it listens.
 func (n *Node) start(listen string) error {
 	addrFile := filepath.Join(n.dir, "addr")
 	os.Remove(addrFile)
-	mode := []string{"--insecure"}
-	if n.tls != nil {
-		mode = []string{"--cert", n.tls.Cert, "--key", n.tls.Key, "--client-ca", n.tls.ClientCA}
+	n.mu.Lock()
+	k := len(n.incs)
+	n.mu.Unlock()
+	inc := &incarnation{log: filepath.Join(n.dir, fmt.Sprintf("noded-%d.log", k)), done: make(chan struct{})}
+	logFile, err := os.Create(inc.log)
+	if err != nil {
+		return err
 	}
-	args := append(append(mode, "--listen", listen, "--addr-file", addrFile), n.Args...)
-	cmd := exec.Command(n.bin, args...)
-	stderr := &syncWriter{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %v", n.bin, err)
+	defer logFile.Close()
+	args := n.args(listen, addrFile)
+	inc.cmd = exec.Command(n.bin, args...)
+	inc.cmd.Env = append(append(environ(), n.opts.Env...), n.marker)
+	// noded's stdout and stderr go straight to the file: its log is
+	// complete even when this process dies first.
+	inc.cmd.Stdout, inc.cmd.Stderr = logFile, logFile
+	if err := inc.cmd.Start(); err != nil {
+		return fmt.Errorf("nodetest: starting %s %q: %v", n.bin, args, err)
 	}
-	exited := make(chan struct{})
 	go func() {
-		cmd.Wait()
-		close(exited)
+		inc.err = inc.cmd.Wait()
+		close(inc.done)
 	}()
 	n.mu.Lock()
-	n.cmd, n.exited, n.stderr = cmd, exited, stderr
+	n.incs = append(n.incs, inc)
 	n.mu.Unlock()
 
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		if b, err := os.ReadFile(addrFile); err == nil {
-			n.Addr = strings.TrimSpace(string(b))
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("noded %q exited before listening: %v\n%s", args, cmd.ProcessState, n.Stderr())
-		case <-time.After(10 * time.Millisecond):
-			// Polling the address file: noded writes it atomically once
-			// it listens, and offers no other signal to wait on.
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("noded %q did not listen within %s\n%s", args, StartTimeout, n.Stderr())
-		}
+	addr, err := awaitAddr(addrFile, inc)
+	if err != nil {
+		n.see(inc)
+		return fmt.Errorf("nodetest: noded %q: %v; its log:\n%s", args, err, tail(readFile(inc.log), 8<<10))
 	}
-}
-
-// PID returns the process ID of the running noded.
-func (n *Node) PID() int {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cmd.Process.Pid
-}
-
-// Signal sends sig to the noded process (not to its functions).
-func (n *Node) Signal(sig syscall.Signal) error {
-	if err := syscall.Kill(n.PID(), sig); err != nil {
-		return fmt.Errorf("kill -%v %d: %v", sig, n.PID(), err)
+	if n.addr == "" {
+		n.addr = addr
 	}
+	n.mu.Unlock()
 	return nil
 }
 
-// Stderr returns what noded has logged so far.
-func (n *Node) Stderr() string {
-	n.mu.Lock()
-	w := n.stderr
-	n.mu.Unlock()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
-// Restart stops the node and starts it again on the same address, as an
-// operator restarting the daemon would: the new daemon has a new boot id
-// and none of the old one's calls.
-func (n *Node) Restart() error {
-	if err := n.Stop(); err != nil {
-		return err
+// args are the command line of an incarnation.
+func (n *Node) args(listen, addrFile string) []string {
+	args := []string{"--config="}
+	if t := n.opts.TLS; t != nil {
+		args = append(args, "--cert", t.Cert, "--key", t.Key, "--client-ca", t.ClientCA)
+	} else {
+		args = append(args, "--insecure")
 	}
-	return n.start(n.Addr)
+	args = append(args, "--listen", listen, "--addr-file", addrFile, "--functions-dir", n.FunctionsDir())
+	return append(args, n.opts.Flags...)
 }
 
-// Relaunch starts a node that was killed or stopped again on the same
-// address, as a supervisor restarting a crashed daemon would.
-func (n *Node) Relaunch() error {
-	n.mu.Lock()
-	exited := n.exited
-	n.mu.Unlock()
-	select {
-	case <-exited:
-	default:
-		return fmt.Errorf("nodetest: relaunch of noded %s, which is still running", n.Addr)
-	}
-	return n.start(n.Addr)
-}
-
-// Stop stops the node as an operator would, with SIGTERM, after a SIGCONT
-// in case a test stopped it; SIGKILL follows if it has not exited within
-// 30s. It returns an error if the node had to be killed, or if any
-// function process it had started outlived it. Stop is idempotent.
-func (n *Node) Stop() error {
-	return n.end(syscall.SIGTERM, 30*time.Second)
-}
-
-// Kill kills the node with SIGKILL, as a crash would, and waits for it to
-// exit. It returns an error if any of its function processes outlives it
-// (they should die of their parent-death signal).
-func (n *Node) Kill() error {
-	return n.end(syscall.SIGKILL, 0)
-}
-
-func (n *Node) end(sig syscall.Signal, grace time.Duration) error {
-	n.mu.Lock()
-	cmd, exited := n.cmd, n.exited
-	n.mu.Unlock()
-	select {
-	case <-exited:
-		return nil
-	default:
-	}
-	children := childrenOf(cmd.Process.Pid)
-	cmd.Process.Signal(syscall.SIGCONT)
-	cmd.Process.Signal(sig)
-	var errs []error
-	select {
-	case <-exited:
-	case <-time.After(grace + 5*time.Second):
-		cmd.Process.Kill()
-		<-exited
-		errs = append(errs, fmt.Errorf("noded %s did not exit within %s of %v; killed\n%s", n.Addr, grace+5*time.Second, sig, n.Stderr()))
-	}
-	if left := alive(children, 10*time.Second); len(left) > 0 {
-		for _, pid := range left {
-			syscall.Kill(pid, syscall.SIGKILL)
+// environ is this process's environment without a marker of its own, if
+// it has one (a test run from a node's function): a node's processes
+// carry the node's marker alone.
+func environ() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, MarkerKey+"=") {
+			env = append(env, kv)
 		}
-		errs = append(errs, fmt.Errorf("function processes %v of noded %s outlived it", left, n.Addr))
 	}
-	return errors.Join(errs...)
+	return env
 }
 
-// alive returns those of pids that are still running (zombies count as
-// gone) after waiting up to d for them to end: a parent-death signal is
-// delivered asynchronously.
-func alive(pids []int, d time.Duration) []int {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
+// awaitAddr polls for the address noded writes once it listens (by
+// rename, whole, after its signal handlers are in place): noded offers
+// no other signal to wait on. If noded exits or the wait times out, it
+// is killed and an error returned.
+func awaitAddr(path string, inc *incarnation) (string, error) {
+	deadline := time.Now().Add(StartTimeout)
 	for {
-		var left []int
-		for _, pid := range pids {
-			if Running(pid) {
-				left = append(left, pid)
-			}
-		}
-		if len(left) == 0 || ctx.Err() != nil {
-			return left
+		if b, err := os.ReadFile(path); err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			return strings.TrimSpace(string(b)), nil
 		}
 		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
-			// Polling /proc: there is no event for another process's end.
+		case <-inc.done:
+			return "", fmt.Errorf("exited before listening: %v", inc.err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			inc.cmd.Process.Kill()
+			<-inc.done
+			return "", fmt.Errorf("did not listen within %s", StartTimeout)
 		}
 	}
 }
 
-// syncWriter lets the test read noded's stderr while exec copies to it.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// current returns the latest incarnation.
+func (n *Node) current() *incarnation {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.incs[len(n.incs)-1]
 }
 
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
+// Addr returns the host:port the node serves on, the same for every
+// incarnation.
+func (n *Node) Addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addr
+}
+
+// URL returns the base URL of the node: http://ADDR, or https://ADDR
+// when it serves TLS.
+func (n *Node) URL() string {
+	if n.opts.TLS != nil {
+		return "https://" + n.Addr()
+	}
+	return "http://" + n.Addr()
+}
+
+// PID returns the process ID of the latest incarnation.
+func (n *Node) PID() int { return n.current().cmd.Process.Pid }
+
+// PIDs returns the process IDs of every incarnation, oldest first.
+func (n *Node) PIDs() []int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	pids := make([]int, len(n.incs))
+	for i, inc := range n.incs {
+		pids[i] = inc.cmd.Process.Pid
+	}
+	return pids
+}
+
+// Binary returns the path of the daemon the node runs.
+func (n *Node) Binary() string { return n.bin }
+
+// Options returns the options the node was started with.
+func (n *Node) Options() Options { return n.opts }
+
+// Marker returns the environment entry, MarkerKey=value, that every
+// process of the node carries.
+func (n *Node) Marker() string { return n.marker }
+
+// Processes lists the running processes that carry the node's marker:
+// its noded, if running, and everything noded started that still runs.
+func (n *Node) Processes() []int { return ProcessesWithEnv(n.marker) }
+
+// Running reports whether the latest incarnation is still running.
+func (n *Node) Running() bool {
+	select {
+	case <-n.current().done:
+		return false
+	default:
+		return true
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // The process-table helpers below read Linux's /proc. Tests of real
@@ -76,17 +77,6 @@ func ProcessesWithEnv(kv string) []int {
 	return pids
 }
 
-// childrenOf lists the processes whose parent is pid.
-func childrenOf(pid int) []int {
-	var kids []int
-	for _, p := range allPIDs() {
-		if ppid, _, ok := ProcStat(p); ok && ppid == pid {
-			kids = append(kids, p)
-		}
-	}
-	return kids
-}
-
 // allPIDs lists the processes in /proc, zombies included.
 func allPIDs() []int {
 	entries, _ := os.ReadDir("/proc")
@@ -130,4 +120,68 @@ func Sanitize(name string) string {
 		}
 		return '_'
 	}, name)
+}
+
+// ProcStatus is what tests read of /proc/PID/status.
+type ProcStatus struct {
+	VmHWM   int64 // peak resident set size, in bytes
+	VmRSS   int64 // resident set size, in bytes
+	Threads int
+}
+
+// ReadStatus reads the memory and threads of process pid from
+// /proc/PID/status.
+func ReadStatus(pid int) (ProcStatus, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ProcStatus{}, err
+	}
+	var s ProcStatus
+	found := 0
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "VmHWM:":
+			s.VmHWM, found = v<<10, found+1 // in kB
+		case "VmRSS:":
+			s.VmRSS, found = v<<10, found+1
+		case "Threads:":
+			s.Threads, found = int(v), found+1
+		}
+	}
+	if found != 3 {
+		return s, fmt.Errorf("/proc/%d/status lacks VmHWM, VmRSS or Threads:\n%s", pid, b)
+	}
+	return s, nil
+}
+
+// VmHWM returns the peak resident set size of the latest incarnation, in
+// bytes; the test fails if it cannot be read. Under the race detector it
+// is several times what it is without: a test that bounds it starts the
+// node with Options.NoRace.
+func (n *Node) VmHWM(t testing.TB) int64 {
+	t.Helper()
+	s, err := ReadStatus(n.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.VmHWM
+}
+
+// RSS returns the resident set size of the latest incarnation, in bytes;
+// the test fails if it cannot be read.
+func (n *Node) RSS(t testing.TB) int64 {
+	t.Helper()
+	s, err := ReadStatus(n.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.VmRSS
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
 )
 
 // survivalBound is how long after the next noded listens a process of a
@@ -17,19 +18,9 @@ import (
 const survivalBound = 500 * time.Millisecond
 
 // waitRunning polls noded's /metrics until at least k calls run.
-func waitRunning(t *testing.T, n *node, k int) {
+func waitRunning(t *testing.T, n *nodetest.Node, k int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m, err := n.metrics()
-		if err == nil && int(m["noded_calls_running"]) >= k {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fewer than %d calls running after 20s (metrics error %v)", k, err)
-		}
-		time.Sleep(10 * time.Millisecond) // polling /metrics for the load to build up
-	}
+	n.AwaitMetric(t, "noded_calls_running", fmt.Sprintf("at least %d", k), func(v float64) bool { return int(v) >= k })
 }
 
 // resumeAll resumes every call the client last saw unreachable.
@@ -59,9 +50,9 @@ func TestKillMidLoad(t *testing.T) {
 func testKillMidLoad(t *testing.T, containment string) {
 	sc := pick(scale{rounds: 3, calls: 24, concurrency: 8}, scale{rounds: 12, calls: 80, concurrency: 16})
 	n := startNode(t, "--max-running", "64", "--shutdown-grace", "1s", "--warm", "2", "--containment", containment)
-	c := newClient(t, n.addr, calmTimeout, master.Policy{})
+	c := newClient(t, n.Addr(), calmTimeout, master.Policy{})
 	l := newLedger()
-	series := idleSeries{baseline: n.idle(0)}
+	series := idleSeries{baseline: idle(t, n, 0)}
 	var (
 		killed            []int
 		survivors, zombie int
@@ -89,10 +80,14 @@ func testKillMidLoad(t *testing.T, containment string) {
 		}
 		waitRunning(t, n, sc.concurrency/2)
 		dead := n.PID()
-		n.kill()
+		if err := n.Kill(); err != nil {
+			t.Fatal(err)
+		}
 		killed = append(killed, dead)
-		n.relaunch()
-		left := n.waitNoSurvivors(survivalBound)
+		if err := n.Relaunch(); err != nil {
+			t.Fatal(err)
+		}
+		left := waitNoSurvivors(n, survivalBound)
 		survivors += len(left)
 		if len(left) > 0 {
 			t.Errorf("round %d: processes of noded %d survived it and the start of its successor: %v", r, dead, describeAll(left))
@@ -117,9 +112,9 @@ func testKillMidLoad(t *testing.T, containment string) {
 		}
 		lostTotal += lostHere
 		c.Close()
-		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+		series.rounds = append(series.rounds, idle(t, n, series.baseline.fds))
 	}
-	_, zombies := n.waitNoLeftovers(5 * time.Second)
+	_, zombies := waitNoLeftovers(n, 5*time.Second)
 	zombie = len(zombies)
 	ta := l.check(t, n, killed, succeeded, cancelled, lost, unreachable)
 	series.checkGrowth(t, steady)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -248,7 +249,7 @@ func (ta tally) outcomes() string {
 // killed lists the noded PIDs the scenario SIGKILLed: a start in flight
 // across a restart may run once on the dead daemon and once on the next
 // (doc/client.md, "Restarts"), which is counted, not failed.
-func (l *ledger) check(t *testing.T, n *node, killed []int, allowed ...outcome) tally {
+func (l *ledger) check(t *testing.T, n *nodetest.Node, killed []int, allowed ...outcome) tally {
 	t.Helper()
 	l.mu.Lock()
 	entries := append([]*entry(nil), l.entries...)
@@ -274,7 +275,7 @@ func (l *ledger) check(t *testing.T, n *node, killed []int, allowed ...outcome) 
 		if e.fn != "work" {
 			continue // only work records its runs
 		}
-		runs := n.runs(e.token)
+		runs := runsOf(n, e.token)
 		perNoded := map[int]int{}
 		for _, r := range runs {
 			perNoded[r.noded]++

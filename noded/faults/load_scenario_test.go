@@ -90,9 +90,9 @@ func TestLoadAboveLimit(t *testing.T) {
 	n := startNode(t, "--max-running", fmt.Sprint(maxRunning), "--shutdown-grace", "1s", "--warm", "2")
 	// Busy answers say Retry-After 1s; the start's policy outlasts a
 	// queue of three times the limit.
-	c := newClient(t, n.addr, calmTimeout, master.Policy{MaxAttempts: 40, MaxElapsed: 60 * time.Second, MaxDelay: 2 * time.Second})
+	c := newClient(t, n.Addr(), calmTimeout, master.Policy{MaxAttempts: 40, MaxElapsed: 60 * time.Second, MaxDelay: 2 * time.Second})
 	l := newLedger()
-	series := idleSeries{baseline: n.idle(0)}
+	series := idleSeries{baseline: idle(t, n, 0)}
 	ctx := t.Context()
 	for r := 1; r <= sc.rounds; r++ {
 		ld := &load{
@@ -103,9 +103,9 @@ func TestLoadAboveLimit(t *testing.T) {
 		}
 		ld.run(ctx)
 		c.Close()
-		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+		series.rounds = append(series.rounds, idle(t, n, series.baseline.fds))
 	}
-	m, err := n.metrics()
+	m, err := n.Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestLoadAboveLimit(t *testing.T) {
 	}
 	ta := l.check(t, n, nil, succeeded, cancelled)
 	series.checkGrowth(t, steady)
-	left, zombies := n.waitNoLeftovers(5 * time.Second)
+	left, zombies := waitNoLeftovers(n, 5*time.Second)
 	if len(left) > 0 {
 		t.Errorf("processes left after every call ended: %v", describeAll(left))
 	}

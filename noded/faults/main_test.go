@@ -16,29 +16,13 @@ import (
 // long selects the long run: more rounds and more load per scenario.
 var long = flag.Bool("long", false, "run the long fault suite (also NODERPC_FAULT_LONG=1)")
 
-// nodedBin is the noded binary TestMain built for this run.
-var nodedBin string
-
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if os.Getenv("NODERPC_FAULT_LONG") == "1" {
 		*long = true
 	}
-	dir, err := os.MkdirTemp("", "noderpc-faults-")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "creating the build directory: %v\n", err)
-		os.Exit(1)
-	}
-	bins, err := nodetest.Build(dir, "github.com/noderpc/noderpc/noded/cmd/noded")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	nodedBin = bins[0]
-	code := m.Run()
+	code := nodetest.Run(m)
 	printSummary()
-	os.RemoveAll(dir)
 	os.Exit(code)
 }
 

@@ -71,9 +71,9 @@ func TestMisbehavingFunctions(t *testing.T) {
 	sc := pick(scale{rounds: 2, calls: 3}, scale{rounds: 6, calls: 10})
 	n := startNode(t, "--max-result", "1048576", "--max-log-lines", strconv.Itoa(maxLogLines),
 		"--shutdown-grace", grace.String(), "--warm", "2")
-	c := newClient(t, n.addr, calmTimeout, master.Policy{})
+	c := newClient(t, n.Addr(), calmTimeout, master.Policy{})
 	l := newLedger()
-	series := idleSeries{baseline: n.idle(0)}
+	series := idleSeries{baseline: idle(t, n, 0)}
 	for r := 1; r <= sc.rounds; r++ {
 		var wg sync.WaitGroup
 		for _, mb := range cases {
@@ -113,16 +113,16 @@ func TestMisbehavingFunctions(t *testing.T) {
 		}
 		wg.Wait()
 		c.Close()
-		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+		series.rounds = append(series.rounds, idle(t, n, series.baseline.fds))
 	}
 	grandchildren := sc.rounds * sc.calls
-	hwm := vmHWM(t, n.PID())
+	hwm := n.VmHWM(t)
 	if hwm > maxFloodRSS {
 		t.Errorf("noded's peak RSS was %.1f MiB while functions flooded it, want at most %d MiB: output is not bounded", float64(hwm)/(1<<20), maxFloodRSS>>20)
 	}
 	ta := l.check(t, n, nil, succeeded, failed, cancelled, aborted)
 	series.checkGrowth(t, churn)
-	left, zombies := n.waitNoLeftovers(5 * time.Second)
+	left, zombies := waitNoLeftovers(n, 5*time.Second)
 	var names []string
 	for _, mb := range cases {
 		names = append(names, mb.name)
@@ -150,7 +150,7 @@ var churn = growth{rssFactor: 2, rssSlack: 16 << 20, threadFactor: 1.5, goroutin
 
 // runMisbehaviour runs one call of mb to its end and returns its last
 // record and error.
-func runMisbehaviour(t *testing.T, c *master.Client, n *node, mb misbehaviour, token string, e *entry) (*rpc.Call, error) {
+func runMisbehaviour(t *testing.T, c *master.Client, n *nodetest.Node, mb misbehaviour, token string, e *entry) (*rpc.Call, error) {
 	ctx := t.Context()
 	if !mb.cancel {
 		rec, err := c.Call(ctx, mb.fn, mb.args, master.CallOptions{AbortAfter: mb.abortAfter, RequestID: token})
@@ -170,7 +170,7 @@ func runMisbehaviour(t *testing.T, c *master.Client, n *node, mb misbehaviour, t
 	if err != nil {
 		return rec, err
 	}
-	if !waitFile(filepath.Join(n.state, "pids", strconv.Itoa(id.CPID)), 10*time.Second) {
+	if !waitFile(filepath.Join(n.State(), "pids", strconv.Itoa(id.CPID)), 10*time.Second) {
 		return rec, fmt.Errorf("%s recorded no PID within 10s", token)
 	}
 	if _, err := c.CancelFunction(ctx, rec.ID); err != nil {
@@ -181,12 +181,12 @@ func runMisbehaviour(t *testing.T, c *master.Client, n *node, mb misbehaviour, t
 
 // grandchildOf returns the PID the daemonize function recorded for its
 // grandchild in the call callID.
-func grandchildOf(n *node, callID string) (int, bool) {
+func grandchildOf(n *nodetest.Node, callID string) (int, bool) {
 	id, err := rpc.ParseCallID(callID)
 	if err != nil {
 		return 0, false
 	}
-	b, err := os.ReadFile(filepath.Join(n.state, "pids", strconv.Itoa(id.CPID)+".grandchild"))
+	b, err := os.ReadFile(filepath.Join(n.State(), "pids", strconv.Itoa(id.CPID)+".grandchild"))
 	if err != nil {
 		return 0, false
 	}
@@ -218,23 +218,6 @@ func waitDead(pid int, d time.Duration) bool {
 		time.Sleep(10 * time.Millisecond) // polling the process table
 	}
 	return true
-}
-
-// vmHWM returns the peak resident set size of pid in bytes.
-func vmHWM(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
 }
 
 func resultOf(rec *rpc.Call) string {

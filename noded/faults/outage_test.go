@@ -140,22 +140,22 @@ func TestFreezeThaw(t *testing.T) {
 	sc := pick(scale{rounds: 2, calls: 6}, scale{rounds: 8, calls: 16})
 	n := startNode(t, "--shutdown-grace", "1s", "--warm", "2")
 	const timeout, maxElapsed = time.Second, 3 * time.Second
-	c := newClient(t, n.addr, timeout, master.Policy{MaxElapsed: maxElapsed})
-	calm := newClient(t, n.addr, calmTimeout, master.Policy{})
+	c := newClient(t, n.Addr(), timeout, master.Policy{MaxElapsed: maxElapsed})
+	calm := newClient(t, n.Addr(), calmTimeout, master.Policy{})
 	l := newLedger()
-	series := idleSeries{baseline: n.idle(0)}
+	series := idleSeries{baseline: idle(t, n, 0)}
 	var st outageStats
 	for r := 1; r <= sc.rounds; r++ {
 		outageRound(t, c, calm, l, fmt.Sprintf("r%d", r), sc.calls, maxElapsed,
-			func() { n.signal(syscall.SIGSTOP) },
-			func() { n.signal(syscall.SIGCONT) }, &st)
+			func() { signal(t, n, syscall.SIGSTOP) },
+			func() { signal(t, n, syscall.SIGCONT) }, &st)
 		c.Close()
 		calm.Close()
-		series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+		series.rounds = append(series.rounds, idle(t, n, series.baseline.fds))
 	}
 	ta := l.check(t, n, nil, unreachable, succeeded)
 	series.checkGrowth(t, steady)
-	left, zombies := n.waitNoLeftovers(5 * time.Second)
+	left, zombies := waitNoLeftovers(n, 5*time.Second)
 	report(t, row{
 		scenario: "noded frozen (SIGSTOP) and thawed (SIGCONT)",
 		calls:    ta.calls,

@@ -224,11 +224,11 @@ func TestNetworkFaults(t *testing.T) {
 	for _, mode := range []proxyMode{pass, delay, stall, reset} {
 		t.Run(mode.String(), func(t *testing.T) {
 			n := startNode(t, "--shutdown-grace", "1s", "--warm", "2")
-			p := startProxy(t, n.addr)
+			p := startProxy(t, n.Addr())
 			c := newClient(t, p.Addr(), timeout, master.Policy{MaxElapsed: maxElapsed})
 			calm := newClient(t, p.Addr(), calmTimeout, master.Policy{})
 			l := newLedger()
-			series := idleSeries{baseline: n.idle(0)}
+			series := idleSeries{baseline: idle(t, n, 0)}
 			var (
 				faults  string
 				allowed = []outcome{succeeded, cancelled}
@@ -249,7 +249,7 @@ func TestNetworkFaults(t *testing.T) {
 					}
 					ld.run(t.Context())
 					calm.Close()
-					series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+					series.rounds = append(series.rounds, idle(t, n, series.baseline.fds))
 				}
 				faults = fmt.Sprintf("%d rounds × %d at once through the proxy; %d connections", sc.rounds, sc.concurrency, p.accepted.Load())
 				if mode == delay {
@@ -271,7 +271,7 @@ func TestNetworkFaults(t *testing.T) {
 						func() { p.set(pass, 0) }, &st)
 					c.Close()
 					calm.Close()
-					series.rounds = append(series.rounds, n.idle(series.baseline.fds))
+					series.rounds = append(series.rounds, idle(t, n, series.baseline.fds))
 				}
 				allowed = []outcome{unreachable, succeeded}
 				faults = fmt.Sprintf("%d %s phases, each with %d calls running and %d starts sent into it; socket timeout %s, MaxElapsed %s; slowest report %s",
@@ -285,7 +285,7 @@ func TestNetworkFaults(t *testing.T) {
 			}
 			ta := l.check(t, n, nil, allowed...)
 			series.checkGrowth(t, steady)
-			left, zombies := n.waitNoLeftovers(5 * time.Second)
+			left, zombies := waitNoLeftovers(n, 5*time.Second)
 			report(t, row{
 				scenario: "TCP proxy, mode " + mode.String(),
 				calls:    ta.calls,

@@ -1,0 +1,185 @@
+package nodetest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// NodedPackage is the import path of the noded command.
+const NodedPackage = "github.com/noderpc/noderpc/noded/cmd/noded"
+
+// errNoRun is the failure of a build asked for outside [Run]: nothing
+// would remove the binaries, nor stop the nodes, after the tests.
+var errNoRun = errors.New("nodetest: binaries are built only under nodetest.Run; call nodetest.Main(m) (or os.Exit(nodetest.Run(m))) from TestMain")
+
+// build is one binary built for this test binary, once.
+type build struct {
+	once sync.Once
+	path string
+	err  error // with go build's output
+}
+
+// buildKey names a build: the same package is built at most once with
+// and once without the race detector.
+type buildKey struct {
+	pkg  string
+	race bool
+}
+
+var (
+	buildMu sync.Mutex
+	binDir  string // where Run's binaries go; "" outside Run
+	builds  = map[buildKey]*build{}
+	// launched are the nodes of Launch that are not closed yet: Run
+	// closes what the tests left.
+	launched = map[*Node]bool{}
+)
+
+// Main runs the tests of m with [Run] and exits with its status. A test
+// package whose tests start nodes calls it from TestMain:
+//
+//	func TestMain(m *testing.M) { nodetest.Main(m) }
+func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run runs the tests of m and returns their exit status, for a TestMain
+// with more to do than [Main]. Binaries are built lazily, when a test
+// first asks for one, into a directory Run removes once the tests are
+// done; a build that failed is printed once more, in full, at the end,
+// and fails the run. Nodes from [Launch] that are still open are closed
+// then, and a problem closing them fails the run too.
+func Run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "nodetest-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nodetest: creating the directory for the binaries: %v\n", err)
+		return 1
+	}
+	buildMu.Lock()
+	binDir = dir
+	buildMu.Unlock()
+
+	code := m.Run()
+
+	buildMu.Lock()
+	var open []*Node
+	for n := range launched {
+		open = append(open, n)
+	}
+	var failed []string
+	for k, b := range builds {
+		// Every build in the map was run: its Once has completed, or a
+		// test is still in it, which m.Run would not have returned with.
+		if b.err != nil {
+			failed = append(failed, fmt.Sprintf("nodetest: building %s (race %v) failed:\n%v\n", k.pkg, k.race, b.err))
+		}
+	}
+	binDir = ""
+	buildMu.Unlock()
+
+	for _, n := range open {
+		if err := n.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "nodetest: closing a node the tests left open: %v\n", err)
+			code = 1
+		}
+	}
+	sort.Strings(failed)
+	for _, f := range failed {
+		fmt.Fprint(os.Stderr, f)
+		code = 1
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "nodetest: removing the binaries: %v\n", err)
+	}
+	return code
+}
+
+// Noded returns the path of noded built for this test binary: with the
+// race detector when the tests run with it. The test fails if it cannot
+// be built.
+func Noded(t testing.TB) string {
+	t.Helper()
+	return Binary(t, NodedPackage)
+}
+
+// Binary returns the path of the command pkg (an import path in this
+// module, e.g. "github.com/noderpc/noderpc/tools/noderpc") built for this
+// test binary, with the race detector when the tests run with it. Each
+// package is built once per test binary, by the first test that asks.
+func Binary(t testing.TB, pkg string) string {
+	t.Helper()
+	return binaryOrFail(t, pkg, raceBuild)
+}
+
+// BinaryNoRace is [Binary] built without the race detector whatever the
+// tests run with: for a test that measures the memory of the process,
+// which the race detector's shadow memory would inflate several times.
+func BinaryNoRace(t testing.TB, pkg string) string {
+	t.Helper()
+	return binaryOrFail(t, pkg, false)
+}
+
+func binaryOrFail(t testing.TB, pkg string, race bool) string {
+	t.Helper()
+	path, first, err := binary(pkg, race)
+	switch {
+	case err == nil:
+		return path
+	case first:
+		t.Fatal(err)
+	default:
+		// The first test to ask printed the output; Run prints it again
+		// at the end. One line is enough here.
+		t.Fatalf("nodetest: %s could not be built (race %v); see the first failure, or the end of the run", pkg, race)
+	}
+	return ""
+}
+
+// binary builds pkg once and returns its path; first reports whether
+// this call was the one that ran the build.
+func binary(pkg string, race bool) (path string, first bool, err error) {
+	buildMu.Lock()
+	dir := binDir
+	if dir == "" {
+		buildMu.Unlock()
+		return "", true, errNoRun
+	}
+	k := buildKey{pkg, race}
+	b := builds[k]
+	if b == nil {
+		b = &build{}
+		builds[k] = b
+	}
+	buildMu.Unlock()
+	b.once.Do(func() {
+		first = true
+		b.path, b.err = goBuild(dir, pkg, race)
+	})
+	return b.path, first, b.err
+}
+
+// goBuild runs go build for pkg into dir. It runs in the current
+// directory, which in a test is its package's, so the module built is
+// the one under test.
+func goBuild(dir, pkg string, race bool) (string, error) {
+	name := filepath.Base(pkg)
+	args := []string{"build", "-o"}
+	if race {
+		name += "-race"
+		args = append(args, filepath.Join(dir, name), "-race", pkg)
+	} else {
+		args = append(args, filepath.Join(dir, name), pkg)
+	}
+	out, err := exec.Command("go", args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return filepath.Join(dir, name), nil
+}
