@@ -28,6 +28,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"github.com/google/uuid"
 	"github.com/oklog/run"
 	"github.com/valyala/fasthttp"
@@ -202,7 +203,8 @@ func (d *Daemon) listen() (net.Listener, error) {
 	}
 	ln = newAdmission(ln, d.cfg.MaxConns, d.cfg.MaxConnsPerIP, tlsConfig)
 	if d.cfg.AddrFile != "" {
-		if err := writeFileAtomic(d.cfg.AddrFile, []byte(addr+"\n")); err != nil {
+		// Through a rename, so a reader never sees half an address.
+		if err := renameio.WriteFile(d.cfg.AddrFile, []byte(addr+"\n"), 0o644); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("writing --addr-file: %w", err)
 		}
