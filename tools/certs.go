@@ -12,6 +12,8 @@ import (
 	"github.com/noderpc/noderpc/tools/ca"
 )
 
+// certsCommand is `noderpc certs`: the cluster CA and its certificates,
+// made by package ca.
 var certsCommand = &command{
 	name:    "certs",
 	args:    "init [--force] [--days N] DIR | issue --dir DIR --node|--master|--observer NAME [flags]",
@@ -176,10 +178,4 @@ func (e *usageError) Error() string { return e.msg }
 
 func usageErr(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
-}
-
-func isSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
