@@ -48,9 +48,9 @@ type inProcess struct {
 	client *master.Client
 }
 
-// startInProcess runs noded.Run with flags in a goroutine until the
-// benchmark ends.
-func startInProcess(b *testing.B, flags ...string) *inProcess {
+// startInProcess runs a noded.Daemon made from flags in a goroutine
+// until the test or benchmark ends.
+func startInProcess(b testing.TB, flags ...string) *inProcess {
 	b.Helper()
 	dir := b.TempDir()
 	addrFile := filepath.Join(dir, "addr")
@@ -58,13 +58,21 @@ func startInProcess(b *testing.B, flags ...string) *inProcess {
 		"--config", "", "--functions-dir", dir, "--log-level", "error"}, flags...)
 	reg := backend.NewRegistry()
 	backend.RegisterBuiltins(reg)
+	cfg, _, err := noded.ParseFlags(args, io.Discard)
+	if err != nil {
+		b.Fatalf("noded.ParseFlags(%q): %v", args, err)
+	}
+	d, err := noded.New(cfg, noded.Options{Registry: reg})
+	if err != nil {
+		b.Fatalf("noded.New(%q): %v", args, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- noded.Run(ctx, reg, args, nil, io.Discard, io.Discard) }()
+	go func() { done <- d.Run(ctx, nil) }()
 	b.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			b.Errorf("noded.Run %q: %v", args, err)
+			b.Errorf("Daemon.Run %q: %v", args, err)
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
@@ -80,12 +88,12 @@ func startInProcess(b *testing.B, flags ...string) *inProcess {
 		}
 		select {
 		case err := <-done:
-			b.Fatalf("noded.Run %q ended before listening: %v", args, err)
+			b.Fatalf("Daemon.Run %q ended before listening: %v", args, err)
 		case <-time.After(time.Millisecond):
 			// Polling the address file, noded's only "listening" signal.
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("noded.Run %q did not listen within 20s", args)
+			b.Fatalf("Daemon.Run %q did not listen within 20s", args)
 		}
 	}
 }

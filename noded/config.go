@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -85,6 +87,51 @@ var commandLineOnly = map[string]bool{
 	"print-config": true,
 	"version":      true,
 }
+
+// ParseFlags parses noded's command line, with the configuration file it
+// names (or the default one, when it exists) under it. Usage text and
+// flag errors go to stderr. A bad command line or file is a *UsageError;
+// --help is flag.ErrHelp. The flag set is returned for --print-config.
+func ParseFlags(args []string, stderr io.Writer) (Config, *flag.FlagSet, error) {
+	var c Config
+	fs := flag.NewFlagSet("noded", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.flags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := c.parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, fs, err
+		}
+		return c, fs, &UsageError{err}
+	}
+	return c, fs, nil
+}
+
+const usage = `Usage: noded [flags]
+
+noded runs functions on this node for a noderpc master: each call in a
+process of its own, answered within the caller's timeout with the result
+or a function-call ID to wait on again. See doc/protocol.md, and
+doc/operations.md for the systemd unit, the configuration file and the
+metrics.
+
+noded serves HTTPS only and requires a client certificate that chains
+to the cluster CA (doc/security.md); make them with noderpc certs.
+SIGHUP reloads --cert, --key and --client-ca.
+
+Examples:
+  noded --cert /etc/noded/node1.crt --key /etc/noded/node1.key \
+        --client-ca /etc/noded/ca.crt --listen 0.0.0.0:1811
+  noded --insecure --listen 127.0.0.1:1811   # plain HTTP, loopback only
+
+Every flag but --config, --check-config, --print-config and --version is
+also a key of the configuration file (TOML), e.g. max-running = 500.
+
+Flags:
+`
 
 // flags registers every flag of noded on fs, bound to c.
 func (c *Config) flags(fs *flag.FlagSet) {
@@ -317,6 +364,60 @@ func (c *Config) check() error {
 		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
 	}
 	return nil
+}
+
+// validate reports what no daemon could run with: values out of range,
+// and a TLS set-up that is incomplete or plain HTTP off loopback.
+func (c *Config) validate() error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	if _, err := c.Logger(io.Discard); err != nil {
+		return err
+	}
+	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
+	switch {
+	case c.Insecure && given:
+		return errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
+	case c.Insecure:
+		return checkLoopback(c.Listen)
+	case c.Cert == "" || c.Key == "" || c.ClientCA == "":
+		return errors.New("noded serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
+			"(keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME), " +
+			"or --insecure to serve plain HTTP on a loopback --listen address")
+	}
+	return nil
+}
+
+// checkLoopback refuses a plain-HTTP listen address that is not loopback:
+// whoever reaches noded can run anything on the node.
+func checkLoopback(listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %v", listen, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--insecure refuses --listen %q: plain HTTP is only served on loopback addresses (127.0.0.1, ::1)", listen)
+	}
+	return nil
+}
+
+// Logger returns the logger --log-format and --log-level ask for,
+// writing to w.
+func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
 // tlsFiles returns the files of c's TLS identity.

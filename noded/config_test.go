@@ -189,7 +189,7 @@ func TestCheckConfig(t *testing.T) {
 			path := writeFile(t, tc.file)
 			args := append([]string{"--config", path, "--check-config"}, tc.args...)
 			var stdout, stderr bytes.Buffer
-			err := Run(context.Background(), backend.NewRegistry(), args, nil, &stdout, &stderr)
+			err := runCommand(context.Background(), backend.NewRegistry(), args, nil, &stdout, &stderr)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Run(%q) = %v, want nil", args, err)
@@ -210,7 +210,7 @@ func TestCheckConfig(t *testing.T) {
 func TestPrintConfigIsAValidFile(t *testing.T) {
 	var stdout bytes.Buffer
 	args := []string{"--config=", "--insecure", "--max-running", "9", "--print-config"}
-	if err := Run(context.Background(), backend.NewRegistry(), args, nil, &stdout, io.Discard); err != nil {
+	if err := runCommand(context.Background(), backend.NewRegistry(), args, nil, &stdout, io.Discard); err != nil {
 		t.Fatalf("Run(%q) = %v, want nil", args, err)
 	}
 	for _, want := range []string{"insecure = true\n", "max-running = 9\n", "shutdown-grace = '10s'\n", "# most calls running at once"} {
@@ -220,7 +220,7 @@ func TestPrintConfigIsAValidFile(t *testing.T) {
 	}
 	path := writeFile(t, stdout.String())
 	check := []string{"--config", path, "--check-config"}
-	if err := Run(context.Background(), backend.NewRegistry(), check, nil, io.Discard, io.Discard); err != nil {
+	if err := runCommand(context.Background(), backend.NewRegistry(), check, nil, io.Discard, io.Discard); err != nil {
 		t.Errorf("Run(%q) on the printed configuration = %v, want nil", check, err)
 	}
 }

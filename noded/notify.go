@@ -3,7 +3,6 @@ package noded
 import (
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,18 +19,6 @@ type notifier struct {
 	// watchdog is how often to ping: half of $WATCHDOG_USEC, as
 	// sd_watchdog_enabled(3) advises; zero when systemd asked for none.
 	watchdog time.Duration
-}
-
-// notifierFromEnv reads the service manager's variables and removes them
-// from the environment, as sd_notify(3) does with unset_environment: the
-// function processes inherit noded's environment and must not speak for
-// it.
-func notifierFromEnv() (*notifier, error) {
-	n, err := newNotifier(os.Getenv("NOTIFY_SOCKET"), os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"), os.Getpid())
-	for _, k := range []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
-		os.Unsetenv(k)
-	}
-	return n, err
 }
 
 // newNotifier returns the notifier for the given values of NOTIFY_SOCKET,
@@ -59,6 +46,15 @@ func newNotifier(socket, watchdogUsec, watchdogPID string, pid int) (*notifier, 
 	}
 	n.watchdog = time.Duration(usec) * time.Microsecond / 2
 	return n, nil
+}
+
+// watchdogInterval is how often to ping systemd's watchdog; zero when it
+// asked for no pings.
+func (n *notifier) watchdogInterval() time.Duration {
+	if n == nil {
+		return 0
+	}
+	return n.watchdog
 }
 
 // notify sends the state lines, e.g. "READY=1". Without a socket it does

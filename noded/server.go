@@ -193,12 +193,10 @@ func newServer(a *api, cfg *Config, log *slog.Logger) *fasthttp.Server {
 		// The request line and headers must fit in the read buffer; a
 		// larger head is refused (431) instead of growing memory.
 		ReadBufferSize: 16 << 10,
-		// Each connection costs a goroutine and its buffers; past these
-		// bounds a connection is answered 503 (or 429 per address) and
-		// closed. A master holds up to fasthttp's 512 connections to a
-		// node, one per call it waits on at once.
-		Concurrency:     cfg.MaxConns,
-		MaxConnsPerIP:   cfg.MaxConnsPerIP,
+		// The listener (admission.go) admits at most --max-conns
+		// connections; fasthttp's own bound sits above it with room for
+		// workers still ending, so it never refuses from the accept loop.
+		Concurrency:     cfg.MaxConns + maxRefusing,
 		Logger:          slogPrinter{log},
 		CloseOnShutdown: true,
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"slices"
 	"sync/atomic"
@@ -111,22 +110,22 @@ func (s *certStore) load() (*tls.Config, error) {
 	}, nil
 }
 
-// reloadOnHangup reloads the certificates each time hup delivers, until
+// reloadCerts reloads the certificates at each receive from reload, until
 // stop is closed. A reload that fails is logged and changes nothing.
-func reloadOnHangup(certs *certStore, hup <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
+func (d *Daemon) reloadCerts(reload <-chan struct{}, stop <-chan struct{}) {
 	for {
 		select {
-		case <-hup:
-			if certs == nil {
-				log.Info("SIGHUP: nothing to reload, noded serves plain HTTP (--insecure)")
+		case <-reload:
+			if d.certs == nil {
+				d.log.Info("SIGHUP: nothing to reload, noded serves plain HTTP (--insecure)")
 				continue
 			}
-			leaf, err := certs.reload()
+			leaf, err := d.certs.reload()
 			if err != nil {
-				log.Error("SIGHUP: certificates not reloaded, the previous ones stay in use", "err", err)
+				d.log.Error("SIGHUP: certificates not reloaded, the previous ones stay in use", "err", err)
 				continue
 			}
-			log.Info("SIGHUP: certificates reloaded; new connections use them", certAttrs(leaf)...)
+			d.log.Info("SIGHUP: certificates reloaded; new connections use them", certAttrs(leaf)...)
 		case <-stop:
 			return
 		}

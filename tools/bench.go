@@ -5,16 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/goccy/go-json"
 
-	"github.com/noderpc/noderpc/master"
-	"github.com/noderpc/noderpc/rpc"
+	"github.com/noderpc/noderpc/tools/bench"
 )
 
 // benchCommand is `noderpc bench`: a load generator that measures calls
@@ -62,26 +61,27 @@ Examples:
 `,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var o benchOptions
-		fs.StringVar(&o.fn, "fn", "echo", "function to call")
+		l, sc := &o.load, &o.scale
+		fs.StringVar(&l.Fn, "fn", "echo", "function to call")
 		args := fs.String("args", `{"bench":"echo","n":[1,2,3]}`, "the function's arguments, as JSON")
-		fs.IntVar(&o.concurrency, "concurrency", 1, "callers at once (and the concurrency of the floors)")
-		fs.DurationVar(&o.duration, "duration", 10*time.Second, "longest run of the load and of each floor")
-		fs.IntVar(&o.count, "count", 0, "calls to make (0: as many as --duration allows)")
-		fs.Float64Var(&o.rate, "rate", 0, "calls per second, all callers together (0: as fast as they answer)")
-		fs.IntVar(&o.rounds, "rounds", 5, "rounds the run is cut into, each measuring the floors and then the calls, so that all see the same machine")
-		fs.BoolVar(&o.floors, "floors", true, "measure the floors (--floors=false skips them)")
-		fs.IntVar(&o.floorMax, "floor-count", 2000, "most runs of each floor (it runs as many as the load made calls, up to this)")
+		fs.IntVar(&l.Concurrency, "concurrency", 1, "callers at once (and the concurrency of the floors)")
+		fs.DurationVar(&l.Duration, "duration", 10*time.Second, "longest run of the load and of each floor")
+		fs.IntVar(&l.Count, "count", 0, "calls to make (0: as many as --duration allows)")
+		fs.Float64Var(&l.Rate, "rate", 0, "calls per second, all callers together (0: as fast as they answer)")
+		fs.IntVar(&l.Rounds, "rounds", 5, "rounds the run is cut into, each measuring the floors and then the calls, so that all see the same machine")
+		fs.BoolVar(&l.Floors, "floors", true, "measure the floors (--floors=false skips them)")
+		fs.IntVar(&l.FloorMax, "floor-count", 2000, "most runs of each floor (it runs as many as the load made calls, up to this)")
 		fs.StringVar(&o.spawnBin, "spawn-floor-bin", "", "Go function process binary of the spawn floor (default: noded next to noderpc, or in PATH)")
-		fs.BoolVar(&o.scale.on, "scale", false, "measure the node's memory per running call and per open wait instead")
-		fs.IntVar(&o.scale.running, "running", 2000, "with --scale: sleep calls running at once")
-		fs.IntVar(&o.scale.waits, "waits", 10000, "with --scale: WaitForFunction requests open at once")
-		fs.DurationVar(&o.scale.sleep, "sleep", time.Minute, "with --scale: how long each sleep call runs; it must outlast starting them all and opening the waits")
+		fs.BoolVar(&o.scaleOn, "scale", false, "measure the node's memory per running call and per open wait instead")
+		fs.IntVar(&sc.Running, "running", 2000, "with --scale: sleep calls running at once")
+		fs.IntVar(&sc.Waits, "waits", 10000, "with --scale: WaitForFunction requests open at once")
+		fs.DurationVar(&sc.Sleep, "sleep", time.Minute, "with --scale: how long each sleep call runs; it must outlast starting them all and opening the waits")
 		return func(a *app, ctx context.Context, nodes []string) int {
-			if o.count > 0 && !isSet(fs, "duration") {
+			if l.Count > 0 && !isSet(fs, "duration") {
 				// A count decides the length; the duration only bounds it.
-				o.duration = maxCountedRun
+				l.Duration = maxCountedRun
 			}
-			o.args = json.RawMessage(*args)
+			l.Args = json.RawMessage(*args)
 			return a.bench(ctx, nodes, o)
 		}
 	},
@@ -92,38 +92,40 @@ const maxCountedRun = 10 * time.Minute
 
 // benchOptions are the flags of bench.
 type benchOptions struct {
-	fn          string
-	args        json.RawMessage
-	concurrency int
-	duration    time.Duration
-	count       int
-	rate        float64
-	rounds      int
-	floors      bool
-	floorMax    int
-	spawnBin    string
-	scale       scaleOptions
+	load     bench.Load
+	spawnBin string // --spawn-floor-bin, as given
+	scaleOn  bool
+	scale    bench.Scale
 }
 
 // check reports a usage error in o.
 func (o *benchOptions) check() error {
+	l := &o.load
 	switch {
-	case !json.Valid(o.args):
-		return fmt.Errorf("--args is not valid JSON: %q", clip(string(o.args), 80))
-	case o.fn == "":
+	case !json.Valid(l.Args):
+		return fmt.Errorf("--args is not valid JSON: %q", clip(string(l.Args), 80))
+	case l.Fn == "":
 		return errors.New("--fn must name a function")
-	case o.concurrency < 1:
-		return fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
-	case o.duration <= 0:
-		return fmt.Errorf("--duration must be above 0, got %s", o.duration)
-	case o.count < 0 || o.floorMax < 0:
+	case l.Concurrency < 1:
+		return fmt.Errorf("--concurrency must be at least 1, got %d", l.Concurrency)
+	case l.Duration <= 0:
+		return fmt.Errorf("--duration must be above 0, got %s", l.Duration)
+	case l.Count < 0 || l.FloorMax < 0:
 		return errors.New("--count and --floor-count must not be negative")
-	case o.rounds < 1 || (o.count > 0 && o.rounds > o.count):
-		return fmt.Errorf("--rounds must be between 1 and --count, got %d", o.rounds)
-	case o.rate < 0:
-		return fmt.Errorf("--rate must not be negative, got %v", o.rate)
+	case l.Rounds < 1 || (l.Count > 0 && l.Rounds > l.Count):
+		return fmt.Errorf("--rounds must be between 1 and --count, got %d", l.Rounds)
+	case l.Rate < 0:
+		return fmt.Errorf("--rate must not be negative, got %v", l.Rate)
+	case !o.scaleOn:
+		return nil
+	case o.scale.Running < 1:
+		return fmt.Errorf("--running must be at least 1, got %d", o.scale.Running)
+	case o.scale.Waits < 0:
+		return fmt.Errorf("--waits must not be negative, got %d", o.scale.Waits)
+	case o.scale.Sleep <= 0:
+		return fmt.Errorf("--sleep must be above 0, got %s", o.scale.Sleep)
 	}
-	return o.scale.check()
+	return nil
 }
 
 func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
@@ -138,13 +140,11 @@ func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
 	if err := o.check(); err != nil {
 		return a.commandUsageError("%v", err)
 	}
-	if o.scale.on {
+	if o.scaleOn {
 		return a.benchScale(ctx, nodes, o)
 	}
 	opts := a.options()
-	// One connection per caller to each node: the pool must not be what
-	// the callers queue on.
-	opts.MaxConns = o.concurrency + 1
+	opts.MaxConns = o.load.ConnsPerNode()
 	clients, err := a.clients(nodes, opts)
 	if err != nil {
 		return a.commandUsageError("%v", err)
@@ -154,70 +154,66 @@ func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
 			c.Close()
 		}
 	}()
-
-	r := benchReport{Nodes: nodes, Fn: o.fn, Args: o.args, Concurrency: o.concurrency, Rate: o.rate, Rounds: o.rounds}
-	version := func(i int) (time.Duration, error) {
-		start := time.Now()
-		_, err := clients[i%len(clients)].Version(ctx)
-		return time.Since(start), err
-	}
-	callOpts := master.CallOptions{Keep: true}
-	call := func(i int) (time.Duration, error) {
-		c := clients[i%len(clients)]
-		start := time.Now()
-		rec, err := c.Call(ctx, o.fn, o.args, callOpts)
-		took := time.Since(start)
-		if rec != nil && rec.Finished {
-			// Outside the latency: a master reads the result before
-			// it releases the call.
-			c.ReleaseFunction(context.WithoutCancel(ctx), rec.ID)
-		}
-		return took, err
-	}
-	var spawn *spawner
-	if o.floors {
+	if o.load.Floors {
 		if bin, err := spawnFloorBin(o.spawnBin); err != nil {
-			r.SpawnFloorMissing = err.Error()
+			o.load.SpawnMissing = err.Error()
 		} else {
-			r.SpawnFloorBin = bin
-			spawn = newSpawner(bin, o.fn, o.args)
+			o.load.SpawnBin = bin
 		}
 	}
-	floor := loadSpec{concurrency: o.concurrency, count: o.floorMax, duration: o.duration}
-	if o.count > 0 {
-		floor.count = min(o.count, o.floorMax)
+	r, err := bench.Run(ctx, clients, o.load)
+	if err != nil {
+		// The flags were checked: a Load refused is a bug here.
+		fmt.Fprintf(a.stderr, "noderpc bench: %v\n", err)
+		return ExitFailed
 	}
-	load := loadSpec{concurrency: o.concurrency, count: o.count, duration: o.duration, rate: o.rate}
-	// The phases take turns, round by round, so that a change in the
-	// machine's load during the run weighs on the floors and the calls
-	// alike. In each round the floors come first: a warm pool is then
-	// full when the calls start.
-	var httpS, spawnS, runS samples
-	for round := range o.rounds {
-		if o.floors && floor.count > 0 {
-			httpS.add(runLoad(ctx, floor.split(round, o.rounds), version))
-			if spawn != nil {
-				spawnS.add(runLoad(ctx, floor.split(round, o.rounds), spawn.run))
-			}
-		}
-		runS.add(runLoad(ctx, load.split(round, o.rounds), call))
-	}
-	r.Run = runS.phase()
-	if o.floors && floor.count > 0 {
-		h := httpS.phase()
-		r.HTTPFloor = &h
-		if spawn != nil {
-			p := spawnS.phase()
-			r.SpawnFloor = &p
-		}
-	}
-	r.ratios()
 	if a.json {
 		a.emitJSON(r)
 	} else {
-		r.print(a.stdout)
+		r.Print(a.stdout)
 	}
-	if r.Run.Calls == 0 || r.Run.Calls != r.Run.Successes {
+	if !r.OK() {
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// benchScale runs bench --scale against the one node in nodes, which
+// must be on this machine.
+func (a *app) benchScale(ctx context.Context, nodes []string, o benchOptions) int {
+	if len(nodes) != 1 {
+		return a.commandUsageError("--scale measures one node, got %d", len(nodes))
+	}
+	node := nodes[0]
+	host, _, _ := net.SplitHostPort(node)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return a.commandUsageError("--scale reads the node's memory from /proc: NODE must be a loopback address, got %s", node)
+	}
+	s := o.scale
+	s.Concurrency, s.SocketTimeout, s.TLS = o.load.Concurrency, a.socketTimeout, a.tls
+	opts := a.options()
+	opts.MaxConns = s.ConnsPerNode()
+	clients, err := a.clients(nodes, opts)
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	c := clients[0]
+	defer c.Close()
+	r, err := bench.MeasureScale(ctx, c, s)
+	switch {
+	case errors.Is(err, bench.ErrNotLocal):
+		fmt.Fprintf(a.stderr, "noderpc bench: %v\n", err)
+		return ExitFailed
+	case err != nil:
+		fmt.Fprintln(a.stderr, err)
+		return statusOf(err)
+	}
+	if a.json {
+		a.emitJSON(r)
+	} else {
+		r.Print(a.stdout)
+	}
+	if !r.OK() {
 		return ExitFailed
 	}
 	return ExitOK
@@ -243,25 +239,4 @@ func spawnFloorBin(given string) (string, error) {
 		return "", errors.New("no noded beside noderpc or in PATH; give --spawn-floor-bin")
 	}
 	return bin, nil
-}
-
-// errorKind names the kind of a failed call in the report: its rpc kind
-// (unreachable included), "interrupted" when the run was stopped, or
-// "other".
-func errorKind(err error) string {
-	if k := rpc.KindOf(err); k != "" {
-		return string(k)
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return "interrupted"
-	}
-	return "other"
-}
-
-// nodeList shortens a long list of nodes for a heading.
-func nodeList(nodes []string) string {
-	if len(nodes) <= 3 {
-		return strings.Join(nodes, " ")
-	}
-	return fmt.Sprintf("%s ... %s (%d nodes)", nodes[0], nodes[len(nodes)-1], len(nodes))
 }

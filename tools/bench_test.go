@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/goccy/go-json"
 
@@ -237,46 +236,6 @@ func TestBenchScale(t *testing.T) {
 	for i := range 3 {
 		if r.RSS[i] <= 0 || r.Threads[i] <= 0 {
 			t.Errorf("sample %d: rss %d threads %d, want both above 0", i, r.RSS[i], r.Threads[i])
-		}
-	}
-}
-
-func TestPercentiles(t *testing.T) {
-	ms := func(n int) seconds { return seconds(time.Duration(n) * time.Millisecond) }
-	hundred := make([]time.Duration, 100)
-	for i := range hundred {
-		// Reversed: percentiles must sort.
-		hundred[i] = time.Duration(100-i) * time.Millisecond
-	}
-	for _, tc := range []struct {
-		name string
-		in   []time.Duration
-		want latency
-	}{
-		{"none", nil, latency{}},
-		{"one", []time.Duration{7 * time.Millisecond}, latency{ms(7), ms(7), ms(7), ms(7), ms(7)}},
-		{"1..100 ms", hundred, latency{P50: ms(50), P90: ms(90), P99: ms(99), Max: ms(100), Mean: seconds(50500 * time.Microsecond)}},
-	} {
-		if got := percentiles(tc.in); got != tc.want {
-			t.Errorf("percentiles(%s) = %+v, want %+v", tc.name, got, tc.want)
-		}
-	}
-}
-
-func TestMetricValue(t *testing.T) {
-	text := "noded_wait_requests_in_flight_total 3\nnoded_wait_requests_in_flight 42\nnoded_calls_running 7\n"
-	for _, tc := range []struct {
-		name    string
-		want    int
-		wantErr bool
-	}{
-		{"noded_wait_requests_in_flight", 42, false},
-		{"noded_calls_running", 7, false},
-		{"noded_absent", 0, true},
-	} {
-		got, err := metricValue(strings.NewReader(text), tc.name)
-		if got != tc.want || (err != nil) != tc.wantErr {
-			t.Errorf("metricValue(%s) = %d, %v; want %d, error %v", tc.name, got, err, tc.want, tc.wantErr)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package tools
+package bench
 
 import (
 	"bufio"
@@ -19,10 +19,11 @@ import (
 // all that noded adds: HTTP, the job table, the stderr log reader, the
 // process group and the parent-death signal.
 type spawner struct {
-	bin string
-	fn  string
-	env []string
-	req []byte // the request frame, newline included
+	bin  string
+	fn   string
+	args []string // after the binary's name
+	env  []string
+	req  []byte // the request frame, newline included
 }
 
 // maxFloorResult bounds what the floor reads of a result, like noded's
@@ -33,15 +34,21 @@ func newSpawner(bin, fn string, args json.RawMessage) *spawner {
 	id := rpc.NewCallID(os.Getpid(), os.Getpid(), time.Now()).String()
 	req, err := json.Marshal(rpc.FunctionRequest{CallID: id, FnName: fn, FnArgs: args})
 	if err != nil {
-		// args is valid JSON (checked) and the rest are strings.
-		panic(fmt.Sprintf("noderpc: encoding the spawn floor's request: %v", err))
+		// args is valid JSON (Run checks) and the rest are strings.
+		panic(fmt.Sprintf("bench: encoding the spawn floor's request: %v", err))
 	}
-	return &spawner{
-		bin: bin,
-		fn:  fn,
-		env: append(os.Environ(), rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue),
-		req: append(req, '\n'),
-	}
+	s := &spawner{fn: fn, req: append(req, '\n')}
+	s.bin, s.args, s.env = functionProcess(bin, fn)
+	return s
+}
+
+// functionProcess is how noded starts the Go function process of fn from
+// its binary bin: the program, its arguments after the program's name,
+// and its environment (the cookie without which the binary refuses to
+// serve a function). It is the one place the floor knows this, so that it
+// can follow the daemon's own definition.
+func functionProcess(bin, fn string) (path string, args, env []string) {
+	return bin, []string{"function", fn}, append(os.Environ(), rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue)
 }
 
 // run is one spawn and wait; it is an op of runLoad.
@@ -52,7 +59,7 @@ func (s *spawner) run(int) (time.Duration, error) {
 }
 
 func (s *spawner) once() error {
-	cmd := exec.Command(s.bin, "function", s.fn)
+	cmd := exec.Command(s.bin, s.args...)
 	cmd.Env = s.env
 	// Plain pipes (no copying goroutines); stderr goes to /dev/null.
 	stdin, err := cmd.StdinPipe()

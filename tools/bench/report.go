@@ -1,19 +1,18 @@
-package tools
+package bench
 
 import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-json"
 )
 
-// benchReport is the outcome of bench, printed as text or, with --json,
-// as this object on one line.
-type benchReport struct {
+// Report is the outcome of Run: Print writes it for a person, and it
+// encodes as the JSON object of noderpc --json bench.
+type Report struct {
 	Nodes       []string        `json:"nodes"`
 	Fn          string          `json:"fn"`
 	Args        json.RawMessage `json:"args"`
@@ -21,23 +20,23 @@ type benchReport struct {
 	Rate        float64         `json:"rate,omitempty"`
 	Rounds      int             `json:"rounds"`
 	// Run is the load itself: calls from start to result.
-	Run phase `json:"run"`
-	// HTTPFloor is GET /Version at the same concurrency; nil with
-	// --floors=false.
-	HTTPFloor *phase `json:"http_floor,omitempty"`
+	Run Phase `json:"run"`
+	// HTTPFloor is GET /Version at the same concurrency; nil without
+	// floors.
+	HTTPFloor *Phase `json:"http_floor,omitempty"`
 	// SpawnFloor is the bare spawn and wait; nil when it was not run,
 	// SpawnFloorMissing then says why if it was asked for.
-	SpawnFloor        *phase `json:"spawn_floor,omitempty"`
+	SpawnFloor        *Phase `json:"spawn_floor,omitempty"`
 	SpawnFloorBin     string `json:"spawn_floor_bin,omitempty"`
 	SpawnFloorMissing string `json:"spawn_floor_missing,omitempty"`
 	// Ratios are the run's figures over their floors, absent without
 	// floors: latencies over the sum of the floors' latencies at the same
 	// percentile, throughput over the spawn floor's.
-	Ratios *benchRatios `json:"ratios,omitempty"`
+	Ratios *Ratios `json:"ratios,omitempty"`
 }
 
-// benchRatios are the run's figures as multiples of their floors.
-type benchRatios struct {
+// Ratios are the run's figures as multiples of their floors.
+type Ratios struct {
 	P50        float64 `json:"p50"`
 	P90        float64 `json:"p90"`
 	P99        float64 `json:"p99"`
@@ -46,19 +45,19 @@ type benchRatios struct {
 }
 
 // ratios fills r.Ratios from the floors that were measured.
-func (r *benchReport) ratios() {
+func (r *Report) ratios() {
 	if r.HTTPFloor == nil && r.SpawnFloor == nil {
 		return
 	}
 	floor := r.floorLatency()
-	div := func(a, b seconds) float64 {
+	div := func(a, b Seconds) float64 {
 		if b == 0 {
 			return 0
 		}
 		return float64(a) / float64(b)
 	}
 	lat := r.Run.Latency
-	r.Ratios = &benchRatios{
+	r.Ratios = &Ratios{
 		P50: div(lat.P50, floor.P50),
 		P90: div(lat.P90, floor.P90),
 		P99: div(lat.P99, floor.P99),
@@ -71,9 +70,9 @@ func (r *benchReport) ratios() {
 
 // floorLatency is the sum of the floors' latencies, percentile by
 // percentile.
-func (r *benchReport) floorLatency() latency {
-	var l latency
-	for _, f := range []*phase{r.SpawnFloor, r.HTTPFloor} {
+func (r *Report) floorLatency() Latency {
+	var l Latency
+	for _, f := range []*Phase{r.SpawnFloor, r.HTTPFloor} {
 		if f != nil {
 			l.P50 += f.Latency.P50
 			l.P90 += f.Latency.P90
@@ -85,8 +84,11 @@ func (r *benchReport) floorLatency() latency {
 	return l
 }
 
-// print writes the report for a person.
-func (r *benchReport) print(w io.Writer) {
+// OK reports whether the run made calls and every one succeeded.
+func (r *Report) OK() bool { return r.Run.Calls > 0 && r.Run.Calls == r.Run.Successes }
+
+// Print writes the report for a person.
+func (r *Report) Print(w io.Writer) {
 	run := r.Run
 	fmt.Fprintf(w, "bench %s %s on %s, concurrency %d", r.Fn, clip(string(r.Args), 60), nodeList(r.Nodes), r.Concurrency)
 	if r.Rate > 0 {
@@ -101,13 +103,13 @@ func (r *benchReport) print(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, q := range []struct {
 		name  string
-		at    func(latency) seconds
+		at    func(Latency) Seconds
 		ratio float64
 	}{
-		{"p50", func(l latency) seconds { return l.P50 }, r.ratio(func(b *benchRatios) float64 { return b.P50 })},
-		{"p90", func(l latency) seconds { return l.P90 }, r.ratio(func(b *benchRatios) float64 { return b.P90 })},
-		{"p99", func(l latency) seconds { return l.P99 }, r.ratio(func(b *benchRatios) float64 { return b.P99 })},
-		{"max", func(l latency) seconds { return l.Max }, r.ratio(func(b *benchRatios) float64 { return b.Max })},
+		{"p50", func(l Latency) Seconds { return l.P50 }, r.ratio(func(b *Ratios) float64 { return b.P50 })},
+		{"p90", func(l Latency) Seconds { return l.P90 }, r.ratio(func(b *Ratios) float64 { return b.P90 })},
+		{"p99", func(l Latency) Seconds { return l.P99 }, r.ratio(func(b *Ratios) float64 { return b.P99 })},
+		{"max", func(l Latency) Seconds { return l.Max }, r.ratio(func(b *Ratios) float64 { return b.Max })},
 	} {
 		fmt.Fprintf(w, "  %s %s", q.name, fmtDur(q.at(run.Latency)))
 		if r.Ratios != nil {
@@ -136,7 +138,7 @@ func (r *benchReport) print(w io.Writer) {
 }
 
 // ratio is one of r's ratios, 0 without floors.
-func (r *benchReport) ratio(of func(*benchRatios) float64) float64 {
+func (r *Report) ratio(of func(*Ratios) float64) float64 {
 	if r.Ratios == nil {
 		return 0
 	}
@@ -145,7 +147,7 @@ func (r *benchReport) ratio(of func(*benchRatios) float64) float64 {
 
 // errorSummary is "none", or each kind with its count, most frequent
 // first, and the first error's message.
-func errorSummary(p phase) string {
+func errorSummary(p Phase) string {
 	if len(p.Errors) == 0 {
 		return "none"
 	}
@@ -167,7 +169,7 @@ func errorSummary(p phase) string {
 }
 
 // fmtDur rounds a duration to three significant digits or so.
-func fmtDur(s seconds) string {
+func fmtDur(s Seconds) string {
 	d := time.Duration(s)
 	switch {
 	case d >= time.Second:
@@ -178,5 +180,18 @@ func fmtDur(s seconds) string {
 	return d.Round(100 * time.Nanosecond).String()
 }
 
-// formatFloat writes v as a JSON number.
-func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+// nodeList shortens a long list of nodes for a heading.
+func nodeList(nodes []string) string {
+	if len(nodes) <= 3 {
+		return strings.Join(nodes, " ")
+	}
+	return fmt.Sprintf("%s ... %s (%d nodes)", nodes[0], nodes[len(nodes)-1], len(nodes))
+}
+
+// clip shortens s to n bytes, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

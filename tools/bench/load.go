@@ -1,13 +1,24 @@
-package tools
+// Package bench is the load generator behind noderpc bench: it loads
+// nodes with calls through package master and measures them beside their
+// floors, taken in the same run on the same machine (a bare spawn of the
+// function process, a bare HTTP round trip), and it measures a node's
+// memory per running call and per open wait. It reports as values that
+// print for a person or encode as JSON; flags, exit statuses and the
+// choice of output stay with the command line.
+package bench
 
 import (
 	"context"
+	"errors"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // loadSpec bounds one phase of a benchmark. A phase always ends by
@@ -28,8 +39,9 @@ type loadSpec struct {
 // after the measured part (a release) is left out.
 type op func(i int) (time.Duration, error)
 
-// phase is what one phase of a benchmark measured.
-type phase struct {
+// Phase is what one phase of a benchmark measured: the calls of a run,
+// or the runs of a floor.
+type Phase struct {
 	// Calls is how many operations ended; Calls = Successes + the sum of
 	// Errors.
 	Calls     int            `json:"calls"`
@@ -38,31 +50,32 @@ type phase struct {
 	// FirstError is the message of the first failure, to say what went
 	// wrong beside the counts.
 	FirstError string  `json:"first_error,omitempty"`
-	Elapsed    seconds `json:"elapsed_seconds"`
+	Elapsed    Seconds `json:"elapsed_seconds"`
 	// Throughput is operations ended per second of the phase.
 	Throughput float64 `json:"throughput_per_second"`
 	// Latency is over successful operations only.
-	Latency latency `json:"latency_seconds"`
+	Latency Latency `json:"latency_seconds"`
 	// CPUPerCall is this process's user+system CPU time (getrusage
 	// RUSAGE_SELF) over the phase, divided by Calls.
-	CPUPerCall seconds `json:"client_cpu_seconds_per_call"`
+	CPUPerCall Seconds `json:"client_cpu_seconds_per_call"`
 }
 
-// latency holds the percentiles of a phase's latencies.
-type latency struct {
-	P50  seconds `json:"p50"`
-	P90  seconds `json:"p90"`
-	P99  seconds `json:"p99"`
-	Max  seconds `json:"max"`
-	Mean seconds `json:"mean"`
+// Latency holds the percentiles of a phase's latencies.
+type Latency struct {
+	P50  Seconds `json:"p50"`
+	P90  Seconds `json:"p90"`
+	P99  Seconds `json:"p99"`
+	Max  Seconds `json:"max"`
+	Mean Seconds `json:"mean"`
 }
 
-// seconds is a duration that encodes as a number of seconds, as every
+// Seconds is a duration that encodes as a number of seconds, as every
 // duration on the wire does.
-type seconds time.Duration
+type Seconds time.Duration
 
-func (s seconds) MarshalJSON() ([]byte, error) {
-	return []byte(formatFloat(time.Duration(s).Seconds())), nil
+// MarshalJSON writes s as a JSON number of seconds.
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, time.Duration(s).Seconds(), 'g', -1, 64), nil
 }
 
 // samples are the raw measurements of one or more rounds of a phase.
@@ -93,14 +106,14 @@ func (s *samples) add(o samples) {
 }
 
 // phase summarises the samples.
-func (s samples) phase() phase {
-	p := phase{Calls: s.calls, Successes: len(s.ok), Errors: s.errs, FirstError: s.firstErr, Elapsed: seconds(s.elapsed)}
+func (s samples) phase() Phase {
+	p := Phase{Calls: s.calls, Successes: len(s.ok), Errors: s.errs, FirstError: s.firstErr, Elapsed: Seconds(s.elapsed)}
 	if p.Errors == nil {
 		p.Errors = map[string]int{}
 	}
 	if s.calls > 0 {
 		p.Throughput = float64(s.calls) / s.elapsed.Seconds()
-		p.CPUPerCall = seconds(s.cpu / time.Duration(s.calls))
+		p.CPUPerCall = Seconds(s.cpu / time.Duration(s.calls))
 	}
 	p.Latency = percentiles(s.ok)
 	return p
@@ -191,27 +204,27 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 }
 
 // percentiles sorts ds and returns their nearest-rank percentiles.
-func percentiles(ds []time.Duration) latency {
+func percentiles(ds []time.Duration) Latency {
 	if len(ds) == 0 {
-		return latency{}
+		return Latency{}
 	}
 	slices.Sort(ds)
-	rank := func(p float64) seconds {
+	rank := func(p float64) Seconds {
 		// Nearest rank: the smallest value with at least p of the values
 		// at or below it.
 		i := int(math.Ceil(float64(len(ds))*p)) - 1
-		return seconds(ds[max(0, min(i, len(ds)-1))])
+		return Seconds(ds[max(0, min(i, len(ds)-1))])
 	}
 	var sum time.Duration
 	for _, d := range ds {
 		sum += d
 	}
-	return latency{
+	return Latency{
 		P50:  rank(0.50),
 		P90:  rank(0.90),
 		P99:  rank(0.99),
-		Max:  seconds(ds[len(ds)-1]),
-		Mean: seconds(sum / time.Duration(len(ds))),
+		Max:  Seconds(ds[len(ds)-1]),
+		Mean: Seconds(sum / time.Duration(len(ds))),
 	}
 }
 
@@ -222,4 +235,17 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// errorKind names the kind of a failed call in the report: its rpc kind
+// (unreachable included), "interrupted" when the run was stopped, or
+// "other".
+func errorKind(err error) string {
+	if k := rpc.KindOf(err); k != "" {
+		return string(k)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "interrupted"
+	}
+	return "other"
 }

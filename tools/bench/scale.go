@@ -1,13 +1,13 @@
-package tools
+package bench
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -20,42 +20,61 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// scaleOptions are the flags of bench --scale.
-type scaleOptions struct {
-	on      bool
-	running int
-	waits   int
-	sleep   time.Duration
+// Scale is what MeasureScale puts on a node.
+type Scale struct {
+	// Running sleep calls of Sleep each are started (at least 1); Sleep
+	// must outlast starting them all and opening the waits.
+	Running int
+	Sleep   time.Duration
+	// Waits WaitForFunction requests are opened at once, spread evenly
+	// over the running calls.
+	Waits int
+	// Concurrency callers start and release the calls.
+	Concurrency int
+	// SocketTimeout is the client's longest wait for one answer; it
+	// bounds the measurement with Sleep.
+	SocketTimeout time.Duration
+	// TLS is the client configuration /metrics is read with, as the
+	// client's; nil for plain HTTP.
+	TLS *tls.Config
 }
 
-func (s *scaleOptions) check() error {
-	switch {
-	case !s.on:
-		return nil
-	case s.running < 1:
-		return fmt.Errorf("--running must be at least 1, got %d", s.running)
-	case s.waits < 0:
-		return fmt.Errorf("--waits must not be negative, got %d", s.waits)
-	case s.sleep <= 0:
-		return fmt.Errorf("--sleep must be above 0, got %s", s.sleep)
-	}
-	return nil
+// ConnsPerNode is the connection pool the client of MeasureScale should
+// have (its master.Options.MaxConns): every wait holds a connection of
+// its own.
+func (s Scale) ConnsPerNode() int { return s.Waits + s.Concurrency + 1 }
+
+// ErrNotLocal is matched (errors.Is) when MeasureScale cannot read the
+// node's memory from /proc: the node does not run on this machine.
+var ErrNotLocal = errors.New("the node's process is not on this machine")
+
+// notLocalError is a failure to read the node's /proc status; it says
+// which node, and matches ErrNotLocal.
+type notLocalError struct {
+	node string
+	err  error
 }
 
-// scaleReport is the outcome of bench --scale. Memory figures are the
+func (e *notLocalError) Error() string {
+	return fmt.Sprintf("%v (is %s served by this machine?)", e.err, e.node)
+}
+func (e *notLocalError) Unwrap() error        { return e.err }
+func (e *notLocalError) Is(target error) bool { return target == ErrNotLocal }
+
+// ScaleReport is the outcome of MeasureScale. Memory figures are the
 // node's own resident set (VmRSS of noded's process, not its children's)
 // in bytes, and its thread count, each at three moments: before any call,
 // once every call is running, and once every wait is open.
-type scaleReport struct {
+type ScaleReport struct {
 	Node         string    `json:"node"`
 	PID          int       `json:"pid"`
 	Running      int       `json:"running"`
-	Sleep        seconds   `json:"sleep_seconds"`
-	Start        phase     `json:"start"`
+	Sleep        Seconds   `json:"sleep_seconds"`
+	Start        Phase     `json:"start"`
 	Waits        int       `json:"waits"`
 	WaitsOpenMax int       `json:"waits_open_max"`
-	Wait         waitStats `json:"wait"`
-	Release      phase     `json:"release"`
+	Wait         WaitStats `json:"wait"`
+	Release      Phase     `json:"release"`
 	RSS          [3]int64  `json:"rss_bytes"` // idle, running, waiting
 	Threads      [3]int    `json:"threads"`   // idle, running, waiting
 	// PerRunningCall is (RSS running - RSS idle) / calls started.
@@ -64,57 +83,68 @@ type scaleReport struct {
 	PerOpenWait float64 `json:"rss_bytes_per_open_wait"`
 }
 
-// waitStats counts the results of the waits.
-type waitStats struct {
+// WaitStats counts the results of the waits.
+type WaitStats struct {
 	Results    int            `json:"results"`
 	Errors     map[string]int `json:"errors"`
 	FirstError string         `json:"first_error,omitempty"`
-	Elapsed    seconds        `json:"elapsed_seconds"`
+	Elapsed    Seconds        `json:"elapsed_seconds"`
 }
 
-// benchScale runs bench --scale against the one node in nodes.
-func (a *app) benchScale(ctx context.Context, nodes []string, o benchOptions) int {
-	s := o.scale
-	if len(nodes) != 1 {
-		return a.commandUsageError("--scale measures one node, got %d", len(nodes))
-	}
-	node := nodes[0]
-	host, _, _ := net.SplitHostPort(node)
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return a.commandUsageError("--scale reads the node's memory from /proc: NODE must be a loopback address, got %s", node)
-	}
-	opts := a.options()
-	// Every wait holds a connection of its own.
-	opts.MaxConns = s.waits + o.concurrency + 1
-	clients, err := a.clients(nodes, opts)
-	if err != nil {
-		return a.commandUsageError("%v", err)
-	}
-	c := clients[0]
-	defer c.Close()
-	// Bounded even if the node stalls: the sleeps, then two rounds.
-	ctx, cancel := context.WithTimeout(ctx, 2*s.sleep+2*a.socketTimeout+time.Minute)
-	defer cancel()
+// OK reports whether every call started, every wait was open at once
+// and returned a result, and every call was released.
+func (r *ScaleReport) OK() bool {
+	return r.Start.Successes == r.Running && r.Wait.Results == r.Waits && r.WaitsOpenMax == r.Waits && r.Release.Successes == r.Start.Successes
+}
 
+// MeasureScale measures the memory of the node of c, which must run on
+// this machine (its /proc is read): it starts s.Running sleep calls,
+// opens s.Waits waits on them, and releases them. It fails if the node
+// does not answer Version (with the client's error) or its process
+// cannot be read (ErrNotLocal); failed calls are counted in the report.
+func MeasureScale(ctx context.Context, c *master.Client, s Scale) (*ScaleReport, error) {
+	// Bounded even if the node stalls: the sleeps, then two rounds.
+	ctx, cancel := context.WithTimeout(ctx, 2*s.Sleep+2*s.SocketTimeout+time.Minute)
+	defer cancel()
 	v, err := c.Version(ctx)
 	if err != nil {
-		fmt.Fprintln(a.stderr, err)
-		return statusOf(err)
+		return nil, err
 	}
-	r := scaleReport{Node: node, PID: v.PID, Running: s.running, Sleep: seconds(s.sleep), Waits: s.waits}
+	r := &ScaleReport{Node: c.Node(), PID: v.PID, Running: s.Running, Sleep: Seconds(s.Sleep), Waits: s.Waits}
 	sample := func(i int) error {
 		var err error
 		r.RSS[i], r.Threads[i], err = procStatus(v.PID)
 		return err
 	}
 	if err := sample(0); err != nil {
-		fmt.Fprintf(a.stderr, "noderpc bench: %v (is %s served by this machine?)\n", err, node)
-		return ExitFailed
+		return nil, &notLocalError{node: c.Node(), err: err}
 	}
+	started := startSleeps(ctx, c, s, r)
+	sample(1)
+	if len(started) > 0 {
+		r.PerRunningCall = float64(r.RSS[1]-r.RSS[0]) / float64(len(started))
+	}
+	if len(started) > 0 && s.Waits > 0 {
+		r.Wait, r.WaitsOpenMax = openWaits(ctx, c, s.TLS, started, s.Waits, func() { sample(2) })
+		if r.WaitsOpenMax > 0 {
+			r.PerOpenWait = float64(r.RSS[2]-r.RSS[1]) / float64(r.WaitsOpenMax)
+		}
+	}
+	r.Release = runLoad(ctx, loadSpec{concurrency: s.Concurrency, count: len(started), duration: s.SocketTimeout + s.Sleep},
+		func(i int) (time.Duration, error) {
+			start := time.Now()
+			err := c.ReleaseFunction(ctx, started[i])
+			return time.Since(start), err
+		}).phase()
+	return r, nil
+}
 
-	args, _ := json.Marshal(map[string]float64{"seconds": s.sleep.Seconds()})
-	ids := make([]string, s.running)
-	r.Start = runLoad(ctx, loadSpec{concurrency: o.concurrency, count: s.running, duration: s.sleep},
+// startSleeps starts the sleep calls of s, fills r.Start, and returns the
+// IDs of the calls started.
+func startSleeps(ctx context.Context, c *master.Client, s Scale, r *ScaleReport) []string {
+	args, _ := json.Marshal(map[string]float64{"seconds": s.Sleep.Seconds()})
+	ids := make([]string, s.Running)
+	r.Start = runLoad(ctx, loadSpec{concurrency: s.Concurrency, count: s.Running, duration: s.Sleep},
 		func(i int) (time.Duration, error) {
 			start := time.Now()
 			rec, err := c.StartFunction(ctx, rpc.StartRequest{FnName: "sleep", FnArgs: args})
@@ -129,41 +159,15 @@ func (a *app) benchScale(ctx context.Context, nodes []string, o benchOptions) in
 			started = append(started, id)
 		}
 	}
-	sample(1)
-	if len(started) > 0 {
-		r.PerRunningCall = float64(r.RSS[1]-r.RSS[0]) / float64(len(started))
-	}
-
-	if len(started) > 0 && s.waits > 0 {
-		r.Wait, r.WaitsOpenMax = a.openWaits(ctx, c, started, s.waits, func() { sample(2) })
-		if r.WaitsOpenMax > 0 {
-			r.PerOpenWait = float64(r.RSS[2]-r.RSS[1]) / float64(r.WaitsOpenMax)
-		}
-	}
-	r.Release = runLoad(ctx, loadSpec{concurrency: o.concurrency, count: len(started), duration: a.socketTimeout + s.sleep},
-		func(i int) (time.Duration, error) {
-			start := time.Now()
-			err := c.ReleaseFunction(ctx, started[i])
-			return time.Since(start), err
-		}).phase()
-
-	if a.json {
-		a.emitJSON(r)
-	} else {
-		r.print(a.stdout)
-	}
-	if r.Start.Successes != s.running || r.Wait.Results != s.waits || r.WaitsOpenMax != s.waits || r.Release.Successes != len(started) {
-		return ExitFailed
-	}
-	return ExitOK
+	return started
 }
 
 // openWaits opens n waits spread evenly over the calls ids, watches the
 // node's count of open waits until it reaches n (or every wait has
 // returned), calls atPeak then, and collects every wait's result. It
 // returns the results and the most waits seen open at once.
-func (a *app) openWaits(ctx context.Context, c *master.Client, ids []string, n int, atPeak func()) (waitStats, int) {
-	st := waitStats{Errors: map[string]int{}}
+func openWaits(ctx context.Context, c *master.Client, tlsConfig *tls.Config, ids []string, n int, atPeak func()) (WaitStats, int) {
+	st := WaitStats{Errors: map[string]int{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	begin := time.Now()
@@ -188,7 +192,7 @@ func (a *app) openWaits(ctx context.Context, c *master.Client, ids []string, n i
 		close(allDone)
 	}()
 
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: a.tls}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}}
 	defer hc.CloseIdleConnections()
 	peak := 0
 	sampled := false
@@ -198,7 +202,7 @@ func (a *app) openWaits(ctx context.Context, c *master.Client, ids []string, n i
 	// The loop ends when they are, or when the waits have all returned.
 watch:
 	for {
-		open, err := a.waitsInFlight(ctx, hc, c.Node())
+		open, err := waitsInFlight(ctx, hc, tlsConfig != nil, c.Node())
 		if err == nil && open > peak {
 			peak = open
 			atPeak()
@@ -219,18 +223,19 @@ watch:
 		atPeak()
 	}
 	<-allDone
-	st.Elapsed = seconds(time.Since(begin))
+	st.Elapsed = Seconds(time.Since(begin))
 	return st, min(peak, n)
 }
 
 // waitsInFlight reads noded_wait_requests_in_flight from the node's
-// /metrics, with the client certificate of the other requests, if any.
-func (a *app) waitsInFlight(ctx context.Context, hc *http.Client, node string) (int, error) {
+// /metrics through hc, whose transport presents the client certificate
+// of the other requests, if any.
+func waitsInFlight(ctx context.Context, hc *http.Client, overTLS bool, node string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	scheme := "https"
-	if a.tls == nil {
-		scheme = "http"
+	scheme := "http"
+	if overTLS {
+		scheme = "https"
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+node+"/metrics", nil)
 	if err != nil {
@@ -292,8 +297,8 @@ func procStatus(pid int) (rss int64, threads int, err error) {
 	return rss, threads, nil
 }
 
-// print writes the report for a person.
-func (r *scaleReport) print(w io.Writer) {
+// Print writes the report for a person.
+func (r *ScaleReport) Print(w io.Writer) {
 	mb := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	kb := func(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 	fmt.Fprintf(w, "scale on %s (noded pid %d): %d of %d sleep calls of %s started in %s, errors: %s\n",
@@ -302,7 +307,7 @@ func (r *scaleReport) print(w io.Writer) {
 		mb(r.RSS[0]), mb(r.RSS[1]), kb(r.PerRunningCall), mb(r.RSS[2]), kb(r.PerOpenWait))
 	fmt.Fprintf(w, "  noded threads %d idle, %d running, %d waiting\n", r.Threads[0], r.Threads[1], r.Threads[2])
 	fmt.Fprintf(w, "  waits: %d sent, %d open at once at most, %d results collected in %s, errors: %s\n",
-		r.Waits, r.WaitsOpenMax, r.Wait.Results, fmtDur(r.Wait.Elapsed), errorSummary(phase{Errors: r.Wait.Errors, FirstError: r.Wait.FirstError}))
+		r.Waits, r.WaitsOpenMax, r.Wait.Results, fmtDur(r.Wait.Elapsed), errorSummary(Phase{Errors: r.Wait.Errors, FirstError: r.Wait.FirstError}))
 	if r.WaitsOpenMax < r.Waits && len(r.Wait.Errors) == 0 {
 		fmt.Fprintf(w, "  not every wait was open at once: the calls ended first; give a longer --sleep\n")
 	}

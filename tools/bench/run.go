@@ -1,0 +1,143 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/master"
+)
+
+// Load is the load Run puts on the nodes and how it measures the floors.
+type Load struct {
+	// Fn is called with Args on the nodes, which the callers take in turn.
+	Fn   string
+	Args json.RawMessage
+	// Concurrency callers call at once (at least 1); the floors run at
+	// the same concurrency.
+	Concurrency int
+	// Count calls are made (0: as many as Duration allows), within
+	// Duration in any case; the floors run as long.
+	Count    int
+	Duration time.Duration
+	// Rate, when above 0, paces the calls of all callers together to
+	// that many per second.
+	Rate float64
+	// Rounds the run is cut into (at least 1, at most Count), each
+	// measuring the floors and then the calls, so that all see the same
+	// machine.
+	Rounds int
+	// Floors asks for the floors: the HTTP floor always, the spawn floor
+	// when SpawnBin names the Go function process binary. FloorMax bounds
+	// the runs of each floor (it runs as many as the load made calls).
+	Floors   bool
+	FloorMax int
+	SpawnBin string
+	// SpawnMissing says why there is no SpawnBin; the report carries it.
+	SpawnMissing string
+}
+
+// ConnsPerNode is the connection pool a client of Run should have (its
+// master.Options.MaxConns): one per caller, so that the callers do not
+// queue on the pool instead of the node.
+func (l Load) ConnsPerNode() int { return l.Concurrency + 1 }
+
+// check refuses a Load that Run cannot measure; the command line checks
+// its flags first, with their names.
+func (l Load) check() error {
+	switch {
+	case !json.Valid(l.Args):
+		return errors.New("bench: Args is not valid JSON")
+	case l.Fn == "":
+		return errors.New("bench: no Fn")
+	case l.Concurrency < 1 || l.Rounds < 1 || l.Duration <= 0:
+		return fmt.Errorf("bench: Concurrency %d, Rounds %d and Duration %s must be above 0", l.Concurrency, l.Rounds, l.Duration)
+	}
+	return nil
+}
+
+// Run calls l.Fn on the nodes of clients within the bounds of l and
+// measures the floors beside, round by round. It fails only on a Load it
+// cannot run; failed calls are counted in the report by kind.
+func Run(ctx context.Context, clients []*master.Client, l Load) (*Report, error) {
+	if len(clients) == 0 {
+		return nil, errors.New("bench: no node")
+	}
+	if err := l.check(); err != nil {
+		return nil, err
+	}
+	r := &Report{Fn: l.Fn, Args: l.Args, Concurrency: l.Concurrency, Rate: l.Rate, Rounds: l.Rounds}
+	for _, c := range clients {
+		r.Nodes = append(r.Nodes, c.Node())
+	}
+	var spawn *spawner
+	if l.Floors {
+		if l.SpawnBin != "" {
+			r.SpawnFloorBin = l.SpawnBin
+			spawn = newSpawner(l.SpawnBin, l.Fn, l.Args)
+		} else {
+			r.SpawnFloorMissing = l.SpawnMissing
+		}
+	}
+	floor := loadSpec{concurrency: l.Concurrency, count: l.FloorMax, duration: l.Duration}
+	if l.Count > 0 {
+		floor.count = min(l.Count, l.FloorMax)
+	}
+	floors := l.Floors && floor.count > 0
+	load := loadSpec{concurrency: l.Concurrency, count: l.Count, duration: l.Duration, rate: l.Rate}
+	version, call := versionOp(ctx, clients), callOp(ctx, clients, l.Fn, l.Args)
+	// The phases take turns, round by round, so that a change in the
+	// machine's load during the run weighs on the floors and the calls
+	// alike. In each round the floors come first: a warm pool is then
+	// full when the calls start.
+	var httpS, spawnS, runS samples
+	for round := range l.Rounds {
+		if floors {
+			httpS.add(runLoad(ctx, floor.split(round, l.Rounds), version))
+			if spawn != nil {
+				spawnS.add(runLoad(ctx, floor.split(round, l.Rounds), spawn.run))
+			}
+		}
+		runS.add(runLoad(ctx, load.split(round, l.Rounds), call))
+	}
+	r.Run = runS.phase()
+	if floors {
+		h := httpS.phase()
+		r.HTTPFloor = &h
+		if spawn != nil {
+			p := spawnS.phase()
+			r.SpawnFloor = &p
+		}
+	}
+	r.ratios()
+	return r, nil
+}
+
+// versionOp is the HTTP floor: a bare Version round trip.
+func versionOp(ctx context.Context, clients []*master.Client) op {
+	return func(i int) (time.Duration, error) {
+		start := time.Now()
+		_, err := clients[i%len(clients)].Version(ctx)
+		return time.Since(start), err
+	}
+}
+
+// callOp is one call of the load, from start to result.
+func callOp(ctx context.Context, clients []*master.Client, fn string, args json.RawMessage) op {
+	opts := master.CallOptions{Keep: true}
+	return func(i int) (time.Duration, error) {
+		c := clients[i%len(clients)]
+		start := time.Now()
+		rec, err := c.Call(ctx, fn, args, opts)
+		took := time.Since(start)
+		if rec != nil && rec.Finished {
+			// Outside the latency: a master reads the result before
+			// it releases the call.
+			c.ReleaseFunction(context.WithoutCancel(ctx), rec.ID)
+		}
+		return took, err
+	}
+}

@@ -1,0 +1,322 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// callCommand is `noderpc call`: start a function on nodes and wait for
+// its result.
+var callCommand = &command{
+	name:    "call",
+	args:    "NODE... FN [ARGS_JSON|-]",
+	summary: "run a function on one or more nodes and print its result",
+	about: `
+Starts FN with the JSON arguments ARGS_JSON ("-" reads them from stdin) on
+every NODE at once, waits for it in rounds, prints the result, and
+releases the call on the node. With several nodes it prints one line per
+node: "NODE: RESULT", errors on stderr. On a terminal it shows the elapsed
+time and the function's log lines while it waits; otherwise the log lines
+go to stderr as they arrive (with --json, into the output).
+
+--timeout, or Ctrl-C, ends the wait, not the function: noderpc then says
+which call is still running, to wait for or cancel.
+
+Examples:
+  noderpc --insecure call 127.0.0.1:1811 echo '{"hello": "node"}'
+  noderpc --insecure call --timeout 1m 127.0.0.1:1811 sleep '{"seconds": 5}'
+  noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 10.0.0.3:1811 node_info
+  echo '{"paths": ["/"]}' | noderpc --insecure --json call 127.0.0.1:1811 node_info -
+`,
+	setup: func(fs *flag.FlagSet) runFunc {
+		timeout := fs.Duration("timeout", 0, "stop waiting after this long (0: wait until the function ends)")
+		abortAfter := fs.Duration("abort-after", 0, "have the node kill the function once it has run this long (0: never)")
+		concurrency := fs.Int("concurrency", master.DefaultConcurrency, "most nodes called at once")
+		return func(a *app, ctx context.Context, args []string) int {
+			return a.call(ctx, args, *timeout, *abortAfter, *concurrency)
+		}
+	},
+}
+
+// startCommand is `noderpc start`: start a function and leave it
+// running.
+var startCommand = &command{
+	name:    "start",
+	args:    "NODE FN [ARGS_JSON|-]",
+	summary: "start a function and print its call ID",
+	about: `
+Starts FN on NODE and prints the function-call ID, to give to wait, cancel
+or release. The node waits up to --timeout (at most half of
+--socket-timeout) for the function to end before answering; the default 0
+answers at once (fire-and-forget). The call is not released: wait for it,
+or release it.
+
+Examples:
+  noderpc --insecure start 127.0.0.1:1811 sleep '{"seconds": 600}'
+  id=$(noderpc --insecure start 127.0.0.1:1811 node_info) && noderpc --insecure wait 127.0.0.1:1811 "$id"
+  noderpc --insecure start --request-id deploy-42 127.0.0.1:1811 echo '"once"'
+`,
+	setup: func(fs *flag.FlagSet) runFunc {
+		timeout := fs.Duration("timeout", 0, "how long the node waits for the function before answering (0: at once)")
+		abortAfter := fs.Duration("abort-after", 0, "have the node kill the function once it has run this long (0: never)")
+		requestID := fs.String("request-id", "", "make the start idempotent: a repeated start with the same ID returns the first call (default: a fresh UUID)")
+		return func(a *app, ctx context.Context, args []string) int {
+			return a.start(ctx, args, *timeout, *abortAfter, *requestID)
+		}
+	},
+}
+
+// waitCommand is `noderpc wait`: wait for a started call.
+var waitCommand = &command{
+	name:    "wait",
+	args:    "NODE ID",
+	summary: "wait for a started call and print its result",
+	about: `
+Waits for the call ID on NODE to end, in rounds, showing its log from the
+first line, prints its result like call, and releases it unless --keep.
+
+Examples:
+  noderpc --insecure wait 127.0.0.1:1811 4711:4712:1732200000.123456:9f86d081884c7d65
+  noderpc --insecure wait --timeout 30s --keep 127.0.0.1:1811 4711:4712:1732200000.123456:9f86d081884c7d65
+`,
+	setup: func(fs *flag.FlagSet) runFunc {
+		timeout := fs.Duration("timeout", 0, "stop waiting after this long (0: wait until the function ends)")
+		keep := fs.Bool("keep", false, "leave the finished call on the node instead of releasing it")
+		return func(a *app, ctx context.Context, args []string) int {
+			return a.wait(ctx, args, *timeout, *keep)
+		}
+	},
+}
+
+// cancelCommand is `noderpc cancel`: stop a running call.
+var cancelCommand = &command{
+	name:    "cancel",
+	args:    "NODE ID",
+	summary: "stop a running call",
+	about: `
+Stops the call ID on NODE: its whole process group gets SIGTERM, then
+SIGKILL after the node's grace period. Prints the call's state after the
+cancel. The call stays on the node until released.
+
+Example:
+  noderpc --insecure cancel 127.0.0.1:1811 4711:4712:1732200000.123456:9f86d081884c7d65
+`,
+	setup: func(fs *flag.FlagSet) runFunc { return (*app).cancel },
+}
+
+// releaseCommand is `noderpc release`: forget a finished call.
+var releaseCommand = &command{
+	name:    "release",
+	args:    "NODE ID",
+	summary: "forget a finished call on its node",
+	about: `
+Tells NODE to forget the finished call ID and its result. A call nobody
+releases is dropped after the node's retention period.
+
+Example:
+  noderpc --insecure release 127.0.0.1:1811 4711:4712:1732200000.123456:9f86d081884c7d65
+`,
+	setup: func(fs *flag.FlagSet) runFunc { return (*app).release },
+}
+
+func (a *app) call(ctx context.Context, args []string, timeout, abortAfter time.Duration, concurrency int) int {
+	nodes, fn, rest := splitCall(args)
+	if len(nodes) == 0 {
+		return a.commandUsageError("no NODE (host:port) given")
+	}
+	if fn == "" {
+		return a.commandUsageError("no function name given after the nodes")
+	}
+	raw, err := a.fnArgs(rest)
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if timeout < 0 || abortAfter < 0 {
+		return a.commandUsageError("--timeout and --abort-after must not be negative")
+	}
+	clients, err := a.clients(nodes, a.options())
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	w := a.watch(fn, nodes)
+	results := master.CallEach(ctx, clients, fn, raw, concurrency, master.CallOptions{AbortAfter: abortAfter, OnLog: w.log})
+	w.stop()
+	return a.report(results, w, len(nodes) > 1, timeout)
+}
+
+func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, keep bool) int {
+	if len(args) != 2 || !isNode(args[0]) {
+		return a.commandUsageError("want a NODE (host:port) and a call ID, got %q", args)
+	}
+	node, id := args[0], args[1]
+	if _, err := rpc.ParseCallID(id); err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	clients, err := a.clients([]string{node}, a.options())
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	w := a.watch("call "+id, []string{node})
+	rec, err := clients[0].Await(ctx, id, master.CallOptions{OnLog: w.log, Keep: keep})
+	w.stop()
+	if rec == nil && (errors.Is(err, rpc.ErrUnreachable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// Await's first round got no answer: the call may well still be
+		// running, and its ID is known, so say how to wait for it.
+		rec = &rpc.Call{ID: id, State: rpc.StateRunning}
+	}
+	return a.report([]master.Result{{Node: node, Call: rec, Err: err}}, w, false, timeout)
+}
+
+// report prints the outcome of call or wait and returns the exit status.
+func (a *app) report(results []master.Result, w *watcher, multi bool, timeout time.Duration) int {
+	// The hint to wait again repeats --insecure only if this run used it:
+	// over TLS it would send the operator to a command that fails.
+	insecureFlag := ""
+	if a.insecure {
+		insecureFlag = "--insecure "
+	}
+	status := ExitOK
+	for _, r := range results {
+		status = worst(status, statusOf(r.Err))
+		if a.json {
+			a.emitJSON(callOutput{header: newHeader(r.Node, r.Err), Call: r.Call, Log: w.lines(r.Node)})
+			continue
+		}
+		if r.Err == nil {
+			if multi {
+				fmt.Fprintf(a.stdout, "%s: %s\n", r.Node, r.Call.Result)
+			} else {
+				fmt.Fprintf(a.stdout, "%s\n", r.Call.Result)
+			}
+			continue
+		}
+		running := r.Call != nil && !r.Call.Finished
+		switch {
+		case running && errors.Is(r.Err, context.DeadlineExceeded) && timeout > 0:
+			fmt.Fprintf(a.stderr, "%s: call %s still running after --timeout %s\n", r.Node, r.Call.ID, timeout)
+		case running && errors.Is(r.Err, context.Canceled):
+			fmt.Fprintf(a.stderr, "%s: stopped waiting for call %s, which is still running\n", r.Node, r.Call.ID)
+		default:
+			fmt.Fprintln(a.stderr, r.Err)
+		}
+		if running {
+			fmt.Fprintf(a.stderr, "%s: wait for it with: noderpc %swait %s %s (or cancel it)\n", r.Node, insecureFlag, r.Node, r.Call.ID)
+		}
+	}
+	return status
+}
+
+func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time.Duration, requestID string) int {
+	nodes, fn, rest := splitCall(args)
+	if len(nodes) != 1 || fn == "" {
+		return a.commandUsageError("want one NODE (host:port) and a function name, got %q", args)
+	}
+	raw, err := a.fnArgs(rest)
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if timeout < 0 || abortAfter < 0 {
+		return a.commandUsageError("--timeout and --abort-after must not be negative")
+	}
+	if len(requestID) > rpc.MaxRequestIDLen {
+		return a.commandUsageError("--request-id is longer than %d bytes", rpc.MaxRequestIDLen)
+	}
+	clients, err := a.clients(nodes, a.options())
+	if err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	rec, err := clients[0].StartFunction(ctx, rpc.StartRequest{
+		FnName:     fn,
+		FnArgs:     raw,
+		Timeout:    rpc.Seconds(timeout),
+		AbortAfter: rpc.Seconds(abortAfter),
+		RequestID:  requestID,
+	})
+	if err == nil && rec.Finished && rec.State != rpc.StateSucceeded {
+		// It ended within --timeout, without success; noded always says
+		// why, the fallback only keeps the error typed.
+		why := rec.Error
+		if why == nil {
+			why = rpc.Errorf(rpc.KindFunctionFailed, "call ended %s", rec.State)
+		}
+		err = &master.CallError{Node: nodes[0], ID: rec.ID, FnName: fn, Err: why}
+	}
+	if a.json {
+		a.emitJSON(callOutput{header: newHeader(nodes[0], err), Call: rec})
+		return statusOf(err)
+	}
+	if rec != nil {
+		fmt.Fprintln(a.stdout, rec.ID)
+	}
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+	}
+	return statusOf(err)
+}
+
+// nodeAndID checks the "NODE ID" arguments of cancel and release.
+func (a *app) nodeAndID(args []string) (*master.Client, string, int) {
+	if len(args) != 2 || !isNode(args[0]) {
+		return nil, "", a.commandUsageError("want a NODE (host:port) and a call ID, got %q", args)
+	}
+	if _, err := rpc.ParseCallID(args[1]); err != nil {
+		return nil, "", a.commandUsageError("%v", err)
+	}
+	clients, err := a.clients(args[:1], a.options())
+	if err != nil {
+		return nil, "", a.commandUsageError("%v", err)
+	}
+	return clients[0], args[1], ExitOK
+}
+
+func (a *app) cancel(ctx context.Context, args []string) int {
+	client, id, status := a.nodeAndID(args)
+	if client == nil {
+		return status
+	}
+	rec, err := client.CancelFunction(ctx, id)
+	if a.json {
+		a.emitJSON(callOutput{header: newHeader(client.Node(), err), Call: rec})
+		return statusOf(err)
+	}
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+		return statusOf(err)
+	}
+	fmt.Fprintf(a.stdout, "%s: call %s %s\n", client.Node(), rec.ID, rec.State)
+	return ExitOK
+}
+
+func (a *app) release(ctx context.Context, args []string) int {
+	client, id, status := a.nodeAndID(args)
+	if client == nil {
+		return status
+	}
+	err := client.ReleaseFunction(ctx, id)
+	if a.json {
+		a.emitJSON(newHeader(client.Node(), err))
+		return statusOf(err)
+	}
+	if err != nil {
+		fmt.Fprintln(a.stderr, err)
+		return statusOf(err)
+	}
+	fmt.Fprintf(a.stdout, "%s: call %s released\n", client.Node(), id)
+	return ExitOK
+}

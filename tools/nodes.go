@@ -1,0 +1,214 @@
+package tools
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// listCommand is `noderpc list`: the calls each node holds.
+var listCommand = &command{
+	name:    "list",
+	args:    "NODE...",
+	summary: "list the calls each node holds",
+	about: `
+Lists every call each NODE holds, running or finished and not yet
+released, with its state and times.
+
+Examples:
+  noderpc --insecure list 127.0.0.1:1811
+  noderpc --insecure --json list 10.0.0.1:1811 10.0.0.2:1811
+`,
+	setup: func(fs *flag.FlagSet) runFunc { return (*app).list },
+}
+
+// versionCommand is `noderpc version`: each node's release and boot id.
+var versionCommand = &command{
+	name:    "version",
+	args:    "NODE...",
+	summary: "print each node's version, protocol and boot id",
+	about: `
+Prints the noded release, protocol version, boot id, start time and PID of
+each NODE. A boot id that changed means the node restarted and lost the
+calls it was running.
+
+Example:
+  noderpc --insecure version 10.0.0.1:1811 10.0.0.2:1811
+`,
+	setup: func(fs *flag.FlagSet) runFunc { return (*app).version },
+}
+
+// pingCommand is `noderpc ping`: does each node answer now.
+var pingCommand = &command{
+	name:    "ping",
+	args:    "NODE...",
+	summary: "check that nodes answer: round-trip time and boot id",
+	about: `
+Sends each NODE one request, without retry, and prints the round-trip
+time and boot id, or why it did not answer (within --socket-timeout).
+
+Example:
+  noderpc --insecure ping 10.0.0.1:1811 10.0.0.2:1811
+`,
+	setup: func(fs *flag.FlagSet) runFunc { return (*app).ping },
+}
+
+// eachNode runs do for every node at once, for the commands that take
+// several nodes, and returns the clients in order; ok is false after a
+// usage error has been reported.
+func (a *app) eachNode(args []string, opts master.Options, do func(i int, c *master.Client)) (clients []*master.Client, status int, ok bool) {
+	if len(args) == 0 {
+		return nil, a.commandUsageError("no NODE (host:port) given"), false
+	}
+	for _, n := range args {
+		if !isNode(n) {
+			return nil, a.commandUsageError("%q is not a NODE (host:port)", n), false
+		}
+	}
+	clients, err := a.clients(args, opts)
+	if err != nil {
+		return nil, a.commandUsageError("%v", err), false
+	}
+	var wg sync.WaitGroup
+	for i, cl := range clients {
+		wg.Go(func() { do(i, cl) })
+	}
+	wg.Wait()
+	return clients, ExitOK, true
+}
+
+func (a *app) list(ctx context.Context, args []string) int {
+	lists := make([][]rpc.CallSummary, len(args))
+	errs := make([]error, len(args))
+	clients, status, ok := a.eachNode(args, a.options(), func(i int, c *master.Client) {
+		lists[i], errs[i] = c.ListFunctions(ctx)
+	})
+	if !ok {
+		return status
+	}
+	type listOutput struct {
+		header
+		Calls []rpc.CallSummary `json:"calls"`
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	if !a.json && anyAnswered(errs) {
+		fmt.Fprintln(tw, "NODE\tID\tFUNCTION\tSTATE\tSTARTED\tFINISHED\tERROR")
+	}
+	for i, c := range clients {
+		status = worst(status, statusOf(errs[i]))
+		switch {
+		case a.json:
+			calls := lists[i]
+			if errs[i] == nil && calls == nil {
+				calls = []rpc.CallSummary{}
+			}
+			a.emitJSON(listOutput{header: newHeader(c.Node(), errs[i]), Calls: calls})
+		case errs[i] != nil:
+			fmt.Fprintln(a.stderr, errs[i])
+		default:
+			for _, s := range lists[i] {
+				finished := "-"
+				if s.FinishedAt != nil {
+					finished = s.FinishedAt.Local().Format(time.DateTime)
+				}
+				kind := "-"
+				if s.ErrorKind != "" {
+					kind = string(s.ErrorKind)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Node(), s.ID, s.FnName, s.State,
+					s.StartedAt.Local().Format(time.DateTime), finished, kind)
+			}
+		}
+	}
+	tw.Flush()
+	return status
+}
+
+func (a *app) version(ctx context.Context, args []string) int {
+	vs := make([]*rpc.VersionResponse, len(args))
+	errs := make([]error, len(args))
+	clients, status, ok := a.eachNode(args, a.options(), func(i int, c *master.Client) {
+		vs[i], errs[i] = c.Version(ctx)
+	})
+	if !ok {
+		return status
+	}
+	type versionOutput struct {
+		header
+		Version *rpc.VersionResponse `json:"version,omitempty"`
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	if !a.json && anyAnswered(errs) {
+		fmt.Fprintln(tw, "NODE\tVERSION\tPROTOCOL\tBOOT ID\tSTARTED\tPID")
+	}
+	for i, c := range clients {
+		status = worst(status, statusOf(errs[i]))
+		switch {
+		case a.json:
+			a.emitJSON(versionOutput{header: newHeader(c.Node(), errs[i]), Version: vs[i]})
+		case errs[i] != nil:
+			fmt.Fprintln(a.stderr, errs[i])
+		default:
+			v := vs[i]
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\n", c.Node(), v.Version, v.Protocol, v.BootID, v.StartedAt.Local().Format(time.DateTime), v.PID)
+		}
+	}
+	tw.Flush()
+	return status
+}
+
+func (a *app) ping(ctx context.Context, args []string) int {
+	// One probe, no retry: ping asks whether a node answers now.
+	opts := a.options()
+	opts.Retry.Version = master.Policy{MaxAttempts: 1, MaxElapsed: a.socketTimeout}
+	vs := make([]*rpc.VersionResponse, len(args))
+	rtts := make([]time.Duration, len(args))
+	errs := make([]error, len(args))
+	clients, status, ok := a.eachNode(args, opts, func(i int, c *master.Client) {
+		start := time.Now()
+		vs[i], errs[i] = c.Version(ctx)
+		rtts[i] = time.Since(start)
+	})
+	if !ok {
+		return status
+	}
+	type pingOutput struct {
+		header
+		RTTSeconds float64 `json:"rtt_seconds,omitempty"`
+		BootID     string  `json:"boot_id,omitempty"`
+	}
+	for i, c := range clients {
+		status = worst(status, statusOf(errs[i]))
+		switch {
+		case a.json:
+			o := pingOutput{header: newHeader(c.Node(), errs[i])}
+			if errs[i] == nil {
+				o.RTTSeconds, o.BootID = rtts[i].Seconds(), vs[i].BootID
+			}
+			a.emitJSON(o)
+		case errs[i] != nil:
+			fmt.Fprintln(a.stderr, errs[i])
+		default:
+			fmt.Fprintf(a.stdout, "%s: answered in %s, boot id %s, up %s\n", c.Node(), rtts[i].Round(10*time.Microsecond), vs[i].BootID,
+				time.Since(vs[i].StartedAt).Round(time.Second))
+		}
+	}
+	return status
+}
+
+// anyAnswered reports whether any node answered, so that a table has a
+// header only when it has rows to head.
+func anyAnswered(errs []error) bool {
+	for _, err := range errs {
+		if err == nil {
+			return true
+		}
+	}
+	return false
+}
