@@ -1,7 +1,6 @@
 package master_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
@@ -11,29 +10,14 @@ import (
 
 	"github.com/noderpc/noderpc/master"
 	"github.com/noderpc/noderpc/master/nodetest"
-	"github.com/noderpc/noderpc/tools"
+	"github.com/noderpc/noderpc/rpc"
 )
 
-// certsDir makes a CA and certificates with noderpc certs: issue holds
-// "--node NAME"-like pairs.
-func certsDir(t *testing.T, issue ...[]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, args := range append([][]string{{"init", dir}}, issue...) {
-		if args[0] != "init" {
-			args = append([]string{"issue", "--dir", dir}, args...)
-		}
-		var errb bytes.Buffer
-		if code := tools.Run(context.Background(), append([]string{"certs"}, args...), nil, &bytes.Buffer{}, &errb); code != tools.ExitOK {
-			t.Fatalf("noderpc certs %q: %s", args, errb.String())
-		}
-	}
-	return dir
-}
-
 func TestLoadTLS(t *testing.T) {
-	dir := certsDir(t, []string{"--master", "m"}, []string{"--node", "n"})
-	f := func(name string) string { return filepath.Join(dir, name) }
+	p := nodetest.NewPKI(t)
+	p.Issue(t, rpc.RoleMaster, "m")
+	p.Issue(t, rpc.RoleNode, "n")
+	f := func(name string) string { return filepath.Join(p.Dir(), name) }
 	cfg, err := master.LoadTLS(f("m.crt"), f("m.key"), f("ca.crt"))
 	if err != nil || cfg.MinVersion != tls.VersionTLS13 || len(cfg.Certificates) != 1 || cfg.RootCAs == nil {
 		t.Fatalf("LoadTLS of a master certificate = %+v, %v; want TLS 1.3 with the certificate and the CA", cfg, err)
@@ -62,12 +46,12 @@ func TestLoadTLS(t *testing.T) {
 // not name: refused by default, accepted when Options.TLS.ServerName
 // names the node.
 func TestServerNameOverride(t *testing.T) {
-	dir := certsDir(t, []string{"--master", "m"}, []string{"--node", "node-b"})
-	f := func(name string) string { return filepath.Join(dir, name) }
-	n := nodetest.Start(t, nodetest.Options{TLS: &nodetest.TLS{Cert: f("node-b.crt"), Key: f("node-b.key"), ClientCA: f("ca.crt")}})
+	p := nodetest.NewPKI(t)
+	mCrt, mKey := p.Issue(t, rpc.RoleMaster, "m")
+	n := nodetest.Start(t, nodetest.Options{TLS: p.NodeTLS(t, "node-b")})
 	_, port, _ := net.SplitHostPort(n.Addr())
 	addr := net.JoinHostPort("localhost", port)
-	cfg, err := master.LoadTLS(f("m.crt"), f("m.key"), f("ca.crt"))
+	cfg, err := master.LoadTLS(mCrt, mKey, p.CA())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,9 @@
 package noded_test
 
 // Integration tests of noded's mutual TLS with certificates made by the
-// real certificate tooling (noderpc certs, run in-process): who is
-// refused, who may call what, the node's identity checked by the client,
-// and certificate rotation under load.
+// cluster CA's code (tools/ca, through nodetest.PKI): who is refused, who
+// may call what, the node's identity checked by the client, and
+// certificate rotation under load.
 
 import (
 	"bytes"
@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,59 +30,28 @@ import (
 	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 	"github.com/noderpc/noderpc/tools"
+	"github.com/noderpc/noderpc/tools/ca"
 )
 
-// pki is a cluster CA made by noderpc certs init in a directory of its own.
-type pki struct {
-	dir string
-}
-
-func newPKI(t testing.TB) *pki {
+// startTLS issues a node certificate named name from p and starts noded
+// with it.
+func startTLS(t testing.TB, p *nodetest.PKI, name string) *nodetest.Node {
 	t.Helper()
-	p := &pki{dir: t.TempDir()}
-	noderpcCerts(t, "init", p.dir)
-	return p
-}
-
-// noderpcCerts runs "noderpc certs ARGS..." in-process and fails t unless
-// it succeeds.
-func noderpcCerts(t testing.TB, args ...string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	if code := tools.Run(context.Background(), append([]string{"certs"}, args...), nil, &out, &errb); code != tools.ExitOK {
-		t.Fatalf("noderpc certs %q exited %d: %s", args, code, errb.String())
-	}
-}
-
-// issue runs noderpc certs issue --ROLE NAME with extra flags and returns
-// the certificate and key files.
-func (p *pki) issue(t testing.TB, role rpc.Role, name string, extra ...string) (crt, key string) {
-	t.Helper()
-	noderpcCerts(t, append([]string{"issue", "--dir", p.dir, "--" + string(role), name}, extra...)...)
-	return filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key")
-}
-
-func (p *pki) ca() string { return filepath.Join(p.dir, "ca.crt") }
-
-// node issues a node certificate named name and starts noded with it.
-func (p *pki) node(t testing.TB, name string) *nodetest.Node {
-	t.Helper()
-	crt, key := p.issue(t, rpc.RoleNode, name)
-	return nodetest.Start(t, nodetest.Options{TLS: &nodetest.TLS{Cert: crt, Key: key, ClientCA: p.ca()}})
+	return nodetest.Start(t, nodetest.Options{TLS: p.NodeTLS(t, name)})
 }
 
 // clientTLS builds a client configuration by hand, without
 // master.LoadTLS's checks, so that noded's own refusals are what is
 // tested. An empty crt presents no certificate.
-func clientTLS(t *testing.T, crt, key, ca string) *tls.Config {
+func clientTLS(t *testing.T, crt, key, caFile string) *tls.Config {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS13}
-	pem, err := os.ReadFile(ca)
+	pem, err := os.ReadFile(caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-		t.Fatalf("%s holds no certificate", ca)
+		t.Fatalf("%s holds no certificate", caFile)
 	}
 	if crt != "" {
 		pair, err := tls.LoadX509KeyPair(crt, key)
@@ -129,12 +97,12 @@ func wantRefusedByNode(t *testing.T, what string, err error, took time.Duration)
 }
 
 func TestTLSRefusesClients(t *testing.T) {
-	p := newPKI(t)
-	n := p.node(t, "localhost")
-	other := newPKI(t)
-	otherCrt, otherKey := other.issue(t, rpc.RoleMaster, "intruder")
-	expCrt, expKey := p.issue(t, rpc.RoleMaster, "old-master", "--not-before", "2020-01-01T00:00:00Z", "--days", "30")
-	nodeCrt, nodeKey := p.issue(t, rpc.RoleNode, "node2")
+	p := nodetest.NewPKI(t)
+	n := startTLS(t, p, "localhost")
+	other := nodetest.NewPKI(t)
+	otherCrt, otherKey := other.Issue(t, rpc.RoleMaster, "intruder")
+	expCrt, expKey := p.IssueRequest(t, ca.IssueRequest{Name: "old-master", Role: rpc.RoleMaster, NotBefore: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), Days: 30})
+	nodeCrt, nodeKey := p.Issue(t, rpc.RoleNode, "node2")
 
 	for _, tt := range []struct {
 		name     string
@@ -146,7 +114,7 @@ func TestTLSRefusesClients(t *testing.T) {
 		{"node certificate used as a client", nodeCrt, nodeKey},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := client(t, n.Addr(), clientTLS(t, tt.crt, tt.key, p.ca()))
+			c := client(t, n.Addr(), clientTLS(t, tt.crt, tt.key, p.CA()))
 			start := time.Now()
 			_, err := c.Version(context.Background())
 			wantRefusedByNode(t, tt.name, err, time.Since(start))
@@ -162,13 +130,13 @@ func TestTLSRefusesClients(t *testing.T) {
 }
 
 func TestTLSRoles(t *testing.T) {
-	p := newPKI(t)
-	n := p.node(t, "localhost")
-	mCrt, mKey := p.issue(t, rpc.RoleMaster, "master1")
-	oCrt, oKey := p.issue(t, rpc.RoleObserver, "observer1")
+	p := nodetest.NewPKI(t)
+	n := startTLS(t, p, "localhost")
+	mCrt, mKey := p.Issue(t, rpc.RoleMaster, "master1")
+	oCrt, oKey := p.Issue(t, rpc.RoleObserver, "observer1")
 	ctx := context.Background()
 
-	mcfg, err := master.LoadTLS(mCrt, mKey, p.ca())
+	mcfg, err := master.LoadTLS(mCrt, mKey, p.CA())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +150,7 @@ func TestTLSRoles(t *testing.T) {
 		t.Fatalf("master StartFunction sleep: %v", err)
 	}
 
-	ocfg, err := master.LoadTLS(oCrt, oKey, p.ca())
+	ocfg, err := master.LoadTLS(oCrt, oKey, p.CA())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,22 +216,22 @@ func TestTLSRoles(t *testing.T) {
 // TestTLSCommandLine runs the noderpc command in-process with real
 // certificates: a master's call succeeds, an observer's is refused.
 func TestTLSCommandLine(t *testing.T) {
-	p := newPKI(t)
-	n := p.node(t, "localhost")
-	mCrt, mKey := p.issue(t, rpc.RoleMaster, "master1")
-	oCrt, oKey := p.issue(t, rpc.RoleObserver, "observer1")
+	p := nodetest.NewPKI(t)
+	n := startTLS(t, p, "localhost")
+	mCrt, mKey := p.Issue(t, rpc.RoleMaster, "master1")
+	oCrt, oKey := p.Issue(t, rpc.RoleObserver, "observer1")
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		code := tools.Run(context.Background(), args, nil, &out, &errb)
 		return code, out.String(), errb.String()
 	}
-	if code, out, errs := run("--cert", mCrt, "--key", mKey, "--ca", p.ca(), "call", n.Addr(), "echo", `[1,2]`); code != tools.ExitOK || out != "[1,2]\n" {
+	if code, out, errs := run("--cert", mCrt, "--key", mKey, "--ca", p.CA(), "call", n.Addr(), "echo", `[1,2]`); code != tools.ExitOK || out != "[1,2]\n" {
 		t.Errorf("noderpc call echo as master = %d, %q, %q; want 0, [1,2]", code, out, errs)
 	}
 	// The environment is the operator's way not to type the files.
 	t.Setenv(tools.EnvCert, oCrt)
 	t.Setenv(tools.EnvKey, oKey)
-	t.Setenv(tools.EnvCA, p.ca())
+	t.Setenv(tools.EnvCA, p.CA())
 	if code, out, errs := run("version", n.Addr()); code != tools.ExitOK || !strings.Contains(out, "PROTOCOL") {
 		t.Errorf("noderpc version as observer (from the environment) = %d, %q, %q; want 0 and the version", code, out, errs)
 	}
@@ -273,14 +241,14 @@ func TestTLSCommandLine(t *testing.T) {
 }
 
 func TestTLSClientChecksNodeIdentity(t *testing.T) {
-	p := newPKI(t)
-	mCrt, mKey := p.issue(t, rpc.RoleMaster, "master1")
-	cfg, err := master.LoadTLS(mCrt, mKey, p.ca())
+	p := nodetest.NewPKI(t)
+	mCrt, mKey := p.Issue(t, rpc.RoleMaster, "master1")
+	cfg, err := master.LoadTLS(mCrt, mKey, p.CA())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	_, port, _ := net.SplitHostPort(p.node(t, "node-b").Addr())
+	_, port, _ := net.SplitHostPort(startTLS(t, p, "node-b").Addr())
 
 	// The client calls node A, "localhost"; the process answering there
 	// presents node B's certificate, valid and of the same CA.
@@ -296,14 +264,14 @@ func TestTLSClientChecksNodeIdentity(t *testing.T) {
 	}
 
 	// The right node, under the same name, is accepted.
-	_, portA, _ := net.SplitHostPort(p.node(t, "localhost").Addr())
+	_, portA, _ := net.SplitHostPort(startTLS(t, p, "localhost").Addr())
 	if _, err := client(t, net.JoinHostPort("localhost", portA), cfg).Version(ctx); err != nil {
 		t.Errorf("Version of localhost:%s served with localhost's certificate: %v", portA, err)
 	}
 
 	// A node whose certificate is of another CA is refused too.
-	other := newPKI(t)
-	_, portX, _ := net.SplitHostPort(other.node(t, "localhost").Addr())
+	other := nodetest.NewPKI(t)
+	_, portX, _ := net.SplitHostPort(startTLS(t, other, "localhost").Addr())
 	_, err = client(t, net.JoinHostPort("localhost", portX), cfg).Version(ctx)
 	if !errors.As(err, &cerr) || cerr.ByNode {
 		t.Errorf("Version of a node of another CA = %v; want the client to refuse its certificate", err)
@@ -358,11 +326,12 @@ func waitForSerial(t *testing.T, addr string, cfg *tls.Config, want *big.Int) {
 // SIGHUP: no call fails, and new handshakes present the new certificate.
 // A broken file is refused and the certificate in force stays.
 func TestTLSRotationUnderLoad(t *testing.T) {
-	p := newPKI(t)
-	crt, key := p.issue(t, rpc.RoleNode, "localhost")
-	n := nodetest.Start(t, nodetest.Options{TLS: &nodetest.TLS{Cert: crt, Key: key, ClientCA: p.ca()}})
-	mCrt, mKey := p.issue(t, rpc.RoleMaster, "master1")
-	cfg, err := master.LoadTLS(mCrt, mKey, p.ca())
+	p := nodetest.NewPKI(t)
+	tlsFiles := p.NodeTLS(t, "localhost")
+	crt := tlsFiles.Cert
+	n := nodetest.Start(t, nodetest.Options{TLS: tlsFiles})
+	mCrt, mKey := p.Issue(t, rpc.RoleMaster, "master1")
+	cfg, err := master.LoadTLS(mCrt, mKey, p.CA())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +392,7 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 	serials := []*big.Int{serialOfFile(t, crt)}
 	for round := range 3 {
 		callsPast(calls.Load() + 20)
-		p.issue(t, rpc.RoleNode, "localhost", "--force")
+		p.Issue(t, rpc.RoleNode, "localhost")
 		if err := n.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
@@ -459,9 +428,9 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 }
 
 func TestTLSStartRefusals(t *testing.T) {
-	p := newPKI(t)
-	crt, key := p.issue(t, rpc.RoleNode, "node1")
-	mCrt, mKey := p.issue(t, rpc.RoleMaster, "master1")
+	p := nodetest.NewPKI(t)
+	crt, key := p.Issue(t, rpc.RoleNode, "node1")
+	mCrt, mKey := p.Issue(t, rpc.RoleMaster, "master1")
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -469,9 +438,9 @@ func TestTLSStartRefusals(t *testing.T) {
 	}{
 		{"neither certificates nor --insecure", nil, "pass --cert FILE --key FILE --client-ca FILE"},
 		{"--insecure on 0.0.0.0", []string{"--insecure", "--listen", "0.0.0.0:0"}, "only served on loopback"},
-		{"--insecure with certificates", []string{"--insecure", "--cert", crt, "--key", key, "--client-ca", p.ca()}, "drop one or the other"},
-		{"key of another certificate", []string{"--cert", crt, "--key", mKey, "--client-ca", p.ca()}, "private key does not match public key"},
-		{"client certificate to serve with", []string{"--cert", mCrt, "--key", mKey, "--client-ca", p.ca()}, "not a server certificate"},
+		{"--insecure with certificates", []string{"--insecure", "--cert", crt, "--key", key, "--client-ca", p.CA()}, "drop one or the other"},
+		{"key of another certificate", []string{"--cert", crt, "--key", mKey, "--client-ca", p.CA()}, "private key does not match public key"},
+		{"client certificate to serve with", []string{"--cert", mCrt, "--key", mKey, "--client-ca", p.CA()}, "not a server certificate"},
 		{"CA file without a certificate", []string{"--cert", crt, "--key", key, "--client-ca", key}, "holds no PEM certificate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -483,7 +452,7 @@ func TestTLSStartRefusals(t *testing.T) {
 			}
 		})
 	}
-	out, err := exec.Command(nodetest.Noded(t), "--config", "", "--check-config", "--cert", crt, "--key", key, "--client-ca", p.ca()).CombinedOutput()
+	out, err := exec.Command(nodetest.Noded(t), "--config", "", "--check-config", "--cert", crt, "--key", key, "--client-ca", p.CA()).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "configuration is valid") {
 		t.Errorf("noded --check-config with good certificates = %v, %q; want valid", err, out)
 	}
@@ -493,10 +462,10 @@ func TestTLSStartRefusals(t *testing.T) {
 // ECDSA P-256 certificates against a real noded: what a master pays per
 // new connection (keep-alive pays it once per connection).
 func BenchmarkTLSHandshake(b *testing.B) {
-	p := newPKI(b)
-	n := p.node(b, "localhost")
-	mCrt, mKey := p.issue(b, rpc.RoleMaster, "m")
-	cfg, err := master.LoadTLS(mCrt, mKey, p.ca())
+	p := nodetest.NewPKI(b)
+	n := startTLS(b, p, "localhost")
+	mCrt, mKey := p.Issue(b, rpc.RoleMaster, "m")
+	cfg, err := master.LoadTLS(mCrt, mKey, p.CA())
 	if err != nil {
 		b.Fatal(err)
 	}

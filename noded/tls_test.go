@@ -1,16 +1,14 @@
 package noded
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
-	"github.com/noderpc/noderpc/tools"
+	"github.com/noderpc/noderpc/tools/ca"
 )
 
 func TestMayCall(t *testing.T) {
@@ -29,17 +27,9 @@ func TestMayCall(t *testing.T) {
 // TestCertStoreReload checks that a reload puts good files in force and
 // refuses bad ones, keeping those in force, with the store's clock.
 func TestCertStoreReload(t *testing.T) {
-	dir := t.TempDir()
-	certs := func(args ...string) {
-		t.Helper()
-		var errb bytes.Buffer
-		if code := tools.Run(context.Background(), append([]string{"certs"}, args...), nil, &bytes.Buffer{}, &errb); code != tools.ExitOK {
-			t.Fatalf("noderpc certs %q: %s", args, errb.String())
-		}
-	}
-	certs("init", dir)
-	certs("issue", "--dir", dir, "--node", "n", "--days", "10")
-	files := tlsFiles{cert: filepath.Join(dir, "n.crt"), key: filepath.Join(dir, "n.key"), clientCA: filepath.Join(dir, "ca.crt")}
+	p := nodetest.NewPKI(t)
+	crt, key := p.IssueRequest(t, ca.IssueRequest{Name: "n", Role: rpc.RoleNode, Days: 10})
+	files := tlsFiles{cert: crt, key: key, clientCA: p.CA()}
 	now := time.Now()
 	s, err := newCertStore(files, func() time.Time { return now })
 	if err != nil {
@@ -47,7 +37,7 @@ func TestCertStoreReload(t *testing.T) {
 	}
 	first := s.current().SerialNumber
 
-	certs("issue", "--dir", dir, "--node", "n", "--force")
+	p.Issue(t, rpc.RoleNode, "n")
 	leaf, err := s.reload()
 	if err != nil || leaf.SerialNumber.Cmp(first) == 0 || s.current() != leaf {
 		t.Fatalf("reload of a new certificate = %v, %v; want the new one in force", leaf, err)

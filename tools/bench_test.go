@@ -66,8 +66,8 @@ func checkPhase(t *testing.T, name string, p *phaseJSON, want int) {
 }
 
 func TestBenchReport(t *testing.T) {
-	n := nodetest.Start(t, nodedBin, "--warm", "0")
-	args := []string{"--json", "bench", "--count", "20", "--concurrency", "2", "--spawn-floor-bin", nodedBin, n.Addr}
+	n := nodetest.Start(t, nodetest.Options{Flags: []string{"--warm", "0"}})
+	args := []string{"--json", "bench", "--count", "20", "--concurrency", "2", "--spawn-floor-bin", nodetest.Noded(t), n.Addr()}
 	code, stdout, stderr := run(t, "", args...)
 	if code != ExitOK {
 		t.Fatalf("noderpc %q exited %d, want 0\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
@@ -76,8 +76,8 @@ func TestBenchReport(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
 	}
-	if r.Fn != "echo" || r.Concurrency != 2 || r.Rounds != 5 || len(r.Nodes) != 1 || r.Nodes[0] != n.Addr {
-		t.Errorf("report heads fn %q concurrency %d rounds %d nodes %q, want echo, 2, 5, [%s]", r.Fn, r.Concurrency, r.Rounds, r.Nodes, n.Addr)
+	if r.Fn != "echo" || r.Concurrency != 2 || r.Rounds != 5 || len(r.Nodes) != 1 || r.Nodes[0] != n.Addr() {
+		t.Errorf("report heads fn %q concurrency %d rounds %d nodes %q, want echo, 2, 5, [%s]", r.Fn, r.Concurrency, r.Rounds, r.Nodes, n.Addr())
 	}
 	checkPhase(t, "run", &r.Run, 20)
 	checkPhase(t, "http floor", r.HTTPFloor, 20)
@@ -102,8 +102,8 @@ func TestBenchReport(t *testing.T) {
 func near(a, b float64) bool { return a > 0.999*b && a < 1.001*b }
 
 func TestBenchText(t *testing.T) {
-	n := nodetest.Start(t, nodedBin)
-	args := []string{"bench", "--count", "5", "--spawn-floor-bin", nodedBin, "--fn", "echo", "--args", `"x"`, n.Addr}
+	n := nodetest.Start(t, nodetest.Options{})
+	args := []string{"bench", "--count", "5", "--spawn-floor-bin", nodetest.Noded(t), "--fn", "echo", "--args", `"x"`, n.Addr()}
 	code, stdout, stderr := run(t, "", args...)
 	if code != ExitOK {
 		t.Fatalf("noderpc %q exited %d, want 0\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
@@ -125,7 +125,7 @@ func TestBenchText(t *testing.T) {
 }
 
 func TestBenchErrorsByKind(t *testing.T) {
-	n := nodetest.Start(t, nodedBin)
+	n := nodetest.Start(t, nodetest.Options{})
 	dead := deadAddr(t)
 	for _, tc := range []struct {
 		name          string
@@ -133,9 +133,9 @@ func TestBenchErrorsByKind(t *testing.T) {
 		wantSuccesses int
 		wantErrors    map[string]int
 	}{
-		{"unknown function", []string{"--fn", "nope", n.Addr}, 0, map[string]int{"unknown_function": 10}},
+		{"unknown function", []string{"--fn", "nope", n.Addr()}, 0, map[string]int{"unknown_function": 10}},
 		// Calls take the nodes in turn: half go to the dead one.
-		{"a dead node", []string{"--rounds", "1", "--concurrency", "10", n.Addr, dead}, 5, map[string]int{"unreachable": 5}},
+		{"a dead node", []string{"--rounds", "1", "--concurrency", "10", n.Addr(), dead}, 5, map[string]int{"unreachable": 5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--json", "bench", "--count", "10", "--floors=false"}, tc.args...)
@@ -195,10 +195,10 @@ func TestBenchUsage(t *testing.T) {
 }
 
 func TestBenchScale(t *testing.T) {
-	n := nodetest.Start(t, nodedBin)
+	n := nodetest.Start(t, nodetest.Options{})
 	// A socket timeout long enough that each wait is one round.
 	args := []string{"--socket-timeout", "20s", "--unreachable-after", "20s", "--json", "bench", "--scale",
-		"--running", "3", "--waits", "9", "--sleep", "3s", "--concurrency", "3", n.Addr}
+		"--running", "3", "--waits", "9", "--sleep", "3s", "--concurrency", "3", n.Addr()}
 	code, stdout, stderr := run(t, "", args...)
 	if code != ExitOK {
 		t.Fatalf("noderpc %q exited %d, want 0\nstdout: %s\nstderr: %s", args, code, stdout, stderr)

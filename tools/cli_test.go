@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,25 +17,7 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-var nodedBin, noderpcBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tools-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bins, err := nodetest.Build(dir, "github.com/noderpc/noderpc/noded/cmd/noded", "github.com/noderpc/noderpc/tools/noderpc")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	nodedBin, noderpcBin = bins[0], bins[1]
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { nodetest.Main(m) }
 
 // fast are global flags that detect a dead node in about a second.
 var fast = []string{"--insecure", "--socket-timeout", "1s", "--unreachable-after", "2s"}
@@ -54,22 +34,16 @@ func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr s
 // lines, exits 3) and slowlog (logs three lines 0.4s apart).
 func startNode(t *testing.T) *nodetest.Node {
 	t.Helper()
-	dir := t.TempDir()
-	for name, script := range map[string]string{
+	return nodetest.Start(t, nodetest.Options{Functions: map[string]string{
 		"fail":    `echo "checking disk" >&2; echo "disk is full" >&2; exit 3`,
 		"slowlog": `for i in 1 2 3; do echo "step $i" >&2; sleep 0.4; done; echo '"done"'`,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return nodetest.Start(t, nodedBin, "--functions-dir", dir)
+	}})
 }
 
 // deadAddr is a loopback address nothing listens on.
 func deadAddr(t *testing.T) string {
-	n := nodetest.Start(t, nodedBin)
-	addr := n.Addr
+	n := nodetest.Start(t, nodetest.Options{})
+	addr := n.Addr()
 	if err := n.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,16 +63,16 @@ func TestCallExitStatusAndOutput(t *testing.T) {
 		wantStdout string         // exact, if not empty
 		wantStderr *regexp.Regexp // matched against stderr, if not nil
 	}{
-		{"success", []string{"call", n.Addr, "echo", `{"a": 1}`}, "", ExitOK, `{"a":1}` + "\n", nil},
-		{"args from stdin", []string{"call", n.Addr, "echo", "-"}, `[1,2,3]`, ExitOK, "[1,2,3]\n", nil},
-		{"no args", []string{"call", n.Addr, "echo"}, "", ExitOK, "null\n", nil},
-		{"function failed", []string{"call", n.Addr, "fail"}, "", ExitFailed, "",
+		{"success", []string{"call", n.Addr(), "echo", `{"a": 1}`}, "", ExitOK, `{"a":1}` + "\n", nil},
+		{"args from stdin", []string{"call", n.Addr(), "echo", "-"}, `[1,2,3]`, ExitOK, "[1,2,3]\n", nil},
+		{"no args", []string{"call", n.Addr(), "echo"}, "", ExitOK, "null\n", nil},
+		{"function failed", []string{"call", n.Addr(), "fail"}, "", ExitFailed, "",
 			regexp.MustCompile(`(?s)checking disk\ndisk is full\n127\.0\.0\.1:\d+: call \S+ \(fail\): function_failed: .*\(exit code 3\)`)},
-		{"unknown function", []string{"call", n.Addr, "nope"}, "", ExitFailed, "", regexp.MustCompile(`StartFunction: unknown_function: no function "nope"`)},
+		{"unknown function", []string{"call", n.Addr(), "nope"}, "", ExitFailed, "", regexp.MustCompile(`StartFunction: unknown_function: no function "nope"`)},
 		{"dead node", []string{"call", dead, "echo"}, "", ExitUnreachable, "", unreachableLine},
-		{"timeout ends the wait", []string{"call", "--timeout", "300ms", n.Addr, "sleep", `{"seconds": 5}`}, "", ExitFailed, "",
+		{"timeout ends the wait", []string{"call", "--timeout", "300ms", n.Addr(), "sleep", `{"seconds": 5}`}, "", ExitFailed, "",
 			regexp.MustCompile(`still running after --timeout 300ms\n.*wait for it with: noderpc --insecure wait 127\.0\.0\.1:\d+ \S+ \(or cancel it\)`)},
-		{"aborted", []string{"call", "--abort-after", "200ms", n.Addr, "sleep", `{"seconds": 5}`}, "", ExitFailed, "", regexp.MustCompile(`aborted`)},
+		{"aborted", []string{"call", "--abort-after", "200ms", n.Addr(), "sleep", `{"seconds": 5}`}, "", ExitFailed, "", regexp.MustCompile(`aborted`)},
 		{"wait on a dead node", []string{"wait", dead, rpc.NewCallID(1, 2, time.Now()).String()}, "", ExitUnreachable, "",
 			regexp.MustCompile(`unreachable after .*\n.*wait for it with: noderpc --insecure wait`)},
 	} {
@@ -123,13 +97,13 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{},
 		{"frobnicate"},
 		{"call"},
-		{"call", n.Addr},
-		{"call", n.Addr, "echo", "{not json"},
-		{"call", n.Addr, "echo", "1", "2"},
-		{"call", "--no-such-flag", n.Addr, "echo"},
-		{"wait", n.Addr},
-		{"wait", n.Addr, "not-an-id"},
-		{"start", n.Addr, "a:1", "echo"},
+		{"call", n.Addr()},
+		{"call", n.Addr(), "echo", "{not json"},
+		{"call", n.Addr(), "echo", "1", "2"},
+		{"call", "--no-such-flag", n.Addr(), "echo"},
+		{"wait", n.Addr()},
+		{"wait", n.Addr(), "not-an-id"},
+		{"start", n.Addr(), "a:1", "echo"},
 		{"list"},
 		{"ping", "no-port"},
 	} {
@@ -141,7 +115,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	// Without --insecure nothing is sent: TLS does not exist yet, and
 	// plain HTTP must be asked for.
 	var out, errb bytes.Buffer
-	if code := Run(context.Background(), []string{"call", n.Addr, "echo"}, nil, &out, &errb); code != ExitUsage || !strings.Contains(errb.String(), "--insecure") {
+	if code := Run(context.Background(), []string{"call", n.Addr(), "echo"}, nil, &out, &errb); code != ExitUsage || !strings.Contains(errb.String(), "--insecure") {
 		t.Errorf("noderpc call without --insecure = exit %d, stderr %q; want 2 and a hint to pass --insecure", code, errb.String())
 	}
 }
@@ -149,11 +123,11 @@ func TestUsageErrorsExit2(t *testing.T) {
 func TestFanOutOutput(t *testing.T) {
 	a, b := startNode(t), startNode(t)
 	dead := deadAddr(t)
-	code, stdout, stderr := run(t, "", "call", a.Addr, dead, b.Addr, "echo", `"hi"`)
+	code, stdout, stderr := run(t, "", "call", a.Addr(), dead, b.Addr(), "echo", `"hi"`)
 	if code != ExitUnreachable {
 		t.Errorf("call on two live nodes and a dead one exited %d, want 3", code)
 	}
-	if want := fmt.Sprintf("%s: \"hi\"\n%s: \"hi\"\n", a.Addr, b.Addr); stdout != want {
+	if want := fmt.Sprintf("%s: \"hi\"\n%s: \"hi\"\n", a.Addr(), b.Addr()); stdout != want {
 		t.Errorf("stdout = %q, want %q (one line per node, in order)", stdout, want)
 	}
 	if !unreachableLine.MatchString(strings.TrimSpace(stderr)) || !strings.HasPrefix(stderr, dead+": ") {
@@ -164,7 +138,7 @@ func TestFanOutOutput(t *testing.T) {
 func TestJSONOutput(t *testing.T) {
 	n := startNode(t)
 	dead := deadAddr(t)
-	code, stdout, _ := run(t, "", "--json", "call", n.Addr, dead, "slowlog")
+	code, stdout, _ := run(t, "", "--json", "call", n.Addr(), dead, "slowlog")
 	if code != ExitUnreachable {
 		t.Errorf("--json call exited %d, want 3", code)
 	}
@@ -179,7 +153,7 @@ func TestJSONOutput(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[1]), &gone); err != nil {
 		t.Fatal(err)
 	}
-	if !live.OK || live.Node != n.Addr || live.Call == nil || string(live.Call.Result) != `"done"` ||
+	if !live.OK || live.Node != n.Addr() || live.Call == nil || string(live.Call.Result) != `"done"` ||
 		strings.Join(live.Log, "|") != "step 1|step 2|step 3" {
 		t.Errorf("live node's line = %s, want ok, the result and the three log lines", lines[0])
 	}
@@ -187,7 +161,7 @@ func TestJSONOutput(t *testing.T) {
 		t.Errorf("dead node's line = %s, want ok false and kind unreachable", lines[1])
 	}
 
-	code, stdout, _ = run(t, "", "--json", "ping", n.Addr)
+	code, stdout, _ = run(t, "", "--json", "ping", n.Addr())
 	var ping struct {
 		Node       string  `json:"node"`
 		OK         bool    `json:"ok"`
@@ -198,7 +172,7 @@ func TestJSONOutput(t *testing.T) {
 		t.Errorf("--json ping = exit %d, %q (%v), want ok with an RTT and a boot id", code, stdout, err)
 	}
 
-	code, stdout, _ = run(t, "", "--json", "version", n.Addr)
+	code, stdout, _ = run(t, "", "--json", "version", n.Addr())
 	var ver struct {
 		OK      bool                `json:"ok"`
 		Version rpc.VersionResponse `json:"version"`
@@ -211,13 +185,13 @@ func TestJSONOutput(t *testing.T) {
 func TestStartListWaitCancelRelease(t *testing.T) {
 	n := startNode(t)
 
-	code, stdout, stderr := run(t, "", "start", n.Addr, "sleep", `{"seconds": 60}`)
+	code, stdout, stderr := run(t, "", "start", n.Addr(), "sleep", `{"seconds": 60}`)
 	id := strings.TrimSpace(stdout)
 	if _, err := rpc.ParseCallID(id); code != ExitOK || err != nil {
 		t.Fatalf("start = exit %d, stdout %q, stderr %q; want a call ID", code, stdout, stderr)
 	}
 
-	code, stdout, _ = run(t, "", "--json", "list", n.Addr)
+	code, stdout, _ = run(t, "", "--json", "list", n.Addr())
 	var list struct {
 		OK    bool              `json:"ok"`
 		Calls []rpc.CallSummary `json:"calls"`
@@ -225,34 +199,34 @@ func TestStartListWaitCancelRelease(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &list); err != nil || code != ExitOK || len(list.Calls) != 1 || list.Calls[0].ID != id || list.Calls[0].State != rpc.StateRunning {
 		t.Errorf("--json list = exit %d, %q (%v); want the running call %s", code, stdout, err, id)
 	}
-	if code, stdout, _ = run(t, "", "list", n.Addr); code != ExitOK || !strings.Contains(stdout, id) || !strings.Contains(stdout, "running") {
+	if code, stdout, _ = run(t, "", "list", n.Addr()); code != ExitOK || !strings.Contains(stdout, id) || !strings.Contains(stdout, "running") {
 		t.Errorf("list = exit %d, %q; want a row for %s", code, stdout, id)
 	}
 
-	if code, stdout, stderr = run(t, "", "cancel", n.Addr, id); code != ExitOK || !strings.Contains(stdout, "cancelled") {
+	if code, stdout, stderr = run(t, "", "cancel", n.Addr(), id); code != ExitOK || !strings.Contains(stdout, "cancelled") {
 		t.Errorf("cancel = exit %d, stdout %q, stderr %q; want the call cancelled", code, stdout, stderr)
 	}
 	// wait reports the cancelled call (a failure) and releases it.
-	if code, _, stderr = run(t, "", "wait", n.Addr, id); code != ExitFailed || !strings.Contains(stderr, "cancelled") {
+	if code, _, stderr = run(t, "", "wait", n.Addr(), id); code != ExitFailed || !strings.Contains(stderr, "cancelled") {
 		t.Errorf("wait on a cancelled call = exit %d, stderr %q; want 1 and cancelled", code, stderr)
 	}
-	if code, _, stderr = run(t, "", "release", n.Addr, id); code != ExitFailed || !strings.Contains(stderr, "unknown_call") {
+	if code, _, stderr = run(t, "", "release", n.Addr(), id); code != ExitFailed || !strings.Contains(stderr, "unknown_call") {
 		t.Errorf("release after wait released the call = exit %d, stderr %q; want 1 and unknown_call", code, stderr)
 	}
 
 	// A fire-and-forget start, waited for and kept, then released.
-	_, stdout, _ = run(t, "", "start", n.Addr, "echo", `"kept"`)
+	_, stdout, _ = run(t, "", "start", n.Addr(), "echo", `"kept"`)
 	id = strings.TrimSpace(stdout)
-	if code, stdout, _ = run(t, "", "wait", "--keep", n.Addr, id); code != ExitOK || stdout != "\"kept\"\n" {
+	if code, stdout, _ = run(t, "", "wait", "--keep", n.Addr(), id); code != ExitOK || stdout != "\"kept\"\n" {
 		t.Errorf("wait --keep = exit %d, %q; want the echo", code, stdout)
 	}
-	if code, stdout, stderr = run(t, "", "release", n.Addr, id); code != ExitOK || !strings.Contains(stdout, "released") {
+	if code, stdout, stderr = run(t, "", "release", n.Addr(), id); code != ExitOK || !strings.Contains(stdout, "released") {
 		t.Errorf("release of a kept call = exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
 	// An ID of an earlier daemon of this node: the call is lost.
 	old := rpc.NewCallID(n.PID(), 1, time.Now().Add(-time.Hour)).String()
-	if code, _, stderr = run(t, "", "wait", n.Addr, old); code != ExitUnreachable || !strings.Contains(stderr, "lost") {
+	if code, _, stderr = run(t, "", "wait", n.Addr(), old); code != ExitUnreachable || !strings.Contains(stderr, "lost") {
 		t.Errorf("wait on a lost call = exit %d, stderr %q; want 3 and lost", code, stderr)
 	}
 }
@@ -260,7 +234,7 @@ func TestStartListWaitCancelRelease(t *testing.T) {
 func TestPing(t *testing.T) {
 	n := startNode(t)
 	dead := deadAddr(t)
-	code, stdout, stderr := run(t, "", "ping", n.Addr, dead)
+	code, stdout, stderr := run(t, "", "ping", n.Addr(), dead)
 	if code != ExitUnreachable {
 		t.Errorf("ping of a live and a dead node exited %d, want 3", code)
 	}
@@ -297,12 +271,12 @@ func TestTerminalShowsElapsedAndLogLive(t *testing.T) {
 	t.Cleanup(func() { isTerminal = real })
 	n := startNode(t)
 
-	code, stdout, stderr := run(t, "", "call", n.Addr, "slowlog")
+	code, stdout, stderr := run(t, "", "call", n.Addr(), "slowlog")
 
 	if code != ExitOK {
 		t.Fatalf("call slowlog = exit %d, stderr %q", code, stderr)
 	}
-	status := "\r\x1b[K… slowlog on " + n.Addr + ": "
+	status := "\r\x1b[K… slowlog on " + n.Addr() + ": "
 	if strings.Count(stdout, status) < 3 {
 		t.Errorf("stdout %q shows the status line %d times in a 1.2s call, want it redrawn", stdout, strings.Count(stdout, status))
 	}
@@ -319,18 +293,19 @@ func TestTerminalShowsElapsedAndLogLive(t *testing.T) {
 }
 
 func TestBinaryExitStatus(t *testing.T) {
+	noderpc := nodetest.Binary(t, "github.com/noderpc/noderpc/tools/noderpc")
 	n := startNode(t)
 	dead := deadAddr(t)
 	for _, tc := range []struct {
 		args []string
 		want int
 	}{
-		{[]string{"call", n.Addr, "echo", `"x"`}, ExitOK},
-		{[]string{"call", n.Addr, "fail"}, ExitFailed},
-		{[]string{"call", n.Addr}, ExitUsage},
+		{[]string{"call", n.Addr(), "echo", `"x"`}, ExitOK},
+		{[]string{"call", n.Addr(), "fail"}, ExitFailed},
+		{[]string{"call", n.Addr()}, ExitUsage},
 		{[]string{"call", dead, "echo"}, ExitUnreachable},
 	} {
-		cmd := exec.Command(noderpcBin, append(append([]string(nil), fast...), tc.args...)...)
+		cmd := exec.Command(noderpc, append(append([]string(nil), fast...), tc.args...)...)
 		out, err := cmd.CombinedOutput()
 		if got := cmd.ProcessState.ExitCode(); got != tc.want {
 			t.Errorf("noderpc %q exited %d (%v), want %d\n%s", tc.args, got, err, tc.want, out)

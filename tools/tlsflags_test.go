@@ -80,8 +80,8 @@ func TestCLIOverTLS(t *testing.T) {
 	mustCerts(t, "issue", "--dir", dir, "--master", "m")
 	mustCerts(t, "issue", "--dir", dir, "--observer", "o")
 	f := func(name string) string { return filepath.Join(dir, name) }
-	n := nodetest.StartTLS(t, nodedBin, nodetest.TLS{Cert: f("localhost.crt"), Key: f("localhost.key"), ClientCA: f("ca.crt")})
-	_, port, _ := net.SplitHostPort(n.Addr)
+	n := nodetest.Start(t, nodetest.Options{TLS: &nodetest.TLS{Cert: f("localhost.crt"), Key: f("localhost.key"), ClientCA: f("ca.crt")}})
+	_, port, _ := net.SplitHostPort(n.Addr())
 	node := net.JoinHostPort("localhost", port)
 
 	as := func(who string, args ...string) (int, string, string) {
