@@ -118,30 +118,75 @@ type incarnation struct {
 // of noded's log and keeps the node's files, whose directory it names.
 func Start(t testing.TB, opts Options) *Node {
 	t.Helper()
-	if opts.Binary == "" {
-		if opts.NoRace {
-			opts.Binary = BinaryNoRace(t, NodedPackage)
-		} else {
-			opts.Binary = Noded(t)
-		}
-	}
+	opts = withBinary(t, opts)
 	n, err := launch(Sanitize(t.Name()), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := n.shutdown(); err != nil {
-			t.Error(err)
-		}
-		n.keepLogs()
-		if t.Failed() {
-			t.Logf("log of noded %s (pid %d), last incarnation:\n%s", n.Addr(), n.PID(), tail(n.Log(), 16<<10))
-			t.Logf("the files of noded %s are kept in %s", n.Addr(), n.dir)
-			return
-		}
-		os.RemoveAll(n.dir)
-	})
+	t.Cleanup(func() { n.closeFor(t, true) })
 	return n
+}
+
+// StartMany starts count nodes with opts at once, for a test of many
+// nodes, and returns them once all listen. Its cleanup closes them at
+// once too, where one [Start] after the other would stop them one after
+// the other; when the test failed, it logs the tail of the logs of the
+// nodes whose close went wrong, and keeps the files of all.
+func StartMany(t testing.TB, count int, opts Options) []*Node {
+	t.Helper()
+	opts = withBinary(t, opts)
+	nodes := make([]*Node, count)
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() { nodes[i], errs[i] = launch(Sanitize(t.Name()), opts) })
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			if n != nil {
+				wg.Go(func() { n.closeFor(t, false) })
+			}
+		}
+		wg.Wait()
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return nodes
+}
+
+// withBinary fills in opts.Binary with noded, built as opts ask.
+func withBinary(t testing.TB, opts Options) Options {
+	t.Helper()
+	switch {
+	case opts.Binary != "":
+	case opts.NoRace:
+		opts.Binary = BinaryNoRace(t, NodedPackage)
+	default:
+		opts.Binary = Noded(t)
+	}
+	return opts
+}
+
+// closeFor closes n at the end of the test t, failing t on a problem.
+// When t failed, n's files are kept, and the tail of its log logged if
+// always is set or closing it went wrong.
+func (n *Node) closeFor(t testing.TB, always bool) {
+	err := n.shutdown()
+	if err != nil {
+		t.Error(err)
+	}
+	n.keepLogs()
+	if !t.Failed() {
+		os.RemoveAll(n.dir)
+		return
+	}
+	if always || err != nil {
+		t.Logf("log of noded %s (pid %d), last incarnation:\n%s", n.Addr(), n.PID(), tail(n.Log(), 16<<10))
+	}
+	t.Logf("the files of noded %s are kept in %s", n.Addr(), n.dir)
 }
 
 // Launch starts a node with opts outside any test, for code that manages

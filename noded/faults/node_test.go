@@ -24,11 +24,15 @@ import (
 // NODERPC_FAULT_KEEP_LOGS=DIR copies every incarnation's log into DIR.
 func startNode(t *testing.T, flags ...string) *nodetest.Node {
 	t.Helper()
-	n := nodetest.Start(t, nodetest.Options{
-		Flags:         flags,
-		FunctionsFrom: filepath.Join("testdata", "functions"),
-		KeepLogsIn:    os.Getenv("NODERPC_FAULT_KEEP_LOGS"),
-	})
+	return startNodeWith(t, nodetest.Options{Flags: flags})
+}
+
+// startNodeWith is startNode with more options.
+func startNodeWith(t *testing.T, opts nodetest.Options) *nodetest.Node {
+	t.Helper()
+	opts.FunctionsFrom = filepath.Join("testdata", "functions")
+	opts.KeepLogsIn = os.Getenv("NODERPC_FAULT_KEEP_LOGS")
+	n := nodetest.Start(t, opts)
 	// The work script appends each run to runs/TOKEN.
 	if err := os.MkdirAll(filepath.Join(n.State(), "runs"), 0o755); err != nil {
 		t.Fatal(err)
