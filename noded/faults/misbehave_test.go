@@ -49,7 +49,7 @@ func TestMisbehavingFunctions(t *testing.T) {
 	bigArgs, _ := json.Marshal(strings.Repeat("x", 256<<10))
 	cases := []misbehaviour{
 		{name: "crash", fn: "crash", want: failed, kind: rpc.KindFunctionFailed, signal: "SIGSEGV", within: 10 * time.Second},
-		{name: "hang past abort_after", fn: "hang", abortAfter: 500 * time.Millisecond, want: aborted, kind: rpc.KindAborted, signal: "SIGKILL", within: 500*time.Millisecond + grace + 10*time.Second},
+		{name: "hang past abort_after", fn: "hang", abortAfter: 2 * time.Second, want: aborted, kind: rpc.KindAborted, signal: "SIGKILL", within: 2*time.Second + grace + 10*time.Second},
 		{name: "ignore SIGTERM, cancelled", fn: "hang", cancel: true, want: cancelled, kind: rpc.KindCancelled, signal: "SIGKILL", within: grace + 10*time.Second},
 		{name: "flood stdout", fn: "floodout", want: failed, kind: rpc.KindResultTooLarge, within: 20 * time.Second},
 		{name: "flood stderr", fn: "flooderr", want: succeeded, result: `"flooded"`, within: 30 * time.Second},
@@ -155,20 +155,22 @@ var churn = growth{rssFactor: 2, rssSlack: 16 << 20, threadFactor: 1.5, goroutin
 // record and error.
 func runMisbehaviour(t *testing.T, c *master.Client, n *nodetest.Node, mb misbehaviour, token string, e *entry) (*rpc.Call, error) {
 	ctx := t.Context()
-	if !mb.cancel {
+	if !mb.cancel && mb.fn != "hang" {
 		rec, err := c.Call(ctx, mb.fn, mb.args, master.CallOptions{AbortAfter: mb.abortAfter, RequestID: token})
 		if rec != nil {
 			e.setID(rec.ID)
 		}
 		return rec, err
 	}
-	rec, err := c.StartFunction(ctx, rpc.StartRequest{FnName: mb.fn, FnArgs: mb.args, RequestID: token})
+	begin := time.Now()
+	rec, err := c.StartFunction(ctx, rpc.StartRequest{FnName: mb.fn, FnArgs: mb.args, AbortAfter: mb.abortAfter.Seconds(), RequestID: token})
 	if err != nil {
 		return nil, err
 	}
 	e.setID(rec.ID)
-	// Cancel once the function has set its SIGTERM aside, which it says
-	// by recording its PID.
+	// hang sets SIGTERM aside, and says so by recording its PID: the
+	// SIGTERM of the cancel, or of the abort, must come after that, or
+	// hang dies of it instead of the SIGKILL that follows.
 	id, err := rpc.ParseCallID(rec.ID)
 	if err != nil {
 		return rec, err
@@ -176,8 +178,13 @@ func runMisbehaviour(t *testing.T, c *master.Client, n *nodetest.Node, mb misbeh
 	if !waitFile(filepath.Join(n.State(), "pids", strconv.Itoa(id.CPID)), 10*time.Second) {
 		return rec, fmt.Errorf("%s recorded no PID within 10s", token)
 	}
-	if _, err := c.CancelFunction(ctx, rec.ID); err != nil {
-		return rec, err
+	if ready := time.Since(begin); mb.abortAfter > 0 && ready >= mb.abortAfter {
+		return rec, fmt.Errorf("%s set its SIGTERM trap %s after its start, past abort_after %s", token, ready.Round(time.Millisecond), mb.abortAfter)
+	}
+	if mb.cancel {
+		if _, err := c.CancelFunction(ctx, rec.ID); err != nil {
+			return rec, err
+		}
 	}
 	return c.Await(ctx, rec.ID, master.CallOptions{})
 }
