@@ -37,6 +37,7 @@ import (
 
 	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -150,11 +151,11 @@ Flags:
 
 	m := newMetrics()
 	jc := cfg.jobsConfig()
-	funcs := &backend.Functions{Registry: reg, Dir: cfg.FunctionsDir}
-	jc.Resolver = funcs
-	jc.WarmSpec = funcs.ProcessSpec()
+	jc.Resolver = &functions.Resolver{Registry: reg, Dir: cfg.FunctionsDir}
+	jc.WarmSpec = functions.GoProcess("")
 	jc.Logger = log
 	jc.Observer = m
+	jobs.KillOrphans(log)
 	table, err := jobs.New(jc)
 	if err != nil {
 		return err
