@@ -112,8 +112,8 @@ type VersionInfo struct {
 }
 
 // Version is the version builtin. It answers from the function process,
-// so it reports the code that actually runs Go functions (the daemon's
-// own, see Functions.Self), which a master can compare across nodes.
+// so it reports the code that actually runs Go functions (normally the
+// daemon's own binary), which a master can compare across nodes.
 func Version(ctx context.Context, args json.RawMessage) (any, error) {
 	return VersionInfo{Version: rpc.Version, Protocol: rpc.ProtocolVersion, Go: runtime.Version()}, nil
 }

@@ -358,10 +358,11 @@ func (c *Config) check() error {
 		return fmt.Errorf("--max-conns-per-ip must be > 0, got %d", c.MaxConnsPerIP)
 	case c.Warm < 0:
 		return fmt.Errorf("--warm must be >= 0, got %d", c.Warm)
-	case c.Containment != string(jobs.ContainAuto) && c.Containment != string(jobs.ContainCgroup) && c.Containment != string(jobs.ContainProcessGroup):
-		return fmt.Errorf("--containment must be auto, cgroup or process-group, got %q", c.Containment)
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
+	}
+	if _, err := jobs.ParseContainment(c.Containment); err != nil {
+		return fmt.Errorf("--containment: %w", err)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -88,6 +89,9 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 // returns nil once all are reaped. Each receive from reload reloads the
 // certificates. Run is called once.
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	if n := jobs.KillOrphans(d.log); n > 0 {
+		d.log.Info("killed processes left by earlier daemons", "count", n)
+	}
 	m := newMetrics()
 	table, err := jobs.New(d.jobsConfig(m))
 	if err != nil {
@@ -226,9 +230,8 @@ func (d *Daemon) logServing(addr, bootID string) {
 // functions, and the daemon's logger and metrics.
 func (d *Daemon) jobsConfig(m *daemonMetrics) jobs.Config {
 	jc := d.cfg.jobsConfig()
-	funcs := &backend.Functions{Registry: d.reg, Dir: d.cfg.FunctionsDir}
-	jc.Resolver = funcs
-	jc.WarmSpec = funcs.ProcessSpec()
+	jc.Resolver = &functions.Resolver{Registry: d.reg, Dir: d.cfg.FunctionsDir}
+	jc.WarmSpec = functions.GoProcess("")
 	jc.Logger = d.log
 	jc.Observer = m
 	return jc

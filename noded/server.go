@@ -35,9 +35,9 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	case rpc.PathStartFunction:
 		if a.method(ctx, fasthttp.MethodPut) {
 			var req rpc.StartRequest
-			if a.decode(ctx, &req) {
+			if a.decode(ctx, &req) && a.valid(ctx, &req) {
 				a.metrics.startsInFlight.Add(1)
-				c, err := a.table.Start(ctx, &req)
+				c, err := a.table.Start(ctx, startOptions(&req))
 				a.metrics.startsInFlight.Add(-1)
 				a.answer(ctx, c, err)
 			}
@@ -45,9 +45,13 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	case rpc.PathWaitForFunction:
 		if a.method(ctx, fasthttp.MethodPut) {
 			var req rpc.WaitRequest
-			if a.decode(ctx, &req) {
+			if a.decode(ctx, &req) && a.valid(ctx, &req) {
 				a.metrics.waitsInFlight.Add(1)
-				c, err := a.table.Wait(ctx, &req)
+				c, err := a.table.Wait(ctx, req.ID, jobs.WaitOptions{
+					Timeout:   rpc.Duration(req.Timeout),
+					LogOffset: req.LogOffset,
+					WakeOnLog: req.WakeOnLog,
+				})
 				a.metrics.waitsInFlight.Add(-1)
 				a.answer(ctx, c, err)
 			}
@@ -115,6 +119,19 @@ func (a *api) valid(ctx *fasthttp.RequestCtx, v interface{ Validate() error }) b
 		return false
 	}
 	return true
+}
+
+// startOptions converts a validated StartFunction body from the wire's
+// seconds into what the table takes.
+func startOptions(req *rpc.StartRequest) jobs.StartOptions {
+	return jobs.StartOptions{
+		Fn:         req.FnName,
+		Args:       req.FnArgs,
+		Timeout:    rpc.Duration(req.Timeout),
+		AbortAfter: rpc.Duration(req.AbortAfter),
+		RequestID:  req.RequestID,
+		LogOffset:  req.LogOffset,
+	}
 }
 
 func (a *api) answer(ctx *fasthttp.RequestCtx, c *rpc.Call, err error) {
