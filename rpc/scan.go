@@ -105,15 +105,15 @@ func (s *scanner) release() {
 }
 
 func (s *scanner) skipSpace() {
-	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
-		}
+	data, i := s.data, s.pos
+	for i < len(data) && space[data[i]] {
+		i++
 	}
+	s.pos = i
 }
+
+// space is true for the four bytes JSON takes as whitespace.
+var space = [256]bool{' ': true, '\t': true, '\n': true, '\r': true}
 
 func (s *scanner) fail(at int, format string, args ...any) error {
 	return &JSONError{Offset: at, Path: s.pathString(), Problem: fmt.Sprintf(format, args...)}
