@@ -43,7 +43,7 @@ type StartRequest struct {
 	// Timeout is how many seconds the request may wait for the function
 	// to finish before answering with a running record. 0 answers at once
 	// (fire-and-forget).
-	Timeout float64 `json:"timeout" unit:"seconds"`
+	Timeout float64 `json:"timeout" unit:"seconds" required:"true"`
 	// AbortAfter, when above 0, kills the function once it has run that
 	// many seconds; the call then ends aborted.
 	AbortAfter float64 `json:"abort_after,omitempty" unit:"seconds"`

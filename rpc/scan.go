@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -269,12 +270,12 @@ func (s *scanner) object(sh *shape) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
+	keysFrom, arenaFrom := len(s.keys), len(s.arena)
 	if s.pos < len(s.data) && s.data[s.pos] == '}' {
 		s.pos++
 		s.depth--
-		return nil
+		return s.checkRequired(sh, keysFrom, nil, s.pos-1)
 	}
-	keysFrom, arenaFrom := len(s.keys), len(s.arena)
 	var seen map[string]struct{} // once the object has more than linearKeys keys
 	for {
 		s.skipSpace()
@@ -312,10 +313,29 @@ func (s *scanner) object(sh *shape) error {
 			s.path = s.path[:len(s.path)-1]
 		}
 		if more, err := s.after("an object member", '}'); !more {
+			if err == nil {
+				err = s.checkRequired(sh, keysFrom, seen, s.pos-1)
+			}
 			s.keys, s.arena = s.keys[:keysFrom], s.arena[:arenaFrom]
 			return err
 		}
 	}
+}
+
+// checkRequired refuses an object of shape sh, closed at byte at, that
+// lacks a required key; its keys are s.keys[from:], or seen once unique
+// moved them there.
+func (s *scanner) checkRequired(sh *shape, from int, seen map[string]struct{}, at int) error {
+	if sh == nil {
+		return nil
+	}
+	for _, name := range sh.required {
+		_, inSeen := seen[name]
+		if !inSeen && !slices.ContainsFunc(s.keys[from:], func(k []byte) bool { return string(k) == name }) {
+			return s.fail(at, "missing %q, which is required", name)
+		}
+	}
+	return nil
 }
 
 // unique refuses a key the open object already holds; keys are compared

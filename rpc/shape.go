@@ -22,6 +22,10 @@ type shape struct {
 	names  []string // the keys of fields, for the case check
 	isMap  bool     // an object with any keys, each value of shape elem
 	elem   *shape   // the shape of an array's elements or a map's values
+	// required are the keys an object of this shape must hold: fields
+	// tagged required:"true", where 0 or "" would mean something else
+	// than "not given".
+	required []string
 }
 
 // A field is one JSON key of a struct.
@@ -134,6 +138,9 @@ func (b *shapeBuilder) structShape(t reflect.Type) *shape {
 		}
 		s.fields[f.name] = &field{name: f.name, shape: fs}
 		s.names = append(s.names, f.name)
+		if f.required {
+			s.required = append(s.required, f.name)
+		}
 	}
 	return s
 }
@@ -147,6 +154,8 @@ type jsonField struct {
 	tagged bool
 	quoted bool   // the ",string" option
 	unit   string // the unit tag: "seconds" makes a number "a number of seconds"
+	// required is the tag required:"true": the key must be present.
+	required bool
 }
 
 // collectFields appends the JSON fields of struct t, those of embedded
@@ -176,7 +185,7 @@ func collectFields(t reflect.Type, depth int, visited map[reflect.Type]bool, out
 		if !sf.IsExported() {
 			continue
 		}
-		f := jsonField{name: name, typ: ft, depth: depth, tagged: name != "", unit: sf.Tag.Get("unit")}
+		f := jsonField{name: name, typ: ft, depth: depth, tagged: name != "", unit: sf.Tag.Get("unit"), required: sf.Tag.Get("required") == "true"}
 		if f.name == "" {
 			f.name = sf.Name
 		}

@@ -23,8 +23,8 @@ func TestDecodeStrictness(t *testing.T) {
 		name, body, want string
 	}{
 		{"plain", `{"fn_name":"echo","timeout":1}`, ""},
-		{"JSON whitespace around", " \t\r\n{\"fn_name\":\"echo\"}\n ", ""},
-		{"every value in fn_args", `{"fn_name":"x","fn_args":[0,-0,1.5e-3,1E+5,-2.25,"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","é😀",true,false,null,{},[]]}`, ""},
+		{"JSON whitespace around", " \t\r\n{\"fn_name\":\"echo\",\"timeout\":0}\n ", ""},
+		{"every value in fn_args", `{"fn_name":"x","timeout":0,"fn_args":[0,-0,1.5e-3,1E+5,-2.25,"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","é😀",true,false,null,{},[]]}`, ""},
 		{"null for a field", `{"fn_name":"x","timeout":null}`, ""},
 		{"go-json stream decoder panic", panicBody, "request_id: invalid UTF-8 in a string (at byte 235)"},
 
@@ -56,21 +56,23 @@ func TestDecodeStrictness(t *testing.T) {
 		{"key not a string", `{fn_name:"x"}`, "invalid character 'f', want an object key (a string) (at byte 1)"},
 		{"missing colon", `{"fn_name" "x"}`, "want ':' after the object key (at byte 11)"},
 		{"object cut short", `{"fn_name":"echo"`, "unexpected end of input after an object member, want ',' or '}' (at byte 17)"},
-		{"second object", `{"fn_name":"echo"} {}`, "invalid character '{' after the JSON value (at byte 19)"},
-		{"trailing NUL", "{\"fn_name\":\"echo\"}\x00", "invalid byte 0x00 after the JSON value (at byte 18)"},
+		{"second object", `{"fn_name":"echo","timeout":0} {}`, "invalid character '{' after the JSON value (at byte 31)"},
+		{"trailing NUL", "{\"fn_name\":\"echo\",\"timeout\":0}\x00", "invalid byte 0x00 after the JSON value (at byte 30)"},
 		{"vertical tab is no whitespace", "\v{\"fn_name\":\"echo\"}", "invalid byte 0x0b, want a value (at byte 0)"},
-		{"no-break space is no whitespace", "{\"fn_name\":\"echo\"}\u00a0", "invalid byte 0xc2 after the JSON value (at byte 18)"},
+		{"no-break space is no whitespace", "{\"fn_name\":\"echo\",\"timeout\":0}\u00a0", "invalid byte 0xc2 after the JSON value (at byte 30)"},
+		{"timeout missing", `{"fn_name":"echo"}`, `missing "timeout", which is required (at byte 17)`},
+		{"timeout missing from an empty object", `{}`, `missing "timeout", which is required (at byte 1)`},
 
 		// Keys.
 		{"duplicate key", `{"fn_name":"echo","fn_name":"sleep"}`, `duplicate key "fn_name" (at byte 18)`},
 		{"duplicate key escaped", `{"fn_name":"echo","fn_n\u0061me":"sleep"}`, `duplicate key "fn_name" (at byte 18)`},
 		{"duplicate key in fn_args", `{"fn_name":"x","fn_args":[{"a":1,"b":{"c":1,"c":2}}]}`, `fn_args: duplicate key "c" (at byte 44)`},
-		{"same key in sibling objects", `{"fn_name":"x","fn_args":[{"a":1},{"a":1}]}`, ""},
+		{"same key in sibling objects", `{"fn_name":"x","timeout":0,"fn_args":[{"a":1},{"a":1}]}`, ""},
 		{"key in capitals", `{"FN_NAME":"echo"}`, `key "FN_NAME" is not "fn_name": keys are case-sensitive (at byte 1)`},
 		{"key in mixed case", `{"fn_name":"x","Timeout":1}`, `key "Timeout" is not "timeout": keys are case-sensitive (at byte 15)`},
 		{"escaped key in capitals", `{"fn_n\u0041me":"x"}`, `key "fn_nAme" is not "fn_name": keys are case-sensitive (at byte 1)`},
 		{"unknown field", `{"fn_name":"x","bogus":1}`, `unknown field "bogus" (at byte 15)`},
-		{"keys of fn_args are free", `{"fn_name":"x","fn_args":{"FN_NAME":1,"bogus":2}}`, ""},
+		{"keys of fn_args are free", `{"fn_name":"x","timeout":0,"fn_args":{"FN_NAME":1,"bogus":2}}`, ""},
 
 		// Types.
 		{"timeout as a string", `{"timeout":"5"}`, "timeout: want a number of seconds, got a string (at byte 11)"},
