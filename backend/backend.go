@@ -1,22 +1,25 @@
-// Package backend holds the functions a node runs and the function-process
-// side of the stdio protocol between noded and a call's child process.
+// Package backend is the kit for writing noderpc functions in Go: the Func
+// type, the Registry a program fills, the builtins, and ServeFunction, the
+// function-process side of the stdio protocol between noded and a call's
+// child process.
 //
-// A function is either a Go Func registered by name in a Registry and
-// compiled into the noded binary, or an executable file in the functions
-// directory. Either way it runs in a process of its own, one per call, so
-// that a function that hangs, crashes or leaks memory takes only its own
-// call down and noded can always cancel it by killing the process.
+// A Go function is a Func registered by name in a Registry and compiled
+// into the noded binary. It runs in a process of its own, one per call,
+// so that a function that hangs, crashes or leaks memory takes only its
+// own call down and noded can always cancel it by killing the process.
 //
-// A Go function runs in a copy of noded itself: noded re-executes its own
+// That process is a copy of noded itself: noded re-executes its own
 // binary with the function cookie (rpc.FunctionCookieKey) in the
-// environment, and the binary's main hands control to ServeFunction before
-// doing anything else. ServeFunction greets noded with rpc.Hello, reads one
-// rpc.FunctionRequest from stdin, runs the function and writes one
-// rpc.FunctionResult to stdout. The function logs through Logger, whose
-// records go to stderr, where noded collects them as the call's log.
+// environment, and the binary's main hands control to ServeFunction
+// (IsFunctionProcess tells it to) before doing anything else.
+// ServeFunction greets noded with rpc.Hello, reads one rpc.FunctionRequest
+// from stdin, runs the function and writes one rpc.FunctionResult to
+// stdout. The function logs through Logger, whose records go to stderr,
+// where noded collects them as the call's log.
 //
-// Functions.Resolve tells the job table how to start the process for a
-// function name; RegisterBuiltins adds echo, sleep, version and node_info.
+// How noded finds a function by name, Go or executable, and starts its
+// process is noded's own business (package noded/functions);
+// RegisterBuiltins adds echo, sleep, version and node_info.
 package backend
 
 import (

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-json"
+
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -39,14 +40,8 @@ func DecodeArgs(args json.RawMessage, v any) error {
 	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := rpc.UnmarshalStrict(trimmed, v, rpc.RefuseUnknownFields); err != nil {
 		return fmt.Errorf("bad fn_args: %v", err)
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return errors.New("bad fn_args: trailing data after the JSON value")
 	}
 	return nil
 }
@@ -112,8 +107,8 @@ type VersionInfo struct {
 }
 
 // Version is the version builtin. It answers from the function process,
-// so it reports the code that actually runs Go functions (the daemon's
-// own, see Functions.Self), which a master can compare across nodes.
+// so it reports the code that actually runs Go functions (normally the
+// daemon's own binary), which a master can compare across nodes.
 func Version(ctx context.Context, args json.RawMessage) (any, error) {
 	return VersionInfo{Version: rpc.Version, Protocol: rpc.ProtocolVersion, Go: runtime.Version()}, nil
 }

@@ -64,7 +64,7 @@ func TestSleep(t *testing.T) {
 		{args: `{"seconds": -1}`, wantErr: "must be >= 0"},
 		{args: `{"seconds": "5"}`, wantErr: "bad fn_args"},
 		{args: `{"seconds": 1, "extra": true}`, wantErr: "unknown field"},
-		{args: `{"seconds": 1} {}`, wantErr: "trailing data"},
+		{args: `{"seconds": 1} {}`, wantErr: "after the JSON value"},
 		{args: `[1]`, wantErr: "bad fn_args"},
 	}
 	for _, tt := range tests {

@@ -44,7 +44,7 @@ func ExampleRegistry_Register() {
 	// Output:
 	// [echo hello node_info sleep version]
 	// map[greeting:hello, node1] <nil>
-	// bad fn_args: json: unknown field "nmae"
+	// bad fn_args: unknown field "nmae" (at byte 1)
 }
 
 // ExampleServeFunction plays noded's part of the stdio protocol against a

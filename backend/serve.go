@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -199,24 +198,15 @@ func readRequest(ctx context.Context, stdin io.Reader, limit int) (rpc.FunctionR
 	case <-ctx.Done():
 		return rpc.FunctionRequest{}, rpc.Errorf(rpc.KindCancelled, "cancelled before the request arrived: %v", context.Cause(ctx))
 	}
-	var req rpc.FunctionRequest
 	switch {
 	case rd.err != nil:
-		return req, rpc.Errorf(rpc.KindProtocolError, "reading the request from stdin: %v", rd.err)
+		return rpc.FunctionRequest{}, rpc.Errorf(rpc.KindProtocolError, "reading the request from stdin: %v", rd.err)
 	case len(rd.b) > limit:
-		return req, rpc.Errorf(rpc.KindProtocolError, "request on stdin is larger than %d bytes", limit)
-	case len(bytes.TrimSpace(rd.b)) == 0:
-		return req, rpc.Errorf(rpc.KindProtocolError, "stdin closed without a request")
+		return rpc.FunctionRequest{}, rpc.Errorf(rpc.KindProtocolError, "request on stdin is larger than %d bytes", limit)
 	}
 	// Unknown fields are ignored: a newer noded may add some without
 	// changing rpc.ProtocolVersion.
-	if err := json.Unmarshal(rd.b, &req); err != nil {
-		return req, rpc.Errorf(rpc.KindProtocolError, "malformed request on stdin: %v", err)
-	}
-	if req.FnName == "" {
-		return req, rpc.Errorf(rpc.KindProtocolError, "request on stdin has no fn_name")
-	}
-	return req, nil
+	return rpc.DecodeFunctionRequest(rd.b)
 }
 
 // call runs the requested function and turns whatever it does (return,

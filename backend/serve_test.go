@@ -375,7 +375,9 @@ func TestServeFunctionWithCookie(t *testing.T) {
 }
 
 // process is a real function process: the test binary in helper mode,
-// started from the Spec that Resolve returns, as noded would.
+// started as noded starts a Go function process (noded/functions
+// GoProcess): the program, "function" and the function's name as its
+// arguments, and the cookie in its environment.
 type process struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
@@ -385,23 +387,18 @@ type process struct {
 
 func startProcess(t *testing.T, fn string, cookie bool, watch string) *process {
 	t.Helper()
-	// No Self: the default, /proc/self/exe, is this test binary.
-	f := &Functions{Registry: testRegistry()}
-	spec, err := f.Resolve(fn)
-	if err != nil {
-		t.Fatalf("Resolve(%q): %v", fn, err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // generous: a bound, not a clock
 	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, spec.Path, spec.Args...)
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", "function", fn)
 	// A race-enabled child sleeps a second before exiting 0 unless told
 	// not to.
 	cmd.Env = append(os.Environ(), helperEnv+"=serve", "GORACE=atexit_sleep_ms=0")
 	if cookie {
-		cmd.Env = append(cmd.Env, spec.Env...)
+		cmd.Env = append(cmd.Env, rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue)
 	}
 	p := &process{cmd: cmd, stderr: newLineWatcher(watch)}
 	cmd.Stderr = p.stderr
+	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +464,7 @@ func (p *process) send(t *testing.T, req string) {
 func TestServeProcess(t *testing.T) {
 	for _, tt := range serveCases {
 		if tt.fn == "nope" {
-			continue // Resolve refuses it before a process starts
+			continue // noded refuses it before a process starts
 		}
 		t.Run(tt.desc, func(t *testing.T) {
 			p := startProcess(t, tt.fn, true, "")

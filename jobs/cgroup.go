@@ -38,33 +38,53 @@ const (
 	ContainProcessGroup Containment = "process-group"
 )
 
+// ParseContainment returns the containment s names, or an error saying
+// which names there are. It is the one check of a containment, for
+// noded's flag and for New.
+func ParseContainment(s string) (Containment, error) {
+	switch c := Containment(s); c {
+	case ContainAuto, ContainCgroup, ContainProcessGroup:
+		return c, nil
+	}
+	return "", fmt.Errorf("unknown containment %q (want auto, cgroup or process-group)", s)
+}
+
 // callCgroupsDir is the directory, under noded's own cgroup, that holds one
-// directory per daemon, which holds one cgroup per call.
+// directory per table, named after its daemon, which holds one cgroup per
+// call.
 const callCgroupsDir = "noderpc-calls"
 
 // cgroups creates the cgroups of one table's calls, in
-// <noded's cgroup>/noderpc-calls/<pid>-<random>/<call>.
+// <noded's cgroup>/noderpc-calls/<daemon tag>-<random>/<call>.
 type cgroups struct {
 	dir string
 }
 
-// newCgroups prepares the table's cgroup directory, first killing what is
-// left of calls of daemons that are gone.
-func newCgroups(log *slog.Logger) (*cgroups, error) {
-	own, err := ownCgroup()
+// newCgroups prepares the directory of the calls' cgroups of a table of
+// the daemon tag. It kills nothing: KillOrphans reaps the directories of
+// daemons that are gone.
+func newCgroups(tag string) (*cgroups, error) {
+	base, err := cgroupsBase()
 	if err != nil {
 		return nil, err
 	}
-	base := filepath.Join(own, callCgroupsDir)
 	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("creating %s: %w", base, err)
 	}
-	reapStale(base, log)
-	dir := filepath.Join(base, strconv.Itoa(os.Getpid())+"-"+randomHex(4))
+	dir := filepath.Join(base, tag+"-"+randomHex(4))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
 	return &cgroups{dir: dir}, nil
+}
+
+// cgroupsBase is the directory of every daemon's call cgroups.
+func cgroupsBase() (string, error) {
+	own, err := ownCgroup()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(own, callCgroupsDir), nil
 }
 
 // ownCgroup returns the directory of this process's cgroup in the cgroup
@@ -109,28 +129,32 @@ func ownCgroup() (string, error) {
 	return "", errors.New("cgroup v2 is not mounted")
 }
 
-// reapStale kills and removes the call cgroups of daemons that no longer
-// run: their function processes would otherwise outlive them, and a
-// descendant that left the process group escapes the parent-death signal.
-func reapStale(base string, log *slog.Logger) {
+// reapStaleCgroups kills and removes the call cgroups of daemons that no
+// longer run: their function processes would otherwise outlive them, and
+// a descendant that left the process group escapes the parent-death
+// signal. It returns how many processes it found in them. Without cgroup
+// v2, or with no calls' directory, there is nothing to reap.
+func reapStaleCgroups(log *slog.Logger) int {
+	base, err := cgroupsBase()
+	if err != nil {
+		return 0
+	}
 	entries, err := os.ReadDir(base)
 	if err != nil {
-		return
+		return 0
 	}
+	killed := 0
 	for _, e := range entries {
-		pidText, _, ok := strings.Cut(e.Name(), "-")
-		pid, err := strconv.Atoi(pidText)
-		if !ok || err != nil || !e.IsDir() {
+		tag, _, ok := strings.Cut(e.Name(), "-")
+		if !ok || !e.IsDir() || alive(tag) {
 			continue
-		}
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			continue // that daemon still runs (or is not ours to judge)
 		}
 		dir := filepath.Join(base, e.Name())
 		calls, _ := os.ReadDir(dir)
 		for _, c := range calls {
 			if c.IsDir() {
 				g := &cgroup{path: filepath.Join(dir, c.Name()), fd: -1}
+				killed += len(g.procs())
 				g.kill()
 				if err := g.remove(); err != nil {
 					log.Warn("removing the cgroup of an earlier daemon's call", "cgroup", g.path, "err", err)
@@ -141,6 +165,7 @@ func reapStale(base string, log *slog.Logger) {
 			log.Info("killed what was left of an earlier daemon's calls", "cgroup", dir, "calls", len(calls))
 		}
 	}
+	return killed
 }
 
 // create makes the cgroup for one function process and opens it for
@@ -188,15 +213,24 @@ func (g *cgroup) kill() {
 		return
 	}
 	// Kernels before 5.14 have no cgroup.kill: kill what is listed.
-	procs, err := os.ReadFile(filepath.Join(g.path, "cgroup.procs"))
-	if err != nil {
-		return
+	for _, pid := range g.procs() {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	for _, f := range strings.Fields(string(procs)) {
+}
+
+// procs returns the PIDs in the cgroup, none if it cannot be read.
+func (g *cgroup) procs() []int {
+	data, err := os.ReadFile(filepath.Join(g.path, "cgroup.procs"))
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(data)) {
 		if pid, err := strconv.Atoi(f); err == nil {
-			syscall.Kill(pid, syscall.SIGKILL)
+			pids = append(pids, pid)
 		}
 	}
+	return pids
 }
 
 // tryRemove removes the cgroup if it is empty; the error says it is not.

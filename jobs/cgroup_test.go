@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +15,6 @@ import (
 
 	"github.com/goccy/go-json"
 
-	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -41,7 +42,7 @@ func TestCgroupKillsDaemonizedGrandchild(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{})
 	requireCgroups(t, tb)
-	c := start(t, tb, rpc.StartRequest{FnName: "daemonize", Timeout: 30})
+	c := start(t, tb, StartOptions{Fn: "daemonize", Timeout: 30 * time.Second})
 	if c.State != rpc.StateSucceeded {
 		t.Fatalf("daemonize = %s %v", c.State, c.Error)
 	}
@@ -58,7 +59,7 @@ func TestProcessGroupContainment(t *testing.T) {
 	if got := tb.Containment(); got != ContainProcessGroup {
 		t.Fatalf("Containment() = %s, want process-group", got)
 	}
-	c := start(t, tb, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`1`), Timeout: 30})
+	c := start(t, tb, StartOptions{Fn: "echo", Args: json.RawMessage(`1`), Timeout: 30 * time.Second})
 	if c.State != rpc.StateSucceeded {
 		t.Fatalf("echo = %s %v", c.State, c.Error)
 	}
@@ -68,21 +69,22 @@ func TestProcessGroupContainment(t *testing.T) {
 }
 
 // TestStaleCgroupsOfADeadDaemonAreKilled leaves a process in the cgroup
-// of a daemon that no longer runs and checks the next table kills it.
+// of a daemon that no longer runs, one whose PID now belongs to another
+// process (this one), and checks KillOrphans kills it and removes its
+// cgroup, and leaves the cgroups of a live table alone.
 func TestStaleCgroupsOfADeadDaemonAreKilled(t *testing.T) {
-	own, err := ownCgroup()
+	live := newTable(t, Config{})
+	requireCgroups(t, live)
+	base, err := cgroupsBase()
 	if err != nil {
-		t.Skipf("no cgroup v2: %v", err)
-	}
-	base := filepath.Join(own, callCgroupsDir)
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Skipf("cgroup v2 not writable: %v", err)
-	}
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
 		t.Fatal(err)
 	}
-	stale := &cgroups{dir: filepath.Join(base, strconv.Itoa(gone.Process.Pid)+"-test")}
+	st, err := readStat(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadTag := fmt.Sprintf("%d.%d", os.Getpid(), st.start+1)
+	stale := &cgroups{dir: filepath.Join(base, deadTag+"-test")}
 	if err := os.Mkdir(stale.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -90,14 +92,16 @@ func TestStaleCgroupsOfADeadDaemonAreKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orphan, err := spawn(backend.Spec{Path: "sleep", Args: []string{"600"}}, cg, "")
+	orphan, err := spawn(Spec{Path: "sleep", Args: []string{"600"}}, cg, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- orphan.cmd.Wait() }()
 
-	newTable(t, Config{})
+	if n := KillOrphans(slog.New(slog.DiscardHandler)); n < 1 {
+		t.Errorf("KillOrphans = %d, want at least the process in the stale cgroup", n)
+	}
 	select {
 	case <-exited:
 	case <-time.After(30 * time.Second):
@@ -109,6 +113,33 @@ func TestStaleCgroupsOfADeadDaemonAreKilled(t *testing.T) {
 	}
 	if st := orphan.cmd.ProcessState; st == nil || !strings.Contains(st.String(), "killed") {
 		t.Errorf("orphan ended with %v, want killed", st)
+	}
+	if _, err := os.Stat(live.cgroups.dir); err != nil {
+		t.Errorf("the live table's cgroup directory: %v, want it kept", err)
+	}
+	if c := start(t, live, StartOptions{Fn: "echo", Timeout: 30 * time.Second}); c.State != rpc.StateSucceeded || live.Containment() != ContainCgroup {
+		t.Errorf("echo in the live table after KillOrphans = %s %v, containment %s; want succeeded in its cgroup", c.State, c.Error, live.Containment())
+	}
+}
+
+func TestParseContainment(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Containment
+		wantErr bool
+	}{
+		{"", "", true}, // Config's zero value is auto, a flag's is a mistake
+		{"auto", ContainAuto, false},
+		{"cgroup", ContainCgroup, false},
+		{"process-group", ContainProcessGroup, false},
+		{"jail", "", true},
+		{"Cgroup", "", true},
+	}
+	for _, tt := range tests {
+		got, err := ParseContainment(tt.in)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("ParseContainment(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
 	}
 }
 
@@ -122,7 +153,7 @@ func TestCgroupRefusedFallsBack(t *testing.T) {
 	real := tb.cgroups.dir
 	tb.cgroups.dir = t.TempDir()
 	defer func() { tb.cgroups.dir = real }()
-	c := start(t, tb, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`"still runs"`), Timeout: 30})
+	c := start(t, tb, StartOptions{Fn: "echo", Args: json.RawMessage(`"still runs"`), Timeout: 30 * time.Second})
 	if c.State != rpc.StateSucceeded || string(c.Result) != `"still runs"` {
 		t.Fatalf("echo with cgroups refused = %s %s %v, want it to succeed", c.State, c.Result, c.Error)
 	}

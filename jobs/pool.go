@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -18,8 +17,8 @@ import (
 // same as a cold start. Only Go function processes can be pooled: they are
 // all the same binary and learn which function to run from the request.
 type pool struct {
-	spec  backend.Spec
-	spawn func(backend.Spec) (*process, error)
+	spec  Spec
+	spawn func(Spec) (*process, error)
 	log   *slog.Logger
 
 	idle chan *process // greeted processes, at most the pool's size
@@ -33,7 +32,7 @@ type pool struct {
 const helloTimeout = 10 * time.Second
 
 // newPool starts a pool of n processes of spec.
-func newPool(spec backend.Spec, n int, spawn func(backend.Spec) (*process, error), log *slog.Logger) *pool {
+func newPool(spec Spec, n int, spawn func(Spec) (*process, error), log *slog.Logger) *pool {
 	p := &pool{
 		spec:  spec,
 		spawn: spawn,
@@ -52,8 +51,8 @@ func newPool(spec backend.Spec, n int, spawn func(backend.Spec) (*process, error
 
 // matches reports whether a call of spec can run in one of the pool's
 // processes: the same program with the same environment.
-func (p *pool) matches(spec backend.Spec) bool {
-	return spec.Framed && spec.Path == p.spec.Path && slices.Equal(spec.Env, p.spec.Env)
+func (p *pool) matches(spec Spec) bool {
+	return spec.Protocol == ProtocolFramed && spec.Path == p.spec.Path && slices.Equal(spec.Env, p.spec.Env)
 }
 
 // take returns a greeted process, or nil when the pool is empty; the call

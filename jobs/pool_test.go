@@ -10,21 +10,13 @@ import (
 
 	"github.com/goccy/go-json"
 
-	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/rpc"
 )
 
-func warmSpec(t *testing.T) backend.Spec {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return backend.Spec{
-		Path:   self,
-		Args:   []string{"function"},
-		Env:    []string{rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue},
-		Framed: true,
-	}
+// warmTable returns a table with a pool of n warm processes.
+func warmTable(t *testing.T, n int) *Table {
+	f := newFunctions(t)
+	return newTable(t, Config{Resolver: f, Warm: n, WarmSpec: f.goProcess()})
 }
 
 // idlePIDs waits until the pool holds n greeted processes and returns
@@ -53,11 +45,11 @@ func idlePIDs(t *testing.T, p *pool, n int) map[int]bool {
 
 func TestWarmCallsUsePooledProcesses(t *testing.T) {
 	t.Parallel()
-	tb := newTable(t, Config{Warm: 2, WarmSpec: warmSpec(t)})
+	tb := warmTable(t, 2)
 	warm := idlePIDs(t, tb.pool, 2)
 
 	for i := range 2 {
-		c := start(t, tb, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`"hi"`), Timeout: 30})
+		c := start(t, tb, StartOptions{Fn: "echo", Args: json.RawMessage(`"hi"`), Timeout: 30 * time.Second})
 		if c.State != rpc.StateSucceeded || string(c.Result) != `"hi"` {
 			t.Fatalf("warm echo %d = %s %s %v", i, c.State, c.Result, c.Error)
 		}
@@ -74,16 +66,16 @@ func TestWarmCallsUsePooledProcesses(t *testing.T) {
 		}
 	}
 	// Executable functions stay cold and still work.
-	dir := tb.cfg.Resolver.(*backend.Functions).Dir
+	dir := functionsDir(tb)
 	os.WriteFile(dir+"/one", []byte("#!/bin/sh\necho 1\n"), 0o755)
-	if c := start(t, tb, rpc.StartRequest{FnName: "one", Timeout: 30}); c.State != rpc.StateSucceeded {
+	if c := start(t, tb, StartOptions{Fn: "one", Timeout: 30 * time.Second}); c.State != rpc.StateSucceeded {
 		t.Errorf("executable function with a warm pool = %s %v", c.State, c.Error)
 	}
 }
 
 func TestWarmProcessKilledWhileIdleIsSkipped(t *testing.T) {
 	t.Parallel()
-	tb := newTable(t, Config{Warm: 1, WarmSpec: warmSpec(t)})
+	tb := warmTable(t, 1)
 	var victim int
 	for pid := range idlePIDs(t, tb.pool, 1) {
 		victim = pid
@@ -101,7 +93,7 @@ func TestWarmProcessKilledWhileIdleIsSkipped(t *testing.T) {
 			t.Fatalf("killed process %d never seen exited", victim)
 		}
 	}
-	c := start(t, tb, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`1`), Timeout: 30})
+	c := start(t, tb, StartOptions{Fn: "echo", Args: json.RawMessage(`1`), Timeout: 30 * time.Second})
 	if c.State != rpc.StateSucceeded {
 		t.Fatalf("echo after the warm process died = %s %v, want succeeded on a fresh process", c.State, c.Error)
 	}
@@ -112,7 +104,7 @@ func TestWarmProcessKilledWhileIdleIsSkipped(t *testing.T) {
 
 func TestShutdownKillsIdleWarmProcesses(t *testing.T) {
 	t.Parallel()
-	tb := newTable(t, Config{Warm: 3, WarmSpec: warmSpec(t)})
+	tb := warmTable(t, 3)
 	pids := idlePIDs(t, tb.pool, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

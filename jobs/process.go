@@ -11,8 +11,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/noderpc/noderpc/backend"
 )
 
 // process is one running function process and the parent's ends of its
@@ -20,7 +18,7 @@ import (
 type process struct {
 	cmd     *exec.Cmd
 	pid     int
-	framed  bool
+	proto   childProtocol
 	stdin   *os.File // write end; closed once the request is written
 	stdout  *os.File // read end
 	out     *bufio.Reader
@@ -33,7 +31,7 @@ type process struct {
 // parent-death signal, so that cancel, abort and shutdown can kill the
 // whole group, and a crashed daemon takes its function processes with it.
 // With a cgroup, the process starts inside it.
-func spawn(spec backend.Spec, cg *cgroup, tag string) (*process, error) {
+func spawn(spec Spec, cg *cgroup, tag string) (*process, error) {
 	var files [6]*os.File // inR, inW, outR, outW, errR, errW
 	closeAll := func() {
 		for _, f := range files {
@@ -90,7 +88,7 @@ func spawn(spec backend.Spec, cg *cgroup, tag string) (*process, error) {
 	return &process{
 		cmd:    cmd,
 		pid:    cmd.Process.Pid,
-		framed: spec.Framed,
+		proto:  protocolOf(spec.Protocol),
 		stdin:  files[1],
 		stdout: files[2],
 		out:    bufio.NewReaderSize(files[2], maxHelloLine),

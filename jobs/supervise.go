@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"syscall"
 	"time"
@@ -21,18 +20,24 @@ import (
 // (setsid) can still hold them open; it must not hold the call hostage.
 const drainAfterExit = 2 * time.Second
 
-// frameOverhead is what a result frame adds around the result itself:
-// {"result":...} and a newline, with room to spare.
-const frameOverhead = 64
-
-// maxHelloLine bounds the hello line a function process writes first.
-const maxHelloLine = 4096
-
 // output is what the stdout reader made of the function's stdout.
 type output struct {
-	result   []byte
+	data     []byte
 	tooLarge bool
 	err      *rpc.Error // a protocol error: bad hello, unwritable request
+}
+
+// exit is how a reaped function process ended.
+type exit struct {
+	code   *int   // nil when a signal killed it or the status is unknown
+	signal string // the signal that killed it, if one did
+}
+
+// verdict is how a call ended: its terminal state, and its result or error.
+type verdict struct {
+	state  rpc.State
+	result json.RawMessage
+	err    *rpc.Error
 }
 
 // supervise owns c's process from spawn to reap: it feeds the request,
@@ -55,33 +60,33 @@ func (t *Table) supervise(c *call, args json.RawMessage) {
 		defer close(logDone)
 		t.readLog(c, p.stderr)
 	}()
-	frame := make(chan []byte, 1) // a complete result frame, as soon as read
+	early := make(chan []byte, 1) // a result that may settle the call before the exit
 	outDone := make(chan output, 1)
-	go func() { outDone <- t.readOutput(c, p, args, frame) }()
+	go func() { outDone <- t.readOutput(c, args, early) }()
 	exited := make(chan error, 1)
 	go func() { exited <- p.wait() }()
 
 	var (
 		waitErr  error
-		early    []byte // the frame, while the log is still open
+		frame    []byte // the early result, while the log is still open
 		logEnded = logDone
 		done     bool
 	)
 	for wait := true; wait; {
 		select {
-		case early = <-frame:
-			frame = nil
+		case frame = <-early:
+			early = nil
 		case <-logEnded:
 			logEnded = nil
 		case waitErr = <-exited:
 			wait = false
 		}
-		if early != nil && logEnded == nil && !done {
-			if result, ok := t.earlyResult(c, early); ok {
-				t.complete(c, rpc.StateSucceeded, result, nil)
+		if frame != nil && logEnded == nil && !done {
+			if v, settled := t.decide(c, output{data: frame}, nil); settled {
+				t.complete(c, v)
 				done = true
 			}
-			early = nil
+			frame = nil
 		}
 	}
 	// Whatever the function left behind dies with it.
@@ -95,37 +100,76 @@ func (t *Table) supervise(c *call, args json.RawMessage) {
 	p.stderr.Close()
 
 	if !done {
-		state, result, cerr := t.outcome(c, out, waitErr)
-		t.complete(c, state, result, cerr)
+		v, _ := t.decide(c, out, exitOf(p, waitErr))
+		t.complete(c, v)
 	}
 	if err := p.release(); err != nil {
 		t.cfg.Logger.Warn("removing the call's cgroup", "call_id", c.id, "err", err)
 	}
 }
 
-// earlyResult returns the result of a frame that settles the call before
-// its process exits: a successful result, within the limit, of a call
-// nobody asked to stop (a requested stop wins, see outcome).
-func (t *Table) earlyResult(c *call, frame []byte) (json.RawMessage, bool) {
-	if kind, _ := c.stopRequest(); kind != "" {
-		return nil, false
+// decide decides how c ended from what was asked of it, what its process
+// wrote, and how the process exited. A requested stop wins over
+// everything else: a cancelled call is cancelled even if it wrote a
+// result late.
+//
+// It is asked twice at most. At the result frame, before the exit (ended
+// is nil), only a success settles the call: nothing the process does
+// afterwards can change it. Any other outcome waits for the exit, whose
+// status its error carries and which a stop may still overtake. After
+// the reap every outcome is settled.
+func (t *Table) decide(c *call, out output, ended *exit) (v verdict, settled bool) {
+	failed := ended != nil && (ended.code == nil || *ended.code != 0)
+	stop, reason := c.stopRequest()
+	var (
+		result          json.RawMessage
+		fnErr, protoErr *rpc.Error
+	)
+	if stop == "" && !out.tooLarge && out.err == nil {
+		result, fnErr, protoErr = c.proc.proto.decode(out.data)
 	}
-	fr, err := rpc.DecodeFunctionResult(frame)
-	if err != nil || fr.Error != nil || int64(len(fr.Result)) > t.cfg.MaxResult {
-		return nil, false
+	switch {
+	case stop == rpc.KindAborted:
+		v = verdict{state: rpc.StateAborted, err: &rpc.Error{Kind: stop, Message: reason}}
+	case stop != "":
+		v = verdict{state: rpc.StateCancelled, err: &rpc.Error{Kind: stop, Message: reason}}
+	case out.tooLarge:
+		v = verdict{state: rpc.StateFailed, err: t.tooLarge()}
+	case out.err != nil:
+		v = verdict{state: rpc.StateFailed, err: out.err}
+	case protoErr != nil && failed:
+		// Torn output of a process that died: its exit says why.
+		v = verdict{state: rpc.StateFailed, err: t.failure(c, ended)}
+	case protoErr != nil:
+		v = verdict{state: rpc.StateFailed, err: protoErr}
+	case fnErr != nil:
+		v = verdict{state: rpc.StateFailed, err: fnErr}
+	case int64(len(result)) > t.cfg.MaxResult:
+		v = verdict{state: rpc.StateFailed, err: t.tooLarge()}
+	case failed:
+		v = verdict{state: rpc.StateFailed, err: t.failure(c, ended)}
+	default:
+		v = verdict{state: rpc.StateSucceeded, result: result}
 	}
-	return fr.Result, true
+	if ended == nil {
+		return v, v.state == rpc.StateSucceeded
+	}
+	if v.err != nil {
+		v.err.ExitCode, v.err.Signal = ended.code, ended.signal
+	}
+	return v, true
 }
 
 // complete moves c to its terminal state, frees its slot and logs its end.
-func (t *Table) complete(c *call, state rpc.State, result json.RawMessage, cerr *rpc.Error) {
+func (t *Table) complete(c *call, v verdict) {
+	state, cerr := v.state, v.err
 	now := t.cfg.Now()
 	// The slot is free before anyone learns the call ended, so a client
 	// that starts its next call on the answer is never refused busy.
 	t.mu.Lock()
 	t.running--
 	t.mu.Unlock()
-	if err := c.finish(state, result, cerr, now); err != nil {
+	if err := c.finish(state, v.result, cerr, now); err != nil {
 		// Unreachable unless the state machine has a bug: say so loudly.
 		t.cfg.Logger.Error("finishing call", "call_id", c.id, "err", err)
 	}
@@ -143,82 +187,22 @@ func (t *Table) complete(c *call, state rpc.State, result json.RawMessage, cerr 
 	t.cfg.Logger.Info("call finished", attrs...)
 }
 
-// readOutput writes the request to the process and reads its result. A
-// framed process's result frame is also sent on frame as soon as its line
-// is complete; reading goes on to EOF so the process never blocks on a
-// full pipe.
-func (t *Table) readOutput(c *call, p *process, args json.RawMessage, frame chan<- []byte) output {
-	r := p.out
-	if p.framed && !p.greeted {
-		line, err := r.ReadSlice('\n')
-		if err != nil {
-			p.stdin.Close()
-			if len(line) == 0 {
-				return output{err: rpc.Errorf(rpc.KindProtocolError, "function process exited before its protocol hello")}
-			}
-			return output{err: rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", clip(line))}
-		}
-		if _, err := rpc.DecodeHello(line); err != nil {
-			p.stdin.Close()
-			c.proc.kill()
-			return output{err: err.(*rpc.Error)}
-		}
+// readOutput hands the request to the process and reads its output
+// through the result limit, in the protocol the process speaks.
+func (t *Table) readOutput(c *call, args json.RawMessage, early chan<- []byte) output {
+	p := c.proc
+	if err := p.proto.feed(c, args); err != nil {
+		return output{err: err}
 	}
-	if p.framed {
-		req, err := rpc.AppendFunctionRequest(nil, c.id, c.fnName, args)
-		args = nil // the frame holds them now; let them go once written
-		if err != nil {
-			p.stdin.Close()
-			c.proc.kill()
-			return output{err: rpc.Errorf(rpc.KindInternal, "encoding the function request: %v", err)}
-		}
-		p.stdin.Write(req) // a process that exits early is seen by Wait
-		p.stdin.Close()
-	} else {
-		// An executable function may exit without reading its stdin; a
-		// write error then is its business, not a failure of noded.
-		go func() {
-			if len(args) == 0 {
-				args = json.RawMessage("null")
-			}
-			p.stdin.Write(args)
-			p.stdin.Close()
-		}()
-	}
-	limit := t.cfg.MaxResult
-	if p.framed {
-		// The frame around the result is not the function's to pay for.
-		limit += frameOverhead
-	}
-	var data []byte
-	if p.framed {
-		// The frame is one line: hand it over the moment it is whole.
-		var buf bytes.Buffer
-		for {
-			chunk, err := r.ReadSlice('\n')
-			buf.Write(chunk)
-			if int64(buf.Len()) > limit {
-				break
-			}
-			if err == nil {
-				frame <- bytes.Clone(buf.Bytes())
-				break
-			}
-			if err != bufio.ErrBufferFull {
-				break
-			}
-		}
-		rest, _ := io.ReadAll(io.LimitReader(r, limit+1-int64(buf.Len())))
-		data = append(buf.Bytes(), rest...)
-	} else {
-		data, _ = io.ReadAll(io.LimitReader(r, limit+1))
-	}
+	// The protocol's wrapping is not the function's to pay for.
+	limit := t.cfg.MaxResult + p.proto.overhead()
+	data := p.proto.read(p.out, limit, early)
 	if int64(len(data)) > limit {
 		// Stop the flood at once; the call fails, noded's memory holds.
-		c.proc.kill()
+		p.kill()
 		return output{tooLarge: true}
 	}
-	return output{result: data}
+	return output{data: data}
 }
 
 // readLog reads the function's stderr into the call's log, one line per
@@ -246,67 +230,20 @@ func (t *Table) readLog(c *call, f *os.File) {
 	}
 }
 
-// outcome decides how the call ended from what was asked of it, what it
-// wrote, and how its process exited. A requested stop wins over everything
-// else: a cancelled call is cancelled even if it wrote a result late.
-func (t *Table) outcome(c *call, out output, waitErr error) (rpc.State, json.RawMessage, *rpc.Error) {
-	exitCode, signal := exitStatus(c.proc, waitErr)
-	withExit := func(e *rpc.Error) *rpc.Error {
-		e.ExitCode, e.Signal = exitCode, signal
-		return e
-	}
-	if kind, reason := c.stopRequest(); kind != "" {
-		state := rpc.StateCancelled
-		if kind == rpc.KindAborted {
-			state = rpc.StateAborted
-		}
-		return state, nil, withExit(&rpc.Error{Kind: kind, Message: reason})
-	}
-	if out.tooLarge {
-		return rpc.StateFailed, nil, withExit(rpc.Errorf(rpc.KindResultTooLarge, "the function wrote more than %d bytes of result", t.cfg.MaxResult))
-	}
-	if out.err != nil {
-		return rpc.StateFailed, nil, withExit(out.err)
-	}
-	exited0 := exitCode != nil && *exitCode == 0
-	if c.proc.framed {
-		fr, err := rpc.DecodeFunctionResult(out.result)
-		if err != nil {
-			if !exited0 {
-				return rpc.StateFailed, nil, withExit(t.failure(c, exitCode, signal))
-			}
-			return rpc.StateFailed, nil, withExit(err.(*rpc.Error))
-		}
-		if fr.Error != nil {
-			return rpc.StateFailed, nil, withExit(fr.Error)
-		}
-		if int64(len(fr.Result)) > t.cfg.MaxResult {
-			return rpc.StateFailed, nil, withExit(rpc.Errorf(rpc.KindResultTooLarge, "the function wrote more than %d bytes of result", t.cfg.MaxResult))
-		}
-		if !exited0 {
-			return rpc.StateFailed, nil, withExit(t.failure(c, exitCode, signal))
-		}
-		return rpc.StateSucceeded, fr.Result, nil
-	}
-	if !exited0 {
-		return rpc.StateFailed, nil, withExit(t.failure(c, exitCode, signal))
-	}
-	raw := bytes.TrimSpace(out.result)
-	if err := rpc.ValidResult(raw); err != nil {
-		return rpc.StateFailed, nil, withExit(err.(*rpc.Error))
-	}
-	return rpc.StateSucceeded, raw, nil
+// tooLarge is the error of a call whose result is over the limit.
+func (t *Table) tooLarge() *rpc.Error {
+	return rpc.Errorf(rpc.KindResultTooLarge, "the function wrote more than %d bytes of result", t.cfg.MaxResult)
 }
 
 // failure describes a function process that exited badly, quoting its last
 // log line, which is usually the reason.
-func (t *Table) failure(c *call, exitCode *int, signal string) *rpc.Error {
+func (t *Table) failure(c *call, ended *exit) *rpc.Error {
 	var msg string
 	switch {
-	case signal != "":
-		msg = "function process killed by " + signal
-	case exitCode != nil:
-		msg = fmt.Sprintf("function process exited with status %d", *exitCode)
+	case ended.signal != "":
+		msg = "function process killed by " + ended.signal
+	case ended.code != nil:
+		msg = fmt.Sprintf("function process exited with status %d", *ended.code)
 	default:
 		msg = "function process ended abnormally"
 	}
@@ -316,30 +253,22 @@ func (t *Table) failure(c *call, exitCode *int, signal string) *rpc.Error {
 	return &rpc.Error{Kind: rpc.KindFunctionFailed, Message: msg}
 }
 
-// exitStatus returns the exit code, or the name of the signal that killed
-// the process.
-func exitStatus(p *process, waitErr error) (exitCode *int, signal string) {
+// exitOf returns how the reaped process ended: its exit code, or the name
+// of the signal that killed it.
+func exitOf(p *process, waitErr error) *exit {
 	st := p.cmd.ProcessState
 	if st == nil {
-		return nil, ""
+		return &exit{}
 	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return nil, unix.SignalName(ws.Signal())
+		return &exit{signal: unix.SignalName(ws.Signal())}
 	}
 	var ee *os.SyscallError
 	if errors.As(waitErr, &ee) {
-		return nil, ""
+		return &exit{}
 	}
 	code := st.ExitCode()
-	return &code, ""
-}
-
-func clip(b []byte) string {
-	const n = 120
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
+	return &exit{code: &code}
 }
 
 func kindOf(e *rpc.Error) rpc.Kind {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,13 +85,60 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func newTable(t *testing.T, cfg Config) *Table {
+// testFunctions resolves the test registry's functions to this test
+// binary, and other names to executables in dir, as noded's resolver does
+// with its registry and functions directory.
+type testFunctions struct {
+	reg  *backend.Registry
+	self string
+	dir  string
+}
+
+var _ Resolver = (*testFunctions)(nil)
+
+func (f *testFunctions) Resolve(name string) (Spec, error) {
+	if err := backend.CheckName(name); err != nil {
+		return Spec{}, err
+	}
+	if _, ok := f.reg.Lookup(name); ok {
+		spec := f.goProcess()
+		spec.Name, spec.Args = name, append(spec.Args, name)
+		return spec, nil
+	}
+	path := filepath.Join(f.dir, name)
+	if fi, err := os.Stat(path); err != nil || fi.Mode()&0o111 == 0 {
+		return Spec{}, rpc.Errorf(rpc.KindUnknownFunction, "no function %q", name)
+	}
+	return Spec{Name: name, Path: path}, nil
+}
+
+// goProcess is how the test binary is started as a Go function process.
+func (f *testFunctions) goProcess() Spec {
+	return Spec{
+		Path:     f.self,
+		Args:     []string{"function"},
+		Env:      []string{rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue},
+		Protocol: ProtocolFramed,
+	}
+}
+
+func newFunctions(t *testing.T) *testFunctions {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Resolver = &backend.Functions{Registry: testRegistry(), Self: self, Dir: t.TempDir()}
+	return &testFunctions{reg: testRegistry(), self: self, dir: t.TempDir()}
+}
+
+// functionsDir is where tb looks for executable functions.
+func functionsDir(tb *Table) string { return tb.cfg.Resolver.(*testFunctions).dir }
+
+func newTable(t *testing.T, cfg Config) *Table {
+	t.Helper()
+	if cfg.Resolver == nil {
+		cfg.Resolver = newFunctions(t)
+	}
 	if cfg.Grace == 0 {
 		cfg.Grace = 2 * time.Second
 	}
@@ -108,20 +156,33 @@ func newTable(t *testing.T, cfg Config) *Table {
 	return tb
 }
 
-func start(t *testing.T, tb *Table, req rpc.StartRequest) *rpc.Call {
+func start(t *testing.T, tb *Table, o StartOptions) *rpc.Call {
 	t.Helper()
-	c, err := tb.Start(context.Background(), &req)
+	c, err := tb.Start(context.Background(), o)
 	if err != nil {
-		t.Fatalf("Start(%+v): %v", req, err)
+		t.Fatalf("Start(%+v): %v", o, err)
 	}
 	return c
 }
 
-func wait(t *testing.T, tb *Table, id string, timeout float64) *rpc.Call {
+func wait(t *testing.T, tb *Table, id string, timeout time.Duration) *rpc.Call {
 	t.Helper()
-	c, err := tb.Wait(context.Background(), &rpc.WaitRequest{ID: id, Timeout: timeout})
+	c, err := tb.Wait(context.Background(), id, WaitOptions{Timeout: timeout})
 	if err != nil {
 		t.Fatalf("Wait(%s): %v", id, err)
+	}
+	return c
+}
+
+// waitLogged waits until the running call id has logged a line, which its
+// function writes once it runs: its process has installed its SIGTERM
+// handler by then, so a stop is seen by the function, not by the
+// process's default action. It returns the record with the log.
+func waitLogged(t *testing.T, tb *Table, id string) *rpc.Call {
+	t.Helper()
+	c, err := tb.Wait(context.Background(), id, WaitOptions{Timeout: 30 * time.Second, WakeOnLog: true})
+	if err != nil || len(c.Log) == 0 || c.Finished {
+		t.Fatalf("Wait(%s, wake_on_log) = %+v, %v; want the running call with a log line", id, c, err)
 	}
 	return c
 }
@@ -189,7 +250,7 @@ func TestOutcomes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.fn+tt.args, func(t *testing.T) {
 			t.Parallel()
-			c := start(t, tb, rpc.StartRequest{FnName: tt.fn, FnArgs: json.RawMessage(tt.args), Timeout: 30})
+			c := start(t, tb, StartOptions{Fn: tt.fn, Args: json.RawMessage(tt.args), Timeout: 30 * time.Second})
 			if !c.Finished || c.State != tt.wantState {
 				t.Fatalf("Start(%s) state = %s finished=%v, want %s; error %v", tt.fn, c.State, c.Finished, tt.wantState, c.Error)
 			}
@@ -224,7 +285,7 @@ func TestOutcomes(t *testing.T) {
 func TestExecutableFunction(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{})
-	dir := tb.cfg.Resolver.(*backend.Functions).Dir
+	dir := functionsDir(tb)
 	scripts := map[string]string{
 		"double":  "#!/bin/sh\nread x; echo \"[$x, $x]\"\n",
 		"garbage": "#!/bin/sh\necho 'this is not json'\n",
@@ -246,7 +307,7 @@ func TestExecutableFunction(t *testing.T) {
 		{"noread", strings.Repeat(" ", 1<<20) + "1", `"ok"`, ""},
 	}
 	for _, tt := range tests {
-		c := start(t, tb, rpc.StartRequest{FnName: tt.fn, FnArgs: json.RawMessage(tt.args), Timeout: 30})
+		c := start(t, tb, StartOptions{Fn: tt.fn, Args: json.RawMessage(tt.args), Timeout: 30 * time.Second})
 		if tt.wantKind != "" {
 			if c.Error == nil || c.Error.Kind != tt.wantKind {
 				t.Errorf("Start(%s) = %s %v, want kind %s", tt.fn, c.State, c.Error, tt.wantKind)
@@ -262,7 +323,7 @@ func TestExecutableFunction(t *testing.T) {
 func TestFireAndForgetThenWaitRounds(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{})
-	c := start(t, tb, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":0.5}`), Timeout: 0})
+	c := start(t, tb, StartOptions{Fn: "sleep", Args: json.RawMessage(`{"seconds":0.5}`), Timeout: 0})
 	if c.Finished || c.State != rpc.StateRunning {
 		t.Fatalf("Start with timeout 0 = %s, want running at once", c.State)
 	}
@@ -271,7 +332,7 @@ func TestFireAndForgetThenWaitRounds(t *testing.T) {
 	}
 	rounds := 0
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); rounds++ {
-		c = wait(t, tb, c.ID, 0.05)
+		c = wait(t, tb, c.ID, 50*time.Millisecond)
 		if c.Finished {
 			break
 		}
@@ -284,7 +345,7 @@ func TestFireAndForgetThenWaitRounds(t *testing.T) {
 func TestLogOffsetsAndWakeOnLog(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{MaxLogLines: 5})
-	c := start(t, tb, rpc.StartRequest{FnName: "loglines", FnArgs: json.RawMessage(`8`), Timeout: 30})
+	c := start(t, tb, StartOptions{Fn: "loglines", Args: json.RawMessage(`8`), Timeout: 30 * time.Second})
 	if c.State != rpc.StateSucceeded {
 		t.Fatalf("loglines = %s %v", c.State, c.Error)
 	}
@@ -294,16 +355,16 @@ func TestLogOffsetsAndWakeOnLog(t *testing.T) {
 	if !strings.Contains(c.Log[4], "i=7") {
 		t.Errorf("last line %q, want the line with i=7", c.Log[4])
 	}
-	again, err := tb.Wait(context.Background(), &rpc.WaitRequest{ID: c.ID, LogOffset: 7})
+	again, err := tb.Wait(context.Background(), c.ID, WaitOptions{LogOffset: 7})
 	if err != nil || len(again.Log) != 1 || again.LogDropped != 0 {
 		t.Fatalf("Wait from offset 7 = %v lines %q dropped %d, want one line", err, again.Log, again.LogDropped)
 	}
 
 	// A waiter asking to wake on log returns at the first line, long
 	// before the function ends.
-	g := start(t, tb, rpc.StartRequest{FnName: "grandchild", Timeout: 0})
+	g := start(t, tb, StartOptions{Fn: "grandchild", Timeout: 0})
 	begin := time.Now()
-	got, err := tb.Wait(context.Background(), &rpc.WaitRequest{ID: g.ID, Timeout: 30, WakeOnLog: true})
+	got, err := tb.Wait(context.Background(), g.ID, WaitOptions{Timeout: 30 * time.Second, WakeOnLog: true})
 	if err != nil || got.Finished || len(got.Log) == 0 {
 		t.Fatalf("Wait(wake_on_log) = %v finished=%v log=%q, want early return with a line", err, got.Finished, got.Log)
 	}
@@ -317,11 +378,8 @@ func TestLogOffsetsAndWakeOnLog(t *testing.T) {
 func TestCancelKillsTheGroup(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{})
-	c := start(t, tb, rpc.StartRequest{FnName: "grandchild", Timeout: 0})
-	got, err := tb.Wait(context.Background(), &rpc.WaitRequest{ID: c.ID, Timeout: 30, WakeOnLog: true})
-	if err != nil || len(got.Log) == 0 {
-		t.Fatalf("no log line from grandchild: %v", err)
-	}
+	c := start(t, tb, StartOptions{Fn: "grandchild", Timeout: 0})
+	got := waitLogged(t, tb, c.ID)
 	_, pidText, _ := strings.Cut(got.Log[0], "pid=")
 	pid, err := strconv.Atoi(strings.Fields(pidText)[0])
 	if err != nil {
@@ -358,17 +416,27 @@ func waitGone(t *testing.T, pid int) {
 	t.Fatalf("process %d still runs", pid)
 }
 
-func TestAbortAfterAndGrace(t *testing.T) {
+func TestAbortAfter(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	c := start(t, tb, StartOptions{Fn: "sleep", Args: json.RawMessage(`{"seconds":60}`), AbortAfter: 100 * time.Millisecond, Timeout: 30 * time.Second})
+	if c.State != rpc.StateAborted || c.Error.Kind != rpc.KindAborted || !strings.Contains(c.Error.Message, "abort_after") {
+		t.Fatalf("sleep 60 with abort_after 100ms = %s %v, want aborted by abort_after", c.State, c.Error)
+	}
+}
+
+// TestGraceThenSIGKILL stops a function that ignores SIGTERM and checks
+// it is killed after the grace. It stops the function only once it runs:
+// a SIGTERM before the process installed its handler would end it at
+// once, by the signal's default action.
+func TestGraceThenSIGKILL(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{Grace: 200 * time.Millisecond})
-	c := start(t, tb, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":60}`), AbortAfter: 0.1, Timeout: 30})
-	if c.State != rpc.StateAborted || c.Error.Kind != rpc.KindAborted {
-		t.Fatalf("sleep 60 with abort_after 0.1 = %s %v, want aborted", c.State, c.Error)
-	}
-	// A function that ignores SIGTERM is killed after the grace.
-	c = start(t, tb, rpc.StartRequest{FnName: "ignoreterm", AbortAfter: 0.1, Timeout: 30})
-	if c.State != rpc.StateAborted || c.Error.Signal != "SIGKILL" {
-		t.Fatalf("ignoreterm with abort_after = %s %v, want aborted by SIGKILL", c.State, c.Error)
+	c := start(t, tb, StartOptions{Fn: "ignoreterm"})
+	waitLogged(t, tb, c.ID)
+	c, err := tb.Cancel(context.Background(), c.ID, 30*time.Second)
+	if err != nil || c.State != rpc.StateCancelled || c.Error.Signal != "SIGKILL" {
+		t.Fatalf("Cancel(ignoreterm) = %+v, %v; want cancelled, ended by SIGKILL after the grace", c, err)
 	}
 }
 
@@ -380,7 +448,7 @@ func TestRequestIDStartsOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			c, err := tb.Start(context.Background(), &rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`1`), RequestID: "r1", Timeout: 30})
+			c, err := tb.Start(context.Background(), StartOptions{Fn: "echo", Args: json.RawMessage(`1`), RequestID: "r1", Timeout: 30 * time.Second})
 			if err != nil {
 				t.Errorf("Start: %v", err)
 				return
@@ -402,7 +470,7 @@ func TestRequestIDStartsOnce(t *testing.T) {
 	if got := len(tb.List()); got != 1 {
 		t.Errorf("table holds %d calls, want 1", got)
 	}
-	_, err := tb.Start(context.Background(), &rpc.StartRequest{FnName: "sleep", RequestID: "r1"})
+	_, err := tb.Start(context.Background(), StartOptions{Fn: "sleep", RequestID: "r1"})
 	if !errors.Is(err, rpc.ErrBadRequest) {
 		t.Errorf("request_id reused for another function: err = %v, want bad_request", err)
 	}
@@ -411,15 +479,15 @@ func TestRequestIDStartsOnce(t *testing.T) {
 func TestBusy(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{MaxRunning: 1})
-	c := start(t, tb, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":60}`)})
-	_, err := tb.Start(context.Background(), &rpc.StartRequest{FnName: "echo"})
+	c := start(t, tb, StartOptions{Fn: "sleep", Args: json.RawMessage(`{"seconds":60}`)})
+	_, err := tb.Start(context.Background(), StartOptions{Fn: "echo"})
 	if !errors.Is(err, rpc.ErrBusy) {
 		t.Fatalf("second start over max-running = %v, want busy", err)
 	}
 	if _, err := tb.Cancel(context.Background(), c.ID, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := start(t, tb, rpc.StartRequest{FnName: "echo", Timeout: 30}); got.State != rpc.StateSucceeded {
+	if got := start(t, tb, StartOptions{Fn: "echo", Timeout: 30 * time.Second}); got.State != rpc.StateSucceeded {
 		t.Fatalf("start after the slot freed = %s %v", got.State, got.Error)
 	}
 }
@@ -439,12 +507,12 @@ func TestLookupErrors(t *testing.T) {
 		{"a:b:c.d:e", rpc.ErrBadRequest},
 	}
 	for _, tt := range tests {
-		_, err := tb.Wait(context.Background(), &rpc.WaitRequest{ID: tt.id})
+		_, err := tb.Wait(context.Background(), tt.id, WaitOptions{})
 		if !errors.Is(err, tt.want) {
 			t.Errorf("Wait(%q) = %v, want %v", tt.id, err, tt.want)
 		}
 	}
-	if _, err := tb.Start(context.Background(), &rpc.StartRequest{FnName: "nosuch"}); !errors.Is(err, rpc.ErrUnknownFunction) {
+	if _, err := tb.Start(context.Background(), StartOptions{Fn: "nosuch"}); !errors.Is(err, rpc.ErrUnknownFunction) {
 		t.Errorf("Start(nosuch) = %v, want unknown_function", err)
 	}
 }
@@ -456,16 +524,16 @@ func TestReleaseAndRetention(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	tb := newTable(t, Config{Retention: time.Hour, Now: clock})
 
-	running := start(t, tb, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":60}`)})
+	running := start(t, tb, StartOptions{Fn: "sleep", Args: json.RawMessage(`{"seconds":60}`)})
 	if err := tb.Release(running.ID); !errors.Is(err, rpc.ErrBadRequest) {
 		t.Errorf("Release(running) = %v, want bad_request", err)
 	}
-	a := start(t, tb, rpc.StartRequest{FnName: "echo", Timeout: 30})
-	b := start(t, tb, rpc.StartRequest{FnName: "echo", Timeout: 30, RequestID: "b"})
+	a := start(t, tb, StartOptions{Fn: "echo", Timeout: 30 * time.Second})
+	b := start(t, tb, StartOptions{Fn: "echo", Timeout: 30 * time.Second, RequestID: "b"})
 	if err := tb.Release(a.ID); err != nil {
 		t.Fatalf("Release(finished) = %v", err)
 	}
-	if _, err := tb.Wait(context.Background(), &rpc.WaitRequest{ID: a.ID}); !errors.Is(err, rpc.ErrUnknownCall) {
+	if _, err := tb.Wait(context.Background(), a.ID, WaitOptions{}); !errors.Is(err, rpc.ErrUnknownCall) {
 		t.Errorf("Wait after Release = %v, want unknown_call", err)
 	}
 	if n := tb.Expire(now.Add(time.Hour - time.Second)); n != 0 {
@@ -474,11 +542,11 @@ func TestReleaseAndRetention(t *testing.T) {
 	if n := tb.Expire(now.Add(time.Hour)); n != 1 {
 		t.Errorf("Expire at the retention dropped %d calls, want 1 (the finished, unreleased one)", n)
 	}
-	if _, err := tb.Wait(context.Background(), &rpc.WaitRequest{ID: b.ID}); !errors.Is(err, rpc.ErrUnknownCall) {
+	if _, err := tb.Wait(context.Background(), b.ID, WaitOptions{}); !errors.Is(err, rpc.ErrUnknownCall) {
 		t.Errorf("Wait after expiry = %v, want unknown_call", err)
 	}
 	// Its request_id is free again once the call is gone.
-	if c := start(t, tb, rpc.StartRequest{FnName: "echo", Timeout: 30, RequestID: "b"}); c.ID == b.ID {
+	if c := start(t, tb, StartOptions{Fn: "echo", Timeout: 30 * time.Second, RequestID: "b"}); c.ID == b.ID {
 		t.Errorf("request_id of an expired call answered the expired call")
 	}
 	if got := wait(t, tb, running.ID, 0); got.State != rpc.StateRunning {
@@ -486,27 +554,38 @@ func TestReleaseAndRetention(t *testing.T) {
 	}
 }
 
+// TestShutdownStopsEverything stops calls that end on SIGTERM, ignore it,
+// or leave a grandchild, once each runs (see TestGraceThenSIGKILL).
 func TestShutdownStopsEverything(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{Grace: 300 * time.Millisecond})
+	fns := []string{"sleep", "ignoreterm", "grandchild"}
+	// wantSignal is how the process ends, for those that ignore SIGTERM;
+	// sleep ends on SIGTERM, or by SIGKILL if it is slower than the grace.
+	wantSignal := map[string]string{"ignoreterm": "SIGKILL", "grandchild": "SIGKILL"}
 	var ids []string
-	for _, fn := range []string{"sleep", "ignoreterm", "grandchild"} {
-		ids = append(ids, start(t, tb, rpc.StartRequest{FnName: fn, FnArgs: json.RawMessage(`{"seconds":60}`)}).ID)
+	for _, fn := range fns {
+		id := start(t, tb, StartOptions{Fn: fn, Args: json.RawMessage(`{"seconds":60}`)}).ID
+		waitLogged(t, tb, id)
+		ids = append(ids, id)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := tb.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	for _, id := range ids {
+	for i, id := range ids {
 		c := wait(t, tb, id, 0)
 		if c.State != rpc.StateCancelled {
-			t.Errorf("call %s after Shutdown = %s, want cancelled", id, c.State)
+			t.Errorf("%s after Shutdown = %s, want cancelled", fns[i], c.State)
+		}
+		if want := wantSignal[fns[i]]; want != "" && (c.Error == nil || c.Error.Signal != want) {
+			t.Errorf("%s after Shutdown: error %v, want it ended by %s", fns[i], c.Error, want)
 		}
 		cid, _ := rpc.ParseCallID(id)
 		waitGone(t, cid.CPID)
 	}
-	if _, err := tb.Start(context.Background(), &rpc.StartRequest{FnName: "echo"}); !errors.Is(err, rpc.ErrShuttingDown) {
+	if _, err := tb.Start(context.Background(), StartOptions{Fn: "echo"}); !errors.Is(err, rpc.ErrShuttingDown) {
 		t.Errorf("Start after Shutdown = %v, want shutting_down", err)
 	}
 	if running, _ := tb.Counts(); running != 0 {
@@ -533,8 +612,8 @@ func TestSpawnError(t *testing.T) {
 func TestCounts(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{})
-	start(t, tb, rpc.StartRequest{FnName: "echo", Timeout: 30})
-	start(t, tb, rpc.StartRequest{FnName: "sleep", FnArgs: json.RawMessage(`{"seconds":60}`)})
+	start(t, tb, StartOptions{Fn: "echo", Timeout: 30 * time.Second})
+	start(t, tb, StartOptions{Fn: "sleep", Args: json.RawMessage(`{"seconds":60}`)})
 	if running, finished := tb.Counts(); running != 1 || finished != 1 {
 		t.Errorf("Counts() = %d running, %d finished; want 1 and 1", running, finished)
 	}

@@ -287,7 +287,8 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 				if out == nil || len(a.body) == 0 {
 					return attempt, nil
 				}
-				if err := json.Unmarshal(a.body, out); err != nil {
+				// Strict syntax, but a newer node may add fields.
+				if err := rpc.UnmarshalStrict(a.body, out, rpc.IgnoreUnknownFields); err != nil {
 					return attempt, fmt.Errorf("%s: %s: %w", c.node, proc,
 						rpc.Errorf(rpc.KindProtocolError, "node answered HTTP %d with a malformed body: %v", a.status, err))
 				}
@@ -326,7 +327,7 @@ func (c *Client) gaveUp(proc string, attempts int, elapsed time.Duration, last e
 // or, from anything else on the way (a proxy), the kind its status means.
 func decodeError(a answer) *rpc.Error {
 	var er rpc.ErrorResponse
-	if err := json.Unmarshal(a.body, &er); err == nil && er.Error != nil && er.Error.Kind != "" {
+	if err := rpc.UnmarshalStrict(a.body, &er, rpc.IgnoreUnknownFields); err == nil && er.Error != nil && er.Error.Kind != "" {
 		return er.Error
 	}
 	msg := strings.TrimSpace(string(a.body))

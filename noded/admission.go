@@ -2,14 +2,17 @@ package noded
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
 
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -18,107 +21,265 @@ import (
 // its TLS handshake and the write of the refusal.
 const refusalTimeout = 2 * time.Second
 
-// maxRefusing bounds the connections being refused at once. Past it a
-// refused connection is closed without a word: a client flooding noded
-// with connections must not make it spend goroutines on answering them.
-const maxRefusing = 64
+// maxPending bounds the connections waiting for a slot or being refused
+// at once. Past it a connection over the limits is closed without a word:
+// a client flooding noded with connections must not make it spend
+// goroutines on them.
+const maxPending = 64
 
-// admission is the listener in front of noded's server: it admits at most
+// admission is the listener in front of noded's server. It admits at most
 // maxTotal connections at once, and at most maxPerAddr from one IP address
 // (IPv4 and IPv6 alike). It replaces fasthttp's own limits, which refuse
 // from the accept loop with a blocking write (over TLS, after a handshake
 // without a deadline), count IPv4 addresses only, and race with the
 // server's shutdown.
 //
-// A refused connection is answered busy on a goroutine of its own with
-// refusalTimeout for all of it (429 when its address is over its share,
-// 503 when noded is full) and closed; Accept goes on at once.
+// A connection over its address's share is answered busy (429) at once. A
+// connection that finds noded full closes the oldest idle keep-alive
+// connection to take its slot; with none idle it waits up to wait for a
+// slot (the holders are active, or in their handshake or request head,
+// which the server bounds) and is answered busy (503) if none frees. Every
+// refusal and wait runs on a goroutine of its own, so Accept never stalls.
 type admission struct {
-	net.Listener
+	ln                   net.Listener
 	maxTotal, maxPerAddr int
+	wait                 time.Duration
 	tls                  *tls.Config // nil: plain HTTP
 
-	mu       sync.Mutex
-	total    int
-	perAddr  map[netip.Addr]int
-	refusing chan struct{} // a token per refusal under way
+	ready   chan net.Conn // admitted, for Accept
+	failed  chan error    // the listener's error, once
+	pending chan struct{} // a token per connection waiting or being refused
+	closed  chan struct{}
+
+	mu      sync.Mutex
+	perAddr map[netip.Addr]int
+	conns   map[*admittedConn]struct{}
+	freed   chan struct{} // closed and replaced each time a slot frees
 }
 
-func newAdmission(ln net.Listener, maxTotal, maxPerAddr int, tlsConfig *tls.Config) *admission {
-	return &admission{
-		Listener:   ln,
+func newAdmission(ln net.Listener, maxTotal, maxPerAddr int, wait time.Duration, tlsConfig *tls.Config) *admission {
+	l := &admission{
+		ln:         ln,
 		maxTotal:   maxTotal,
 		maxPerAddr: maxPerAddr,
+		wait:       wait,
 		tls:        tlsConfig,
+		ready:      make(chan net.Conn),
+		failed:     make(chan error, 1),
+		pending:    make(chan struct{}, maxPending),
+		closed:     make(chan struct{}),
 		perAddr:    make(map[netip.Addr]int),
-		refusing:   make(chan struct{}, maxRefusing),
+		conns:      make(map[*admittedConn]struct{}),
+		freed:      make(chan struct{}),
 	}
+	go l.acceptLoop()
+	return l
 }
 
-// Accept returns the next connection within the limits; the others are
-// refused without holding up the accept loop.
+// Accept returns the next admitted connection.
 func (l *admission) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		addr := remoteAddr(c)
-		status := l.admit(addr)
-		if status == 0 {
-			ac := &admittedConn{Conn: c}
-			ac.release = func() { l.leave(addr) }
-			if l.tls != nil {
-				return tls.Server(ac, l.tls), nil
-			}
-			return ac, nil
-		}
-		l.refuse(c, status)
-	}
-}
-
-// admit counts a connection from addr in, or returns the status that
-// refuses it.
-func (l *admission) admit(addr netip.Addr) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.total >= l.maxTotal:
-		return http.StatusServiceUnavailable
-	case l.perAddr[addr] >= l.maxPerAddr:
-		return http.StatusTooManyRequests
-	}
-	l.total++
-	l.perAddr[addr]++
-	return 0
-}
-
-func (l *admission) leave(addr netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if l.perAddr[addr]--; l.perAddr[addr] <= 0 {
-		delete(l.perAddr, addr)
-	}
-}
-
-// refuse answers c busy with status, on a goroutine, and closes it.
-func (l *admission) refuse(c net.Conn, status int) {
 	select {
-	case l.refusing <- struct{}{}:
+	case c := <-l.ready:
+		return c, nil
+	case err := <-l.failed:
+		l.failed <- err // for the next caller
+		return nil, err
+	}
+}
+
+// Close stops accepting; connections already admitted stay open.
+func (l *admission) Close() error {
+	select {
+	case <-l.closed:
+		return nil
+	default:
+		close(l.closed)
+	}
+	return l.ln.Close()
+}
+
+// Addr is the listening address.
+func (l *admission) Addr() net.Addr { return l.ln.Addr() }
+
+func (l *admission) acceptLoop() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			l.failed <- err
+			return
+		}
+		l.admitOrQueue(c)
+	}
+}
+
+// admitOrQueue hands c to Accept if it fits, and otherwise makes room,
+// waits or refuses on a goroutine.
+func (l *admission) admitOrQueue(c net.Conn) {
+	addr := remoteAddr(c)
+	ac, status := l.admit(c, addr)
+	if ac != nil {
+		l.deliver(l.serverConn(ac))
+		return
+	}
+	select {
+	case l.pending <- struct{}{}:
 	default:
 		c.Close()
 		return
 	}
 	go func() {
-		defer func() { <-l.refusing }()
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(refusalTimeout))
-		if l.tls != nil {
-			c = tls.Server(c, l.tls)
+		defer func() { <-l.pending }()
+		if status == http.StatusServiceUnavailable {
+			if ac := l.awaitSlot(c, addr); ac != nil {
+				l.deliver(l.serverConn(ac))
+				return
+			}
 		}
-		c.Write(refusal(status))
+		l.refuse(c, status)
 	}()
+}
+
+// admit counts c, from addr, in and returns it wrapped, taking the slot
+// of the oldest idle connection (which it closes) when noded is full; or
+// it returns the status that refuses c.
+func (l *admission) admit(c net.Conn, addr netip.Addr) (*admittedConn, int) {
+	l.mu.Lock()
+	if l.perAddr[addr] >= l.maxPerAddr {
+		l.mu.Unlock()
+		return nil, http.StatusTooManyRequests
+	}
+	var victim *admittedConn
+	if len(l.conns) >= l.maxTotal {
+		if victim = l.oldestIdle(); victim == nil {
+			l.mu.Unlock()
+			return nil, http.StatusServiceUnavailable
+		}
+		l.leaveLocked(victim)
+	}
+	ac := &admittedConn{Conn: c, addr: addr, owner: l}
+	l.conns[ac] = struct{}{}
+	l.perAddr[addr]++
+	l.mu.Unlock()
+	if victim != nil {
+		victim.Close() // its slot is ac's already
+	}
+	return ac, 0
+}
+
+// oldestIdle is the admitted connection idle the longest, or nil.
+func (l *admission) oldestIdle() *admittedConn {
+	var oldest *admittedConn
+	for c := range l.conns {
+		if since := c.idleSince.Load(); since != 0 && (oldest == nil || since < oldest.idleSince.Load()) {
+			oldest = c
+		}
+	}
+	return oldest
+}
+
+// awaitSlot waits up to l.wait for a slot to free and takes it for c.
+func (l *admission) awaitSlot(c net.Conn, addr netip.Addr) *admittedConn {
+	timer := time.NewTimer(l.wait)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		freed := l.freed
+		l.mu.Unlock()
+		ac, status := l.admit(c, addr)
+		if ac != nil || status == http.StatusTooManyRequests {
+			return ac
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			return nil
+		case <-l.closed:
+			return nil
+		}
+	}
+}
+
+// serverConn is what the server reads and writes: the connection itself,
+// or TLS over it.
+func (l *admission) serverConn(ac *admittedConn) net.Conn {
+	if l.tls != nil {
+		return tls.Server(ac, l.tls)
+	}
+	return ac
+}
+
+func (l *admission) deliver(c net.Conn) {
+	select {
+	case l.ready <- c:
+	case <-l.closed:
+		c.Close()
+	}
+}
+
+// leave gives c's slot back, once.
+func (l *admission) leave(c *admittedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leaveLocked(c)
+}
+
+func (l *admission) leaveLocked(c *admittedConn) {
+	if _, ok := l.conns[c]; !ok {
+		return
+	}
+	delete(l.conns, c)
+	if l.perAddr[c.addr]--; l.perAddr[c.addr] <= 0 {
+		delete(l.perAddr, c.addr)
+	}
+	close(l.freed)
+	l.freed = make(chan struct{})
+}
+
+// closeAll closes every admitted connection, in its handshake, its
+// request, or idle: the end of a shutdown.
+func (l *admission) closeAll() {
+	l.mu.Lock()
+	conns := make([]*admittedConn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// connState is the server's ConnState hook: it tells admission which
+// connections are idle between requests, and so may be closed to admit
+// another.
+func (l *admission) connState(c net.Conn, state fasthttp.ConnState) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	ac, ok := c.(*admittedConn)
+	if !ok {
+		return
+	}
+	switch state {
+	case fasthttp.StateIdle:
+		ac.idleSince.Store(time.Now().UnixNano())
+	default:
+		ac.idleSince.Store(0)
+	}
+}
+
+// refuse answers c busy with status and closes it, within refusalTimeout.
+func (l *admission) refuse(c net.Conn, status int) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(refusalTimeout))
+	if l.tls != nil {
+		c = tls.Server(c, l.tls)
+	}
+	c.Write(refusal(status))
 }
 
 // refusal is the HTTP answer to a connection over a limit: kind busy, so
@@ -142,15 +303,17 @@ func remoteAddr(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// admittedConn gives its slot back when it is closed, once.
+// admittedConn is a connection admission counts; its Close gives the slot
+// back.
 type admittedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	addr      netip.Addr
+	owner     *admission
+	idleSince atomic.Int64 // UnixNano since it is idle; 0 while active
 }
 
 func (c *admittedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.owner.leave(c)
 	return err
 }

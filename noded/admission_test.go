@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // admitted collects the connections an admission listener hands out.
@@ -27,7 +29,7 @@ func listenAdmission(t *testing.T, network, addr string, total, perAddr int) *ad
 	if err != nil {
 		t.Skipf("listening on %s %s: %v", network, addr, err)
 	}
-	a := &admitted{ln: newAdmission(raw, total, perAddr, nil), conns: make(chan net.Conn, 100)}
+	a := &admitted{ln: newAdmission(raw, total, perAddr, time.Second, nil), conns: make(chan net.Conn, 100)}
 	go func() {
 		for {
 			c, err := a.ln.Accept()
@@ -142,14 +144,16 @@ func TestAdmissionTotal(t *testing.T) {
 	}
 }
 
-// A refused TLS connection that never sends its hello costs a goroutine
-// for refusalTimeout at most, and never holds up the accept loop.
-func TestAdmissionRefusalDoesNotBlockAccept(t *testing.T) {
+// Connections that find noded full wait for a slot on goroutines of their
+// own, silent TLS ones included, and never hold up the accept loop: an
+// address over its share is still answered at once, and a freed slot
+// goes to a waiting connection.
+func TestAdmissionWaitsOffTheAcceptLoop(t *testing.T) {
 	raw, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &admitted{ln: newAdmission(raw, 1, 100, testTLSConfig(t)), conns: make(chan net.Conn, 100)}
+	a := &admitted{ln: newAdmission(raw, 1, 1, time.Minute, testTLSConfig(t)), conns: make(chan net.Conn, 100)}
 	go func() {
 		for {
 			c, err := a.ln.Accept()
@@ -169,14 +173,38 @@ func TestAdmissionRefusalDoesNotBlockAccept(t *testing.T) {
 	addr := a.ln.Addr().String()
 	dial(t, "127.0.0.2", addr)
 	held := a.expectAdmitted(t, "the one connection allowed")
-	// Over the limit, silent: its refusal waits for a TLS hello that
-	// never comes.
-	for range 10 {
-		dial(t, "127.0.0.3", addr)
+	for _, from := range []string{"127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		dial(t, from, addr) // silent, waiting for a slot
+	}
+	over := tls.Client(dial(t, "127.0.0.2", addr), &tls.Config{InsecureSkipVerify: true})
+	if got := refusedWith(t, over); got != http.StatusTooManyRequests {
+		t.Errorf("second connection from 127.0.0.2 answered %d, want 429", got)
 	}
 	held.Close()
+	c := a.expectAdmitted(t, "a waiting connection once the slot freed")
+	if from := remoteAddr(c.(*tls.Conn).NetConn()).String(); from == "127.0.0.2" {
+		t.Errorf("the freed slot went to %s, want one of the waiting connections", from)
+	}
+}
+
+// At the limit, the oldest idle keep-alive connection is closed to admit
+// a new one.
+func TestAdmissionClosesTheOldestIdle(t *testing.T) {
+	a := listenAdmission(t, "tcp4", "127.0.0.1:0", 2, 100)
+	addr := a.ln.Addr().String()
+	first := dial(t, "127.0.0.2", addr)
+	c1 := a.expectAdmitted(t, "first")
+	dial(t, "127.0.0.3", addr)
+	c2 := a.expectAdmitted(t, "second")
+	a.ln.connState(c1, fasthttp.StateIdle)
+	a.ln.connState(c2, fasthttp.StateIdle)
+	a.ln.connState(c2, fasthttp.StateActive) // busy again: not to be closed
 	dial(t, "127.0.0.4", addr)
-	a.expectAdmitted(t, "a new connection while silent ones are being refused")
+	a.expectAdmitted(t, "a third connection while the first is idle")
+	first.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := first.Read(make([]byte, 1)); err == nil {
+		t.Errorf("the idle connection read %d bytes after the third was admitted, want it closed", n)
+	}
 }
 
 // testTLSConfig is a server configuration with a throwaway self-signed

@@ -30,11 +30,13 @@ type Config struct {
 	ClientCA      string
 	MaxConns      int
 	MaxConnsPerIP int
+	HeadTimeout   time.Duration
 	AddrFile      string
 	FunctionsDir  string
 	MaxRunning    int
 	MaxWait       time.Duration
 	MaxRequest    int
+	MaxBodies     int64
 	MaxResult     int64
 	MaxLogLines   int
 	Retention     time.Duration
@@ -62,6 +64,13 @@ const (
 	DefaultListen       = "127.0.0.1:1811"
 	DefaultFunctionsDir = "/usr/local/lib/noded/functions"
 	DefaultMaxRequest   = 64 << 20
+	// DefaultMaxBodies lets eight bodies of the largest size be read at
+	// once, and any number of ordinary ones.
+	DefaultMaxBodies = 8 * DefaultMaxRequest
+	// DefaultHeadTimeout is long enough for a TLS handshake and a request
+	// head across a slow link, and short enough that connections that
+	// send nothing give their slots back soon.
+	DefaultHeadTimeout = 10 * time.Second
 	// DefaultMaxConns is well above the calls a node runs at once
 	// (jobs.DefaultMaxRunning), each of which a master may be waiting on
 	// over a connection of its own.
@@ -142,11 +151,13 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClientCA, "client-ca", "", "the cluster CA `file` (PEM) client certificates must chain to; reloaded on SIGHUP")
 	fs.IntVar(&c.MaxConns, "max-conns", DefaultMaxConns, "most connections served at once; more are answered 503 and closed")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", DefaultMaxConnsPerIP, "most connections from one IP address at once; more are answered 429 and closed")
+	fs.DurationVar(&c.HeadTimeout, "head-timeout", DefaultHeadTimeout, "time a connection has for its TLS handshake and each request's line and headers")
 	fs.StringVar(&c.AddrFile, "addr-file", "", "write the address actually served on to `file` once listening (for scripts and port 0)")
 	fs.StringVar(&c.FunctionsDir, "functions-dir", DefaultFunctionsDir, "`directory` whose executable files are functions named after the file")
 	fs.IntVar(&c.MaxRunning, "max-running", jobs.DefaultMaxRunning, "most calls running at once; more are refused with kind busy")
 	fs.DurationVar(&c.MaxWait, "max-wait", jobs.DefaultMaxWait, "cap on the timeout of one StartFunction or WaitForFunction")
 	fs.IntVar(&c.MaxRequest, "max-request", DefaultMaxRequest, "largest request body in `bytes`; larger ones are refused with kind too_large")
+	fs.Int64Var(&c.MaxBodies, "max-request-memory", DefaultMaxBodies, "most `bytes` of request bodies held at once across all requests; past it a request is refused with kind busy before its body is read")
 	fs.Int64Var(&c.MaxResult, "max-result", jobs.DefaultMaxResult, "largest function result in `bytes`; larger ones fail the call with result_too_large")
 	fs.IntVar(&c.MaxLogLines, "max-log-lines", jobs.DefaultMaxLogLines, "log lines of each call held for WaitForFunction (the last ones)")
 	fs.DurationVar(&c.Retention, "retention", jobs.DefaultRetention, "how long a finished call that nobody released is kept")
@@ -344,6 +355,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("--max-wait must be > 0, got %s", c.MaxWait)
 	case c.MaxRequest <= 0:
 		return fmt.Errorf("--max-request must be > 0, got %d", c.MaxRequest)
+	case c.MaxBodies < int64(c.MaxRequest):
+		return fmt.Errorf("--max-request-memory must be at least --max-request (%d), got %d", c.MaxRequest, c.MaxBodies)
+	case c.HeadTimeout <= 0:
+		return fmt.Errorf("--head-timeout must be > 0, got %s", c.HeadTimeout)
 	case c.MaxResult <= 0:
 		return fmt.Errorf("--max-result must be > 0, got %d", c.MaxResult)
 	case c.MaxLogLines <= 0:
@@ -358,10 +373,11 @@ func (c *Config) check() error {
 		return fmt.Errorf("--max-conns-per-ip must be > 0, got %d", c.MaxConnsPerIP)
 	case c.Warm < 0:
 		return fmt.Errorf("--warm must be >= 0, got %d", c.Warm)
-	case c.Containment != string(jobs.ContainAuto) && c.Containment != string(jobs.ContainCgroup) && c.Containment != string(jobs.ContainProcessGroup):
-		return fmt.Errorf("--containment must be auto, cgroup or process-group, got %q", c.Containment)
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
+	}
+	if _, err := jobs.ParseContainment(c.Containment); err != nil {
+		return fmt.Errorf("--containment: %w", err)
 	}
 	return nil
 }
@@ -375,6 +391,9 @@ func (c *Config) validate() error {
 	if _, err := c.Logger(io.Discard); err != nil {
 		return err
 	}
+	if err := checkListen(c.Listen); err != nil {
+		return err
+	}
 	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
 	switch {
 	case c.Insecure && given:
@@ -385,6 +404,19 @@ func (c *Config) validate() error {
 		return errors.New("noded serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
 			"(keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME), " +
 			"or --insecure to serve plain HTTP on a loopback --listen address")
+	}
+	return nil
+}
+
+// checkListen refuses a --listen address net.Listen would refuse for its
+// form, so that --check-config finds it and the daemon exits 2, not 1.
+func checkListen(listen string) error {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:1811 or [::1]:1811: %v", listen, err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return fmt.Errorf("--listen %q: the port must be a number from 0 to 65535", listen)
 	}
 	return nil
 }

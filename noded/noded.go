@@ -35,6 +35,7 @@ import (
 
 	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -88,25 +89,43 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 // returns nil once all are reaped. Each receive from reload reloads the
 // certificates. Run is called once.
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	if n := jobs.KillOrphans(d.log); n > 0 {
+		d.log.Info("killed processes left by earlier daemons", "count", n)
+	}
 	m := newMetrics()
 	table, err := jobs.New(d.jobsConfig(m))
 	if err != nil {
 		return err
 	}
 	m.watch(table, d.cfg.MaxRunning)
+	hangups, err := newHangups()
+	if err != nil {
+		d.stopTable(table)
+		return err
+	}
+	defer hangups.close()
 	ln, err := d.listen()
 	if err != nil {
 		d.stopTable(table)
 		return err
 	}
-	a := &api{table: table, log: d.log, metrics: m, tls: d.certs != nil, version: rpc.VersionResponse{
-		Version:   rpc.Version,
-		Protocol:  rpc.ProtocolVersion,
-		BootID:    uuid.NewString(),
-		StartedAt: table.Started(),
-		PID:       os.Getpid(),
-	}}
-	srv := newServer(a, &d.cfg, d.log)
+	a := &api{
+		table:      table,
+		log:        d.log,
+		metrics:    m,
+		tls:        d.certs != nil,
+		bodies:     &budget{max: d.cfg.MaxBodies},
+		maxRequest: d.cfg.MaxRequest,
+		hangups:    hangups,
+		version: rpc.VersionResponse{
+			Version:   rpc.Version,
+			Protocol:  rpc.ProtocolVersion,
+			BootID:    uuid.NewString(),
+			StartedAt: table.Started(),
+			PID:       os.Getpid(),
+		},
+	}
+	srv := newServer(a, &d.cfg, ln, d.log)
 	d.logServing(ln.Addr().String(), a.version.BootID)
 	// The listening socket already queues connections, so noded is ready
 	// for systemd, and for units ordered after it, from here on.
@@ -125,7 +144,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	g.Add(func() error {
 		return srv.Serve(ln)
 	}, func(error) {
-		stopErr = d.shutdown(table, srv)
+		stopErr = d.shutdown(table, srv, ln)
 	})
 	// Added after the server, whose interrupt returns only once every
 	// function is reaped: run.Group interrupts actors in the order they
@@ -149,9 +168,12 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 //     still answers waits, lists and versions;
 //  2. every function process gets SIGTERM, and SIGKILL after the grace;
 //     each waiter wakes as its call ends;
-//  3. once every process is reaped, the server closes its connections,
-//     with the answers they were waiting for written.
-func (d *Daemon) shutdown(table *jobs.Table, srv *fasthttp.Server) error {
+//  3. once every process is reaped, the server stops accepting and
+//     closes its idle connections, and has a moment to write the answers
+//     of the waits that woke;
+//  4. every connection still open, in its handshake or request head or
+//     writing, is closed.
+func (d *Daemon) shutdown(table *jobs.Table, srv *fasthttp.Server, ln *admission) error {
 	running, _ := table.Counts()
 	d.log.Info("shutting down: stopping every function", "running", running, "grace", d.cfg.ShutdownGrace)
 	if err := d.notify.notify("STOPPING=1", fmt.Sprintf("STATUS=stopping %d running calls", running)); err != nil {
@@ -161,13 +183,18 @@ func (d *Daemon) shutdown(table *jobs.Table, srv *fasthttp.Server) error {
 	if err != nil {
 		err = fmt.Errorf("function processes not reaped after SIGKILL: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), answerGrace)
 	defer cancel()
 	if serr := srv.ShutdownWithContext(ctx); serr != nil {
-		d.log.Warn("closing connections", "err", serr)
+		d.log.Debug("connections still open after the last answers", "err", serr)
 	}
+	ln.closeAll()
 	return err
 }
+
+// answerGrace is how long the server has, once every function is reaped,
+// to write the answers of the waits that woke.
+const answerGrace = 2 * time.Second
 
 // stopTable stops every function and waits for the reap. SIGKILL follows
 // SIGTERM after the grace; the margin covers the reap of processes stuck
@@ -191,7 +218,7 @@ func actor(task func(stop <-chan struct{})) (execute func() error, interrupt fun
 
 // listen opens the listening socket, behind the connection limits and in
 // TLS unless --insecure, and writes --addr-file.
-func (d *Daemon) listen() (net.Listener, error) {
+func (d *Daemon) listen() (*admission, error) {
 	ln, err := net.Listen("tcp", d.cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listening: %w", err)
@@ -201,15 +228,17 @@ func (d *Daemon) listen() (net.Listener, error) {
 	if d.certs != nil {
 		tlsConfig = d.certs.listenerConfig()
 	}
-	ln = newAdmission(ln, d.cfg.MaxConns, d.cfg.MaxConnsPerIP, tlsConfig)
+	// A connection that finds noded full waits for one of the holders'
+	// head timeout to pass, and a second more.
+	adm := newAdmission(ln, d.cfg.MaxConns, d.cfg.MaxConnsPerIP, d.cfg.HeadTimeout+time.Second, tlsConfig)
 	if d.cfg.AddrFile != "" {
 		// Through a rename, so a reader never sees half an address.
 		if err := renameio.WriteFile(d.cfg.AddrFile, []byte(addr+"\n"), 0o644); err != nil {
-			ln.Close()
+			adm.Close()
 			return nil, fmt.Errorf("writing --addr-file: %w", err)
 		}
 	}
-	return ln, nil
+	return adm, nil
 }
 
 func (d *Daemon) logServing(addr, bootID string) {
@@ -226,9 +255,8 @@ func (d *Daemon) logServing(addr, bootID string) {
 // functions, and the daemon's logger and metrics.
 func (d *Daemon) jobsConfig(m *daemonMetrics) jobs.Config {
 	jc := d.cfg.jobsConfig()
-	funcs := &backend.Functions{Registry: d.reg, Dir: d.cfg.FunctionsDir}
-	jc.Resolver = funcs
-	jc.WarmSpec = funcs.ProcessSpec()
+	jc.Resolver = &functions.Resolver{Registry: d.reg, Dir: d.cfg.FunctionsDir}
+	jc.WarmSpec = functions.GoProcess("")
 	jc.Logger = d.log
 	jc.Observer = m
 	return jc

@@ -1,9 +1,11 @@
 package noded
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/goccy/go-json"
@@ -22,95 +24,216 @@ type api struct {
 	// tls is true when noded serves HTTPS: every request then carries a
 	// verified client certificate whose role is checked.
 	tls bool
+	// bodies bounds the request bodies read and held at once.
+	bodies *budget
+	// maxRequest is --max-request, the largest body one request may have.
+	maxRequest int
+	// hangups ends the wait of a request whose client hung up.
+	hangups *hangups
 }
 
-// handle routes one request. Procedures that change or wait on calls are
-// PUT, as in Ganeti's protocol; reads are GET.
+// procedure is one entry of the protocol: how it is called and who may
+// call it. Procedures that change or wait on calls are PUT, as in
+// Ganeti's protocol, and take a JSON body; reads are GET.
+type procedure struct {
+	method string
+	// read is true for the procedures an observer may call: they have no
+	// side effect.
+	read  bool
+	serve func(a *api, ctx *fasthttp.RequestCtx, body []byte)
+}
+
+// procedures are what noded serves, by path.
+var procedures = map[string]procedure{
+	rpc.PathStartFunction:   {fasthttp.MethodPut, false, (*api).startFunction},
+	rpc.PathWaitForFunction: {fasthttp.MethodPut, true, (*api).waitForFunction},
+	rpc.PathCancelFunction:  {fasthttp.MethodPut, false, (*api).cancelFunction},
+	rpc.PathReleaseFunction: {fasthttp.MethodPut, false, (*api).releaseFunction},
+	rpc.PathListFunctions:   {fasthttp.MethodGet, true, (*api).listFunctions},
+	rpc.PathVersion:         {fasthttp.MethodGet, true, (*api).versionInfo},
+	PathMetrics:             {fasthttp.MethodGet, true, (*api).metricsText},
+}
+
+// refusedHeader carries, from headerReceived to handle, why a request is
+// refused from its head alone. It is noded's own: one a client sends is
+// dropped.
+const refusedHeader = "X-Noded-Refused"
+
+// headerReceived runs once a request's head is in, before fasthttp reads
+// any of its body. A request that will be refused from its head (no such
+// procedure, the wrong method, a declared body over --max-request) gets
+// its body length set to 0, so that fasthttp does not wait for a byte of
+// the body; handle then answers and closes the connection.
+func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	h.Del(refusedHeader)
+	p, ok := procedures[string(h.RequestURI())]
+	n := h.ContentLength()
+	var why string
+	switch {
+	case !ok || string(h.Method()) != p.method:
+		why = "route"
+	case n > a.maxRequest:
+		why = "too_large"
+	case p.method == fasthttp.MethodGet && n != 0 && n != -2:
+		why = "get_body"
+	}
+	if why != "" {
+		h.Set(refusedHeader, why)
+		h.SetContentLength(0)
+	}
+	return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
+}
+
+// handle admits one request from its head alone (path, method, role),
+// and only then reads its body, within --max-request and the memory
+// budget. A panic below it answers internal and leaves noded serving.
 func (a *api) handle(ctx *fasthttp.RequestCtx) {
-	if !a.authorize(ctx) {
+	defer a.recoverPanic(ctx)
+	path := string(ctx.Path())
+	p, ok := procedures[path]
+	switch {
+	case !ok:
+		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q; see doc/protocol.md", path))
+		return
+	case string(ctx.Method()) != p.method:
+		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "%s %s: this procedure takes %s", ctx.Method(), path, p.method))
 		return
 	}
-	path := string(ctx.Path())
-	switch path {
-	case rpc.PathStartFunction:
-		if a.method(ctx, fasthttp.MethodPut) {
-			var req rpc.StartRequest
-			if a.decode(ctx, &req) {
-				a.metrics.startsInFlight.Add(1)
-				c, err := a.table.Start(ctx, &req)
-				a.metrics.startsInFlight.Add(-1)
-				a.answer(ctx, c, err)
-			}
-		}
-	case rpc.PathWaitForFunction:
-		if a.method(ctx, fasthttp.MethodPut) {
-			var req rpc.WaitRequest
-			if a.decode(ctx, &req) {
-				a.metrics.waitsInFlight.Add(1)
-				c, err := a.table.Wait(ctx, &req)
-				a.metrics.waitsInFlight.Add(-1)
-				a.answer(ctx, c, err)
-			}
-		}
-	case rpc.PathCancelFunction:
-		if a.method(ctx, fasthttp.MethodPut) {
-			var req rpc.CancelRequest
-			if a.decode(ctx, &req) && a.valid(ctx, &req) {
-				wait := rpc.DefaultCancelWait
-				if req.Timeout != nil {
-					wait = rpc.Duration(*req.Timeout)
-				}
-				c, err := a.table.Cancel(ctx, req.ID, wait)
-				a.answer(ctx, c, err)
-			}
-		}
-	case rpc.PathReleaseFunction:
-		if a.method(ctx, fasthttp.MethodPut) {
-			var req rpc.IDRequest
-			if a.decode(ctx, &req) && a.valid(ctx, &req) {
-				if err := a.table.Release(req.ID); err != nil {
-					a.fail(ctx, err)
-				} else {
-					a.reply(ctx, rpc.ReleaseResponse{ID: req.ID, Released: true})
-				}
-			}
-		}
-	case rpc.PathListFunctions:
-		if a.method(ctx, fasthttp.MethodGet) {
-			a.reply(ctx, rpc.ListResponse{Calls: a.table.List()})
-		}
-	case rpc.PathVersion:
-		if a.method(ctx, fasthttp.MethodGet) {
-			a.reply(ctx, &a.version)
-		}
-	case PathMetrics:
-		if a.method(ctx, fasthttp.MethodGet) {
-			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-			a.metrics.write(ctx)
-		}
-	default:
-		a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q; see doc/protocol.md", path))
+	switch string(ctx.Request.Header.Peek(refusedHeader)) {
+	case "too_large":
+		a.refuse(ctx, tooLarge(a.maxRequest))
+		return
+	case "get_body":
+		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "GET %s takes no body", path))
+		return
 	}
+	if err := a.authorize(ctx, path); err != nil {
+		a.refuse(ctx, err)
+		return
+	}
+	var body []byte
+	if p.method == fasthttp.MethodPut {
+		var release func()
+		var err error
+		if body, release, err = a.readBody(ctx); err != nil {
+			a.refuse(ctx, err)
+			return
+		}
+		defer release()
+	}
+	p.serve(a, ctx, body)
 }
 
-func (a *api) method(ctx *fasthttp.RequestCtx, want string) bool {
-	if string(ctx.Method()) == want {
-		return true
+// recoverPanic answers internal for a handler that panicked, and logs the
+// panic with its stack: a bug in one request must not end the daemon and
+// every call it runs. fasthttp itself does not recover.
+func (a *api) recoverPanic(ctx *fasthttp.RequestCtx) {
+	v := recover()
+	if v == nil {
+		return
 	}
-	a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "%s %s: this procedure takes %s", ctx.Method(), ctx.Path(), want))
-	return false
+	a.log.Error("panic serving a request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	ctx.ResetBody()
+	ctx.SetConnectionClose()
+	writeError(ctx, rpc.Errorf(rpc.KindInternal, "noded failed serving this request; its log has the details"))
 }
 
-func (a *api) decode(ctx *fasthttp.RequestCtx, v any) bool {
-	if err := rpc.Decode(ctx.PostBody(), v); err != nil {
+func (a *api) startFunction(ctx *fasthttp.RequestCtx, body []byte) {
+	var req rpc.StartRequest
+	if !a.decode(ctx, body, &req) {
+		return
+	}
+	wctx, done := a.watchHangup(ctx, req.Timeout)
+	defer done()
+	a.metrics.startsInFlight.Add(1)
+	c, err := a.table.Start(wctx, jobs.StartOptions{
+		Fn:         req.FnName,
+		Args:       req.FnArgs,
+		Timeout:    rpc.Duration(req.Timeout),
+		AbortAfter: rpc.Duration(req.AbortAfter),
+		RequestID:  req.RequestID,
+		LogOffset:  req.LogOffset,
+	})
+	a.metrics.startsInFlight.Add(-1)
+	a.answer(ctx, c, err)
+}
+
+func (a *api) waitForFunction(ctx *fasthttp.RequestCtx, body []byte) {
+	var req rpc.WaitRequest
+	if !a.decode(ctx, body, &req) {
+		return
+	}
+	wctx, done := a.watchHangup(ctx, req.Timeout)
+	defer done()
+	a.metrics.waitsInFlight.Add(1)
+	c, err := a.table.Wait(wctx, req.ID, jobs.WaitOptions{
+		Timeout:   rpc.Duration(req.Timeout),
+		LogOffset: req.LogOffset,
+		WakeOnLog: req.WakeOnLog,
+	})
+	a.metrics.waitsInFlight.Add(-1)
+	a.answer(ctx, c, err)
+}
+
+func (a *api) cancelFunction(ctx *fasthttp.RequestCtx, body []byte) {
+	var req rpc.CancelRequest
+	if !a.decode(ctx, body, &req) {
+		return
+	}
+	wait := rpc.DefaultCancelWait
+	if req.Timeout != nil {
+		wait = rpc.Duration(*req.Timeout)
+	}
+	wctx, done := a.watchHangup(ctx, wait.Seconds())
+	defer done()
+	c, err := a.table.Cancel(wctx, req.ID, wait)
+	a.answer(ctx, c, err)
+}
+
+func (a *api) releaseFunction(ctx *fasthttp.RequestCtx, body []byte) {
+	var req rpc.IDRequest
+	if !a.decode(ctx, body, &req) {
+		return
+	}
+	if err := a.table.Release(req.ID); err != nil {
 		a.fail(ctx, err)
-		return false
+		return
 	}
-	return true
+	a.reply(ctx, rpc.ReleaseResponse{ID: req.ID, Released: true})
 }
 
-func (a *api) valid(ctx *fasthttp.RequestCtx, v interface{ Validate() error }) bool {
-	if err := v.Validate(); err != nil {
+func (a *api) listFunctions(ctx *fasthttp.RequestCtx, _ []byte) {
+	a.reply(ctx, rpc.ListResponse{Calls: a.table.List()})
+}
+
+func (a *api) versionInfo(ctx *fasthttp.RequestCtx, _ []byte) {
+	a.reply(ctx, &a.version)
+}
+
+func (a *api) metricsText(ctx *fasthttp.RequestCtx, _ []byte) {
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	a.metrics.write(ctx)
+}
+
+// watchHangup returns the context a request waits in: it ends when the
+// client closes its connection. A request that does not wait needs no
+// watch. The RequestCtx itself is not used as a context: fasthttp does
+// not cancel it on a hang-up, and its Done races with the server's
+// shutdown.
+func (a *api) watchHangup(ctx *fasthttp.RequestCtx, timeout float64) (context.Context, func()) {
+	if timeout <= 0 || a.hangups == nil {
+		return context.Background(), func() {}
+	}
+	return a.hangups.watch(context.Background(), ctx.Conn())
+}
+
+// decode decodes a request body strictly and validates its values.
+func (a *api) decode(ctx *fasthttp.RequestCtx, body []byte, v interface{ Validate() error }) bool {
+	err := rpc.Decode(body, v)
+	if err == nil {
+		err = v.Validate()
+	}
+	if err != nil {
 		a.fail(ctx, err)
 		return false
 	}
@@ -133,6 +256,14 @@ func (a *api) reply(ctx *fasthttp.RequestCtx, v any) {
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(body)
+}
+
+// refuse answers a request refused before its body was read, and closes
+// the connection: what is left of the body must not be read as the next
+// request.
+func (a *api) refuse(ctx *fasthttp.RequestCtx, err error) {
+	ctx.SetConnectionClose()
+	a.fail(ctx, err)
 }
 
 // fail answers with the error's kind and status. An error that is not an
@@ -159,48 +290,68 @@ func writeError(ctx *fasthttp.RequestCtx, e *rpc.Error) {
 	ctx.SetBody(body)
 }
 
-// serverError answers requests fasthttp refused before any handler ran,
-// in the same JSON shape as every other error. A body over --max-request
-// is refused from its declared length, before it is read.
+// serverError answers requests fasthttp refused before any handler ran
+// (a request head that is malformed, too large, or too slow), in the
+// same JSON shape as every other error, and closes the connection.
 func serverError(ctx *fasthttp.RequestCtx, err error) {
-	kind := rpc.KindBadRequest
+	ctx.SetConnectionClose()
+	var small *fasthttp.ErrSmallBuffer
 	var timeout interface{ Timeout() bool }
 	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		kind = rpc.KindTooLarge
+	case errors.As(err, &small):
+		ctx.SetStatusCode(fasthttp.StatusRequestHeaderFieldsTooLarge)
+		body, _ := json.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindTooLarge,
+			"the request head (request line and headers) is larger than the %d bytes noded reads", headBufferSize)})
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+		return
 	case errors.As(err, &timeout) && timeout.Timeout():
-		ctx.SetConnectionClose()
+		writeError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request head did not arrive within --head-timeout"))
+		return
 	}
-	writeError(ctx, rpc.Errorf(kind, "%v", err))
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	writeError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", msg))
 }
+
+// headBufferSize bounds a request's line and headers: a larger head is
+// refused (431) instead of growing memory.
+const headBufferSize = 16 << 10
 
 // newServer returns the fasthttp server for a, hardened against clients
 // that send slowly or too much. doc/security.md reviews each bound.
-func newServer(a *api, cfg *Config, log *slog.Logger) *fasthttp.Server {
+func newServer(a *api, cfg *Config, adm *admission, log *slog.Logger) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:            a.handle,
-		ErrorHandler:       serverError,
-		Name:               "noded",
-		MaxRequestBodySize: cfg.MaxRequest,
-		// The read timeout covers the TLS handshake and one request's
-		// headers and body; a client that trickles bytes (slow-loris) is
-		// cut off.
-		ReadTimeout: 30 * time.Second,
+		Handler:      a.handle,
+		ErrorHandler: serverError,
+		Name:         "noded",
+		// Bodies are read by the handler, after it has authorised the
+		// request from its head, through --max-request and the budget.
+		StreamRequestBody: true,
+		// The read timeout covers the TLS handshake and the request head;
+		// once the head is in, the body gets bodyTimeout of its own.
+		ReadTimeout: cfg.HeadTimeout,
+		HeaderReceived: a.headerReceived,
 		// The write timeout starts when the answer is ready, so a long
 		// wait does not count against it.
-		WriteTimeout: 30 * time.Second,
-		IdleTimeout:  2 * time.Minute,
-		// The request line and headers must fit in the read buffer; a
-		// larger head is refused (431) instead of growing memory.
-		ReadBufferSize: 16 << 10,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		ReadBufferSize: headBufferSize,
 		// The listener (admission.go) admits at most --max-conns
 		// connections; fasthttp's own bound sits above it with room for
 		// workers still ending, so it never refuses from the accept loop.
-		Concurrency:     cfg.MaxConns + maxRefusing,
+		Concurrency:     cfg.MaxConns + maxPending,
+		ConnState:       adm.connState,
 		Logger:          slogPrinter{log},
 		CloseOnShutdown: true,
 	}
 }
+
+// bodyTimeout bounds the reading of one request body once its head is in:
+// --max-request (64 MiB by default) at well under 10 MB/s.
+const bodyTimeout = 30 * time.Second
 
 // slogPrinter hands fasthttp's own log lines to slog.
 type slogPrinter struct{ log *slog.Logger }

@@ -76,6 +76,9 @@ func (s *certStore) listenerConfig() *tls.Config {
 // does not match its certificate, a certificate that is not valid now or
 // not made for serving, and a CA file without a certificate.
 func (s *certStore) load() (*tls.Config, error) {
+	if err := checkKeyMode(s.files.key); err != nil {
+		return nil, err
+	}
 	pair, err := tls.LoadX509KeyPair(s.files.cert, s.files.key)
 	if err != nil {
 		return nil, fmt.Errorf("loading --cert %s and --key %s: %w", s.files.cert, s.files.key, err)
@@ -110,6 +113,21 @@ func (s *certStore) load() (*tls.Config, error) {
 	}, nil
 }
 
+// checkKeyMode refuses a private key that others than its owner and group
+// may read or write: whoever reads it can serve as this node. A key the
+// group may read stays allowed (a group of its own, such as ssl-cert).
+func checkKeyMode(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("--key: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 || perm&0o020 != 0 {
+		return fmt.Errorf("--key %s has mode %v: others may read or write it, or its group may write it; run chmod 600 %s (or chmod 640 to keep it readable by its group)",
+			path, perm, path)
+	}
+	return nil
+}
+
 // reloadCerts reloads the certificates at each receive from reload, until
 // stop is closed. A reload that fails is logged and changes nothing.
 func (d *Daemon) reloadCerts(reload <-chan struct{}, stop <-chan struct{}) {
@@ -140,14 +158,12 @@ func certAttrs(c *x509.Certificate) []any {
 // mayCall is the table of doc/security.md: a master may call every
 // procedure, an observer only those that read; any other role nothing.
 func mayCall(role rpc.Role, path string) bool {
+	p, ok := procedures[path]
 	switch role {
 	case rpc.RoleMaster:
-		return true
+		return ok
 	case rpc.RoleObserver:
-		switch path {
-		case rpc.PathVersion, rpc.PathListFunctions, rpc.PathWaitForFunction, PathMetrics:
-			return true
-		}
+		return ok && p.read
 	}
 	return false
 }
@@ -157,19 +173,17 @@ func mayCall(role rpc.Role, path string) bool {
 var errNoClientCert = errors.New("no verified client certificate")
 
 // authorize refuses the request with kind forbidden unless the role of
-// the client certificate may call its procedure. Plain HTTP (--insecure,
-// loopback only) has no certificate and is not checked: whoever can reach
-// a loopback port is already on the node.
-func (a *api) authorize(ctx *fasthttp.RequestCtx) bool {
+// the client certificate may call the procedure at path. Plain HTTP
+// (--insecure, loopback only) has no certificate and is not checked:
+// whoever can reach a loopback port is already on the node.
+func (a *api) authorize(ctx *fasthttp.RequestCtx, path string) error {
 	if !a.tls {
-		return true
+		return nil
 	}
-	path := string(ctx.Path())
 	state := ctx.TLSConnectionState()
 	if state == nil || len(state.VerifiedChains) == 0 {
 		a.log.Error("refusing a request", "path", path, "err", errNoClientCert)
-		writeError(ctx, rpc.Errorf(rpc.KindForbidden, "%v", errNoClientCert))
-		return false
+		return rpc.Errorf(rpc.KindForbidden, "%v", errNoClientCert)
 	}
 	leaf := state.VerifiedChains[0][0]
 	role, err := rpc.RoleOf(leaf)
@@ -179,8 +193,6 @@ func (a *api) authorize(ctx *fasthttp.RequestCtx) bool {
 	}
 	if err != nil {
 		a.log.Warn("refused a request", append([]any{"path", path, "remote", ctx.RemoteAddr().String(), "err", err}, certAttrs(leaf)...)...)
-		a.fail(ctx, err)
-		return false
 	}
-	return true
+	return err
 }

@@ -1,9 +1,7 @@
 package rpc
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 
 	"github.com/goccy/go-json"
 )
@@ -64,12 +62,17 @@ type FunctionResult struct {
 	Error  *Error          `json:"error,omitempty"`
 }
 
-// DecodeHello parses the hello line. Anything else is a protocol_error
-// that quotes what the process wrote instead.
+// DecodeHello parses the hello line strictly (see UnmarshalStrict).
+// Anything else is a protocol_error that quotes what the process wrote
+// instead.
 func DecodeHello(line []byte) (Hello, error) {
 	var h Hello
-	if err := json.Unmarshal(line, &h); err != nil || h.Protocol == 0 {
-		return h, Errorf(KindProtocolError, "function process did not greet with the protocol hello, wrote %q", clip(line, 120))
+	if err := UnmarshalStrict(line, &h, RefuseUnknownFields); err != nil || h.Protocol == 0 {
+		why := "no protocol"
+		if err != nil {
+			why = err.Error()
+		}
+		return Hello{}, Errorf(KindProtocolError, "function process did not greet with the protocol hello, wrote %q: %s", clip(trimSpace(line), 120), why)
 	}
 	if h.Protocol != ProtocolVersion {
 		return h, Errorf(KindProtocolError, "function process speaks protocol %d, noded speaks %d", h.Protocol, ProtocolVersion)
@@ -77,30 +80,34 @@ func DecodeHello(line []byte) (Hello, error) {
 	return h, nil
 }
 
-// DecodeFunctionResult parses what a function process wrote to stdout
-// after its hello. Garbage, several objects, or an object with neither or
-// both of result and error are protocol errors.
+// DecodeFunctionRequest parses the request frame on a function process's
+// stdin. It is strict in its syntax but ignores fields it does not know,
+// so that noded may add some without a new protocol version. A frame
+// that is not a request, or names no function, is a protocol_error.
+func DecodeFunctionRequest(line []byte) (FunctionRequest, error) {
+	var req FunctionRequest
+	if blank(line) {
+		return req, Errorf(KindProtocolError, "stdin closed without a request")
+	}
+	if err := UnmarshalStrict(line, &req, IgnoreUnknownFields); err != nil {
+		return FunctionRequest{}, Errorf(KindProtocolError, "malformed request on stdin: %v", err)
+	}
+	if req.FnName == "" {
+		return req, Errorf(KindProtocolError, "request on stdin has no fn_name")
+	}
+	return req, nil
+}
+
+// DecodeFunctionResult parses, strictly, what a function process wrote to
+// stdout after its hello. Garbage, several objects, unknown fields, or an
+// object with neither or both of result and error are protocol errors.
 func DecodeFunctionResult(out []byte) (FunctionResult, error) {
 	var r FunctionResult
-	out = bytes.TrimSpace(out)
-	if len(out) == 0 {
+	if blank(out) {
 		return r, Errorf(KindProtocolError, "function process exited without writing a result")
 	}
-	dec := json.NewDecoder(bytes.NewReader(out))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return r, Errorf(KindProtocolError, "function process wrote a malformed result frame %q: %v", clip(out, 120), err)
-	}
-	// A second Decode must hit EOF: InputOffset is not exact after
-	// escaped strings in go-json.
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return r, Errorf(KindProtocolError, "function process wrote data after its result frame")
-	}
-	// go-json copies the result, a json.RawMessage, without checking it;
-	// found by FuzzDecodeFunctionResult.
-	if !json.Valid(out) {
-		return r, Errorf(KindProtocolError, "function process wrote a result frame that is not valid JSON: %q", clip(out, 120))
+	if err := UnmarshalStrict(out, &r, RefuseUnknownFields); err != nil {
+		return FunctionResult{}, Errorf(KindProtocolError, "function process wrote a malformed result frame %q: %v", clip(trimSpace(out), 120), err)
 	}
 	if (r.Result == nil) == (r.Error == nil) {
 		return r, Errorf(KindProtocolError, "function process result frame must hold exactly one of result and error")
@@ -111,11 +118,11 @@ func DecodeFunctionResult(out []byte) (FunctionResult, error) {
 	return r, nil
 }
 
-// ValidResult reports whether raw is one complete JSON value, as an
-// executable function's stdout must be.
+// ValidResult reports whether raw is one complete JSON value, strict as
+// UnmarshalStrict has it, as an executable function's stdout must be.
 func ValidResult(raw []byte) error {
-	if !json.Valid(raw) {
-		return Errorf(KindProtocolError, "function wrote a result that is not valid JSON: %q", clip(bytes.TrimSpace(raw), 120))
+	if err := CheckJSON(raw); err != nil {
+		return Errorf(KindProtocolError, "function wrote a result that is not valid JSON: %v: %q", err, clip(trimSpace(raw), 120))
 	}
 	return nil
 }

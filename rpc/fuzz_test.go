@@ -7,8 +7,14 @@ package rpc
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
+	"io"
+	"reflect"
+	"strconv"
 	"testing"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/goccy/go-json"
 )
@@ -29,6 +35,7 @@ func FuzzDecodeStartRequest(f *testing.F) {
 	f.Add([]byte(`{"fn_name":"x","timeout":-1}`))
 	f.Add([]byte(`{"fn_name":"x","timeout":1e400}`))
 	f.Add([]byte(`{"fn_name":"x","unknown":1}`))
+	f.Add([]byte(panicBody))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req StartRequest
 		if err := Decode(body, &req); err != nil {
@@ -138,10 +145,140 @@ func FuzzDecodeFunctionResult(f *testing.F) {
 		if r.Error != nil && r.Error.Kind == "" {
 			t.Fatalf("DecodeFunctionResult(%q): error without a kind", out)
 		}
-		if r.Result != nil && !json.Valid(r.Result) {
+		if r.Result != nil && CheckJSON(r.Result) != nil {
 			t.Fatalf("DecodeFunctionResult(%q): result %q is not valid JSON", out, r.Result)
 		}
 	})
+}
+
+// FuzzCheckJSON holds the scanner to its definition: it accepts exactly
+// what Go's encoding/json finds valid, if that is valid UTF-8 with no
+// lone surrogate escape, no duplicate key and no nesting past maxDepth.
+// What it accepts, go-json must decode.
+func FuzzCheckJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"a":[1,-0.5e+3,true,false,null,"\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t"]}`,
+		` [ {} , [ ] ] `, `01`, `1.`, `-`, `1e`, `"\ud800"`, `"\udc00\ud800"`, `"\ud800\udc00"`,
+		"\"\xff\"", "\"\t\"", "{}\x00", `{"a":1,"a":2}`, `{"a":1,"\u0061":2}`, `{"a":{"a":1},"b":{"a":1}}`,
+		`[[[[[[[[[[]]]]]]]]]]`, `{"a" 1}`, `{"a":1,}`, `[1,]`, `tru`, `"`, `"\`, `"\u12"`,
+		panicBody,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		err := CheckJSON(data)
+		want, why := acceptable(data)
+		if (err == nil) != want {
+			t.Fatalf("CheckJSON(%q) = %v, but the reference says accept=%v (%s)", data, err, want, why)
+		}
+		if err != nil {
+			var jerr *JSONError
+			if !errors.As(err, &jerr) || jerr.Offset < 0 || jerr.Offset > len(data) {
+				t.Fatalf("CheckJSON(%q) = %v: want a *JSONError with an offset within the input", data, err)
+			}
+			return
+		}
+		// Accepted, it reads the same to go-json as to encoding/json; a
+		// number past float64 fails both.
+		var goccy, std any
+		goccyErr := UnmarshalStrict(data, &goccy, RefuseUnknownFields)
+		stdErr := stdjson.Unmarshal(data, &std)
+		if (goccyErr == nil) != (stdErr == nil) || !reflect.DeepEqual(goccy, std) {
+			t.Fatalf("CheckJSON accepts %q, which go-json decodes to %#v, %v, and encoding/json to %#v, %v", data, goccy, goccyErr, std, stdErr)
+		}
+	})
+}
+
+// acceptable is the reference for FuzzCheckJSON, built from Go's
+// encoding/json and unicode/utf8 rather than from the scanner's code.
+func acceptable(data []byte) (bool, string) {
+	switch {
+	case !stdjson.Valid(data):
+		return false, "encoding/json: not valid"
+	case !utf8.Valid(data):
+		return false, "not UTF-8"
+	case hasLoneSurrogate(data):
+		return false, "lone surrogate escape"
+	}
+	// Keys are compared as encoding/json decodes them.
+	type open struct {
+		object, keyNext bool
+		keys            map[string]bool
+	}
+	var stack []*open
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].keyNext = true
+		}
+	}
+	dec := stdjson.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // a number of any size is valid JSON
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return true, ""
+		}
+		if err != nil {
+			return false, "encoding/json: " + err.Error()
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].keyNext && tok != stdjson.Delim('}') {
+			key := tok.(string)
+			if stack[n-1].keys[key] {
+				return false, "duplicate key " + strconv.Quote(key)
+			}
+			stack[n-1].keys[key], stack[n-1].keyNext = true, false
+			continue
+		}
+		switch tok {
+		case stdjson.Delim('{'), stdjson.Delim('['):
+			if len(stack) == maxDepth {
+				return false, "too deep"
+			}
+			stack = append(stack, &open{object: tok == stdjson.Delim('{'), keyNext: true, keys: map[string]bool{}})
+		case stdjson.Delim('}'), stdjson.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
+}
+
+// hasLoneSurrogate reports whether data, valid JSON, holds a \u escape of
+// a surrogate that is not the high half of a pair followed by its low
+// half.
+func hasLoneSurrogate(data []byte) bool {
+	hex := func(i int) rune {
+		if i+4 > len(data) {
+			return -1
+		}
+		n, err := strconv.ParseUint(string(data[i:i+4]), 16, 16)
+		if err != nil {
+			return -1
+		}
+		return rune(n)
+	}
+	inString := false
+	for i := 0; i < len(data); i++ {
+		switch {
+		case data[i] == '"':
+			inString = !inString
+		case inString && data[i] == '\\' && data[i+1] == 'u':
+			r := hex(i + 2)
+			if !utf16.IsSurrogate(r) {
+				i += 5
+				continue
+			}
+			if lo := hex(i + 8); r < 0xdc00 && data[i+6] == '\\' && data[i+7] == 'u' && 0xdc00 <= lo && lo <= 0xdfff {
+				i += 11
+				continue
+			}
+			return true
+		case inString && data[i] == '\\':
+			i++
+		}
+	}
+	return false
 }
 
 // roundTrip encodes v and decodes it into into, strictly, as noded would.

@@ -45,7 +45,8 @@ func TestDecodeStrict(t *testing.T) {
 		wantErr bool
 	}{
 		{`{"fn_name":"echo","timeout":1}`, false},
-		{` {"fn_name":"echo"} `, false},
+		{` {"fn_name":"echo","timeout":0} `, false},
+		{` {"fn_name":"echo"} `, true}, // timeout is required
 		{``, true},
 		{`{"fn_name":"echo","bogus":1}`, true},
 		{`{"fn_name":1}`, true},

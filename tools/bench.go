@@ -13,6 +13,7 @@ import (
 
 	"github.com/goccy/go-json"
 
+	"github.com/noderpc/noderpc/rpc"
 	"github.com/noderpc/noderpc/tools/bench"
 )
 
@@ -102,8 +103,8 @@ type benchOptions struct {
 func (o *benchOptions) check() error {
 	l := &o.load
 	switch {
-	case !json.Valid(l.Args):
-		return fmt.Errorf("--args is not valid JSON: %q", clip(string(l.Args), 80))
+	case rpc.CheckJSON(l.Args) != nil:
+		return fmt.Errorf("--args is not valid JSON: %v", rpc.CheckJSON(l.Args))
 	case l.Fn == "":
 		return errors.New("--fn must name a function")
 	case l.Concurrency < 1:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goccy/go-json"
 
+	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -43,12 +44,12 @@ func newSpawner(bin, fn string, args json.RawMessage) *spawner {
 }
 
 // functionProcess is how noded starts the Go function process of fn from
-// its binary bin: the program, its arguments after the program's name,
-// and its environment (the cookie without which the binary refuses to
-// serve a function). It is the one place the floor knows this, so that it
-// can follow the daemon's own definition.
+// its binary bin, from the daemon's own definition (functions.GoProcess):
+// the program, its arguments after the program's name, and its
+// environment on top of this process's.
 func functionProcess(bin, fn string) (path string, args, env []string) {
-	return bin, []string{"function", fn}, append(os.Environ(), rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue)
+	spec := functions.GoProcess(bin)
+	return spec.Path, append(spec.Args, fn), append(os.Environ(), spec.Env...)
 }
 
 // run is one spawn and wait; it is an op of runLoad.

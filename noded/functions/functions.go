@@ -1,4 +1,9 @@
-package backend
+// Package functions is the daemon's function lookup: registered Go
+// functions first, then executables in the functions directory, and the
+// trust policy for those files. It tells the job table how to start the
+// process for a function name (a jobs.Spec), and holds the one definition
+// of how a Go function process is started.
+package functions
 
 import (
 	"errors"
@@ -10,34 +15,18 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// Spec says how to start the process for one function.
-type Spec struct {
-	// Name is the function's name.
-	Name string
-	// Path is the program to exec.
-	Path string
-	// Args is argv[1:]. For a Go function it only names the function in
-	// ps output; the request frame is what the process obeys.
-	Args []string
-	// Env holds extra environment entries ("K=V") on top of noded's own.
-	Env []string
-	// Framed is true for a Go function process, which speaks rpc frames
-	// (hello, request, result), and false for an executable function,
-	// which reads the raw fn_args JSON on stdin and writes the raw JSON
-	// result on stdout.
-	Framed bool
-}
-
-// Functions resolves function names for noded: registered Go functions
-// first, run by re-executing Self with the function cookie in the
-// environment, then executable files in Dir. Go functions win so that a
-// stray file in the functions directory cannot replace a builtin.
-type Functions struct {
+// Resolver resolves function names for noded: registered Go functions
+// first, run in a Go function process (GoProcess of Self), then
+// executable files in Dir. Go functions win so that a stray file in the
+// functions directory cannot replace a builtin.
+type Resolver struct {
 	// Registry holds the Go functions; nil means none.
-	Registry *Registry
+	Registry *backend.Registry
 	// Self is the program that serves Go functions; empty means the
 	// running binary itself, through /proc/self/exe.
 	Self string
@@ -46,29 +35,30 @@ type Functions struct {
 	Dir string
 }
 
+var _ jobs.Resolver = (*Resolver)(nil)
+
 // selfExe names the running binary even after it was replaced or deleted
 // on disk, so a daemon upgraded in place keeps running calls with its own
 // code, the code that speaks its protocol and has its functions, until it
 // is restarted.
 const selfExe = "/proc/self/exe"
 
-// cookieEnv is what makes the re-executed program a function process.
-var cookieEnv = rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue
-
-// ProcessSpec returns how to start a Go function process before knowing
-// which function it will run: it learns that from its request. Every Go
+// GoProcess returns how to start a Go function process of the program
+// self ("" is the running binary) before knowing which function it will
+// run: it learns that from its request frame. The function cookie in its
+// environment is what makes the program serve one call
+// (backend.ServeFunction) instead of starting as itself. Every Go
 // function's Spec is this one with the name added, which is what lets
 // noded keep such processes started ahead of calls (the warm pool).
-func (f *Functions) ProcessSpec() Spec {
-	self := f.Self
+func GoProcess(self string) jobs.Spec {
 	if self == "" {
 		self = selfExe
 	}
-	return Spec{
-		Path:   self,
-		Args:   []string{"function"},
-		Env:    []string{cookieEnv},
-		Framed: true,
+	return jobs.Spec{
+		Path:     self,
+		Args:     []string{"function"},
+		Env:      []string{rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue},
+		Protocol: jobs.ProtocolFramed,
 	}
 }
 
@@ -80,32 +70,32 @@ func (f *Functions) ProcessSpec() Spec {
 // registered Go function nor a usable executable in Dir is an
 // unknown_function error that says where it was looked for and, for a file
 // that exists but cannot be used, why.
-func (f *Functions) Resolve(name string) (Spec, error) {
-	if err := CheckName(name); err != nil {
-		return Spec{}, err
+func (f *Resolver) Resolve(name string) (jobs.Spec, error) {
+	if err := backend.CheckName(name); err != nil {
+		return jobs.Spec{}, err
 	}
 	if f.Registry != nil {
 		if _, ok := f.Registry.Lookup(name); ok {
-			spec := f.ProcessSpec()
+			spec := GoProcess(f.Self)
 			spec.Name = name
 			spec.Args = append(spec.Args, name)
 			return spec, nil
 		}
 	}
 	if f.Dir == "" {
-		return Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
+		return jobs.Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
 			"no function %q: it is not a registered Go function, and no functions directory is configured", name)
 	}
 	path, err := executable(f.Dir, name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
+		return jobs.Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
 			"no function %q: it is not a registered Go function, and there is no file %s", name, filepath.Join(f.Dir, name))
 	}
 	if err != nil {
-		return Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
+		return jobs.Spec{}, rpc.Errorf(rpc.KindUnknownFunction,
 			"no function %q: it is not a registered Go function, and %v", name, err)
 	}
-	return Spec{Name: name, Path: path}, nil
+	return jobs.Spec{Name: name, Path: path}, nil
 }
 
 // executable returns the path to exec for the executable function name in
@@ -188,7 +178,7 @@ func inside(dir, path string) bool {
 // Names returns every function Resolve would accept, sorted: the Go
 // functions and the usable executables in Dir. It reads the directory, so
 // it is for listings, docs and --help, not for every call.
-func (f *Functions) Names() []string {
+func (f *Resolver) Names() []string {
 	var names []string
 	if f.Registry != nil {
 		names = f.Registry.Names()
@@ -197,7 +187,7 @@ func (f *Functions) Names() []string {
 		entries, _ := os.ReadDir(f.Dir) // a missing directory has no functions
 		for _, e := range entries {
 			name := e.Name()
-			if CheckName(name) != nil || slices.Contains(names, name) {
+			if backend.CheckName(name) != nil || slices.Contains(names, name) {
 				continue
 			}
 			if _, err := executable(f.Dir, name); err == nil {

@@ -1,6 +1,7 @@
-package backend
+package functions
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -60,19 +65,19 @@ func functionsDir(t *testing.T) (dir, outside string) {
 
 func TestResolve(t *testing.T) {
 	dir, _ := functionsDir(t)
-	reg := NewRegistry()
-	RegisterBuiltins(reg)
-	f := &Functions{Registry: reg, Self: "/usr/sbin/noded", Dir: dir}
+	reg := backend.NewRegistry()
+	backend.RegisterBuiltins(reg)
+	f := &Resolver{Registry: reg, Self: "/usr/sbin/noded", Dir: dir}
 	tests := []struct {
 		name     string
-		want     Spec     // when it resolves
-		wantKind rpc.Kind // when it does not
+		want     jobs.Spec // when it resolves
+		wantKind rpc.Kind  // when it does not
 		wantMsg  string
 	}{
-		{name: "echo", want: Spec{Name: "echo", Path: "/usr/sbin/noded", Args: []string{"function", "echo"}, Env: []string{cookieEnv}, Framed: true}},
-		{name: "hello", want: Spec{Name: "hello", Path: filepath.Join(dir, "hello")}},
-		{name: "owner-only", want: Spec{Name: "owner-only", Path: filepath.Join(dir, "owner-only")}},
-		{name: "inside-link", want: Spec{Name: "inside-link", Path: filepath.Join(dir, "lib", "real")}},
+		{name: "echo", want: jobs.Spec{Name: "echo", Path: "/usr/sbin/noded", Args: []string{"function", "echo"}, Env: []string{cookie}, Protocol: jobs.ProtocolFramed}},
+		{name: "hello", want: jobs.Spec{Name: "hello", Path: filepath.Join(dir, "hello")}},
+		{name: "owner-only", want: jobs.Spec{Name: "owner-only", Path: filepath.Join(dir, "owner-only")}},
+		{name: "inside-link", want: jobs.Spec{Name: "inside-link", Path: filepath.Join(dir, "lib", "real")}},
 		{name: "notes.txt", wantKind: rpc.KindUnknownFunction, wantMsg: "not executable"},
 		{name: "subdir", wantKind: rpc.KindUnknownFunction, wantMsg: "not a regular file"},
 		{name: "dir-link", wantKind: rpc.KindUnknownFunction, wantMsg: "not a regular file"},
@@ -95,7 +100,7 @@ func TestResolve(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got.Name != tt.want.Name || got.Path != tt.want.Path || got.Framed != tt.want.Framed ||
+		if err != nil || got.Name != tt.want.Name || got.Path != tt.want.Path || got.Protocol != tt.want.Protocol ||
 			!slices.Equal(got.Args, tt.want.Args) || !slices.Equal(got.Env, tt.want.Env) {
 			t.Errorf("Resolve(%q) = %+v, %v; want %+v", tt.name, got, err, tt.want)
 		}
@@ -112,7 +117,7 @@ func TestResolveWithoutDir(t *testing.T) {
 		{"missing directory", filepath.Join(t.TempDir(), "missing"), "there is no file"},
 	}
 	for _, tt := range tests {
-		f := &Functions{Registry: NewRegistry(), Dir: tt.dir}
+		f := &Resolver{Registry: backend.NewRegistry(), Dir: tt.dir}
 		_, err := f.Resolve("hello")
 		if rpc.KindOf(err) != rpc.KindUnknownFunction || !strings.Contains(err.Error(), tt.wantMsg) {
 			t.Errorf("%s: Resolve(hello) error = %v, want unknown_function saying %q", tt.desc, err, tt.wantMsg)
@@ -123,20 +128,39 @@ func TestResolveWithoutDir(t *testing.T) {
 	}
 }
 
+// cookie is what makes a re-executed noded a function process.
+const cookie = rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue
+
+func TestGoProcess(t *testing.T) {
+	tests := []struct {
+		self, wantPath string
+	}{
+		{"", "/proc/self/exe"},
+		{"/usr/sbin/noded", "/usr/sbin/noded"},
+	}
+	for _, tt := range tests {
+		got := GoProcess(tt.self)
+		if got.Path != tt.wantPath || !slices.Equal(got.Args, []string{"function"}) ||
+			!slices.Equal(got.Env, []string{cookie}) || got.Protocol != jobs.ProtocolFramed {
+			t.Errorf("GoProcess(%q) = %+v; want %s function, with %s, framed", tt.self, got, tt.wantPath, cookie)
+		}
+	}
+}
+
 func TestResolveSelfDefault(t *testing.T) {
-	reg := NewRegistry()
-	reg.Register("hi", nop)
-	f := &Functions{Registry: reg}
+	reg := backend.NewRegistry()
+	reg.Register("hi", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
+	f := &Resolver{Registry: reg}
 	got, err := f.Resolve("hi")
-	if err != nil || got.Path != "/proc/self/exe" || !got.Framed {
-		t.Errorf("Resolve(hi) with no Self = %+v, %v; want /proc/self/exe, framed", got, err)
+	if err != nil || got.Path != "/proc/self/exe" || got.Protocol != jobs.ProtocolFramed || !slices.Equal(got.Args, []string{"function", "hi"}) {
+		t.Errorf("Resolve(hi) with no Self = %+v, %v; want /proc/self/exe function hi, framed", got, err)
 	}
 }
 
 func TestResolveRelativeDir(t *testing.T) {
 	dir, _ := functionsDir(t)
 	t.Chdir(filepath.Dir(dir))
-	f := &Functions{Dir: "functions"}
+	f := &Resolver{Dir: "functions"}
 	got, err := f.Resolve("hello")
 	if want := filepath.Join(dir, "hello"); err != nil || got.Path != want {
 		t.Errorf("Resolve(hello) in relative dir = %+v, %v; want absolute path %s", got, err, want)
@@ -145,9 +169,9 @@ func TestResolveRelativeDir(t *testing.T) {
 
 func TestFunctionsNames(t *testing.T) {
 	dir, _ := functionsDir(t)
-	reg := NewRegistry()
-	RegisterBuiltins(reg)
-	f := &Functions{Registry: reg, Dir: dir}
+	reg := backend.NewRegistry()
+	backend.RegisterBuiltins(reg)
+	f := &Resolver{Registry: reg, Dir: dir}
 	want := []string{"echo", "hello", "inside-link", "node_info", "owner-only", "sleep", "version"}
 	if got := f.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
@@ -170,7 +194,7 @@ func TestResolveRefusesWritableByOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f := &Functions{Dir: dir}
+	f := &Resolver{Dir: dir}
 	if _, err := f.Resolve("ok"); err != nil {
 		t.Errorf("Resolve(ok) = %v, want a function", err)
 	}

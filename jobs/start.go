@@ -1,0 +1,205 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// StartOptions is what a start asks for. noded builds it from a
+// StartFunction request it has validated.
+type StartOptions struct {
+	// Fn names the function; the Resolver says how to run it.
+	Fn string
+	// Args are the call's fn_args, handed to the function unchanged;
+	// nil is JSON null.
+	Args json.RawMessage
+	// Timeout is how long Start waits for the call to finish, capped at
+	// MaxWait; 0 answers at once with the running call.
+	Timeout time.Duration
+	// AbortAfter, when above 0, stops the call once it has run that
+	// long; it then ends aborted.
+	AbortAfter time.Duration
+	// RequestID, when set, makes the start idempotent: a start with a
+	// RequestID the table holds starts nothing and waits on that call.
+	RequestID string
+	// LogOffset is the first log line the answer carries, >= 0.
+	LogOffset int
+}
+
+// Start runs o.Fn in a new process and waits up to o.Timeout (capped at
+// MaxWait) for it to finish. A start with a RequestID that the table
+// already holds starts nothing and waits on the first call instead.
+func (t *Table) Start(ctx context.Context, o StartOptions) (*rpc.Call, error) {
+	spec, err := t.cfg.Resolver.Resolve(o.Fn)
+	if err != nil {
+		t.cfg.Observer.CallRejected(o.Fn, rpc.KindOf(err))
+		return nil, err
+	}
+	timeout := min(o.Timeout, t.cfg.MaxWait)
+	first, err := t.admit(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if first != nil {
+		return t.wait(ctx, first, timeout, o.LogOffset, false), nil
+	}
+
+	c, err := t.launch(spec, o)
+
+	t.mu.Lock()
+	t.spawning--
+	if o.RequestID != "" {
+		close(t.pending[o.RequestID])
+		delete(t.pending, o.RequestID)
+	}
+	if err != nil {
+		t.running--
+		t.mu.Unlock()
+		t.supervisors.Done()
+		t.cfg.Observer.CallRejected(o.Fn, rpc.KindOf(err))
+		return nil, err
+	}
+	t.calls[c.id] = c
+	if o.RequestID != "" {
+		t.byRequest[o.RequestID] = c
+	}
+	closed := t.closed
+	t.mu.Unlock()
+
+	go t.supervise(c, o.Args)
+	if closed {
+		// Shutdown began while this call was spawning and did not see it.
+		c.stop(rpc.KindCancelled, "noded is shutting down", t.cfg.Grace)
+	}
+	return t.wait(ctx, c, timeout, o.LogOffset, false), nil
+}
+
+// admit decides, under the table lock, whether a start may spawn. It
+// returns the call of an earlier start with the same RequestID, which the
+// start then waits on; or reserves a slot (running, spawning, a
+// supervisor, and the pending RequestID) that the caller must settle; or
+// refuses the start.
+func (t *Table) admit(ctx context.Context, o StartOptions) (first *call, err error) {
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			t.cfg.Observer.CallRejected(o.Fn, rpc.KindShuttingDown)
+			return nil, rpc.Errorf(rpc.KindShuttingDown, "noded is shutting down and starts no new calls")
+		}
+		if o.RequestID != "" {
+			if c, ok := t.byRequest[o.RequestID]; ok {
+				t.mu.Unlock()
+				if c.fnName != o.Fn {
+					return nil, rpc.Errorf(rpc.KindBadRequest, "request_id %q was used for a call of %q, not %q", o.RequestID, c.fnName, o.Fn)
+				}
+				return c, nil
+			}
+			if ch, ok := t.pending[o.RequestID]; ok {
+				// The same start is being spawned right now: wait for it
+				// and answer its record rather than run the function twice.
+				t.mu.Unlock()
+				select {
+				case <-ch:
+					continue
+				case <-ctx.Done():
+					return nil, rpc.Errorf(rpc.KindShuttingDown, "request abandoned: %v", ctx.Err())
+				}
+			}
+		}
+		if t.running >= t.cfg.MaxRunning {
+			t.mu.Unlock()
+			t.cfg.Observer.CallRejected(o.Fn, rpc.KindBusy)
+			return nil, rpc.Errorf(rpc.KindBusy, "%d calls are running, the limit of this node", t.cfg.MaxRunning)
+		}
+		t.running++
+		t.spawning++
+		t.supervisors.Add(1)
+		if o.RequestID != "" {
+			t.pending[o.RequestID] = make(chan struct{})
+		}
+		t.mu.Unlock()
+		return nil, nil
+	}
+}
+
+// launch spawns the function process, warm if the pool has one, and
+// builds its call.
+func (t *Table) launch(spec Spec, o StartOptions) (*call, error) {
+	before := time.Now()
+	var p *process
+	warm := false
+	if t.pool != nil && t.pool.matches(spec) {
+		p = t.pool.take()
+		warm = p != nil
+	}
+	if p == nil {
+		var err error
+		if p, err = t.spawn(spec); err != nil {
+			return nil, spawnError(o.Fn, err)
+		}
+	}
+	t.cfg.Observer.CallStarted(o.Fn, time.Since(before))
+	now := t.cfg.Now()
+	c := &call{
+		id:        rpc.NewCallID(t.pid, p.pid, now).String(),
+		fnName:    o.Fn,
+		requestID: o.RequestID,
+		started:   now,
+		proc:      p,
+		done:      make(chan struct{}),
+		state:     rpc.StateRunning,
+		log:       logTail{max: t.cfg.MaxLogLines},
+	}
+	if d := o.AbortAfter; d > 0 {
+		c.abortTimer = time.AfterFunc(d, func() {
+			c.stop(rpc.KindAborted, "ran longer than abort_after "+d.String(), t.cfg.Grace)
+		})
+	}
+	t.cfg.Logger.Info("call started", "call_id", c.id, "fn", c.fnName, "request_id", c.requestID, "warm", warm)
+	return c, nil
+}
+
+// spawn starts a function process, in a cgroup of its own when the table
+// has cgroups. A cgroup that cannot be made falls back to the process
+// group for that call rather than failing it.
+func (t *Table) spawn(spec Spec) (*process, error) {
+	var cg *cgroup
+	if t.cgroups != nil && !t.cgroupsRefused.Load() {
+		var err error
+		if cg, err = t.cgroups.create(); err != nil {
+			t.cfg.Logger.Warn("starting a call without its own cgroup", "fn", spec.Name, "err", err)
+		}
+	}
+	p, err := spawn(spec, cg, t.tag)
+	if err != nil && cg != nil {
+		cg.remove()
+		// Try once more without the cgroup. If that works, the kernel
+		// refused the cgroup itself (a parent with controllers enabled
+		// and processes of its own, say): contain calls by process group
+		// from now on rather than fail them.
+		if p, err2 := spawn(spec, nil, t.tag); err2 == nil {
+			if t.cgroupsRefused.CompareAndSwap(false, true) {
+				t.cfg.Logger.Warn("the kernel refuses to start calls in their own cgroup; containing them by process group only", "err", err)
+			}
+			return p, nil
+		}
+	}
+	return p, err
+}
+
+// spawnError is the request error for a function process that could not
+// be started. Out of PIDs, threads or memory for now is busy, because a
+// retry later may well succeed; anything else is internal.
+func spawnError(fn string, err error) *rpc.Error {
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM) {
+		return rpc.Errorf(rpc.KindBusy, "function %s: this node cannot start another process now: %v", fn, err)
+	}
+	return rpc.Errorf(rpc.KindInternal, "function %s: %v", fn, err)
+}

@@ -1,0 +1,97 @@
+package noded
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+// pair returns the server side of a loopback TCP connection and its
+// client side.
+func pair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+func TestHangupCancelsTheWait(t *testing.T) {
+	h, err := newHangups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	server, client := pair(t)
+	ctx, done := h.watch(context.Background(), server)
+	defer done()
+	// Data from the client (a pipelined request) is not a hang-up.
+	if _, err := client.Write([]byte("GET / HTTP/1.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	other, otherClient := pair(t)
+	otherCtx, otherDone := h.watch(context.Background(), other)
+	defer otherDone()
+
+	client.Close()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait of a connection whose client closed it was not cancelled within 10s")
+	}
+	// Only that connection's wait ends.
+	if err := otherCtx.Err(); err != nil {
+		t.Errorf("the wait of a connection still open ended: %v", err)
+	}
+	otherClient.Close()
+	select {
+	case <-otherCtx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second connection's hang-up was not seen")
+	}
+}
+
+// A watch that ends lets its connection go: a later hang-up cancels
+// nothing, and the descriptor it held is closed.
+func TestHangupWatchEnds(t *testing.T) {
+	h, err := newHangups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	server, client := pair(t)
+	parent, cancelParent := context.WithCancel(context.Background())
+	defer cancelParent()
+	ctx, done := h.watch(parent, server)
+	done()
+	if ctx.Err() == nil {
+		t.Error("the watch's context is still live after the watch ended")
+	}
+	h.mu.Lock()
+	n := len(h.watches)
+	h.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d watches held after the only one ended", n)
+	}
+	// The server side still works: the watch did not close it.
+	if _, err := client.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := server.Read(buf); err != nil {
+		t.Errorf("reading the connection after its watch ended: %v", err)
+	}
+}
