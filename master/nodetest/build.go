@@ -55,7 +55,8 @@ func Main(m *testing.M) {
 // first asks for one, into a directory Run removes once the tests are
 // done; a build that failed is printed once more, in full, at the end,
 // and fails the run. Nodes from [Launch] that are still open are closed
-// then, and a problem closing them fails the run too.
+// then, and a problem closing them fails the run too. Run sets GORACE
+// for the processes the tests start (see withoutExitSleep).
 func Run(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "nodetest-bin-")
 	if err != nil {
@@ -65,6 +66,9 @@ func Run(m *testing.M) int {
 	buildMu.Lock()
 	binDir = dir
 	buildMu.Unlock()
+	// This process's detector has read GORACE already: the change is
+	// for the processes the tests start.
+	os.Setenv("GORACE", withoutExitSleep(os.Getenv("GORACE")))
 
 	code := m.Run()
 
@@ -99,6 +103,20 @@ func Run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "nodetest: removing the binaries: %v\n", err)
 	}
 	return code
+}
+
+// withoutExitSleep returns the GORACE options gorace with
+// atexit_sleep_ms=0, unless they set it. A program built with the race
+// detector sleeps a second before it exits, by default, for the reports
+// of its other goroutines to come in; under the tests every stop of
+// noded, every call of a Go function (a process of its own) and every run
+// of a built command would take a second more. Races are still reported
+// as they happen.
+func withoutExitSleep(gorace string) string {
+	if strings.Contains(gorace, "atexit_sleep_ms=") {
+		return gorace
+	}
+	return strings.TrimSpace(gorace + " atexit_sleep_ms=0")
 }
 
 // Noded returns the path of noded built for this test binary: with the

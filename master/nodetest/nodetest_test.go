@@ -3,6 +3,7 @@ package nodetest
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -185,5 +186,29 @@ echo '"escaped"'`},
 			t.Fatalf("grandchild %d still running 10s after Close killed it: %s", gc, Describe(gc))
 		}
 		time.Sleep(10 * time.Millisecond) // polling /proc: another process's end sends no event
+	}
+}
+
+// TestEnviron checks that a node's processes carry no marker of this
+// process's, and that the race detector's second of sleep at exit is
+// dropped unless the tests asked for it.
+func TestEnviron(t *testing.T) {
+	t.Setenv(MarkerKey, "outer")
+	for _, kv := range environ() {
+		if strings.HasPrefix(kv, MarkerKey+"=") {
+			t.Errorf("environ() with %s set holds %q", MarkerKey, kv)
+		}
+	}
+	for _, tt := range []struct{ gorace, want string }{
+		{"", "atexit_sleep_ms=0"},
+		{"halt_on_error=1", "halt_on_error=1 atexit_sleep_ms=0"},
+		{"atexit_sleep_ms=500", "atexit_sleep_ms=500"},
+	} {
+		if got := withoutExitSleep(tt.gorace); got != tt.want {
+			t.Errorf("withoutExitSleep(%q) = %q, want %q", tt.gorace, got, tt.want)
+		}
+	}
+	if got := os.Getenv("GORACE"); !strings.Contains(got, "atexit_sleep_ms=") {
+		t.Errorf("GORACE under nodetest.Run = %q, want it to set atexit_sleep_ms", got)
 	}
 }
