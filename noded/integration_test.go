@@ -71,16 +71,12 @@ func startNodedWith(tb testing.TB, opts nodetest.Options) *node {
 	return n
 }
 
-// waitGone polls until pid has exited (gone or a zombie nobody reaped).
+// waitGone fails the test unless pid, which should be dying, has exited
+// within 10s (gone, or a zombie nobody reaped).
 func waitGone(tb testing.TB, pid int, what string) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for nodetest.Running(pid) {
-		if time.Now().After(deadline) {
-			tb.Errorf("%s (pid %d) still running 10s after it should have died: %s", what, pid, nodetest.Describe(pid))
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // polling the process table
+	if !nodetest.AwaitGone(pid, 10*time.Second) {
+		tb.Errorf("%s (pid %d) still running 10s after it should have died: %s", what, pid, nodetest.Describe(pid))
 	}
 }
 

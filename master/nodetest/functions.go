@@ -84,25 +84,33 @@ func (n *Node) RecordedPIDs() []int {
 	return pids
 }
 
-// WaitPIDFile polls for the PID file State()/pids/NAME a script writes
-// (by rename, whole) and returns the PID in it; the test fails after
-// 20s. A script writes it once it is ready (its traps set), so the file
-// is the readiness signal to wait for before signalling the script.
-func (n *Node) WaitPIDFile(t testing.TB, name string) int {
-	t.Helper()
+// AwaitPIDFile polls for the PID file State()/pids/NAME a script writes
+// (by rename, whole) until it is there or d has passed, and returns the
+// PID in it; ok is false if there is none by then, or it holds no PID. A
+// script writes it once it is ready (its traps set): the file is the
+// readiness signal to wait for before signalling the script.
+func (n *Node) AwaitPIDFile(name string, d time.Duration) (pid int, ok bool) {
 	path := filepath.Join(n.State(), "pids", name)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(d)
 	for {
 		if b, err := os.ReadFile(path); err == nil {
 			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
-				t.Fatalf("PID file %s holds %q: %v", path, b, err)
-			}
-			return pid
+			return pid, err == nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no PID file %s within 20s; noded's log:\n%s", path, tail(n.Log(), 8<<10))
+		if !time.Now().Before(deadline) {
+			return 0, false
 		}
 		time.Sleep(10 * time.Millisecond) // polling for a file a script writes
 	}
+}
+
+// WaitPIDFile is [Node.AwaitPIDFile] for 20s from the test's goroutine:
+// the test fails if the file does not come.
+func (n *Node) WaitPIDFile(t testing.TB, name string) int {
+	t.Helper()
+	pid, ok := n.AwaitPIDFile(name, 20*time.Second)
+	if !ok {
+		t.Fatalf("no PID in %s within 20s; noded's log:\n%s", filepath.Join(n.State(), "pids", name), tail(n.Log(), 8<<10))
+	}
+	return pid
 }

@@ -35,8 +35,8 @@ import (
 // MarkerKey is the environment variable that carries a node's marker.
 const MarkerKey = "NODETEST_MARKER"
 
-// StartTimeout bounds how long a node may take to start listening.
-const StartTimeout = 30 * time.Second
+// startTimeout bounds how long a node may take to start listening.
+const startTimeout = 30 * time.Second
 
 // defaultGrace is noded's --shutdown-grace when none is given
 // (jobs.DefaultGrace; a test of this package holds them equal).
@@ -329,7 +329,7 @@ func environ() []string {
 // no other signal to wait on. If noded exits or the wait times out, it
 // is killed and an error returned.
 func awaitAddr(path string, inc *incarnation) (string, error) {
-	deadline := time.Now().Add(StartTimeout)
+	deadline := time.Now().Add(startTimeout)
 	for {
 		if b, err := os.ReadFile(path); err == nil && bytes.HasSuffix(b, []byte("\n")) {
 			return strings.TrimSpace(string(b)), nil
@@ -342,7 +342,7 @@ func awaitAddr(path string, inc *incarnation) (string, error) {
 		if time.Now().After(deadline) {
 			inc.cmd.Process.Kill()
 			<-inc.done
-			return "", fmt.Errorf("did not listen within %s", StartTimeout)
+			return "", fmt.Errorf("did not listen within %s", startTimeout)
 		}
 	}
 }

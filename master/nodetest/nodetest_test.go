@@ -180,12 +180,8 @@ echo '"escaped"'`},
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d ", gc)) || !strings.Contains(err.Error(), "still running") {
 		t.Errorf("Close with a grandchild left = %v, want an error naming pid %d", err, gc)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for Running(gc) {
-		if time.Now().After(deadline) {
-			t.Fatalf("grandchild %d still running 10s after Close killed it: %s", gc, Describe(gc))
-		}
-		time.Sleep(10 * time.Millisecond) // polling /proc: another process's end sends no event
+	if !AwaitGone(gc, 10*time.Second) {
+		t.Fatalf("grandchild %d still running 10s after Close killed it: %s", gc, Describe(gc))
 	}
 }
 

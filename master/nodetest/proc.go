@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The process-table helpers below read Linux's /proc. Tests of real
@@ -44,6 +45,20 @@ func ProcStat(pid int) (ppid int, state byte, ok bool) {
 func Running(pid int) bool {
 	_, state, ok := ProcStat(pid)
 	return ok && state != 'Z' && state != 'X'
+}
+
+// AwaitGone polls until process pid is no longer running (see
+// [Running]) or d has passed, and reports whether it is gone. Another
+// process's end sends no event to wait on.
+func AwaitGone(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for Running(pid) {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
 
 // HasEnv reports whether the environment of process pid holds exactly the
@@ -173,15 +188,4 @@ func (n *Node) VmHWM(t testing.TB) int64 {
 		t.Fatal(err)
 	}
 	return s.VmHWM
-}
-
-// RSS returns the resident set size of the latest incarnation, in bytes;
-// the test fails if it cannot be read.
-func (n *Node) RSS(t testing.TB) int64 {
-	t.Helper()
-	s, err := ReadStatus(n.PID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.VmRSS
 }

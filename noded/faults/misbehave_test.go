@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,7 +103,7 @@ func TestMisbehavingFunctions(t *testing.T) {
 					}
 					if mb.fn == "daemonize" && rec != nil {
 						if gc, ok := grandchildOf(n, rec.ID); ok {
-							if !waitDead(gc, 5*time.Second) {
+							if !nodetest.AwaitGone(gc, 5*time.Second) {
 								l.problem("%s: the daemonized grandchild %d outlived its call by 5s: %v", token, gc, describeAll([]int{gc}))
 							}
 						} else {
@@ -175,7 +174,7 @@ func runMisbehaviour(t *testing.T, c *master.Client, n *nodetest.Node, mb misbeh
 	if err != nil {
 		return rec, err
 	}
-	if !waitFile(filepath.Join(n.State(), "pids", strconv.Itoa(id.CPID)), 10*time.Second) {
+	if _, ok := n.AwaitPIDFile(strconv.Itoa(id.CPID), 10*time.Second); !ok {
 		return rec, fmt.Errorf("%s recorded no PID within 10s", token)
 	}
 	if ready := time.Since(begin); mb.abortAfter > 0 && ready >= mb.abortAfter {
@@ -196,38 +195,7 @@ func grandchildOf(n *nodetest.Node, callID string) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	b, err := os.ReadFile(filepath.Join(n.State(), "pids", strconv.Itoa(id.CPID)+".grandchild"))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid, err == nil
-}
-
-// waitFile polls until path exists or d passes.
-func waitFile(path string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond) // polling for a file a script writes
-	}
-}
-
-// waitDead polls until pid is no longer running or d passes.
-func waitDead(pid int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for nodetest.Running(pid) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond) // polling the process table
-	}
-	return true
+	return n.AwaitPIDFile(strconv.Itoa(id.CPID)+".grandchild", 0)
 }
 
 func resultOf(rec *rpc.Call) string {
