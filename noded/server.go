@@ -332,7 +332,7 @@ func newServer(a *api, cfg *Config, adm *admission, log *slog.Logger) *fasthttp.
 		StreamRequestBody: true,
 		// The read timeout covers the TLS handshake and the request head;
 		// once the head is in, the body gets bodyTimeout of its own.
-		ReadTimeout: cfg.HeadTimeout,
+		ReadTimeout:    cfg.HeadTimeout,
 		HeaderReceived: a.headerReceived,
 		// The write timeout starts when the answer is ready, so a long
 		// wait does not count against it.
