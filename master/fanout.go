@@ -52,10 +52,12 @@ func CallEach(ctx context.Context, clients []*Client, fn string, args any, concu
 // its turn to start comes), exactly once per client; CallEachStream
 // returns after the last. deliver and opts.OnLog are never called at
 // the same time, and a node's log lines all reach OnLog before its
-// Result reaches deliver. A call that has ended waits for deliver to take
-// its Result before its worker starts the next node, so a slow deliver
-// slows the fan-out down instead of piling Results up: at most
-// concurrency Results are held at once, besides the one being delivered.
+// Result reaches deliver. A worker waits for deliver to return before it
+// starts its next node, so a slow deliver slows the fan-out down instead
+// of piling Results up: at most concurrency calls and Results are alive
+// at once, and a deliver that keeps no Result leaves the memory of the
+// fan-out bounded by concurrency answers of at most Options.MaxAnswer,
+// however many the nodes.
 func CallEachStream(ctx context.Context, clients []*Client, fn string, args any, concurrency int, opts CallOptions, deliver func(i int, r Result)) {
 	raw, err := encodeArgs(args)
 	if err != nil {
@@ -80,8 +82,9 @@ func CallEachStream(ctx context.Context, clients []*Client, fn string, args any,
 	}
 
 	type landed struct {
-		i int
-		r Result
+		i   int
+		r   Result
+		ack chan<- struct{} // the worker waiting for deliver; nil if none
 	}
 	done := make(chan landed)
 	// A fixed pool of workers, not a goroutine per node: a fan-out to a
@@ -91,17 +94,19 @@ func CallEachStream(ctx context.Context, clients []*Client, fn string, args any,
 	var wg sync.WaitGroup
 	for range min(concurrency, len(clients)) {
 		wg.Go(func() {
+			ack := make(chan struct{})
 			for i := range todo {
 				c := clients[i]
 				rec, err := c.call(ctx, fn, raw, opts)
-				done <- landed{i, Result{Node: c.node, Call: rec, Err: err}}
+				done <- landed{i, Result{Node: c.node, Call: rec, Err: err}, ack}
+				<-ack
 			}
 		})
 	}
 	go func() {
 		for i, c := range clients {
 			if c.Offline() {
-				done <- landed{i, Result{Node: c.node, Err: fmt.Errorf("%s: %w", c.node, ErrOffline)}}
+				done <- landed{i, Result{Node: c.node, Err: fmt.Errorf("%s: %w", c.node, ErrOffline)}, nil}
 				continue
 			}
 			todo <- i
@@ -114,5 +119,8 @@ func CallEachStream(ctx context.Context, clients []*Client, fn string, args any,
 		mu.Lock()
 		deliver(l.i, l.r)
 		mu.Unlock()
+		if l.ack != nil {
+			l.ack <- struct{}{}
+		}
 	}
 }

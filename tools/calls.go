@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/noderpc/noderpc/master"
@@ -245,10 +246,12 @@ func (p *resultPrinter) print(r master.Result) {
 		}
 		if r.Err == nil {
 			if p.multi {
-				fmt.Fprintf(a.stdout, "%s: %s\n", r.Node, r.Call.Result)
-			} else {
-				fmt.Fprintf(a.stdout, "%s\n", r.Call.Result)
+				io.WriteString(a.stdout, r.Node+": ")
 			}
+			// Written as it is: through fmt, a result of tens of
+			// megabytes would be copied into a buffer grown by doubling.
+			a.stdout.Write(r.Call.Result)
+			io.WriteString(a.stdout, "\n")
 			return
 		}
 		a.printFailure(r, p.timeout)

@@ -30,7 +30,7 @@ import (
 var edgeFlags = []string{"--insecure", "--socket-timeout", "1s", "--unreachable-after", "2s"}
 
 // answerFunc answers one request on a fake node's connection.
-type answerFunc func(conn net.Conn)
+type answerFunc func(conn net.Conn, req *http.Request)
 
 // startFake runs a fake node that reads each request and answers it with
 // answer, then closes the connection, for the life of t.
@@ -65,7 +65,7 @@ func startFake(t *testing.T, answer answerFunc) string {
 					return
 				}
 				io.Copy(io.Discard, req.Body)
-				answer(conn)
+				answer(conn, req)
 			})
 		}
 	})
@@ -84,7 +84,7 @@ func startFake(t *testing.T, answer answerFunc) string {
 
 // flood writes head, then chunk until the client drops the connection.
 func flood(head string, chunk []byte) answerFunc {
-	return func(conn net.Conn) {
+	return func(conn net.Conn, _ *http.Request) {
 		_, err := io.WriteString(conn, head)
 		for err == nil {
 			_, err = conn.Write(chunk)
@@ -94,7 +94,7 @@ func flood(head string, chunk []byte) answerFunc {
 
 // trickle writes s one byte every gap.
 func trickle(s string, gap time.Duration) answerFunc {
-	return func(conn net.Conn) {
+	return func(conn net.Conn, _ *http.Request) {
 		for i := range len(s) {
 			if _, err := conn.Write([]byte{s[i]}); err != nil {
 				return
@@ -105,7 +105,7 @@ func trickle(s string, gap time.Duration) answerFunc {
 }
 
 // silent says nothing until the client leaves.
-func silent(conn net.Conn) { io.Copy(io.Discard, conn) }
+func silent(conn net.Conn, _ *http.Request) { io.Copy(io.Discard, conn) }
 
 // runBinary runs the noderpc binary with edgeFlags and args, under the
 // peakrss binary (tools/testdata/peakrss), and returns its exit status,
@@ -161,20 +161,21 @@ func TestHostileNodes(t *testing.T) {
 			`StartFunction: protocol_error: the node sent an answer of more than 41438752 bytes, the client's limit \(Options.MaxAnswer\)`},
 		{"sends its status line a byte at a time", trickle(head+"{  }", gap),
 			`unreachable after \d attempts? over 2s: ` + within + `it sent only part of its answer's status line and headers`},
-		{"sends its body a byte at a time", func(conn net.Conn) { io.WriteString(conn, head); trickle("{  }", gap)(conn) },
+		{"sends its body a byte at a time", func(conn net.Conn, req *http.Request) { io.WriteString(conn, head); trickle("{  }", gap)(conn, req) },
 			`unreachable after \d attempts? over 2s: ` + within + `it sent HTTP 200 and only [1-3] of its 4 body bytes`},
 		{"accepts and says nothing", silent,
 			`unreachable after \d attempts? over 2s: no answer within [0-9.]+m?s`},
-		{"answers 200 with {not json}!", func(conn net.Conn) {
+		{"answers 200 with {not json}!", func(conn net.Conn, _ *http.Request) {
 			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{not json}!")
 		}, `StartFunction: protocol_error: node answered HTTP 200 with a malformed body: .+`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // most rows wait out the socket timeout
 			node := startFake(t, tc.answer)
 
 			code, stdout, stderr, rss := runBinary(t, peakrss, "call", node, "echo", `"x"`)
 
-			t.Logf("exit %d, peak %.1f MB resident (+%.1f MB): %s", code, float64(rss)/1e6, float64(rss-baseline)/1e6, strings.TrimSpace(stderr))
+			t.Logf("exit %d, peak %.1f MB resident (%+.1f MB): %s", code, float64(rss)/1e6, float64(rss-baseline)/1e6, strings.TrimSpace(stderr))
 			want := regexp.MustCompile("^" + regexp.QuoteMeta(node) + ": " + tc.want + "$")
 			if code != ExitUnreachable || stdout != "" || !want.MatchString(strings.TrimSpace(stderr)) {
 				t.Errorf("noderpc call on a node that %s = exit %d, stdout %q, stderr %q; want exit 3 and a line matching %s",
@@ -206,6 +207,7 @@ func TestFanOutPrintsEachNodeAsItIsDone(t *testing.T) {
 		{"--ordered", []string{"call", "--ordered", quiet, good, "echo", `"x"`}, quietLine, goodLine, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each waits out the silent node
 			// stdout and stderr through one pipe, to see their order.
 			pr, pw, err := os.Pipe()
 			if err != nil {
