@@ -265,3 +265,31 @@ func running(pid int) bool {
 	i := bytes.LastIndexByte(b, ')') // the state follows the command's name
 	return err == nil && i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
+
+func TestTerminalShowsEachResultAboveTheStatusLine(t *testing.T) {
+	real := isTerminal
+	isTerminal = func(io.Writer) bool { return true }
+	t.Cleanup(func() { isTerminal = real })
+	good := startNode(t).Addr
+	quiet := startFake(t, silent)
+
+	code, stdout, stderr := run(t, "", "call", quiet, good, "echo", `"x"`)
+
+	if code != ExitUnreachable || !strings.HasPrefix(stderr, quiet+": unreachable") {
+		t.Fatalf("call on a silent and a good node = exit %d, stderr %q; want 3 and the silent node unreachable", code, stderr)
+	}
+	// The good node's line on a line of its own (the status line erased
+	// if it was up), then the status line again, counting it done, while
+	// the silent node still runs.
+	result := strings.Index(stdout, good+`: "x"`+"\n")
+	if result > 0 && !strings.HasSuffix(stdout[:result], "\r\x1b[K") {
+		result = -1
+	}
+	after := strings.Index(stdout, "\r\x1b[K… echo on 2 nodes, 1 done: ")
+	if result < 0 || after < result {
+		t.Errorf("stdout %q: want the good node's line, then the status line redrawn with 1 done", stdout)
+	}
+	if !strings.HasSuffix(stdout, "\r\x1b[K") {
+		t.Errorf("stdout %q does not end by erasing the status line", stdout)
+	}
+}
