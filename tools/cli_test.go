@@ -149,7 +149,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 func TestFanOutOutput(t *testing.T) {
 	a, b := startNode(t), startNode(t)
 	dead := deadAddr(t)
-	code, stdout, stderr := run(t, "", "call", a.Addr, dead, b.Addr, "echo", `"hi"`)
+	code, stdout, stderr := run(t, "", "call", "--ordered", a.Addr, dead, b.Addr, "echo", `"hi"`)
 	if code != ExitUnreachable {
 		t.Errorf("call on two live nodes and a dead one exited %d, want 3", code)
 	}
@@ -164,7 +164,7 @@ func TestFanOutOutput(t *testing.T) {
 func TestJSONOutput(t *testing.T) {
 	n := startNode(t)
 	dead := deadAddr(t)
-	code, stdout, _ := run(t, "", "--json", "call", n.Addr, dead, "slowlog")
+	code, stdout, _ := run(t, "", "--json", "call", "--ordered", n.Addr, dead, "slowlog")
 	if code != ExitUnreachable {
 		t.Errorf("--json call exited %d, want 3", code)
 	}
