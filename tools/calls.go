@@ -216,7 +216,7 @@ type resultPrinter struct {
 
 // land takes the result of the node at index i.
 func (p *resultPrinter) land(i int, r master.Result) {
-	p.status = worst(p.status, callStatus(r.Err))
+	p.status = worst(p.status, statusOf(r.Err))
 	if !p.ordered {
 		p.print(r)
 		return
@@ -281,19 +281,6 @@ func (a *app) printFailure(r master.Result, timeout time.Duration) {
 	}
 }
 
-// callStatus is the exit status of one node's call, start or wait: as
-// statusOf says, except that a node that answered outside the protocol
-// (over the client's size limit, or not noded's JSON) is as unusable as
-// one that does not answer. A function's own protocol_error, inside a
-// CallError, stays a failed function.
-func callStatus(err error) int {
-	var ce *master.CallError
-	if err != nil && !errors.As(err, &ce) && errors.Is(err, rpc.ErrProtocolError) {
-		return ExitUnreachable
-	}
-	return statusOf(err)
-}
-
 func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time.Duration, requestID string) int {
 	nodes, fn, rest := splitCall(args)
 	if len(nodes) != 1 || fn == "" {
@@ -331,7 +318,7 @@ func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time
 	}
 	if a.json {
 		a.emitJSON(callOutput{header: newHeader(nodes[0], err), Call: rec})
-		return callStatus(err)
+		return statusOf(err)
 	}
 	if rec != nil {
 		fmt.Fprintln(a.stdout, rec.ID)
@@ -339,7 +326,7 @@ func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time
 	if err != nil {
 		fmt.Fprintln(a.stderr, err)
 	}
-	return callStatus(err)
+	return statusOf(err)
 }
 
 // nodeAndID checks the "NODE ID" arguments of cancel and release.
@@ -365,11 +352,11 @@ func (a *app) cancel(ctx context.Context, args []string) int {
 	rec, err := client.CancelFunction(ctx, id)
 	if a.json {
 		a.emitJSON(callOutput{header: newHeader(client.Node(), err), Call: rec})
-		return callStatus(err)
+		return statusOf(err)
 	}
 	if err != nil {
 		fmt.Fprintln(a.stderr, err)
-		return callStatus(err)
+		return statusOf(err)
 	}
 	fmt.Fprintf(a.stdout, "%s: call %s %s\n", client.Node(), rec.ID, rec.State)
 	return ExitOK
@@ -383,11 +370,11 @@ func (a *app) release(ctx context.Context, args []string) int {
 	err := client.ReleaseFunction(ctx, id)
 	if a.json {
 		a.emitJSON(newHeader(client.Node(), err))
-		return callStatus(err)
+		return statusOf(err)
 	}
 	if err != nil {
 		fmt.Fprintln(a.stderr, err)
-		return callStatus(err)
+		return statusOf(err)
 	}
 	fmt.Fprintf(a.stdout, "%s: call %s released\n", client.Node(), id)
 	return ExitOK
