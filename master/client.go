@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/goccy/go-json"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
@@ -295,7 +294,7 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 	var body []byte
 	if in != nil {
 		var err error
-		if body, err = json.Marshal(in); err != nil {
+		if body, err = rpc.Marshal(in); err != nil {
 			return 0, fmt.Errorf("%s: %s: encoding the request: %w", c.node, proc, rpc.Errorf(rpc.KindBadRequest, "%v", err))
 		}
 	}

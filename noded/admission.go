@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/noderpc/noderpc/rpc"
@@ -304,7 +303,7 @@ func refusal(status int) []byte {
 	if status == http.StatusTooManyRequests {
 		msg = "this address holds as many connections as --max-conns-per-ip allows; retry later"
 	}
-	body, _ := json.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindBusy, "%s", msg)}) // plain strings: cannot fail
+	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindBusy, "%s", msg)}) // plain strings: cannot fail
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		status, http.StatusText(status), len(body), body)
 }
