@@ -202,7 +202,7 @@ func encodeArgs(args any) (json.RawMessage, error) {
 	if args == nil {
 		return nil, nil
 	}
-	raw, err := json.Marshal(args)
+	raw, err := rpc.Marshal(args)
 	if err != nil {
 		return nil, rpc.Errorf(rpc.KindBadRequest, "encoding the function's arguments: %v", err)
 	}

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/goccy/go-json"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
@@ -48,6 +47,15 @@ type Options struct {
 	// Logger receives retries (debug) and failed releases (warn). Nil
 	// discards them.
 	Logger *slog.Logger
+	// MaxAnswer bounds the body of any one answer read from the node,
+	// in bytes. Past it the procedure fails at once with an
+	// [*AnswerTooLargeError], without reading further, without retrying,
+	// and the connection is dropped. Each procedure in flight holds at
+	// most this much of an answer. 0 is [DefaultMaxAnswer], which fits
+	// every answer of a noded with its default limits; raise it for
+	// nodes run with a larger --max-result or --max-log-lines
+	// (doc/client.md has the arithmetic).
+	MaxAnswer int64
 
 	// clock and randN are seams for tests of the retry logic.
 	clock clock
@@ -56,6 +64,37 @@ type Options struct {
 
 // DefaultTimeout is the socket timeout a zero [Options.Timeout] gets.
 const DefaultTimeout = 10 * time.Second
+
+// DefaultMaxAnswer is the bound a zero [Options.MaxAnswer] gets, 41438752
+// bytes (39.5 MiB): the largest answer a noded with its default limits
+// sends, a call record holding a whole result and a whole log at once.
+//
+//	  16 MiB            the result, at most --max-result (16 MiB), counted
+//	                    once: it is JSON already, meant to travel as it is
+//	+ 1000 × 24596 B    the log, at most --max-log-lines (1000) lines, each
+//	                    at most 4096 bytes of which every one may take six
+//	                    escaped ("\u001b"), plus " [line truncated]",
+//	                    its quotes and a comma
+//	+ 64 KiB            the rest of the record: ID, name, state, times, and
+//	                    an error message quoting the last log line
+//
+// The node's limits are the defaults of package jobs, which a test holds
+// this to. noded's JSON encoder does write <, > and & inside the result
+// as six bytes ("\u003c"), so a result made mostly of them can cross the
+// bound; doc/client.md says what to set then.
+const DefaultMaxAnswer = int64(nodeMaxResult + nodeMaxLogLines*(escapedByteMax*nodeMaxLogLine+logLineFraming) + recordFraming)
+
+// The arithmetic of DefaultMaxAnswer.
+const (
+	nodeMaxResult   = 16 << 20 // jobs.DefaultMaxResult
+	nodeMaxLogLines = 1000     // jobs.DefaultMaxLogLines
+	nodeMaxLogLine  = 4096     // jobs.DefaultMaxLogLine
+	// escapedByteMax is the most one byte of a string takes in JSON: a
+	// control character or a byte of invalid UTF-8 is six ("\ufffd").
+	escapedByteMax = 6
+	logLineFraming = len(" [line truncated]") + len(`"",`)
+	recordFraming  = 64 << 10
+)
 
 // Client talks to the noded of one node. It is safe for concurrent use;
 // a master keeps one per node for as long as the node is in its cluster.
@@ -87,6 +126,12 @@ func New(addr string, opts Options) (*Client, error) {
 	}
 	if opts.Timeout < 0 {
 		return nil, fmt.Errorf("master: negative socket timeout %s", opts.Timeout)
+	}
+	if opts.MaxAnswer == 0 {
+		opts.MaxAnswer = DefaultMaxAnswer
+	}
+	if opts.MaxAnswer < 0 {
+		return nil, fmt.Errorf("master: negative Options.MaxAnswer %d", opts.MaxAnswer)
 	}
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = fasthttp.DefaultMaxIdleConnDuration
@@ -249,7 +294,7 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 	var body []byte
 	if in != nil {
 		var err error
-		if body, err = json.Marshal(in); err != nil {
+		if body, err = rpc.Marshal(in); err != nil {
 			return 0, fmt.Errorf("%s: %s: encoding the request: %w", c.node, proc, rpc.Errorf(rpc.KindBadRequest, "%v", err))
 		}
 	}
@@ -271,16 +316,15 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 		a, err := c.t.roundTrip(ctx, method, path, body, deadline)
 		var retryAfter time.Duration
 		switch {
-		case ctx.Err() != nil || (byCtx && errors.Is(err, fasthttp.ErrTimeout)):
+		case ctx.Err() != nil || (byCtx && isTimeout(err)):
 			// The caller's deadline, not the node, ended the attempt.
 			return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, ctxErr(ctx))
-		case errors.Is(err, fasthttp.ErrTimeout):
-			lastErr = &noAnswerError{after: deadline.Sub(now), err: err}
 		case err != nil:
-			if cerr := certificateFailure(c.node, proc, err); cerr != nil {
-				return attempt, cerr
+			final, retry := c.transportFailure(proc, err, deadline.Sub(now))
+			if final != nil {
+				return attempt, final
 			}
-			lastErr = err
+			lastErr = retry
 		default:
 			c.lastReply.Store(clk.Now().UnixNano())
 			if a.status/100 == 2 {
@@ -311,6 +355,25 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 			return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, err)
 		}
 	}
+}
+
+// transportFailure sorts the failure of an attempt that waited up to
+// waited: final, or worth another attempt.
+func (c *Client) transportFailure(proc string, err error, waited time.Duration) (final, retry error) {
+	var tooLarge *tooLargeAnswer
+	switch {
+	case errors.As(err, &tooLarge):
+		// The same node would send the same answer again.
+		return &AnswerTooLargeError{Node: c.node, Procedure: proc, Limit: tooLarge.limit, Declared: tooLarge.declared}, nil
+	case isTimeout(err):
+		// A node that trickles its answer is as unusable as a silent
+		// one, and is retried and given up on alike.
+		return nil, &noAnswerError{after: waited, err: err}
+	}
+	if cerr := certificateFailure(c.node, proc, err); cerr != nil {
+		return cerr, nil
+	}
+	return nil, err
 }
 
 // gaveUp is the error of a procedure whose retry policy ran out.

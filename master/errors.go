@@ -54,6 +54,47 @@ func (e *UnreachableError) Unwrap() []error {
 	return []error{&rpc.Error{Kind: rpc.KindUnreachable, Message: describeTransport(e.Err)}, e.Err}
 }
 
+// ErrAnswerTooLarge is matched (errors.Is) by the error of a procedure
+// whose node sent an answer larger than [Options.MaxAnswer]: an
+// [*AnswerTooLargeError].
+var ErrAnswerTooLarge = errors.New("answer larger than the client's limit")
+
+// AnswerTooLargeError says that a node answered a procedure with a body
+// larger than [Options.MaxAnswer]: it declared a larger Content-Length,
+// and the client read none of it, or it sent its body without a length
+// and the client stopped one byte past the limit. The connection is
+// dropped and the procedure is not retried: no noded sends such an
+// answer, and the same node would send it again. Its kind is
+// rpc.KindProtocolError; it matches both rpc.ErrProtocolError and
+// [ErrAnswerTooLarge] with errors.Is.
+type AnswerTooLargeError struct {
+	// Node is the node's host:port.
+	Node string
+	// Procedure is the procedure answered, e.g. "WaitForFunction".
+	Procedure string
+	// Limit is the client's bound, Options.MaxAnswer.
+	Limit int64
+	// Declared is the body's declared length, or -1 if the node sent it
+	// chunked or until the connection closed.
+	Declared int64
+}
+
+// Error reads "node1:1811: WaitForFunction: protocol_error: the node
+// declared an answer of 2000000000 bytes, over the client's limit of
+// 41438752 (Options.MaxAnswer)".
+func (e *AnswerTooLargeError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", e.Node, e.Procedure, e.kind())
+}
+
+// Unwrap returns the protocol_error kind and ErrAnswerTooLarge.
+func (e *AnswerTooLargeError) Unwrap() []error {
+	return []error{e.kind(), ErrAnswerTooLarge}
+}
+
+func (e *AnswerTooLargeError) kind() *rpc.Error {
+	return &rpc.Error{Kind: rpc.KindProtocolError, Message: (&tooLargeAnswer{limit: e.Limit, declared: e.Declared}).Error()}
+}
+
 // CallError says how a call that finished without succeeding ended, or
 // that the node lost it. It unwraps to the node's *rpc.Error, so
 // errors.Is(err, rpc.ErrFunctionFailed), errors.Is(err, rpc.ErrLost) and
@@ -116,15 +157,23 @@ func roundDuration(d time.Duration) time.Duration {
 	return d.Round(time.Microsecond)
 }
 
-// noAnswerError is an attempt that got no answer before its deadline. It
-// records how long the attempt waited, which is the socket timeout unless
-// the retry budget or the context cut it shorter.
+// noAnswerError is an attempt that got no whole answer before its
+// deadline: none at all, or one that came too slowly. It records how long
+// the attempt waited, which is the socket timeout unless the retry budget
+// or the context cut it shorter.
 type noAnswerError struct {
 	after time.Duration
 	err   error
 }
 
+// Error reads "no answer within 10s", or for a node that trickled, "no
+// whole answer within 10s: it sent HTTP 200 and only 12 of its 900 body
+// bytes".
 func (e *noAnswerError) Error() string {
+	var partial *partialAnswer
+	if errors.As(e.err, &partial) {
+		return fmt.Sprintf("no whole answer within %s: %v", roundDuration(e.after), partial)
+	}
 	return fmt.Sprintf("no answer within %s", roundDuration(e.after))
 }
 

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/goccy/go-json"
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"github.com/noderpc/noderpc/rpc"
@@ -51,14 +51,18 @@ type admission struct {
 	pending chan struct{} // a token per connection waiting or being refused
 	closed  chan struct{}
 
+	// counts feeds /metrics; its zero value counts nothing.
+	counts admissionCounts
+
 	mu      sync.Mutex
 	perAddr map[netip.Addr]int
 	conns   map[*admittedConn]struct{}
 	freed   chan struct{} // closed and replaced each time a slot frees
 }
 
-func newAdmission(ln net.Listener, maxTotal, maxPerAddr int, wait time.Duration, tlsConfig *tls.Config) *admission {
+func newAdmission(ln net.Listener, maxTotal, maxPerAddr int, wait time.Duration, tlsConfig *tls.Config, counts admissionCounts) *admission {
 	l := &admission{
+		counts:     counts,
 		ln:         ln,
 		maxTotal:   maxTotal,
 		maxPerAddr: maxPerAddr,
@@ -128,6 +132,7 @@ func (l *admission) admitOrQueue(c net.Conn) {
 	select {
 	case l.pending <- struct{}{}:
 	default:
+		l.counts.refused(status)
 		c.Close()
 		return
 	}
@@ -165,6 +170,7 @@ func (l *admission) admit(c net.Conn, addr netip.Addr) (*admittedConn, int) {
 	l.perAddr[addr]++
 	l.mu.Unlock()
 	if victim != nil {
+		inc(l.counts.idleClosed)
 		victim.Close() // its slot is ac's already
 	}
 	return ac, 0
@@ -272,8 +278,16 @@ func (l *admission) connState(c net.Conn, state fasthttp.ConnState) {
 	}
 }
 
+// open is how many connections are admitted now.
+func (l *admission) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
 // refuse answers c busy with status and closes it, within refusalTimeout.
 func (l *admission) refuse(c net.Conn, status int) {
+	l.counts.refused(status)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(refusalTimeout))
 	if l.tls != nil {
@@ -289,9 +303,30 @@ func refusal(status int) []byte {
 	if status == http.StatusTooManyRequests {
 		msg = "this address holds as many connections as --max-conns-per-ip allows; retry later"
 	}
-	body, _ := json.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindBusy, "%s", msg)}) // plain strings: cannot fail
+	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindBusy, "%s", msg)}) // plain strings: cannot fail
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		status, http.StatusText(status), len(body), body)
+}
+
+// admissionCounts are the counters admission feeds: connections refused
+// for their address's share or for a full noded, and idle ones closed to
+// admit another. A nil counter counts nothing.
+type admissionCounts struct {
+	refusedPerAddr, refusedFull, idleClosed *metrics.Counter
+}
+
+func (c admissionCounts) refused(status int) {
+	if status == http.StatusTooManyRequests {
+		inc(c.refusedPerAddr)
+	} else {
+		inc(c.refusedFull)
+	}
+}
+
+func inc(c *metrics.Counter) {
+	if c != nil {
+		c.Inc()
+	}
 }
 
 // remoteAddr is the IP address c comes from, an IPv4 address mapped into

@@ -29,7 +29,7 @@ func listenAdmission(t *testing.T, network, addr string, total, perAddr int) *ad
 	if err != nil {
 		t.Skipf("listening on %s %s: %v", network, addr, err)
 	}
-	a := &admitted{ln: newAdmission(raw, total, perAddr, time.Second, nil), conns: make(chan net.Conn, 100)}
+	a := &admitted{ln: newAdmission(raw, total, perAddr, time.Second, nil, admissionCounts{}), conns: make(chan net.Conn, 100)}
 	go func() {
 		for {
 			c, err := a.ln.Accept()
@@ -153,7 +153,7 @@ func TestAdmissionWaitsOffTheAcceptLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &admitted{ln: newAdmission(raw, 1, 1, time.Minute, testTLSConfig(t)), conns: make(chan net.Conn, 100)}
+	a := &admitted{ln: newAdmission(raw, 1, 1, time.Minute, testTLSConfig(t), admissionCounts{}), conns: make(chan net.Conn, 100)}
 	go func() {
 		for {
 			c, err := a.ln.Accept()

@@ -89,6 +89,21 @@ func (m *daemonMetrics) watch(t *jobs.Table, maxRunning int) {
 	m.set.NewGauge("noded_start_time_seconds", func() float64 { return started })
 }
 
+// connectionCounts returns the counters connection admission feeds.
+func (m *daemonMetrics) connectionCounts() admissionCounts {
+	return admissionCounts{
+		refusedPerAddr: m.set.NewCounter(`noded_connections_refused_total{reason="max_conns_per_ip"}`),
+		refusedFull:    m.set.NewCounter(`noded_connections_refused_total{reason="max_conns"}`),
+		idleClosed:     m.set.NewCounter("noded_connections_idle_closed_total"),
+	}
+}
+
+// watchConnections adds the gauges of connection admission.
+func (m *daemonMetrics) watchConnections(l *admission) {
+	m.set.NewGauge("noded_connections_open", func() float64 { return float64(l.open()) })
+	m.set.NewGauge("noded_connections_limit", func() float64 { return float64(l.maxTotal) })
+}
+
 // CallStarted implements jobs.Observer.
 func (m *daemonMetrics) CallStarted(fn string, spawn time.Duration) {
 	m.set.GetOrCreateCounter(`noded_calls_started_total{fn=` + labelValue(fn) + `}`).Inc()

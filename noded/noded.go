@@ -104,11 +104,12 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		return err
 	}
 	defer hangups.close()
-	ln, err := d.listen()
+	ln, err := d.listen(m.connectionCounts())
 	if err != nil {
 		d.stopTable(table)
 		return err
 	}
+	m.watchConnections(ln)
 	a := &api{
 		table:      table,
 		log:        d.log,
@@ -218,7 +219,7 @@ func actor(task func(stop <-chan struct{})) (execute func() error, interrupt fun
 
 // listen opens the listening socket, behind the connection limits and in
 // TLS unless --insecure, and writes --addr-file.
-func (d *Daemon) listen() (*admission, error) {
+func (d *Daemon) listen(counts admissionCounts) (*admission, error) {
 	ln, err := net.Listen("tcp", d.cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listening: %w", err)
@@ -230,7 +231,7 @@ func (d *Daemon) listen() (*admission, error) {
 	}
 	// A connection that finds noded full waits for one of the holders'
 	// head timeout to pass, and a second more.
-	adm := newAdmission(ln, d.cfg.MaxConns, d.cfg.MaxConnsPerIP, d.cfg.HeadTimeout+time.Second, tlsConfig)
+	adm := newAdmission(ln, d.cfg.MaxConns, d.cfg.MaxConnsPerIP, d.cfg.HeadTimeout+time.Second, tlsConfig, counts)
 	if d.cfg.AddrFile != "" {
 		// Through a rename, so a reader never sees half an address.
 		if err := renameio.WriteFile(d.cfg.AddrFile, []byte(addr+"\n"), 0o644); err != nil {

@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/noderpc/noderpc/jobs"
@@ -249,7 +248,7 @@ func (a *api) answer(ctx *fasthttp.RequestCtx, c *rpc.Call, err error) {
 }
 
 func (a *api) reply(ctx *fasthttp.RequestCtx, v any) {
-	body, err := json.Marshal(v)
+	body, err := rpc.Marshal(v)
 	if err != nil {
 		a.fail(ctx, rpc.Errorf(rpc.KindInternal, "encoding the answer: %v", err))
 		return
@@ -284,7 +283,7 @@ func writeError(ctx *fasthttp.RequestCtx, e *rpc.Error) {
 		// client adds its own jitter.
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
-	body, _ := json.Marshal(rpc.ErrorResponse{Error: e}) // plain strings: cannot fail
+	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: e}) // plain strings: cannot fail
 	ctx.SetStatusCode(e.Kind.HTTPStatus())
 	ctx.SetContentType("application/json")
 	ctx.SetBody(body)
@@ -300,7 +299,7 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.As(err, &small):
 		ctx.SetStatusCode(fasthttp.StatusRequestHeaderFieldsTooLarge)
-		body, _ := json.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindTooLarge,
+		body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindTooLarge,
 			"the request head (request line and headers) is larger than the %d bytes noded reads", headBufferSize)})
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
@@ -332,7 +331,7 @@ func newServer(a *api, cfg *Config, adm *admission, log *slog.Logger) *fasthttp.
 		StreamRequestBody: true,
 		// The read timeout covers the TLS handshake and the request head;
 		// once the head is in, the body gets bodyTimeout of its own.
-		ReadTimeout: cfg.HeadTimeout,
+		ReadTimeout:    cfg.HeadTimeout,
 		HeaderReceived: a.headerReceived,
 		// The write timeout starts when the answer is ready, so a long
 		// wait does not count against it.

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -343,5 +344,18 @@ func TestDecodeFunctionRequest(t *testing.T) {
 		if err != nil || !sameJSON(t, got, tt.want) {
 			t.Errorf("DecodeFunctionRequest(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
 		}
+	}
+}
+
+// Marshal writes a result as the function wrote it: go-json would escape
+// '<', '>' and '&' even inside a json.RawMessage.
+func TestMarshalKeepsResultBytes(t *testing.T) {
+	result := `{"html":"<a href=\"x\">&amp;</a>"}`
+	got, err := Marshal(&Call{ID: "1:2:3.000004:5", Result: json.RawMessage(result)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(got, []byte(result)) {
+		t.Errorf("Marshal of a call with result %s = %s, want the result's bytes unchanged", result, got)
 	}
 }

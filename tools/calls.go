@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/noderpc/noderpc/master"
@@ -21,9 +22,11 @@ var callCommand = &command{
 Starts FN with the JSON arguments ARGS_JSON ("-" reads them from stdin) on
 every NODE at once, waits for it in rounds, prints the result, and
 releases the call on the node. With several nodes it prints one line per
-node: "NODE: RESULT", errors on stderr. On a terminal it shows the elapsed
-time and the function's log lines while it waits; otherwise the log lines
-go to stderr as they arrive (with --json, into the output).
+node, "NODE: RESULT", errors on stderr, each as soon as that node is done;
+--ordered prints them in the order of the nodes given instead. On a
+terminal it shows the elapsed time and the function's log lines while it
+waits; otherwise the log lines go to stderr as they arrive (with --json,
+into the output).
 
 --timeout, or Ctrl-C, ends the wait, not the function: noderpc then says
 which call is still running, to wait for or cancel.
@@ -32,14 +35,16 @@ Examples:
   noderpc --insecure call 127.0.0.1:1811 echo '{"hello": "node"}'
   noderpc --insecure call --timeout 1m 127.0.0.1:1811 sleep '{"seconds": 5}'
   noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 10.0.0.3:1811 node_info
+  noderpc --insecure call --ordered 10.0.0.1:1811 10.0.0.2:1811 node_info > by-node.txt
   echo '{"paths": ["/"]}' | noderpc --insecure --json call 127.0.0.1:1811 node_info -
 `,
 	setup: func(fs *flag.FlagSet) runFunc {
 		timeout := fs.Duration("timeout", 0, "stop waiting after this long (0: wait until the function ends)")
 		abortAfter := fs.Duration("abort-after", 0, "have the node kill the function once it has run this long (0: never)")
 		concurrency := fs.Int("concurrency", master.DefaultConcurrency, "most nodes called at once")
+		ordered := fs.Bool("ordered", false, "print the nodes' results in the order the nodes are given, not as each node is done")
 		return func(a *app, ctx context.Context, args []string) int {
-			return a.call(ctx, args, *timeout, *abortAfter, *concurrency)
+			return a.call(ctx, args, callFlags{timeout: *timeout, abortAfter: *abortAfter, concurrency: *concurrency, ordered: *ordered})
 		}
 	},
 }
@@ -125,7 +130,14 @@ Example:
 	setup: func(fs *flag.FlagSet) runFunc { return (*app).release },
 }
 
-func (a *app) call(ctx context.Context, args []string, timeout, abortAfter time.Duration, concurrency int) int {
+// callFlags are the flags of call.
+type callFlags struct {
+	timeout, abortAfter time.Duration
+	concurrency         int
+	ordered             bool
+}
+
+func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 	nodes, fn, rest := splitCall(args)
 	if len(nodes) == 0 {
 		return a.commandUsageError("no NODE (host:port) given")
@@ -137,22 +149,23 @@ func (a *app) call(ctx context.Context, args []string, timeout, abortAfter time.
 	if err != nil {
 		return a.commandUsageError("%v", err)
 	}
-	if timeout < 0 || abortAfter < 0 {
+	if f.timeout < 0 || f.abortAfter < 0 {
 		return a.commandUsageError("--timeout and --abort-after must not be negative")
 	}
 	clients, err := a.clients(nodes, a.options())
 	if err != nil {
 		return a.commandUsageError("%v", err)
 	}
-	if timeout > 0 {
+	if f.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
 	w := a.watch(fn, nodes)
-	results := master.CallEach(ctx, clients, fn, raw, concurrency, master.CallOptions{AbortAfter: abortAfter, OnLog: w.log})
+	p := &resultPrinter{a: a, w: w, multi: len(nodes) > 1, timeout: f.timeout, ordered: f.ordered}
+	master.CallEachStream(ctx, clients, fn, raw, f.concurrency, master.CallOptions{AbortAfter: f.abortAfter, OnLog: w.log}, p.land)
 	w.stop()
-	return a.report(results, w, len(nodes) > 1, timeout)
+	return p.status
 }
 
 func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, keep bool) int {
@@ -174,52 +187,98 @@ func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, ke
 	}
 	w := a.watch("call "+id, []string{node})
 	rec, err := clients[0].Await(ctx, id, master.CallOptions{OnLog: w.log, Keep: keep})
-	w.stop()
 	if rec == nil && (errors.Is(err, rpc.ErrUnreachable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		// Await's first round got no answer: the call may well still be
 		// running, and its ID is known, so say how to wait for it.
 		rec = &rpc.Call{ID: id, State: rpc.StateRunning}
 	}
-	return a.report([]master.Result{{Node: node, Call: rec, Err: err}}, w, false, timeout)
+	p := &resultPrinter{a: a, w: w, timeout: timeout}
+	p.land(0, master.Result{Node: node, Call: rec, Err: err})
+	w.stop()
+	return p.status
 }
 
-// report prints the outcome of call or wait and returns the exit status.
-func (a *app) report(results []master.Result, w *watcher, multi bool, timeout time.Duration) int {
+// resultPrinter prints the results of call and wait as the nodes land:
+// each at once, or with ordered, in the order of the nodes given, each as
+// soon as it and every node before it have landed. Its land is
+// master.CallEachStream's deliver, so it is called by one goroutine.
+type resultPrinter struct {
+	a       *app
+	w       *watcher
+	multi   bool
+	timeout time.Duration
+	ordered bool
+
+	held   map[int]master.Result // landed before an earlier node (ordered)
+	next   int                   // the index of the next node to print (ordered)
+	status int                   // the exit status so far
+}
+
+// land takes the result of the node at index i.
+func (p *resultPrinter) land(i int, r master.Result) {
+	p.status = worst(p.status, statusOf(r.Err))
+	if !p.ordered {
+		p.print(r)
+		return
+	}
+	if p.held == nil {
+		p.held = map[int]master.Result{}
+	}
+	p.held[i] = r
+	for {
+		r, ok := p.held[p.next]
+		if !ok {
+			return
+		}
+		delete(p.held, p.next)
+		p.next++
+		p.print(r)
+	}
+}
+
+// print prints one node's result: on stdout, or its error on stderr.
+func (p *resultPrinter) print(r master.Result) {
+	a := p.a
+	p.w.land(r.Node, func(log []string, dropped int) {
+		if a.json {
+			a.emitJSON(callOutput{header: newHeader(r.Node, r.Err), Call: r.Call, Log: log, LogDropped: dropped})
+			return
+		}
+		if r.Err == nil {
+			if p.multi {
+				io.WriteString(a.stdout, r.Node+": ")
+			}
+			// Written as it is: through fmt, a result of tens of
+			// megabytes would be copied into a buffer grown by doubling.
+			a.stdout.Write(r.Call.Result)
+			io.WriteString(a.stdout, "\n")
+			return
+		}
+		a.printFailure(r, p.timeout)
+	})
+}
+
+// printFailure prints why a node's call did not succeed, and how to wait
+// for it again if it may still be running.
+func (a *app) printFailure(r master.Result, timeout time.Duration) {
 	// The hint to wait again repeats --insecure only if this run used it:
 	// over TLS it would send the operator to a command that fails.
 	insecureFlag := ""
 	if a.insecure {
 		insecureFlag = "--insecure "
 	}
-	status := ExitOK
-	for _, r := range results {
-		status = worst(status, statusOf(r.Err))
-		if a.json {
-			a.emitJSON(callOutput{header: newHeader(r.Node, r.Err), Call: r.Call, Log: w.lines(r.Node)})
-			continue
-		}
-		if r.Err == nil {
-			if multi {
-				fmt.Fprintf(a.stdout, "%s: %s\n", r.Node, r.Call.Result)
-			} else {
-				fmt.Fprintf(a.stdout, "%s\n", r.Call.Result)
-			}
-			continue
-		}
-		running := r.Call != nil && !r.Call.Finished
-		switch {
-		case running && errors.Is(r.Err, context.DeadlineExceeded) && timeout > 0:
-			fmt.Fprintf(a.stderr, "%s: call %s still running after --timeout %s\n", r.Node, r.Call.ID, timeout)
-		case running && errors.Is(r.Err, context.Canceled):
-			fmt.Fprintf(a.stderr, "%s: stopped waiting for call %s, which is still running\n", r.Node, r.Call.ID)
-		default:
-			fmt.Fprintln(a.stderr, r.Err)
-		}
-		if running {
-			fmt.Fprintf(a.stderr, "%s: wait for it with: noderpc %swait %s %s (or cancel it)\n", r.Node, insecureFlag, r.Node, r.Call.ID)
-		}
+	running := r.Call != nil && !r.Call.Finished
+	switch {
+	case running && errors.Is(r.Err, context.DeadlineExceeded) && timeout > 0:
+		fmt.Fprintf(a.stderr, "%s: call %s still running after --timeout %s\n", r.Node, r.Call.ID, timeout)
+	case running && errors.Is(r.Err, context.Canceled):
+		fmt.Fprintf(a.stderr, "%s: stopped waiting for call %s, which is still running\n", r.Node, r.Call.ID)
+	default:
+		fmt.Fprintln(a.stderr, r.Err)
 	}
-	return status
+	if running {
+		fmt.Fprintf(a.stderr, "%s: wait for it with: noderpc %swait %s %s (or cancel it)\n", r.Node, insecureFlag, r.Node, r.Call.ID)
+	}
 }
 
 func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time.Duration, requestID string) int {

@@ -30,7 +30,8 @@ const (
 	ExitFailed = 1
 	// ExitUsage: the command line is wrong; no node was contacted.
 	ExitUsage = 2
-	// ExitUnreachable: a node could not be reached or lost the call.
+	// ExitUnreachable: a node could not be reached, answered outside the
+	// protocol, or lost the call.
 	ExitUnreachable = 3
 )
 
@@ -151,7 +152,7 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Exit status: 0 succeeded, 1 a function failed, 2 bad usage,
-3 a node could not be reached or lost the call.
+3 a node could not be reached, answered outside the protocol, or lost the call.
 
 Global flags:
 `)
@@ -180,10 +181,15 @@ func (a *app) commandUsageError(format string, args ...any) int {
 
 // statusOf is the exit status an error of one node makes.
 func statusOf(err error) int {
+	var ce *master.CallError
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.Is(err, rpc.ErrUnreachable), errors.Is(err, rpc.ErrLost):
+		return ExitUnreachable
+	case errors.Is(err, rpc.ErrProtocolError) && !errors.As(err, &ce):
+		// The node's answer broke the protocol (a function's broken
+		// frame is a CallError, the function's failure).
 		return ExitUnreachable
 	}
 	return ExitFailed

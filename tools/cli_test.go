@@ -19,6 +19,9 @@ import (
 
 func TestMain(m *testing.M) { nodetest.Main(m) }
 
+// noderpcPackage is the command the tests of the binary build.
+const noderpcPackage = "github.com/noderpc/noderpc/tools/noderpc"
+
 // fast are global flags that detect a dead node in about a second.
 var fast = []string{"--insecure", "--socket-timeout", "1s", "--unreachable-after", "2s"}
 
@@ -123,7 +126,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 func TestFanOutOutput(t *testing.T) {
 	a, b := startNode(t), startNode(t)
 	dead := deadAddr(t)
-	code, stdout, stderr := run(t, "", "call", a.Addr(), dead, b.Addr(), "echo", `"hi"`)
+	code, stdout, stderr := run(t, "", "call", "--ordered", a.Addr(), dead, b.Addr(), "echo", `"hi"`)
 	if code != ExitUnreachable {
 		t.Errorf("call on two live nodes and a dead one exited %d, want 3", code)
 	}
@@ -138,7 +141,7 @@ func TestFanOutOutput(t *testing.T) {
 func TestJSONOutput(t *testing.T) {
 	n := startNode(t)
 	dead := deadAddr(t)
-	code, stdout, _ := run(t, "", "--json", "call", n.Addr(), dead, "slowlog")
+	code, stdout, _ := run(t, "", "--json", "call", "--ordered", n.Addr(), dead, "slowlog")
 	if code != ExitUnreachable {
 		t.Errorf("--json call exited %d, want 3", code)
 	}
@@ -293,7 +296,7 @@ func TestTerminalShowsElapsedAndLogLive(t *testing.T) {
 }
 
 func TestBinaryExitStatus(t *testing.T) {
-	noderpc := nodetest.Binary(t, "github.com/noderpc/noderpc/tools/noderpc")
+	noderpc := nodetest.Binary(t, noderpcPackage)
 	n := startNode(t)
 	dead := deadAddr(t)
 	for _, tc := range []struct {

@@ -86,8 +86,11 @@ type callOutput struct {
 	header
 	// Call is the last record received, absent if the call never started.
 	Call *rpc.Call `json:"call,omitempty"`
-	// Log is every log line received (call and wait).
+	// Log is the log lines received (call and wait): all of them, or
+	// the last keptLogLines.
 	Log []string `json:"log,omitempty"`
+	// LogDropped counts the lines received before those in Log.
+	LogDropped int `json:"log_dropped,omitempty"`
 }
 
 // emitJSON writes v as one line of JSON.

@@ -10,22 +10,57 @@ import (
 )
 
 // watcher shows calls in progress. On a terminal it keeps a status line
-// with the elapsed time at the bottom, redrawn, and prints log lines above
-// it; otherwise it prints the log lines to stderr as they arrive; with
-// --json it prints nothing and keeps the lines for the output.
+// with the elapsed time at the bottom, redrawn, and prints log lines and
+// the nodes' results above it; otherwise it prints the log lines to
+// stderr as they arrive; with --json it prints nothing and keeps the
+// lines for the output.
 type watcher struct {
 	a     *app
 	label string
-	multi bool
+	nodes int
 	start time.Time
 
-	mu     sync.Mutex
-	logs   map[string][]string // with --json
-	next   map[string]int      // per node, the number of the next line expected
-	shown  bool                // the status line is on screen
-	ticker *time.Ticker
-	done   chan struct{}
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	logs    map[string]*keptLog // with --json, per node not yet landed
+	next    map[string]int      // per node, the number of the next line expected
+	landed  int                 // nodes whose result is out
+	shown   bool                // the status line is on screen
+	stopped bool
+	ticker  *time.Ticker
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// keptLog is the log lines of one node kept for --json: the last
+// keptLogLines of them, so that a call that logs for hours costs no
+// more than a node holds of it.
+type keptLog struct {
+	lines   []string
+	dropped int
+}
+
+// keptLogLines is how many log lines of a node --json keeps: what a
+// noded with default limits holds of a call (jobs.DefaultMaxLogLines).
+const keptLogLines = 1000
+
+func (k *keptLog) add(line string) {
+	k.lines = append(k.lines, line)
+	if len(k.lines) >= 2*keptLogLines {
+		// Sliding by half the buffer at a time keeps adding cheap.
+		k.dropped += len(k.lines) - keptLogLines
+		k.lines = append(k.lines[:0], k.lines[len(k.lines)-keptLogLines:]...)
+	}
+}
+
+// last returns the kept lines and how many earlier ones were dropped.
+func (k *keptLog) last() ([]string, int) {
+	if k == nil {
+		return nil, 0
+	}
+	if over := len(k.lines) - keptLogLines; over > 0 {
+		return k.lines[over:], k.dropped + over
+	}
+	return k.lines, k.dropped
 }
 
 // statusEvery is how often the elapsed time is redrawn.
@@ -33,8 +68,8 @@ const statusEvery = 100 * time.Millisecond
 
 // watch starts watching what on nodes.
 func (a *app) watch(what string, nodes []string) *watcher {
-	w := &watcher{a: a, multi: len(nodes) > 1, start: time.Now(), logs: map[string][]string{}, next: map[string]int{}, done: make(chan struct{})}
-	if w.multi {
+	w := &watcher{a: a, nodes: len(nodes), start: time.Now(), logs: map[string]*keptLog{}, next: map[string]int{}, done: make(chan struct{})}
+	if w.nodes > 1 {
 		w.label = fmt.Sprintf("%s on %d nodes", what, len(nodes))
 	} else {
 		w.label = fmt.Sprintf("%s on %s", what, nodes[0])
@@ -46,7 +81,9 @@ func (a *app) watch(what string, nodes []string) *watcher {
 				select {
 				case <-w.ticker.C:
 					w.mu.Lock()
-					w.drawStatus()
+					if w.landed < w.nodes {
+						w.drawStatus()
+					}
 					w.mu.Unlock()
 				case <-w.done:
 					return
@@ -62,7 +99,12 @@ func (w *watcher) log(l master.LogLine) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.a.json {
-		w.logs[l.Node] = append(w.logs[l.Node], l.Text)
+		k := w.logs[l.Node]
+		if k == nil {
+			k = &keptLog{}
+			w.logs[l.Node] = k
+		}
+		k.add(l.Text)
 		return
 	}
 	out := w.a.stderr
@@ -71,7 +113,7 @@ func (w *watcher) log(l master.LogLine) {
 		w.clearStatus()
 	}
 	prefix := ""
-	if w.multi {
+	if w.nodes > 1 {
 		prefix = l.Node + ": "
 	}
 	if skipped := l.N - w.next[l.Node]; skipped > 0 {
@@ -84,11 +126,21 @@ func (w *watcher) log(l master.LogLine) {
 	}
 }
 
-// lines returns the log lines kept for node (with --json).
-func (w *watcher) lines(node string) []string {
+// land prints a node's result with print, which gets the log lines kept
+// for the node (with --json) and how many earlier ones were dropped. On
+// a terminal the status line is erased first and, while other nodes
+// still run, redrawn below the result.
+func (w *watcher) land(node string, print func(log []string, dropped int)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.logs[node]
+	w.clearStatus()
+	lines, dropped := w.logs[node].last()
+	delete(w.logs, node)
+	print(lines, dropped)
+	w.landed++
+	if w.ticker != nil && !w.stopped && w.landed < w.nodes {
+		w.drawStatus()
+	}
 }
 
 // stop ends the status line.
@@ -101,13 +153,18 @@ func (w *watcher) stop() {
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.stopped = true
 	w.clearStatus()
 }
 
 // drawStatus rewrites the status line; w.mu is held.
 func (w *watcher) drawStatus() {
 	elapsed := time.Since(w.start).Truncate(statusEvery)
-	fmt.Fprintf(w.a.stdout, "\r\x1b[K… %s: %s", w.label, elapsed)
+	progress := ""
+	if w.nodes > 1 && w.landed > 0 {
+		progress = fmt.Sprintf(", %d done", w.landed)
+	}
+	fmt.Fprintf(w.a.stdout, "\r\x1b[K… %s%s: %s", w.label, progress, elapsed)
 	w.shown = true
 }
 

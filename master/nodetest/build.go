@@ -187,7 +187,9 @@ func binary(pkg string, race bool) (path string, first bool, err error) {
 // directory, which in a test is its package's, so the module built is
 // the one under test.
 func goBuild(dir, pkg string, race bool) (string, error) {
-	name := filepath.Base(pkg)
+	// Named after the whole path, so that two packages of one base name
+	// ("./testdata/x", ".../cmd/x") do not overwrite each other.
+	name := Sanitize(strings.TrimPrefix(pkg, "github.com/noderpc/noderpc/"))
 	args := []string{"build", "-o"}
 	if race {
 		name += "-race"

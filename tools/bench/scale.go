@@ -249,7 +249,10 @@ func waitsInFlight(ctx context.Context, hc *http.Client, overTLS bool, node stri
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
-	return metricValue(resp.Body, "noded_wait_requests_in_flight")
+	// Bounded as every answer of a node is: the scanner holds a line at
+	// a time, the limit stops a node that streams forever, and ctx's
+	// deadline is for the whole answer.
+	return metricValue(io.LimitReader(resp.Body, master.DefaultMaxAnswer), "noded_wait_requests_in_flight")
 }
 
 // metricValue finds the value of an unlabelled metric in Prometheus text.
