@@ -208,3 +208,16 @@ func TestEnviron(t *testing.T) {
 		t.Errorf("GORACE under nodetest.Run = %q, want it to set atexit_sleep_ms", got)
 	}
 }
+
+// TestRaceReports checks that the race detector's reports are cut out of
+// a log whole, and nothing else with them.
+func TestRaceReports(t *testing.T) {
+	report := "WARNING: DATA RACE\nWrite at 0x00c0001e42a0 by main goroutine:\n  main.main()\n"
+	log := "time=1 msg=serving\n==================\n" + report + "==================\ntime=2 msg=stopped\n"
+	if got := raceReports(log + log); got != report+report {
+		t.Errorf("raceReports of a log with two reports = %q, want %q", got, report+report)
+	}
+	if got := raceReports("time=1 msg=serving\n"); got != "" {
+		t.Errorf("raceReports of a log without a report = %q, want none", got)
+	}
+}
