@@ -98,16 +98,16 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "%s %s: this procedure takes %s", ctx.Method(), path, p.method))
 		return
 	}
+	if err := a.authorize(ctx, path); err != nil {
+		a.refuse(ctx, err)
+		return
+	}
 	switch string(ctx.Request.Header.Peek(refusedHeader)) {
 	case "too_large":
 		a.refuse(ctx, tooLarge(a.maxRequest))
 		return
 	case "get_body":
 		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "GET %s takes no body", path))
-		return
-	}
-	if err := a.authorize(ctx, path); err != nil {
-		a.refuse(ctx, err)
 		return
 	}
 	var body []byte
