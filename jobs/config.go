@@ -56,27 +56,13 @@ const (
 )
 
 func (c *Config) setDefaults() {
-	if c.MaxRunning <= 0 {
-		c.MaxRunning = DefaultMaxRunning
-	}
-	if c.MaxWait <= 0 {
-		c.MaxWait = DefaultMaxWait
-	}
-	if c.MaxResult <= 0 {
-		c.MaxResult = DefaultMaxResult
-	}
-	if c.MaxLogLines <= 0 {
-		c.MaxLogLines = DefaultMaxLogLines
-	}
-	if c.MaxLogLine <= 0 {
-		c.MaxLogLine = DefaultMaxLogLine
-	}
-	if c.Retention <= 0 {
-		c.Retention = DefaultRetention
-	}
-	if c.Grace <= 0 {
-		c.Grace = DefaultGrace
-	}
+	orDefault(&c.MaxRunning, DefaultMaxRunning)
+	orDefault(&c.MaxWait, DefaultMaxWait)
+	orDefault(&c.MaxResult, DefaultMaxResult)
+	orDefault(&c.MaxLogLines, DefaultMaxLogLines)
+	orDefault(&c.MaxLogLine, DefaultMaxLogLine)
+	orDefault(&c.Retention, DefaultRetention)
+	orDefault(&c.Grace, DefaultGrace)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -88,5 +74,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Containment == "" {
 		c.Containment = ContainAuto
+	}
+}
+
+// orDefault sets *v to def unless it is above zero.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }

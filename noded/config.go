@@ -348,29 +348,30 @@ func sortedKeys(m map[string]bool) []string {
 
 // check reports flag values no daemon could run with.
 func (c *Config) check() error {
+	positive := []struct {
+		flag string
+		ok   bool
+		got  any
+	}{
+		{"max-running", c.MaxRunning > 0, c.MaxRunning},
+		{"max-wait", c.MaxWait > 0, c.MaxWait},
+		{"max-request", c.MaxRequest > 0, c.MaxRequest},
+		{"head-timeout", c.HeadTimeout > 0, c.HeadTimeout},
+		{"max-result", c.MaxResult > 0, c.MaxResult},
+		{"max-log-lines", c.MaxLogLines > 0, c.MaxLogLines},
+		{"retention", c.Retention > 0, c.Retention},
+		{"shutdown-grace", c.ShutdownGrace > 0, c.ShutdownGrace},
+		{"max-conns", c.MaxConns > 0, c.MaxConns},
+		{"max-conns-per-ip", c.MaxConnsPerIP > 0, c.MaxConnsPerIP},
+	}
+	for _, p := range positive {
+		if !p.ok {
+			return fmt.Errorf("--%s must be > 0, got %v", p.flag, p.got)
+		}
+	}
 	switch {
-	case c.MaxRunning <= 0:
-		return fmt.Errorf("--max-running must be > 0, got %d", c.MaxRunning)
-	case c.MaxWait <= 0:
-		return fmt.Errorf("--max-wait must be > 0, got %s", c.MaxWait)
-	case c.MaxRequest <= 0:
-		return fmt.Errorf("--max-request must be > 0, got %d", c.MaxRequest)
 	case c.MaxBodies < int64(c.MaxRequest):
 		return fmt.Errorf("--max-request-memory must be at least --max-request (%d), got %d", c.MaxRequest, c.MaxBodies)
-	case c.HeadTimeout <= 0:
-		return fmt.Errorf("--head-timeout must be > 0, got %s", c.HeadTimeout)
-	case c.MaxResult <= 0:
-		return fmt.Errorf("--max-result must be > 0, got %d", c.MaxResult)
-	case c.MaxLogLines <= 0:
-		return fmt.Errorf("--max-log-lines must be > 0, got %d", c.MaxLogLines)
-	case c.Retention <= 0:
-		return fmt.Errorf("--retention must be > 0, got %s", c.Retention)
-	case c.ShutdownGrace <= 0:
-		return fmt.Errorf("--shutdown-grace must be > 0, got %s", c.ShutdownGrace)
-	case c.MaxConns <= 0:
-		return fmt.Errorf("--max-conns must be > 0, got %d", c.MaxConns)
-	case c.MaxConnsPerIP <= 0:
-		return fmt.Errorf("--max-conns-per-ip must be > 0, got %d", c.MaxConnsPerIP)
 	case c.Warm < 0:
 		return fmt.Errorf("--warm must be >= 0, got %d", c.Warm)
 	case c.LogFormat != "text" && c.LogFormat != "json":

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -142,19 +143,16 @@ func (a *api) startFunction(ctx *fasthttp.RequestCtx, body []byte) {
 	if !a.decode(ctx, body, &req) {
 		return
 	}
-	wctx, done := a.watchHangup(ctx, req.Timeout)
-	defer done()
-	a.metrics.startsInFlight.Add(1)
-	c, err := a.table.Start(wctx, jobs.StartOptions{
-		Fn:         req.FnName,
-		Args:       req.FnArgs,
-		Timeout:    rpc.Duration(req.Timeout),
-		AbortAfter: rpc.Duration(req.AbortAfter),
-		RequestID:  req.RequestID,
-		LogOffset:  req.LogOffset,
+	a.waitFor(ctx, req.Timeout, &a.metrics.startsInFlight, func(wctx context.Context) (*rpc.Call, error) {
+		return a.table.Start(wctx, jobs.StartOptions{
+			Fn:         req.FnName,
+			Args:       req.FnArgs,
+			Timeout:    rpc.Duration(req.Timeout),
+			AbortAfter: rpc.Duration(req.AbortAfter),
+			RequestID:  req.RequestID,
+			LogOffset:  req.LogOffset,
+		})
 	})
-	a.metrics.startsInFlight.Add(-1)
-	a.answer(ctx, c, err)
 }
 
 func (a *api) waitForFunction(ctx *fasthttp.RequestCtx, body []byte) {
@@ -162,15 +160,24 @@ func (a *api) waitForFunction(ctx *fasthttp.RequestCtx, body []byte) {
 	if !a.decode(ctx, body, &req) {
 		return
 	}
-	wctx, done := a.watchHangup(ctx, req.Timeout)
-	defer done()
-	a.metrics.waitsInFlight.Add(1)
-	c, err := a.table.Wait(wctx, req.ID, jobs.WaitOptions{
-		Timeout:   rpc.Duration(req.Timeout),
-		LogOffset: req.LogOffset,
-		WakeOnLog: req.WakeOnLog,
+	a.waitFor(ctx, req.Timeout, &a.metrics.waitsInFlight, func(wctx context.Context) (*rpc.Call, error) {
+		return a.table.Wait(wctx, req.ID, jobs.WaitOptions{
+			Timeout:   rpc.Duration(req.Timeout),
+			LogOffset: req.LogOffset,
+			WakeOnLog: req.WakeOnLog,
+		})
 	})
-	a.metrics.waitsInFlight.Add(-1)
+}
+
+// waitFor answers the record of do, a start or a wait that may block up
+// to timeout seconds, counted in inFlight while it runs, in a context
+// that ends if the client hangs up.
+func (a *api) waitFor(ctx *fasthttp.RequestCtx, timeout float64, inFlight *atomic.Int64, do func(context.Context) (*rpc.Call, error)) {
+	wctx, done := a.watchHangup(ctx, timeout)
+	defer done()
+	inFlight.Add(1)
+	c, err := do(wctx)
+	inFlight.Add(-1)
 	a.answer(ctx, c, err)
 }
 

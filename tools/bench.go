@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -168,15 +169,7 @@ func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
 		fmt.Fprintf(a.stderr, "noderpc bench: %v\n", err)
 		return ExitFailed
 	}
-	if a.json {
-		a.emitJSON(r)
-	} else {
-		r.Print(a.stdout)
-	}
-	if !r.OK() {
-		return ExitFailed
-	}
-	return ExitOK
+	return a.benchReport(r)
 }
 
 // benchScale runs bench --scale against the one node in nodes, which
@@ -209,15 +202,7 @@ func (a *app) benchScale(ctx context.Context, nodes []string, o benchOptions) in
 		fmt.Fprintln(a.stderr, err)
 		return statusOf(err)
 	}
-	if a.json {
-		a.emitJSON(r)
-	} else {
-		r.Print(a.stdout)
-	}
-	if !r.OK() {
-		return ExitFailed
-	}
-	return ExitOK
+	return a.benchReport(r)
 }
 
 // spawnFloorBin finds the function process binary of the spawn floor: the
@@ -240,4 +225,21 @@ func spawnFloorBin(given string) (string, error) {
 		return "", errors.New("no noded beside noderpc or in PATH; give --spawn-floor-bin")
 	}
 	return bin, nil
+}
+
+// benchReport prints a report of bench, as JSON with --json, and returns
+// the exit status it makes.
+func (a *app) benchReport(r interface {
+	Print(io.Writer)
+	OK() bool
+}) int {
+	if a.json {
+		a.emitJSON(r)
+	} else {
+		r.Print(a.stdout)
+	}
+	if !r.OK() {
+		return ExitFailed
+	}
+	return ExitOK
 }
