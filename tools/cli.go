@@ -46,6 +46,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.BoolVar(&a.json, "json", false, "print every output as JSON, one object per line")
 	fs.DurationVar(&a.socketTimeout, "socket-timeout", master.DefaultTimeout, "longest wait for any one answer; a node is asked to wait at most half of it")
 	fs.DurationVar(&a.unreachableAfter, "unreachable-after", master.DefaultRetryPolicies().Wait.MaxElapsed, "give up on a node that has answered nothing for this long (retries included)")
+	fs.Int64Var(&a.maxAnswer, "max-answer", master.DefaultMaxAnswer, "largest answer in `bytes` read from a node; a node that sends more is answering outside the protocol (exit 3). Raise it for nodes run with a larger --max-result")
 	version := fs.Bool("version", false, "print noderpc's version and exit")
 	fs.Usage = func() {} // --help is answered below, once
 
@@ -84,6 +85,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return a.usageError("%v", err)
 		}
 	}
+	if a.maxAnswer <= 0 {
+		return a.usageError("--max-answer must be > 0, got %d", a.maxAnswer)
+	}
 	if a.unreachableAfter < a.socketTimeout {
 		return a.usageError("--unreachable-after %s is shorter than --socket-timeout %s", a.unreachableAfter, a.socketTimeout)
 	}
@@ -108,6 +112,7 @@ type app struct {
 	json             bool
 	socketTimeout    time.Duration
 	unreachableAfter time.Duration
+	maxAnswer        int64
 }
 
 // options are the master.Options of the global flags: every procedure
@@ -115,10 +120,11 @@ type app struct {
 func (a *app) options() master.Options {
 	p := master.Policy{MaxElapsed: a.unreachableAfter}
 	return master.Options{
-		Insecure: a.insecure,
-		TLS:      a.tls,
-		Timeout:  a.socketTimeout,
-		Retry:    master.RetryPolicies{Start: p, Wait: p, Cancel: p, Release: p, List: p, Version: p},
+		Insecure:  a.insecure,
+		TLS:       a.tls,
+		Timeout:   a.socketTimeout,
+		MaxAnswer: a.maxAnswer,
+		Retry:     master.RetryPolicies{Start: p, Wait: p, Cancel: p, Release: p, List: p, Version: p},
 	}
 }
 
