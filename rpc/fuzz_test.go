@@ -29,6 +29,26 @@ func wantKind(t *testing.T, what string, err error, kind Kind) {
 	}
 }
 
+// decodeValid decodes body into a new request and validates it. It
+// reports false where either refuses body, once t has checked that the
+// refusal is a bad request.
+func decodeValid[R any, P interface {
+	*R
+	Validate() error
+}](t *testing.T, body []byte) (P, bool) {
+	t.Helper()
+	req := P(new(R))
+	if err := Decode(body, req); err != nil {
+		wantKind(t, "Decode", err, KindBadRequest)
+		return nil, false
+	}
+	if err := req.Validate(); err != nil {
+		wantKind(t, "Validate", err, KindBadRequest)
+		return nil, false
+	}
+	return req, true
+}
+
 func FuzzDecodeStartRequest(f *testing.F) {
 	f.Add([]byte(`{"fn_name":"echo","fn_args":[1,2,3],"timeout":5}`))
 	f.Add([]byte(`{"fn_name":"sleep","fn_args":{"seconds":1},"timeout":0,"abort_after":2.5,"request_id":"r1","log_offset":3}`))
@@ -37,22 +57,17 @@ func FuzzDecodeStartRequest(f *testing.F) {
 	f.Add([]byte(`{"fn_name":"x","unknown":1}`))
 	f.Add([]byte(panicBody))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req StartRequest
-		if err := Decode(body, &req); err != nil {
-			wantKind(t, "Decode", err, KindBadRequest)
-			return
-		}
-		if err := req.Validate(); err != nil {
-			wantKind(t, "Validate", err, KindBadRequest)
+		req, ok := decodeValid[StartRequest](t, body)
+		if !ok {
 			return
 		}
 		// What was accepted survives a trip through the wire unchanged.
-		again := roundTrip(t, &req, new(StartRequest))
+		again := roundTrip(t, req, new(StartRequest))
 		if err := again.Validate(); err != nil {
-			t.Fatalf("valid request %+v re-encoded fails Validate: %v", req, err)
+			t.Fatalf("valid request %+v re-encoded fails Validate: %v", *req, err)
 		}
-		if !sameJSON(t, &req, again) {
-			t.Fatalf("request %q decoded to %+v, re-decoded to %+v", body, req, *again)
+		if !sameJSON(t, req, again) {
+			t.Fatalf("request %q decoded to %+v, re-decoded to %+v", body, *req, *again)
 		}
 	})
 }
@@ -63,18 +78,13 @@ func FuzzDecodeWaitRequest(f *testing.F) {
 	f.Add([]byte(`{"id":"a","timeout":"1"}`))
 	f.Add([]byte(`{"id":"a","timeout":1} {}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req WaitRequest
-		if err := Decode(body, &req); err != nil {
-			wantKind(t, "Decode", err, KindBadRequest)
+		req, ok := decodeValid[WaitRequest](t, body)
+		if !ok {
 			return
 		}
-		if err := req.Validate(); err != nil {
-			wantKind(t, "Validate", err, KindBadRequest)
-			return
-		}
-		again := roundTrip(t, &req, new(WaitRequest))
-		if *again != req {
-			t.Fatalf("request %q decoded to %+v, re-decoded to %+v", body, req, *again)
+		again := roundTrip(t, req, new(WaitRequest))
+		if *again != *req {
+			t.Fatalf("request %q decoded to %+v, re-decoded to %+v", body, *req, *again)
 		}
 		// The ID is parsed after decoding; a malformed one is a bad
 		// request, not a panic.

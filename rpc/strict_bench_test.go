@@ -32,34 +32,25 @@ func BenchmarkDecodeStart(b *testing.B) {
 		if err := Decode(body, new(StartRequest)); err != nil {
 			b.Fatal(err)
 		}
-		b.Run(fmt.Sprintf("strict/%dB", len(body)), func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				var req StartRequest
-				if err := Decode(body, &req); err != nil {
-					b.Fatal(err)
+		bench := func(name string, decode func() error) {
+			b.Run(fmt.Sprintf("%s/%dB", name, len(body)), func(b *testing.B) {
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := decode(); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
+			})
+		}
+		bench("strict", func() error {
+			var req StartRequest
+			return Decode(body, &req)
 		})
-		b.Run(fmt.Sprintf("go-json/%dB", len(body)), func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				var req StartRequest
-				if err := json.Unmarshal(body, &req); err != nil {
-					b.Fatal(err)
-				}
-			}
+		bench("go-json", func() error {
+			var req StartRequest
+			return json.Unmarshal(body, &req)
 		})
-		b.Run(fmt.Sprintf("scan/%dB", len(body)), func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := CheckJSON(body); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		bench("scan", func() error { return CheckJSON(body) })
 	}
 }
