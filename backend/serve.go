@@ -109,9 +109,8 @@ func logCloser() (func(), error) {
 // spends nothing on it when the call comes. A cold process pays the same
 // either way.
 func prime() {
-	var req rpc.FunctionRequest
-	json.Unmarshal([]byte(`{"call_id":"","fn_name":"","fn_args":null}`), &req)
-	json.Marshal(rpc.FunctionResult{Result: json.RawMessage("null"), Error: &rpc.Error{}})
+	rpc.DecodeFunctionRequest([]byte(`{"call_id":"","fn_name":"x","fn_args":null}`))
+	rpc.Marshal(rpc.FunctionResult{Result: json.RawMessage("null"), Error: &rpc.Error{}})
 	slog.New(slog.NewTextHandler(io.Discard, nil)).With("call_id", "").Info("")
 }
 
@@ -231,7 +230,7 @@ func call(ctx context.Context, r *Registry, req rpc.FunctionRequest, stderr io.W
 	if err != nil {
 		return rpc.FunctionResult{Error: resultError(ctx, err)}
 	}
-	b, err := json.Marshal(v)
+	b, err := rpc.Marshal(v)
 	if err != nil {
 		log.Error("cannot encode the result", "err", err)
 		return rpc.FunctionResult{Error: rpc.Errorf(rpc.KindFunctionFailed, "function %s returned a result that cannot be encoded as JSON: %v", req.FnName, err)}
@@ -262,7 +261,7 @@ func resultError(ctx context.Context, err error) *rpc.Error {
 
 // writeFrame writes v as one line of JSON.
 func writeFrame(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
+	b, err := rpc.Marshal(v)
 	if err != nil {
 		return err
 	}
