@@ -3,7 +3,7 @@
 //
 // The suite holds no code of the product. Its tests, behind the build tag
 // "fault" so that go test ./... stays quick, start real noded processes
-// (built once in TestMain), drive them through the master client under
+// (through master/nodetest, built once per test binary), drive them through the master client under
 // load, and inject faults while the load runs:
 //
 //   - noded SIGKILLed mid-load and restarted on the same address: every
