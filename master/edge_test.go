@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -62,8 +63,8 @@ func TestAnswerOverLimitFailsAtOnceWithoutRetry(t *testing.T) {
 			if tc.body != nil {
 				framed = tc.body(chunk)
 			}
-			f := startFake(t, flood(tc.head, framed, dropped))
-			c := edgeClient(t, f.addr, limit)
+			f := nodetest.StartFake(t, nodetest.Flood(tc.head, framed, dropped))
+			c := edgeClient(t, f.Addr, limit)
 
 			_, err := c.Version(context.Background())
 
@@ -71,14 +72,14 @@ func TestAnswerOverLimitFailsAtOnceWithoutRetry(t *testing.T) {
 			if !errors.As(err, &tooLarge) || !errors.Is(err, ErrAnswerTooLarge) || !errors.Is(err, rpc.ErrProtocolError) {
 				t.Fatalf("Version from a node flooding %s = %v, want an *AnswerTooLargeError matching ErrAnswerTooLarge and rpc.ErrProtocolError", tc.name, err)
 			}
-			want := AnswerTooLargeError{Node: f.addr, Procedure: "Version", Limit: limit, Declared: tc.wantDeclared}
+			want := AnswerTooLargeError{Node: f.Addr, Procedure: "Version", Limit: limit, Declared: tc.wantDeclared}
 			if *tooLarge != want {
 				t.Errorf("error = %+v, want %+v", *tooLarge, want)
 			}
-			if !strings.HasPrefix(err.Error(), f.addr+": Version: protocol_error: the node ") {
+			if !strings.HasPrefix(err.Error(), f.Addr+": Version: protocol_error: the node ") {
 				t.Errorf("error text %q does not name the node, the procedure and what the node did", err)
 			}
-			if n := f.requests.Load(); n != 1 {
+			if n := f.Requests.Load(); n != 1 {
 				t.Errorf("the node got %d requests, want 1: an answer over the limit is not retried", n)
 			}
 			select {
@@ -95,25 +96,25 @@ func TestAnswerAtLimitIsReadOnePastItIsNot(t *testing.T) {
 	const limit = 64 << 10
 	for _, tc := range []struct {
 		name   string
-		answer func(body string) answerFunc
+		answer func(body string) nodetest.Answer
 	}{
-		{"declared length", func(body string) answerFunc { return answerJSON(200, body) }},
-		{"chunked", func(body string) answerFunc { return answerChunked(body, 1000) }},
+		{"declared length", func(body string) nodetest.Answer { return nodetest.AnswerJSON(200, body) }},
+		{"chunked", func(body string) nodetest.Answer { return nodetest.AnswerChunked(body, 1000) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			at := startFake(t, tc.answer(versionOfSize(t, limit)))
-			c := edgeClient(t, at.addr, limit)
+			at := nodetest.StartFake(t, tc.answer(versionOfSize(t, limit)))
+			c := edgeClient(t, at.Addr, limit)
 			for range 2 {
 				if v, err := c.Version(context.Background()); err != nil || v.Version != "edge" {
 					t.Fatalf("Version with an answer of exactly the limit = %+v, %v; want it read", v, err)
 				}
 			}
-			if n := at.conns.Load(); n != 1 {
+			if n := at.Conns.Load(); n != 1 {
 				t.Errorf("two answers within the limit took %d connections, want 1: a body read to its end keeps the connection", n)
 			}
 
-			over := startFake(t, tc.answer(versionOfSize(t, limit+1)))
-			if _, err := edgeClient(t, over.addr, limit).Version(context.Background()); !errors.Is(err, ErrAnswerTooLarge) {
+			over := nodetest.StartFake(t, tc.answer(versionOfSize(t, limit+1)))
+			if _, err := edgeClient(t, over.Addr, limit).Version(context.Background()); !errors.Is(err, ErrAnswerTooLarge) {
 				t.Errorf("Version with an answer one byte over the limit = %v, want ErrAnswerTooLarge", err)
 			}
 		})
@@ -178,28 +179,28 @@ func TestTricklingNodeIsCutOffAtDeadline(t *testing.T) {
 	head := whole[:len(whole)-len(body)]
 	for _, tc := range []struct {
 		name   string
-		answer func(sent chan<- int) answerFunc
+		answer func(sent chan<- int) nodetest.Answer
 		want   string
 	}{
-		{"status line and headers", func(sent chan<- int) answerFunc { return trickle(whole, gap, sent) },
+		{"status line and headers", func(sent chan<- int) nodetest.Answer { return nodetest.Trickle(whole, gap, sent) },
 			"no whole answer within 500ms: it sent only part of its answer's status line and headers"},
-		{"body", func(sent chan<- int) answerFunc {
-			tr := trickle(body, gap, sent)
+		{"body", func(sent chan<- int) nodetest.Answer {
+			tr := nodetest.Trickle(body, gap, sent)
 			return func(conn net.Conn, req *http.Request) bool {
 				io.WriteString(conn, head)
 				return tr(conn, req)
 			}
 		}, "no whole answer within 500ms: it sent HTTP 200 and only "},
-		{"nothing", func(sent chan<- int) answerFunc {
-			return func(conn net.Conn, req *http.Request) bool { sent <- 0; return silent(conn, req) }
+		{"nothing", func(sent chan<- int) nodetest.Answer {
+			return func(conn net.Conn, req *http.Request) bool { sent <- 0; return nodetest.Silent(conn, req) }
 		}, "no answer within 500ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sent := make(chan int, 1)
-			f := startFake(t, tc.answer(sent))
+			f := nodetest.StartFake(t, tc.answer(sent))
 			// One attempt: the retry budget is the socket timeout.
 			p := Policy{MaxElapsed: timeout}
-			c, err := New(f.addr, Options{Insecure: true, Timeout: timeout,
+			c, err := New(f.Addr, Options{Insecure: true, Timeout: timeout,
 				Retry: RetryPolicies{Start: p, Wait: p, Cancel: p, Release: p, List: p, Version: p}})
 			if err != nil {
 				t.Fatal(err)
@@ -208,7 +209,7 @@ func TestTricklingNodeIsCutOffAtDeadline(t *testing.T) {
 
 			v, err := c.Version(context.Background())
 
-			if !errors.Is(err, rpc.ErrUnreachable) || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), f.addr+": unreachable after 1 attempt over ") {
+			if !errors.Is(err, rpc.ErrUnreachable) || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), f.Addr+": unreachable after 1 attempt over ") {
 				t.Fatalf("Version from a node trickling its %s = %+v, %v; want unreachable after 1 attempt, saying %q", tc.name, v, err, tc.want)
 			}
 			c.Close()

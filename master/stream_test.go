@@ -13,12 +13,13 @@ import (
 
 	"github.com/goccy/go-json"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
 // fakeCalls is a node whose every call of any function succeeds at once
 // with result and log, once gate is closed (nil: at once).
-func fakeCalls(t *testing.T, gate <-chan struct{}, result string, log []string) answerFunc {
+func fakeCalls(t *testing.T, gate <-chan struct{}, result string, log []string) nodetest.Answer {
 	rec, err := json.Marshal(rpc.Call{
 		ID: rpc.NewCallID(1, 2, time.Now()).String(), FnName: "echo", Finished: true, State: rpc.StateSucceeded,
 		Result: json.RawMessage(result), Log: log, LogOffset: len(log), StartedAt: time.Now(),
@@ -35,16 +36,16 @@ func fakeCalls(t *testing.T, gate <-chan struct{}, result string, log []string) 
 				return false
 			}
 		}
-		return answerJSON(http.StatusOK, string(rec))(conn, req)
+		return nodetest.AnswerJSON(http.StatusOK, string(rec))(conn, req)
 	}
 }
 
 func TestCallEachStreamDeliversEachResultAsItLands(t *testing.T) {
 	gate := make(chan struct{})
-	held := startFake(t, fakeCalls(t, gate, `"held"`, []string{"h1"}))
-	fast := startFake(t, fakeCalls(t, nil, `"fast"`, []string{"f1", "f2"}))
+	held := nodetest.StartFake(t, fakeCalls(t, gate, `"held"`, []string{"h1"}))
+	fast := nodetest.StartFake(t, fakeCalls(t, nil, `"fast"`, []string{"f1", "f2"}))
 	var clients []*Client
-	for _, addr := range []string{held.addr, fast.addr, "127.0.0.1:1"} {
+	for _, addr := range []string{held.Addr, fast.Addr, "127.0.0.1:1"} {
 		clients = append(clients, edgeClient(t, addr, 0))
 	}
 	clients[2].SetOffline(true)
@@ -105,21 +106,21 @@ func TestCallEachStreamDeliversEachResultAsItLands(t *testing.T) {
 func TestCallEachKeepsTheOrderOfClients(t *testing.T) {
 	// The first node answers only once the second has finished its call.
 	gate := make(chan struct{})
-	held := startFake(t, fakeCalls(t, gate, `"held"`, nil))
+	held := nodetest.StartFake(t, fakeCalls(t, gate, `"held"`, nil))
 	fastCalls := fakeCalls(t, nil, `"fast"`, nil)
 	var once sync.Once
-	fast := startFake(t, func(conn net.Conn, req *http.Request) bool {
+	fast := nodetest.StartFake(t, func(conn net.Conn, req *http.Request) bool {
 		ok := fastCalls(conn, req)
 		if req.URL.Path == rpc.PathReleaseFunction {
 			once.Do(func() { close(gate) })
 		}
 		return ok
 	})
-	clients := []*Client{edgeClient(t, held.addr, 0), edgeClient(t, fast.addr, 0)}
+	clients := []*Client{edgeClient(t, held.Addr, 0), edgeClient(t, fast.Addr, 0)}
 
 	got := CallEach(context.Background(), clients, "echo", nil, 0, CallOptions{})
 
-	if len(got) != 2 || got[0].Node != held.addr || got[1].Node != fast.addr ||
+	if len(got) != 2 || got[0].Node != held.Addr || got[1].Node != fast.Addr ||
 		string(got[0].Call.Result) != `"held"` || string(got[1].Call.Result) != `"fast"` {
 		t.Errorf("CallEach = %+v, want the held node's result first, as in clients", got)
 	}

@@ -19,7 +19,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,84 +27,6 @@ import (
 
 // edgeFlags bound every run: a silent node is given up on after 2s.
 var edgeFlags = []string{"--insecure", "--socket-timeout", "1s", "--unreachable-after", "2s"}
-
-// answerFunc answers one request on a fake node's connection.
-type answerFunc func(conn net.Conn, req *http.Request)
-
-// startFake runs a fake node that reads each request and answers it with
-// answer, then closes the connection, for the life of t.
-func startFake(t *testing.T, answer answerFunc) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu     sync.Mutex
-		open   []net.Conn
-		closed bool
-		wg     sync.WaitGroup
-	)
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if closed {
-				conn.Close()
-			}
-			open = append(open, conn)
-			mu.Unlock()
-			wg.Go(func() {
-				defer conn.Close()
-				req, err := http.ReadRequest(bufio.NewReader(conn))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				answer(conn, req)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
-// flood writes head, then chunk until the client drops the connection.
-func flood(head string, chunk []byte) answerFunc {
-	return func(conn net.Conn, _ *http.Request) {
-		_, err := io.WriteString(conn, head)
-		for err == nil {
-			_, err = conn.Write(chunk)
-		}
-	}
-}
-
-// trickle writes s one byte every gap.
-func trickle(s string, gap time.Duration) answerFunc {
-	return func(conn net.Conn, _ *http.Request) {
-		for i := range len(s) {
-			if _, err := conn.Write([]byte{s[i]}); err != nil {
-				return
-			}
-			time.Sleep(gap) // the misbehaviour itself, not synchronisation
-		}
-	}
-}
-
-// silent says nothing until the client leaves.
-func silent(conn net.Conn, _ *http.Request) { io.Copy(io.Discard, conn) }
 
 // runBinary runs the noderpc binary with edgeFlags and args, under the
 // peakrss binary (tools/testdata/peakrss), and returns its exit status,
@@ -149,26 +70,30 @@ func TestHostileNodes(t *testing.T) {
 	within := `no whole answer within [0-9.]+m?s: `
 	for _, tc := range []struct {
 		name   string
-		answer answerFunc
+		answer nodetest.Answer
 		want   string // the error line after "NODE: "
 	}{
-		{"declares 2 GB and streams spaces", flood("HTTP/1.1 200 OK\r\nContent-Length: 2000000000\r\n\r\n", spaces),
+		{"declares 2 GB and streams spaces", nodetest.Flood("HTTP/1.1 200 OK\r\nContent-Length: 2000000000\r\n\r\n", spaces, nil),
 			`StartFunction: protocol_error: the node declared an answer of 2000000000 bytes, over the client's limit of 41438752 \(Options.MaxAnswer\)`},
-		{"sends 1 MiB chunks forever", flood("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", chunk),
+		{"sends 1 MiB chunks forever", nodetest.Flood("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", chunk, nil),
 			`StartFunction: protocol_error: the node sent an answer of more than 41438752 bytes, the client's limit \(Options.MaxAnswer\)`},
-		{"sends its status line a byte at a time", trickle(head+"{  }", gap),
+		{"sends its status line a byte at a time", nodetest.Trickle(head+"{  }", gap, nil),
 			`unreachable after \d attempts? over 2s: ` + within + `it sent only part of its answer's status line and headers`},
-		{"sends its body a byte at a time", func(conn net.Conn, req *http.Request) { io.WriteString(conn, head); trickle("{  }", gap)(conn, req) },
+		{"sends its body a byte at a time", func(conn net.Conn, req *http.Request) bool {
+			io.WriteString(conn, head)
+			return nodetest.Trickle("{  }", gap, nil)(conn, req)
+		},
 			`unreachable after \d attempts? over 2s: ` + within + `it sent HTTP 200 and only [1-3] of its 4 body bytes`},
-		{"accepts and says nothing", silent,
+		{"accepts and says nothing", nodetest.Silent,
 			`unreachable after \d attempts? over 2s: no answer within [0-9.]+m?s`},
-		{"answers 200 with {not json}!", func(conn net.Conn, _ *http.Request) {
+		{"answers 200 with {not json}!", func(conn net.Conn, _ *http.Request) bool {
 			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{not json}!")
+			return false
 		}, `StartFunction: protocol_error: node answered HTTP 200 with a malformed body: .+`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // most rows wait out the socket timeout
-			node := startFake(t, tc.answer)
+			node := nodetest.StartFake(t, tc.answer).Addr
 
 			code, stdout, stderr, rss := runBinary(t, "call", node, "echo", `"x"`)
 
@@ -188,7 +113,7 @@ func TestHostileNodes(t *testing.T) {
 
 func TestFanOutPrintsEachNodeAsItIsDone(t *testing.T) {
 	good := startNode(t).Addr()
-	quiet := startFake(t, silent)
+	quiet := nodetest.StartFake(t, nodetest.Silent).Addr
 	goodLine := regexp.MustCompile("^" + regexp.QuoteMeta(good) + `: "x"$`)
 	goodJSON := regexp.MustCompile(`^\{"node":"` + regexp.QuoteMeta(good) + `","ok":true,`)
 	quietLine := regexp.MustCompile("^" + regexp.QuoteMeta(quiet) + `: unreachable after .*: no answer within `)
@@ -268,7 +193,7 @@ func TestTerminalShowsEachResultAboveTheStatusLine(t *testing.T) {
 	isTerminal = func(io.Writer) bool { return true }
 	t.Cleanup(func() { isTerminal = real })
 	good := startNode(t).Addr()
-	quiet := startFake(t, silent)
+	quiet := nodetest.StartFake(t, nodetest.Silent).Addr
 
 	code, stdout, stderr := run(t, "", "call", quiet, good, "echo", `"x"`)
 

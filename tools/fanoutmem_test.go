@@ -11,6 +11,7 @@ import (
 	"github.com/goccy/go-json"
 
 	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -25,10 +26,10 @@ func TestFanOutMemoryIsBoundedByConcurrency(t *testing.T) {
 
 	bound := master.DefaultMaxAnswer
 	spaces := []byte(strings.Repeat(" ", 1<<20))
-	past := flood("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", fmt.Appendf(nil, "%x\r\n%s\r\n", len(spaces), spaces))
+	past := nodetest.Flood("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", fmt.Appendf(nil, "%x\r\n%s\r\n", len(spaces), spaces), nil)
 	for _, tc := range []struct {
 		name        string
-		answer      answerFunc
+		answer      nodetest.Answer
 		nodes       int
 		concurrency int
 		wantCode    int
@@ -52,7 +53,7 @@ func TestFanOutMemoryIsBoundedByConcurrency(t *testing.T) {
 		t.Run(fmt.Sprintf("%s, concurrency %d", tc.name, tc.concurrency), func(t *testing.T) {
 			args := []string{"call", "--concurrency", fmt.Sprint(tc.concurrency)}
 			for range tc.nodes {
-				args = append(args, startFake(t, tc.answer))
+				args = append(args, nodetest.StartFake(t, tc.answer).Addr)
 			}
 			args = append(args, "echo")
 
@@ -75,18 +76,19 @@ func TestFanOutMemoryIsBoundedByConcurrency(t *testing.T) {
 // answerAtLimit answers StartFunction with a finished call whose record
 // is exactly limit bytes, any other procedure with {}, and closes the
 // connection.
-func answerAtLimit(t *testing.T, limit int64) answerFunc {
+func answerAtLimit(t *testing.T, limit int64) nodetest.Answer {
 	rec, err := json.Marshal(rpc.Call{ID: "1:2:3.000000:0000000000000000", FnName: "echo", Finished: true, State: rpc.StateSucceeded, Result: json.RawMessage(`""`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	body := strings.Replace(string(rec), `"result":""`, `"result":"`+strings.Repeat("a", int(limit)-len(rec))+`"`, 1)
-	return func(conn net.Conn, req *http.Request) {
+	return func(conn net.Conn, req *http.Request) bool {
 		b := "{}"
 		if req.URL.Path == rpc.PathStartFunction {
 			b = body
 		}
 		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n", len(b))
 		io.WriteString(conn, b)
+		return false
 	}
 }

@@ -1,4 +1,4 @@
-package master
+package nodetest
 
 import (
 	"bufio"
@@ -12,27 +12,31 @@ import (
 	"time"
 )
 
-// fakeNode is a node that answers as a test tells it to: a TCP server on
+// FakeNode is a node that answers as a test tells it to: a TCP server on
 // loopback that reads each HTTP request and hands it, with the raw
-// connection, to the test's answerFunc. It misbehaves byte by byte,
-// which no HTTP server library lets a handler do.
-type fakeNode struct {
-	addr     string
-	requests atomic.Int32 // requests read
-	conns    atomic.Int32 // connections accepted
+// connection, to the test's [Answer]. It misbehaves byte by byte, which
+// no HTTP server library lets a handler do.
+type FakeNode struct {
+	// Addr is the host:port the fake node listens on.
+	Addr string
+	// Requests counts the requests read, Conns the connections accepted.
+	Requests, Conns atomic.Int32
 }
 
-// answerFunc answers one request on conn; false closes the connection.
-type answerFunc func(conn net.Conn, req *http.Request) bool
+// Answer answers one request on conn, whose body has been read; false
+// closes the connection, true reads the next request on it.
+type Answer func(conn net.Conn, req *http.Request) bool
 
-// startFake starts a fake node for the life of t.
-func startFake(t *testing.T, answer answerFunc) *fakeNode {
+// StartFake starts a fake node for the life of t. Its cleanup closes the
+// listener and every open connection and waits for every answer to
+// return.
+func StartFake(t testing.TB, answer Answer) *FakeNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeNode{addr: ln.Addr().String()}
+	f := &FakeNode{Addr: ln.Addr().String()}
 	var (
 		mu     sync.Mutex
 		open   []net.Conn
@@ -45,7 +49,7 @@ func startFake(t *testing.T, answer answerFunc) *fakeNode {
 			if err != nil {
 				return
 			}
-			f.conns.Add(1)
+			f.Conns.Add(1)
 			mu.Lock()
 			if closed {
 				conn.Close()
@@ -61,7 +65,7 @@ func startFake(t *testing.T, answer answerFunc) *fakeNode {
 						return
 					}
 					io.Copy(io.Discard, req.Body)
-					f.requests.Add(1)
+					f.Requests.Add(1)
 					if !answer(conn, req) {
 						return
 					}
@@ -82,8 +86,9 @@ func startFake(t *testing.T, answer answerFunc) *fakeNode {
 	return f
 }
 
-// answerJSON answers every request with status and body, as noded does.
-func answerJSON(status int, body string) answerFunc {
+// AnswerJSON answers every request with status and body, as noded does,
+// and keeps the connection.
+func AnswerJSON(status int, body string) Answer {
 	return func(conn net.Conn, _ *http.Request) bool {
 		_, err := fmt.Fprintf(conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
 			status, http.StatusText(status), len(body), body)
@@ -91,9 +96,9 @@ func answerJSON(status int, body string) answerFunc {
 	}
 }
 
-// answerChunked answers every request with 200 and body in chunks of at
-// most size bytes.
-func answerChunked(body string, size int) answerFunc {
+// AnswerChunked answers every request with 200 and body in chunks of at
+// most size bytes, and keeps the connection.
+func AnswerChunked(body string, size int) Answer {
 	return func(conn net.Conn, _ *http.Request) bool {
 		w := bufio.NewWriter(conn)
 		fmt.Fprint(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -107,37 +112,44 @@ func answerChunked(body string, size int) answerFunc {
 	}
 }
 
-// flood answers with head, then writes chunk over and over until the
-// client drops the connection, and sends the write error on dropped.
-func flood(head string, chunk []byte, dropped chan<- error) answerFunc {
+// Flood answers with head, then writes chunk over and over until the
+// client drops the connection, sends the write error on dropped unless
+// it is nil, and closes the connection.
+func Flood(head string, chunk []byte, dropped chan<- error) Answer {
 	return func(conn net.Conn, _ *http.Request) bool {
 		_, err := io.WriteString(conn, head)
 		for err == nil {
 			_, err = conn.Write(chunk)
 		}
-		dropped <- err
+		if dropped != nil {
+			dropped <- err
+		}
 		return false
 	}
 }
 
-// trickle writes answer one byte every gap, and sends on sent how many
-// bytes were written before the client dropped the connection, or all.
-func trickle(answer string, gap time.Duration, sent chan<- int) answerFunc {
+// Trickle writes answer one byte every gap, sends on sent (unless it is
+// nil) how many bytes were written before the client dropped the
+// connection, or all, and closes the connection.
+func Trickle(answer string, gap time.Duration, sent chan<- int) Answer {
 	return func(conn net.Conn, _ *http.Request) bool {
+		n := len(answer)
 		for i := range len(answer) {
 			if _, err := conn.Write([]byte{answer[i]}); err != nil {
-				sent <- i
-				return false
+				n = i
+				break
 			}
 			time.Sleep(gap) // the misbehaviour itself, not synchronisation
 		}
-		sent <- len(answer)
+		if sent != nil {
+			sent <- n
+		}
 		return false
 	}
 }
 
-// silent reads the request and says nothing until the client leaves.
-func silent(conn net.Conn, _ *http.Request) bool {
+// Silent reads the request and says nothing until the client leaves.
+func Silent(conn net.Conn, _ *http.Request) bool {
 	io.Copy(io.Discard, conn)
 	return false
 }
