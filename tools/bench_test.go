@@ -38,6 +38,19 @@ type ratiosJSON struct {
 	P50, P90, P99, Max, Throughput float64
 }
 
+// runJSON runs noderpc with args, fails t unless it exits with want, and
+// decodes what it printed into v.
+func runJSON(t *testing.T, want int, v any, args ...string) {
+	t.Helper()
+	code, stdout, stderr := run(t, "", args...)
+	if code != want {
+		t.Errorf("noderpc %q exited %d, want %d\nstdout: %s\nstderr: %s", args, code, want, stdout, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), v); err != nil {
+		t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
+	}
+}
+
 // checkPhase fails t unless p ran want operations that add up, and, when
 // some succeeded, has ordered latencies and a throughput.
 func checkPhase(t *testing.T, name string, p *phaseJSON, want int) {
@@ -68,14 +81,8 @@ func checkPhase(t *testing.T, name string, p *phaseJSON, want int) {
 func TestBenchReport(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Options{Flags: []string{"--warm", "0"}})
 	args := []string{"--json", "bench", "--count", "20", "--concurrency", "2", "--spawn-floor-bin", nodetest.Noded(t), n.Addr()}
-	code, stdout, stderr := run(t, "", args...)
-	if code != ExitOK {
-		t.Fatalf("noderpc %q exited %d, want 0\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
-	}
 	var r benchJSON
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
-	}
+	runJSON(t, ExitOK, &r, args...)
 	if r.Fn != "echo" || r.Concurrency != 2 || r.Rounds != 5 || len(r.Nodes) != 1 || r.Nodes[0] != n.Addr() {
 		t.Errorf("report heads fn %q concurrency %d rounds %d nodes %q, want echo, 2, 5, [%s]", r.Fn, r.Concurrency, r.Rounds, r.Nodes, n.Addr())
 	}
@@ -139,14 +146,8 @@ func TestBenchErrorsByKind(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--json", "bench", "--count", "10", "--floors=false"}, tc.args...)
-			code, stdout, stderr := run(t, "", args...)
-			if code != ExitFailed {
-				t.Errorf("noderpc %q exited %d, want %d\nstderr: %s", args, code, ExitFailed, stderr)
-			}
 			var r benchJSON
-			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-				t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
-			}
+			runJSON(t, ExitFailed, &r, args...)
 			checkPhase(t, "run", &r.Run, 10)
 			if r.Run.Successes != tc.wantSuccesses || !equalCounts(r.Run.Errors, tc.wantErrors) {
 				t.Errorf("noderpc %q: %d successes, errors %v; want %d, %v", args, r.Run.Successes, r.Run.Errors, tc.wantSuccesses, tc.wantErrors)
@@ -199,10 +200,6 @@ func TestBenchScale(t *testing.T) {
 	// A socket timeout long enough that each wait is one round.
 	args := []string{"--socket-timeout", "20s", "--unreachable-after", "20s", "--json", "bench", "--scale",
 		"--running", "3", "--waits", "9", "--sleep", "3s", "--concurrency", "3", n.Addr()}
-	code, stdout, stderr := run(t, "", args...)
-	if code != ExitOK {
-		t.Fatalf("noderpc %q exited %d, want 0\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
-	}
 	var r struct {
 		PID          int       `json:"pid"`
 		Start        phaseJSON `json:"start"`
@@ -216,9 +213,7 @@ func TestBenchScale(t *testing.T) {
 		RSS     []int64   `json:"rss_bytes"`
 		Threads []int     `json:"threads"`
 	}
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("noderpc %q printed %q: %v", args, stdout, err)
-	}
+	runJSON(t, ExitOK, &r, args...)
 	if r.PID != n.PID() {
 		t.Errorf("report is of pid %d, want noded's %d", r.PID, n.PID())
 	}
