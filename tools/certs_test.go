@@ -3,15 +3,13 @@ package tools
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 	"github.com/noderpc/noderpc/tools/ca"
 )
@@ -30,15 +28,6 @@ func mustCerts(t *testing.T, args ...string) {
 	}
 }
 
-func loadCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	pair, err := tls.LoadX509KeyPair(path, strings.TrimSuffix(path, ".crt")+".key")
-	if err != nil {
-		t.Fatalf("loading %s and its key: %v", path, err)
-	}
-	return pair.Leaf
-}
-
 // TestCertsIssue checks that the flags of certs init and certs issue
 // reach package ca (which tests the certificates themselves) and that
 // every file written is named on stdout.
@@ -47,7 +36,7 @@ func TestCertsIssue(t *testing.T) {
 	if code, out, stderr := runCerts("init", dir); code != ExitOK || out != "wrote "+filepath.Join(dir, "ca.crt")+"\nwrote "+filepath.Join(dir, "ca.key")+"\n" {
 		t.Fatalf("noderpc certs init = %d, %q, %q; want 0 and the two files written", code, out, stderr)
 	}
-	if c := loadCert(t, filepath.Join(dir, "ca.crt")); c.NotAfter.Sub(c.NotBefore) < ca.DefaultCADays*24*time.Hour {
+	if c := nodetest.LoadCert(t, filepath.Join(dir, "ca.crt")); c.NotAfter.Sub(c.NotBefore) < ca.DefaultCADays*24*time.Hour {
 		t.Errorf("certs init: CA valid for %s, want %d days", c.NotAfter.Sub(c.NotBefore), ca.DefaultCADays)
 	}
 	mustCerts(t, "issue", "--dir", dir, "--node", "node1.example.com", "--san", "10.0.0.1", "--san", "node1")
@@ -65,17 +54,8 @@ func TestCertsIssue(t *testing.T) {
 		{"master1", rpc.RoleMaster, nil, nil, ca.DefaultCertDays},
 		{"monitoring", rpc.RoleObserver, nil, nil, 7},
 	} {
-		c := loadCert(t, filepath.Join(dir, tt.name+".crt"))
-		if role, err := rpc.RoleOf(c); err != nil || role != tt.role {
-			t.Errorf("%s: role %q, %v; want %s", tt.name, role, err, tt.role)
-		}
-		var ips []string
-		for _, ip := range c.IPAddresses {
-			ips = append(ips, ip.String())
-		}
-		if !slices.Equal(c.DNSNames, tt.wantDNS) || !slices.Equal(ips, tt.wantIPs) {
-			t.Errorf("%s: names %v %v, want %v %v", tt.name, c.DNSNames, ips, tt.wantDNS, tt.wantIPs)
-		}
+		c := nodetest.LoadCert(t, filepath.Join(dir, tt.name+".crt"))
+		nodetest.CheckIdentity(t, tt.name, c, tt.role, tt.wantDNS, tt.wantIPs)
 		// --not-before is not given: the certificate starts a few
 		// minutes before now, to allow for clock skew.
 		if got, want := c.NotAfter.Sub(c.NotBefore), time.Duration(tt.wantDays)*24*time.Hour; got <= want || got > want+time.Hour {
@@ -147,7 +127,7 @@ func TestCertsNotBefore(t *testing.T) {
 	dir := t.TempDir()
 	mustCerts(t, "init", dir)
 	mustCerts(t, "issue", "--dir", dir, "--master", "old", "--not-before", "2020-01-01T00:00:00Z", "--days", "30")
-	c := loadCert(t, filepath.Join(dir, "old.crt"))
+	c := nodetest.LoadCert(t, filepath.Join(dir, "old.crt"))
 	if want := time.Date(2020, 1, 31, 0, 0, 0, 0, time.UTC); !c.NotAfter.Equal(want) {
 		t.Errorf("NotAfter = %s, want %s", c.NotAfter, want)
 	}

@@ -1,7 +1,11 @@
 package nodetest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/noderpc/noderpc/rpc"
@@ -57,4 +61,33 @@ func (p *PKI) NodeTLS(t testing.TB, name string, sans ...string) *TLS {
 	t.Helper()
 	crt, key := p.Issue(t, rpc.RoleNode, name, sans...)
 	return &TLS{Cert: crt, Key: key, ClientCA: p.CA()}
+}
+
+// LoadCert loads the certificate file crt with its key (the file of the
+// same name ending .key for .crt), fails t unless both load and match,
+// and returns the certificate.
+func LoadCert(t testing.TB, crt string) *x509.Certificate {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(crt, strings.TrimSuffix(crt, ".crt")+".key")
+	if err != nil {
+		t.Fatalf("loading %s and its key: %v", crt, err)
+	}
+	return pair.Leaf
+}
+
+// CheckIdentity fails t unless the certificate c, named name in
+// messages, is of role and bears exactly the host names dns and the IP
+// addresses ips, in that order.
+func CheckIdentity(t testing.TB, name string, c *x509.Certificate, role rpc.Role, dns, ips []string) {
+	t.Helper()
+	if got, err := rpc.RoleOf(c); err != nil || got != role {
+		t.Errorf("%s: role %q, %v; want %s", name, got, err, role)
+	}
+	var gotIPs []string
+	for _, ip := range c.IPAddresses {
+		gotIPs = append(gotIPs, ip.String())
+	}
+	if !slices.Equal(c.DNSNames, dns) || !slices.Equal(gotIPs, ips) {
+		t.Errorf("%s: names %v %v, want %v %v", name, c.DNSNames, gotIPs, dns, ips)
+	}
 }

@@ -1,10 +1,9 @@
-package ca
+package ca_test
 
 import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"os"
@@ -14,30 +13,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
+	"github.com/noderpc/noderpc/tools/ca"
 )
 
-func mustInit(t *testing.T, dir string, o InitOptions) {
+func mustInit(t *testing.T, dir string, o ca.InitOptions) {
 	t.Helper()
-	if _, err := Init(dir, o); err != nil {
+	if _, err := ca.Init(dir, o); err != nil {
 		t.Fatalf("Init(%s, %+v): %v", dir, o, err)
 	}
 }
 
-func mustIssue(t *testing.T, dir string, r IssueRequest) {
+func mustIssue(t *testing.T, dir string, r ca.IssueRequest) {
 	t.Helper()
-	if _, err := Issue(dir, r); err != nil {
+	if _, err := ca.Issue(dir, r); err != nil {
 		t.Fatalf("Issue(%s, %+v): %v", dir, r, err)
 	}
-}
-
-func loadCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	pair, err := tls.LoadX509KeyPair(path, strings.TrimSuffix(path, ".crt")+".key")
-	if err != nil {
-		t.Fatalf("loading %s and its key: %v", path, err)
-	}
-	return pair.Leaf
 }
 
 func mode(t *testing.T, path string) os.FileMode {
@@ -51,16 +43,16 @@ func mode(t *testing.T, path string) os.FileMode {
 
 func TestInit(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
-	files, err := Init(dir, InitOptions{})
+	files, err := ca.Init(dir, ca.InitOptions{})
 	if want := []string{filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")}; err != nil || !slices.Equal(files, want) {
 		t.Fatalf("Init(%s) = %q, %v; want %q", dir, files, err, want)
 	}
-	c := loadCert(t, files[0])
+	c := nodetest.LoadCert(t, files[0])
 	if !c.IsCA || !c.MaxPathLenZero || c.PublicKeyAlgorithm != x509.ECDSA || c.PublicKey.(*ecdsa.PublicKey).Curve != elliptic.P256() {
 		t.Errorf("ca.crt: IsCA %v, MaxPathLenZero %v, key %v; want an ECDSA P-256 CA that signs leaves only", c.IsCA, c.MaxPathLenZero, c.PublicKeyAlgorithm)
 	}
-	if got, want := c.NotAfter.Sub(c.NotBefore), DefaultCADays*24*time.Hour+clockSkew; got != want {
-		t.Errorf("CA valid for %s, want %s (%d days and the clock skew)", got, want, DefaultCADays)
+	if got, want := c.NotAfter.Sub(c.NotBefore), ca.DefaultCADays*24*time.Hour+ca.ClockSkew; got != want {
+		t.Errorf("CA valid for %s, want %s (%d days and the clock skew)", got, want, ca.DefaultCADays)
 	}
 	for file, want := range map[string]os.FileMode{dir: 0o700, files[0]: 0o644, files[1]: 0o600} {
 		if got := mode(t, file); got != want {
@@ -71,10 +63,10 @@ func TestInit(t *testing.T) {
 
 func TestIssue(t *testing.T) {
 	dir := t.TempDir()
-	mustInit(t, dir, InitOptions{})
-	mustIssue(t, dir, IssueRequest{Name: "node1.example.com", Role: rpc.RoleNode, SANs: []string{"10.0.0.1", "node1", "NODE1", "127.0.0.1"}})
-	mustIssue(t, dir, IssueRequest{Name: "master1", Role: rpc.RoleMaster})
-	mustIssue(t, dir, IssueRequest{Name: "monitoring", Role: rpc.RoleObserver, Days: 7})
+	mustInit(t, dir, ca.InitOptions{})
+	mustIssue(t, dir, ca.IssueRequest{Name: "node1.example.com", Role: rpc.RoleNode, SANs: []string{"10.0.0.1", "node1", "NODE1", "127.0.0.1"}})
+	mustIssue(t, dir, ca.IssueRequest{Name: "master1", Role: rpc.RoleMaster})
+	mustIssue(t, dir, ca.IssueRequest{Name: "monitoring", Role: rpc.RoleObserver, Days: 7})
 
 	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	if err != nil {
@@ -91,26 +83,17 @@ func TestIssue(t *testing.T) {
 		wantDays  int
 		verifyFor string // a host name the certificate must be valid for; "" for clients
 	}{
-		{"node1.example.com", rpc.RoleNode, x509.ExtKeyUsageServerAuth, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "10.0.0.1"}, DefaultCertDays, "10.0.0.1"},
-		{"master1", rpc.RoleMaster, x509.ExtKeyUsageClientAuth, nil, nil, DefaultCertDays, ""},
+		{"node1.example.com", rpc.RoleNode, x509.ExtKeyUsageServerAuth, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "10.0.0.1"}, ca.DefaultCertDays, "10.0.0.1"},
+		{"master1", rpc.RoleMaster, x509.ExtKeyUsageClientAuth, nil, nil, ca.DefaultCertDays, ""},
 		{"monitoring", rpc.RoleObserver, x509.ExtKeyUsageClientAuth, nil, nil, 7, ""},
 	} {
 		crt := filepath.Join(dir, tt.name+".crt")
-		c := loadCert(t, crt)
-		if role, err := rpc.RoleOf(c); err != nil || role != tt.role {
-			t.Errorf("%s: role %q, %v; want %s", tt.name, role, err, tt.role)
-		}
+		c := nodetest.LoadCert(t, crt)
+		nodetest.CheckIdentity(t, tt.name, c, tt.role, tt.wantDNS, tt.wantIPs)
 		if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{tt.usage}) {
 			t.Errorf("%s: extended key usages %v, want only %v", tt.name, c.ExtKeyUsage, tt.usage)
 		}
-		var ips []string
-		for _, ip := range c.IPAddresses {
-			ips = append(ips, ip.String())
-		}
-		if !slices.Equal(c.DNSNames, tt.wantDNS) || !slices.Equal(ips, tt.wantIPs) {
-			t.Errorf("%s: names %v %v, want %v %v", tt.name, c.DNSNames, ips, tt.wantDNS, tt.wantIPs)
-		}
-		if got, want := c.NotAfter.Sub(c.NotBefore), time.Duration(tt.wantDays)*24*time.Hour+clockSkew; got != want {
+		if got, want := c.NotAfter.Sub(c.NotBefore), time.Duration(tt.wantDays)*24*time.Hour+ca.ClockSkew; got != want {
 			t.Errorf("%s: valid for %s, want %s (%d days and the clock skew)", tt.name, got, want, tt.wantDays)
 		}
 		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: tt.verifyFor, KeyUsages: []x509.ExtKeyUsage{tt.usage}}); err != nil {
@@ -135,17 +118,17 @@ func TestIssue(t *testing.T) {
 
 func TestNeverOverwriteWithoutForce(t *testing.T) {
 	dir := t.TempDir()
-	mustInit(t, dir, InitOptions{})
-	mustIssue(t, dir, IssueRequest{Name: "m", Role: rpc.RoleMaster})
+	mustInit(t, dir, ca.InitOptions{})
+	mustIssue(t, dir, ca.IssueRequest{Name: "m", Role: rpc.RoleMaster})
 	key := filepath.Join(dir, "m.key")
 	before, _ := os.ReadFile(key)
 	beforeCA, _ := os.ReadFile(filepath.Join(dir, "ca.key"))
 
-	if _, err := Init(dir, InitOptions{}); !errors.Is(err, ErrExists) {
+	if _, err := ca.Init(dir, ca.InitOptions{}); !errors.Is(err, ca.ErrExists) {
 		t.Errorf("Init over an existing CA: %v; want ErrExists", err)
 	}
-	for _, r := range []IssueRequest{{Name: "m", Role: rpc.RoleMaster}, {Name: "m", Role: rpc.RoleNode}} {
-		if _, err := Issue(dir, r); !errors.Is(err, ErrExists) {
+	for _, r := range []ca.IssueRequest{{Name: "m", Role: rpc.RoleMaster}, {Name: "m", Role: rpc.RoleNode}} {
+		if _, err := ca.Issue(dir, r); !errors.Is(err, ca.ErrExists) {
 			t.Errorf("Issue(%+v) over existing files: %v; want ErrExists", r, err)
 		}
 	}
@@ -161,7 +144,7 @@ func TestNeverOverwriteWithoutForce(t *testing.T) {
 	if err := os.Chmod(key, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustIssue(t, dir, IssueRequest{Name: "m", Role: rpc.RoleMaster, Force: true})
+	mustIssue(t, dir, ca.IssueRequest{Name: "m", Role: rpc.RoleMaster, Force: true})
 	if after, _ := os.ReadFile(key); bytes.Equal(before, after) {
 		t.Error("Issue with Force kept the old key")
 	}
@@ -172,8 +155,8 @@ func TestNeverOverwriteWithoutForce(t *testing.T) {
 
 func TestInvalidRequests(t *testing.T) {
 	dir := t.TempDir()
-	mustInit(t, dir, InitOptions{})
-	for _, r := range []IssueRequest{
+	mustInit(t, dir, ca.InitOptions{})
+	for _, r := range []ca.IssueRequest{
 		{Name: "../evil", Role: rpc.RoleNode},
 		{Name: "ca", Role: rpc.RoleNode},
 		{Name: ".hidden", Role: rpc.RoleMaster},
@@ -181,12 +164,12 @@ func TestInvalidRequests(t *testing.T) {
 		{Name: "a", Role: "admin"},
 		{Name: "a", Role: rpc.RoleObserver, Days: -1},
 	} {
-		if files, err := Issue(dir, r); !errors.Is(err, ErrInvalid) {
+		if files, err := ca.Issue(dir, r); !errors.Is(err, ca.ErrInvalid) {
 			t.Errorf("Issue(%+v) = %q, %v; want ErrInvalid", r, files, err)
 		}
 	}
 	other := t.TempDir()
-	if files, err := Init(other, InitOptions{Days: -1}); !errors.Is(err, ErrInvalid) {
+	if files, err := ca.Init(other, ca.InitOptions{Days: -1}); !errors.Is(err, ca.ErrInvalid) {
 		t.Errorf("Init with -1 days = %q, %v; want ErrInvalid", files, err)
 	}
 	if entries, _ := os.ReadDir(other); len(entries) != 0 {
@@ -194,7 +177,7 @@ func TestInvalidRequests(t *testing.T) {
 	}
 	// A missing CA is a failure, not a wrong request, and says how to
 	// make one.
-	if _, err := Issue(t.TempDir(), IssueRequest{Name: "a", Role: rpc.RoleNode}); err == nil || errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "noderpc certs init") {
+	if _, err := ca.Issue(t.TempDir(), ca.IssueRequest{Name: "a", Role: rpc.RoleNode}); err == nil || errors.Is(err, ca.ErrInvalid) || !strings.Contains(err.Error(), "noderpc certs init") {
 		t.Errorf("Issue without a CA: %v; want an error saying how to make one", err)
 	}
 }
@@ -202,13 +185,13 @@ func TestInvalidRequests(t *testing.T) {
 func TestNotBefore(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	mustInit(t, dir, InitOptions{NotBefore: start, Days: 365})
-	mustIssue(t, dir, IssueRequest{Name: "old", Role: rpc.RoleMaster, NotBefore: start, Days: 30})
+	mustInit(t, dir, ca.InitOptions{NotBefore: start, Days: 365})
+	mustIssue(t, dir, ca.IssueRequest{Name: "old", Role: rpc.RoleMaster, NotBefore: start, Days: 30})
 	for file, want := range map[string][2]time.Time{
 		"ca.crt":  {start, start.AddDate(0, 0, 365)},
 		"old.crt": {start, time.Date(2020, 1, 31, 0, 0, 0, 0, time.UTC)},
 	} {
-		c := loadCert(t, filepath.Join(dir, file))
+		c := nodetest.LoadCert(t, filepath.Join(dir, file))
 		if !c.NotBefore.Equal(want[0]) || !c.NotAfter.Equal(want[1]) {
 			t.Errorf("%s: valid %s to %s, want %s to %s", file, c.NotBefore, c.NotAfter, want[0], want[1])
 		}
