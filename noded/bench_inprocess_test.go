@@ -128,12 +128,8 @@ func (d *inProcess) warmIdle() (int, error) {
 	return 0, fmt.Errorf("no noded_warm_processes_idle in /metrics")
 }
 
-// BenchmarkEchoInProcessCold is a cold echo: every call spawns.
-func BenchmarkEchoInProcessCold(b *testing.B) {
-	d := startInProcess(b, "--warm", "0")
-	if err := d.echo(); err != nil {
-		b.Fatal(err)
-	}
+// benchEcho times b.N echo calls, one after the other.
+func (d *inProcess) benchEcho(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -141,6 +137,15 @@ func BenchmarkEchoInProcessCold(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkEchoInProcessCold is a cold echo: every call spawns.
+func BenchmarkEchoInProcessCold(b *testing.B) {
+	d := startInProcess(b, "--warm", "0")
+	if err := d.echo(); err != nil {
+		b.Fatal(err)
+	}
+	d.benchEcho(b)
 }
 
 // BenchmarkEchoInProcessWarm is a warm echo: the pool holds more
@@ -165,13 +170,7 @@ func BenchmarkEchoInProcessWarm(b *testing.B) {
 		// Polling the pool's gauge: it offers no event when full.
 		time.Sleep(10 * time.Millisecond)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := d.echo(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	d.benchEcho(b)
 }
 
 // BenchmarkFloorWarmProcess times what is left of a call once its process

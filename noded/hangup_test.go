@@ -28,12 +28,19 @@ func pair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
-func TestHangupCancelsTheWait(t *testing.T) {
+// testHangups is a hang-up watcher closed when the test ends.
+func testHangups(t *testing.T) *hangups {
+	t.Helper()
 	h, err := newHangups()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.close()
+	t.Cleanup(h.close)
+	return h
+}
+
+func TestHangupCancelsTheWait(t *testing.T) {
+	h := testHangups(t)
 	server, client := pair(t)
 	ctx, done := h.watch(context.Background(), server)
 	defer done()
@@ -66,11 +73,7 @@ func TestHangupCancelsTheWait(t *testing.T) {
 // A watch that ends lets its connection go: a later hang-up cancels
 // nothing, and the descriptor it held is closed.
 func TestHangupWatchEnds(t *testing.T) {
-	h, err := newHangups()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.close()
+	h := testHangups(t)
 	server, client := pair(t)
 	parent, cancelParent := context.WithCancel(context.Background())
 	defer cancelParent()
