@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
 )
 
 // growth is how much noded's idle usage may grow from round 2 (round 1
@@ -49,6 +50,25 @@ func (s idleSeries) String() string {
 		parts = append(parts, fmt.Sprintf("r%d %s", len(s.rounds), s.rounds[len(s.rounds)-1]))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// loadRounds runs sc's rounds of load on n through c, recorded in l:
+// calls that sleep 20 to 300ms, a fifth of them replayed, churn of them
+// cancelled and as many released while running. After each round it
+// closes c's idle connections and adds noded's idle usage to s.
+func (s *idleSeries) loadRounds(t *testing.T, n *nodetest.Node, c *master.Client, l *ledger, sc scale, churn float64) {
+	t.Helper()
+	for r := 1; r <= sc.rounds; r++ {
+		ld := &load{
+			c: c, l: l, prefix: fmt.Sprintf("r%d", r),
+			calls: sc.calls, concurrency: sc.concurrency,
+			minSleep: 20 * time.Millisecond, maxSleep: 300 * time.Millisecond,
+			replayP: 0.2, cancelP: churn, releaseP: churn,
+		}
+		ld.run(t.Context())
+		c.Close()
+		s.rounds = append(s.rounds, idle(t, n, s.baseline.fds))
+	}
 }
 
 // checkGrowth fails the test if any round holds more descriptors than
@@ -93,18 +113,7 @@ func TestLoadAboveLimit(t *testing.T) {
 	c := newClient(t, n.Addr(), calmTimeout, master.Policy{MaxAttempts: 40, MaxElapsed: 60 * time.Second, MaxDelay: 2 * time.Second})
 	l := newLedger()
 	series := idleSeries{baseline: idle(t, n, 0)}
-	ctx := t.Context()
-	for r := 1; r <= sc.rounds; r++ {
-		ld := &load{
-			c: c, l: l, prefix: fmt.Sprintf("r%d", r),
-			calls: sc.calls, concurrency: sc.concurrency,
-			minSleep: 20 * time.Millisecond, maxSleep: 300 * time.Millisecond,
-			replayP: 0.2, cancelP: 0.15, releaseP: 0.15,
-		}
-		ld.run(ctx)
-		c.Close()
-		series.rounds = append(series.rounds, idle(t, n, series.baseline.fds))
-	}
+	series.loadRounds(t, n, c, l, sc, 0.15)
 	m, err := n.Metrics()
 	if err != nil {
 		t.Fatal(err)

@@ -240,17 +240,7 @@ func TestNetworkFaults(t *testing.T) {
 				if mode == delay {
 					p.set(delay, d)
 				}
-				for r := 1; r <= sc.rounds; r++ {
-					ld := &load{
-						c: calm, l: l, prefix: fmt.Sprintf("r%d", r),
-						calls: sc.calls, concurrency: sc.concurrency,
-						minSleep: 20 * time.Millisecond, maxSleep: 300 * time.Millisecond,
-						replayP: 0.2, cancelP: 0.1, releaseP: 0.1,
-					}
-					ld.run(t.Context())
-					calm.Close()
-					series.rounds = append(series.rounds, idle(t, n, series.baseline.fds))
-				}
+				series.loadRounds(t, n, calm, l, sc, 0.1)
 				faults = fmt.Sprintf("%d rounds × %d at once through the proxy; %d connections", sc.rounds, sc.concurrency, p.accepted.Load())
 				if mode == delay {
 					start := time.Now()
