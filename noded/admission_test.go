@@ -1,7 +1,6 @@
 package noded
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,11 +9,13 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/noderpc/noderpc/master/nodetest"
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // admitted collects the connections an admission listener hands out.
@@ -29,7 +30,13 @@ func listenAdmission(t *testing.T, network, addr string, total, perAddr int) *ad
 	if err != nil {
 		t.Skipf("listening on %s %s: %v", network, addr, err)
 	}
-	a := &admitted{ln: newAdmission(raw, total, perAddr, time.Second, nil, admissionCounts{}), conns: make(chan net.Conn, 100)}
+	return serveAdmission(t, newAdmission(raw, total, perAddr, time.Second, nil, admissionCounts{}))
+}
+
+// serveAdmission accepts from ln until the test ends, then closes ln and
+// every connection it handed out.
+func serveAdmission(t *testing.T, ln *admission) *admitted {
+	a := &admitted{ln: ln, conns: make(chan net.Conn, 100)}
 	go func() {
 		for {
 			c, err := a.ln.Accept()
@@ -49,22 +56,6 @@ func listenAdmission(t *testing.T, network, addr string, total, perAddr int) *ad
 	return a
 }
 
-// dial connects from the local address from (empty: any) and returns the
-// connection.
-func dial(t *testing.T, from, to string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Timeout: 10 * time.Second}
-	if from != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
-	}
-	c, err := d.Dial("tcp", to)
-	if err != nil {
-		t.Fatalf("dialing %s from %q: %v", to, from, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // expectAdmitted waits for the listener to hand out one connection.
 func (a *admitted) expectAdmitted(t *testing.T, what string) net.Conn {
 	t.Helper()
@@ -81,18 +72,11 @@ func (a *admitted) expectAdmitted(t *testing.T, what string) net.Conn {
 // status code.
 func refusedWith(t *testing.T, c net.Conn) int {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("reading the refusal from %s: %v", c.LocalAddr(), err)
+	status, kind := nodetest.ReadAnswer(t, c, 10*time.Second)
+	if kind != rpc.KindBusy {
+		t.Errorf("refusal with status %d has an error of kind %q, want busy", status, kind)
 	}
-	defer resp.Body.Close()
-	var body strings.Builder
-	bufio.NewReader(resp.Body).WriteTo(&body)
-	if !strings.Contains(body.String(), `"kind":"busy"`) {
-		t.Errorf("refusal with status %d has body %q, want kind busy", resp.StatusCode, body.String())
-	}
-	return resp.StatusCode
+	return status
 }
 
 func TestAdmissionPerAddressIPv6(t *testing.T) {
@@ -100,7 +84,7 @@ func TestAdmissionPerAddressIPv6(t *testing.T) {
 	addr := a.ln.Addr().String()
 	var conns []net.Conn
 	for i := range 10 {
-		conns = append(conns, dial(t, "::1", addr))
+		conns = append(conns, nodetest.DialFrom(t, "::1", addr))
 		if i < 4 {
 			a.expectAdmitted(t, "connection within the per-address limit")
 		}
@@ -115,20 +99,20 @@ func TestAdmissionPerAddressIPv6(t *testing.T) {
 func TestAdmissionPerAddressIPv4(t *testing.T) {
 	a := listenAdmission(t, "tcp4", "127.0.0.1:0", 100, 2)
 	addr := a.ln.Addr().String()
-	dial(t, "127.0.0.2", addr)
+	nodetest.DialFrom(t, "127.0.0.2", addr)
 	first := a.expectAdmitted(t, "first from 127.0.0.2")
-	dial(t, "127.0.0.2", addr)
+	nodetest.DialFrom(t, "127.0.0.2", addr)
 	a.expectAdmitted(t, "second from 127.0.0.2")
-	over := dial(t, "127.0.0.2", addr)
+	over := nodetest.DialFrom(t, "127.0.0.2", addr)
 	if got := refusedWith(t, over); got != http.StatusTooManyRequests {
 		t.Errorf("third connection from 127.0.0.2 answered %d, want 429", got)
 	}
 	// Another address has a share of its own.
-	dial(t, "127.0.0.3", addr)
+	nodetest.DialFrom(t, "127.0.0.3", addr)
 	a.expectAdmitted(t, "first from 127.0.0.3")
 	// A closed connection gives its slot back.
 	first.Close()
-	dial(t, "127.0.0.2", addr)
+	nodetest.DialFrom(t, "127.0.0.2", addr)
 	a.expectAdmitted(t, "127.0.0.2 after one of its connections closed")
 }
 
@@ -136,10 +120,10 @@ func TestAdmissionTotal(t *testing.T) {
 	a := listenAdmission(t, "tcp4", "127.0.0.1:0", 3, 100)
 	addr := a.ln.Addr().String()
 	for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
-		dial(t, from, addr)
+		nodetest.DialFrom(t, from, addr)
 		a.expectAdmitted(t, "connection "+from)
 	}
-	if got := refusedWith(t, dial(t, "127.0.0.5", addr)); got != http.StatusServiceUnavailable {
+	if got := refusedWith(t, nodetest.DialFrom(t, "127.0.0.5", addr)); got != http.StatusServiceUnavailable {
 		t.Errorf("connection past --max-conns answered %d, want 503", got)
 	}
 }
@@ -153,30 +137,14 @@ func TestAdmissionWaitsOffTheAcceptLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &admitted{ln: newAdmission(raw, 1, 1, time.Minute, testTLSConfig(t), admissionCounts{}), conns: make(chan net.Conn, 100)}
-	go func() {
-		for {
-			c, err := a.ln.Accept()
-			if err != nil {
-				close(a.conns)
-				return
-			}
-			a.conns <- c
-		}
-	}()
-	t.Cleanup(func() {
-		a.ln.Close()
-		for c := range a.conns {
-			c.Close()
-		}
-	})
+	a := serveAdmission(t, newAdmission(raw, 1, 1, time.Minute, testTLSConfig(t), admissionCounts{}))
 	addr := a.ln.Addr().String()
-	dial(t, "127.0.0.2", addr)
+	nodetest.DialFrom(t, "127.0.0.2", addr)
 	held := a.expectAdmitted(t, "the one connection allowed")
 	for _, from := range []string{"127.0.0.3", "127.0.0.4", "127.0.0.5"} {
-		dial(t, from, addr) // silent, waiting for a slot
+		nodetest.DialFrom(t, from, addr) // silent, waiting for a slot
 	}
-	over := tls.Client(dial(t, "127.0.0.2", addr), &tls.Config{InsecureSkipVerify: true})
+	over := tls.Client(nodetest.DialFrom(t, "127.0.0.2", addr), &tls.Config{InsecureSkipVerify: true})
 	if got := refusedWith(t, over); got != http.StatusTooManyRequests {
 		t.Errorf("second connection from 127.0.0.2 answered %d, want 429", got)
 	}
@@ -192,14 +160,14 @@ func TestAdmissionWaitsOffTheAcceptLoop(t *testing.T) {
 func TestAdmissionClosesTheOldestIdle(t *testing.T) {
 	a := listenAdmission(t, "tcp4", "127.0.0.1:0", 2, 100)
 	addr := a.ln.Addr().String()
-	first := dial(t, "127.0.0.2", addr)
+	first := nodetest.DialFrom(t, "127.0.0.2", addr)
 	c1 := a.expectAdmitted(t, "first")
-	dial(t, "127.0.0.3", addr)
+	nodetest.DialFrom(t, "127.0.0.3", addr)
 	c2 := a.expectAdmitted(t, "second")
 	a.ln.connState(c1, fasthttp.StateIdle)
 	a.ln.connState(c2, fasthttp.StateIdle)
 	a.ln.connState(c2, fasthttp.StateActive) // busy again: not to be closed
-	dial(t, "127.0.0.4", addr)
+	nodetest.DialFrom(t, "127.0.0.4", addr)
 	a.expectAdmitted(t, "a third connection while the first is idle")
 	first.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := first.Read(make([]byte, 1)); err == nil {

@@ -6,56 +6,28 @@ package noded_test
 // speaks raw TCP from other loopback addresses (127.0.0.2-9, ::1).
 
 import (
-	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/goccy/go-json"
-
 	"github.com/noderpc/noderpc/master"
 	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// dialFrom opens a TCP connection to addr from the local IP from, closed
-// at the end of the test.
-func dialFrom(t testing.TB, from, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dialing %s from %s: %v", addr, from, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // readAnswer reads one HTTP answer from c and returns its status and the
 // kind of its error body ("" for none).
 func readAnswer(t testing.TB, c net.Conn) (int, rpc.Kind) {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("reading an answer on %s: %v", c.LocalAddr(), err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var er rpc.ErrorResponse
-	if json.Unmarshal(body, &er) == nil && er.Error != nil {
-		return resp.StatusCode, er.Error.Kind
-	}
-	return resp.StatusCode, ""
+	return nodetest.ReadAnswer(t, c, 20*time.Second)
 }
 
 // TestPanicBodyAnswersBadRequest: the 500-byte body that made go-json's
@@ -101,7 +73,7 @@ func TestStrictBodies(t *testing.T) {
 func TestOversizedHead(t *testing.T) {
 	t.Parallel()
 	d := startNoded(t)
-	c := dialFrom(t, "127.0.0.1", d.Addr())
+	c := nodetest.DialFrom(t, "127.0.0.1", d.Addr())
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: noded\r\nX-Big: %s\r\n\r\n", rpc.PathVersion, strings.Repeat("a", 64<<10))
 	if status, kind := readAnswer(t, c); status != http.StatusRequestHeaderFieldsTooLarge || kind != rpc.KindTooLarge {
 		t.Errorf("a 64 KiB header answered %d %q, want 431 too_large", status, kind)
@@ -141,13 +113,13 @@ func TestSilentConnections(t *testing.T) {
 	// 1,000 silent connections from 127.0.0.2, 5 past its share: the
 	// refusals run a TLS handshake that never comes, off the accept loop.
 	for range 1005 {
-		dialFrom(t, "127.0.0.2", n.Addr())
+		nodetest.DialFrom(t, "127.0.0.2", n.Addr())
 	}
 	t.Logf("a master's Version with 1,000 silent TLS connections held: %s", version("with 1,000 silent connections held"))
 	// The rest of --max-conns from other addresses: noded is full of
 	// silent connections, and a master waits for one to time out.
 	for i := range 10 {
-		dialFrom(t, fmt.Sprintf("127.0.0.%d", 3+i%6), n.Addr())
+		nodetest.DialFrom(t, fmt.Sprintf("127.0.0.%d", 3+i%6), n.Addr())
 	}
 	took := version("with every slot held by silent connections")
 	t.Logf("a master's Version with every slot held by silent connections: %s (--head-timeout %s)", took, headTimeout)
@@ -155,7 +127,7 @@ func TestSilentConnections(t *testing.T) {
 	// SIGTERM with a thousand stalled handshakes: the held connections
 	// are closed and noded exits.
 	for range 1000 {
-		dialFrom(t, "127.0.0.2", n.Addr())
+		nodetest.DialFrom(t, "127.0.0.2", n.Addr())
 	}
 	start := time.Now()
 	if err := n.Signal(syscall.SIGTERM); err != nil {
@@ -176,7 +148,7 @@ func TestIdleAndSlowClients(t *testing.T) {
 	d := startNoded(t, "--max-conns", "8", "--head-timeout", "2s")
 	var idle []net.Conn
 	for i := range 8 {
-		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", 2+i%4), d.Addr())
+		c := nodetest.DialFrom(t, fmt.Sprintf("127.0.0.%d", 2+i%4), d.Addr())
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: noded\r\n\r\n", rpc.PathVersion)
 		if status, _ := readAnswer(t, c); status != http.StatusOK {
 			t.Fatalf("GET %s on connection %d: %d", rpc.PathVersion, i, status)
@@ -197,7 +169,7 @@ func TestIdleAndSlowClients(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range 8 {
-		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", 2+i%4), d.Addr())
+		c := nodetest.DialFrom(t, fmt.Sprintf("127.0.0.%d", 2+i%4), d.Addr())
 		wg.Go(func() {
 			fmt.Fprintf(c, "GET %s HTTP/1.1\r\n", rpc.PathVersion)
 			tick := time.NewTicker(500 * time.Millisecond)
@@ -218,7 +190,7 @@ func TestIdleAndSlowClients(t *testing.T) {
 	// The kernel queued the eight before this one, and noded admits in
 	// that order: this one finds every slot held.
 	start := time.Now()
-	c := dialFrom(t, "127.0.0.9", d.Addr())
+	c := nodetest.DialFrom(t, "127.0.0.9", d.Addr())
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: noded\r\n\r\n", rpc.PathVersion)
 	if status, _ := readAnswer(t, c); status != http.StatusOK {
 		t.Fatalf("GET %s with every slot held by slow clients: %d, want 200", rpc.PathVersion, status)
@@ -325,7 +297,7 @@ send:
 func TestHangupEndsTheWait(t *testing.T) {
 	t.Parallel()
 	d := startNoded(t)
-	c := dialFrom(t, "127.0.0.2", d.Addr())
+	c := nodetest.DialFrom(t, "127.0.0.2", d.Addr())
 	body := `{"fn_name":"sleep","fn_args":{"seconds":30},"timeout":30}`
 	fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: noded\r\nContent-Length: %d\r\n\r\n%s", rpc.PathStartFunction, len(body), body)
 	d.AwaitMetric(t, "noded_start_requests_in_flight", "1", func(v float64) bool { return v == 1 })
@@ -350,7 +322,7 @@ func TestPerAddressLimitIPv6(t *testing.T) {
 	d := startNodedWith(t, nodetest.Options{Listen: "[::1]:0", Flags: []string{"--max-conns-per-ip", "4"}})
 	var over int
 	for i := range 10 {
-		c := dialFrom(t, "::1", d.Addr())
+		c := nodetest.DialFrom(t, "::1", d.Addr())
 		if i < 4 {
 			continue
 		}
@@ -373,10 +345,9 @@ func TestKeyReadableByOthers(t *testing.T) {
 	if err := os.Chmod(nt.Key, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(nodetest.Noded(t), "--config=", "--listen", "127.0.0.1:0", "--cert", nt.Cert, "--key", nt.Key, "--client-ca", nt.ClientCA)
-	out, err := cmd.CombinedOutput()
-	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "chmod 600 "+nt.Key) {
-		t.Errorf("noded with a key of mode 0644: %v, %s; want exit 2 naming chmod 600", err, out)
+	status, out := runNoded(t, "--config=", "--listen", "127.0.0.1:0", "--cert", nt.Cert, "--key", nt.Key, "--client-ca", nt.ClientCA)
+	if status != 2 || !strings.Contains(out, "chmod 600 "+nt.Key) {
+		t.Errorf("noded with a key of mode 0644: exit %d, %s; want exit 2 naming chmod 600", status, out)
 	}
 	if err := os.Chmod(nt.Key, 0o640); err != nil {
 		t.Fatal(err)
@@ -395,9 +366,8 @@ func TestKeyReadableByOthers(t *testing.T) {
 // --check-config with exit 2.
 func TestCheckConfigListen(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(nodetest.Noded(t), "--config=", "--insecure", "--listen", "127.0.0.1:22010x", "--check-config")
-	out, _ := cmd.CombinedOutput()
-	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "--listen") {
-		t.Errorf("--check-config with --listen 127.0.0.1:22010x: exit %d, %s; want 2 naming --listen", cmd.ProcessState.ExitCode(), out)
+	status, out := runNoded(t, "--config=", "--insecure", "--listen", "127.0.0.1:22010x", "--check-config")
+	if status != 2 || !strings.Contains(out, "--listen") {
+		t.Errorf("--check-config with --listen 127.0.0.1:22010x: exit %d, %s; want 2 naming --listen", status, out)
 	}
 }

@@ -52,6 +52,21 @@ func startNoded(tb testing.TB, flags ...string) *node {
 	return startNodedWith(tb, nodetest.Options{Flags: flags})
 }
 
+// runNoded runs noded with args to its end and returns its exit status
+// and what it wrote to stdout and stderr together.
+func runNoded(t *testing.T, args ...string) (status int, out string) {
+	t.Helper()
+	b, err := exec.Command(nodetest.Noded(t), args...).CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), string(b)
+	}
+	if err != nil {
+		t.Fatalf("running noded %q: %v", args, err)
+	}
+	return 0, string(b)
+}
+
 // startNodedWith is startNoded with more options.
 func startNodedWith(tb testing.TB, opts nodetest.Options) *node {
 	tb.Helper()
@@ -1055,16 +1070,8 @@ func TestCommandLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(nodetest.Noded(t), tt.args...)
-			out, err := cmd.CombinedOutput()
-			status := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				status = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if status != tt.wantStatus || !strings.Contains(string(out), tt.wantOut) {
+			status, out := runNoded(t, tt.args...)
+			if status != tt.wantStatus || !strings.Contains(out, tt.wantOut) {
 				t.Errorf("noded %q: status %d output:\n%s\nwant status %d and %q in the output", tt.args, status, out, tt.wantStatus, tt.wantOut)
 			}
 		})

@@ -291,15 +291,8 @@ func TestCheckConfigExitStatus(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out, err := exec.Command(nodetest.Noded(t), "--config", path, "--check-config").CombinedOutput()
-			status := 0
-			var exit *exec.ExitError
-			if errors.As(err, &exit) {
-				status = exit.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if status != tc.wantStatus || !strings.Contains(string(out), tc.wantOutput) {
+			status, out := runNoded(t, "--config", path, "--check-config")
+			if status != tc.wantStatus || !strings.Contains(out, tc.wantOutput) {
 				t.Errorf("noded --config %s --check-config = status %d, output %q; want status %d, output containing %q", path, status, out, tc.wantStatus, tc.wantOutput)
 			}
 		})

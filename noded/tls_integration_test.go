@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -292,11 +291,7 @@ func serialOf(t *testing.T, addr string, cfg *tls.Config) *big.Int {
 
 func serialOfFile(t *testing.T, crt string) *big.Int {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(crt, strings.TrimSuffix(crt, ".crt")+".key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair.Leaf.SerialNumber
+	return nodetest.LoadCert(t, crt).SerialNumber
 }
 
 // waitForSerial polls new handshakes until the node presents want.
@@ -444,17 +439,14 @@ func TestTLSStartRefusals(t *testing.T) {
 		{"CA file without a certificate", []string{"--cert", crt, "--key", key, "--client-ca", key}, "holds no PEM certificate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(nodetest.Noded(t), append([]string{"--config", "", "--listen", "127.0.0.1:0"}, tt.args...)...)
-			out, err := cmd.CombinedOutput()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tt.want) {
-				t.Errorf("noded %q = %v, %q; want exit 2 saying %q", tt.args, err, out, tt.want)
+			status, out := runNoded(t, append([]string{"--config", "", "--listen", "127.0.0.1:0"}, tt.args...)...)
+			if status != 2 || !strings.Contains(out, tt.want) {
+				t.Errorf("noded %q = exit %d, %q; want exit 2 saying %q", tt.args, status, out, tt.want)
 			}
 		})
 	}
-	out, err := exec.Command(nodetest.Noded(t), "--config", "", "--check-config", "--cert", crt, "--key", key, "--client-ca", p.CA()).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "configuration is valid") {
-		t.Errorf("noded --check-config with good certificates = %v, %q; want valid", err, out)
+	if status, out := runNoded(t, "--config", "", "--check-config", "--cert", crt, "--key", key, "--client-ca", p.CA()); status != 0 || !strings.Contains(out, "configuration is valid") {
+		t.Errorf("noded --check-config with good certificates = exit %d, %q; want valid", status, out)
 	}
 }
 
