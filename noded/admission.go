@@ -4,11 +4,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,10 +23,10 @@ import (
 // its TLS handshake and the write of the refusal.
 const refusalTimeout = 2 * time.Second
 
-// maxPending bounds the connections waiting for a slot or being refused
-// at once. Past it a connection over the limits is closed without a word:
-// a client flooding noded with connections must not make it spend
-// goroutines on them.
+// maxPending bounds the connections being refused at once, and apart from
+// them those waiting for a slot. Past it a connection over the limits is
+// closed without a word: a client flooding noded with connections must
+// not make it spend goroutines on them.
 const maxPending = 64
 
 // admission is the listener in front of noded's server. It admits at most
@@ -46,10 +48,13 @@ type admission struct {
 	wait                 time.Duration
 	tls                  *tls.Config // nil: plain HTTP
 
-	ready   chan net.Conn // admitted, for Accept
-	failed  chan error    // the listener's error, once
-	pending chan struct{} // a token per connection waiting or being refused
-	closed  chan struct{}
+	ready  chan net.Conn // admitted, for Accept
+	failed chan error    // the listener's error, once
+	// A token per connection being refused, and per connection waiting
+	// for a slot: apart, so that refusals of one address over its share
+	// cannot crowd out the connections that wait.
+	refusing, waiting chan struct{}
+	closed            chan struct{}
 
 	// counts feeds /metrics; its zero value counts nothing.
 	counts admissionCounts
@@ -70,7 +75,8 @@ func newAdmission(ln net.Listener, maxTotal, maxPerAddr int, wait time.Duration,
 		tls:        tlsConfig,
 		ready:      make(chan net.Conn),
 		failed:     make(chan error, 1),
-		pending:    make(chan struct{}, maxPending),
+		refusing:   make(chan struct{}, maxPending),
+		waiting:    make(chan struct{}, maxPending),
 		closed:     make(chan struct{}),
 		perAddr:    make(map[netip.Addr]int),
 		conns:      make(map[*admittedConn]struct{}),
@@ -106,18 +112,37 @@ func (l *admission) Close() error {
 func (l *admission) Addr() net.Addr { return l.ln.Addr() }
 
 func (l *admission) acceptLoop() {
+	var delay time.Duration // back-off after a temporary failure
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !temporary(err) {
+				l.failed <- err
+				return
 			}
-			l.failed <- err
-			return
+			// Out of descriptors or memory for a moment: wait and go on,
+			// as net/http does, rather than end the daemon and its calls.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-l.closed:
+				l.failed <- net.ErrClosed
+				return
+			}
 		}
+		delay = 0
 		l.admitOrQueue(c)
 	}
+}
+
+// temporary reports whether an Accept error passes by itself: a timeout,
+// or the process or the system out of descriptors or buffer memory.
+func temporary(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 // admitOrQueue hands c to Accept if it fits, and otherwise makes room,
@@ -129,21 +154,41 @@ func (l *admission) admitOrQueue(c net.Conn) {
 		l.deliver(l.serverConn(ac))
 		return
 	}
+	if status == http.StatusServiceUnavailable && tryTake(l.waiting) {
+		go func() {
+			ac, status := l.awaitSlot(c, addr)
+			<-l.waiting
+			if ac != nil {
+				l.deliver(l.serverConn(ac))
+				return
+			}
+			l.refuseAsync(c, status)
+		}()
+		return
+	}
+	l.refuseAsync(c, status)
+}
+
+// tryTake takes a token of tokens if one is free.
+func tryTake(tokens chan struct{}) bool {
 	select {
-	case l.pending <- struct{}{}:
+	case tokens <- struct{}{}:
+		return true
 	default:
-		l.counts.refused(status)
+		return false
+	}
+}
+
+// refuseAsync answers c busy on a goroutine, or closes it at once when
+// maxPending refusals are under way.
+func (l *admission) refuseAsync(c net.Conn, status int) {
+	l.counts.refused(status)
+	if !tryTake(l.refusing) {
 		c.Close()
 		return
 	}
 	go func() {
-		defer func() { <-l.pending }()
-		if status == http.StatusServiceUnavailable {
-			if ac := l.awaitSlot(c, addr); ac != nil {
-				l.deliver(l.serverConn(ac))
-				return
-			}
-		}
+		defer func() { <-l.refusing }()
 		l.refuse(c, status)
 	}()
 }
@@ -187,8 +232,9 @@ func (l *admission) oldestIdle() *admittedConn {
 	return oldest
 }
 
-// awaitSlot waits up to l.wait for a slot to free and takes it for c.
-func (l *admission) awaitSlot(c net.Conn, addr netip.Addr) *admittedConn {
+// awaitSlot waits up to l.wait for a slot to free and takes it for c; or
+// it returns the status that refuses c.
+func (l *admission) awaitSlot(c net.Conn, addr netip.Addr) (*admittedConn, int) {
 	timer := time.NewTimer(l.wait)
 	defer timer.Stop()
 	for {
@@ -197,14 +243,14 @@ func (l *admission) awaitSlot(c net.Conn, addr netip.Addr) *admittedConn {
 		l.mu.Unlock()
 		ac, status := l.admit(c, addr)
 		if ac != nil || status == http.StatusTooManyRequests {
-			return ac
+			return ac, status
 		}
 		select {
 		case <-freed:
 		case <-timer.C:
-			return nil
+			return nil, status
 		case <-l.closed:
-			return nil
+			return nil, status
 		}
 	}
 }
@@ -286,14 +332,23 @@ func (l *admission) open() int {
 }
 
 // refuse answers c busy with status and closes it, within refusalTimeout.
+// It reads what the client sent until the client closes too: closing with
+// unread bytes would send a reset, which can destroy the answer before
+// the client reads it.
 func (l *admission) refuse(c net.Conn, status int) {
-	l.counts.refused(status)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(refusalTimeout))
+	rw := c
 	if l.tls != nil {
-		c = tls.Server(c, l.tls)
+		rw = tls.Server(c, l.tls)
 	}
-	c.Write(refusal(status))
+	if _, err := rw.Write(refusal(status)); err != nil {
+		return
+	}
+	if cw, ok := rw.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	io.Copy(io.Discard, rw)
 }
 
 // refusal is the HTTP answer to a connection over a limit: kind busy, so

@@ -41,18 +41,18 @@ func (b *budget) give(n int64) {
 // known in advance, takes at a time.
 const bodyStep = 64 << 10
 
-// readBody reads the request's body through --max-request and the body
-// budget. A declared length over the limit is refused before a byte is
-// read; a chunked body the moment it crosses it. release gives the
-// body's budget back; call it once the body is no longer used.
-func (a *api) readBody(ctx *fasthttp.RequestCtx) (body []byte, release func(), err error) {
+// readBody reads the request's body through limit and the body budget. A
+// declared length over the limit is refused before a byte is read; a
+// chunked body the moment it crosses it. release gives the body's budget
+// back; call it once the body is no longer used.
+func (a *api) readBody(ctx *fasthttp.RequestCtx, limit int) (body []byte, release func(), err error) {
 	stream := ctx.RequestBodyStream()
 	n := ctx.Request.Header.ContentLength()
 	switch {
 	case stream == nil || n == 0 || n == -2: // -2: no body at all
 		return nil, func() {}, nil
-	case n > a.maxRequest:
-		return nil, nil, tooLarge(a.maxRequest)
+	case n > limit:
+		return nil, nil, tooLarge(string(ctx.Path()), limit)
 	case n > 0:
 		if !a.bodies.tryTake(int64(n)) {
 			return nil, nil, busyBodies()
@@ -64,18 +64,18 @@ func (a *api) readBody(ctx *fasthttp.RequestCtx) (body []byte, release func(), e
 		}
 		return body, func() { a.bodies.give(int64(n)) }, nil
 	}
-	return a.readChunked(stream)
+	return a.readChunked(stream, string(ctx.Path()), limit)
 }
 
 // readChunked reads a body of unknown length, taking the budget a step at
 // a time.
-func (a *api) readChunked(stream io.Reader) (body []byte, release func(), err error) {
+func (a *api) readChunked(stream io.Reader, path string, limit int) (body []byte, release func(), err error) {
 	var held int64
 	giveBack := func() { a.bodies.give(held) }
 	for {
-		if len(body) > a.maxRequest {
+		if len(body) > limit {
 			giveBack()
-			return nil, nil, tooLarge(a.maxRequest)
+			return nil, nil, tooLarge(path, limit)
 		}
 		if int64(len(body)) == held {
 			if !a.bodies.tryTake(bodyStep) {
@@ -87,7 +87,7 @@ func (a *api) readChunked(stream io.Reader) (body []byte, release func(), err er
 		}
 		m, rerr := stream.Read(body[len(body):held])
 		body = body[:len(body)+m]
-		if errors.Is(rerr, io.EOF) && len(body) <= a.maxRequest {
+		if errors.Is(rerr, io.EOF) && len(body) <= limit {
 			return body, giveBack, nil
 		}
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
@@ -97,8 +97,11 @@ func (a *api) readChunked(stream io.Reader) (body []byte, release func(), err er
 	}
 }
 
-func tooLarge(limit int) error {
-	return rpc.Errorf(rpc.KindTooLarge, "the request body is larger than %d bytes, noded's --max-request", limit)
+func tooLarge(path string, limit int) error {
+	if path == rpc.PathStartFunction {
+		return rpc.Errorf(rpc.KindTooLarge, "the request body is larger than %d bytes, noded's --max-request", limit)
+	}
+	return rpc.Errorf(rpc.KindTooLarge, "the body of %s is larger than the %d bytes it may have", path, limit)
 }
 
 func busyBodies() error {

@@ -6,6 +6,7 @@ package noded_test
 // speaks raw TCP from other loopback addresses (127.0.0.2-9, ::1).
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -369,5 +370,50 @@ func TestCheckConfigListen(t *testing.T) {
 	status, out := runNoded(t, "--config=", "--insecure", "--listen", "127.0.0.1:22010x", "--check-config")
 	if status != 2 || !strings.Contains(out, "--listen") {
 		t.Errorf("--check-config with --listen 127.0.0.1:22010x: exit %d, %s; want 2 naming --listen", status, out)
+	}
+}
+
+// TestUnreadBodyIsNeverARequest: a request refused from its head closes
+// its connection, so a body noded did not read is never taken for the
+// next request, whatever form the path takes.
+func TestUnreadBodyIsNeverARequest(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	inner := "GET " + rpc.PathVersion + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, target := range []string{"/ListFunctions?x=1", "/%53tartFunction", "//StartFunction", "/Nope"} {
+		for _, method := range []string{http.MethodGet, http.MethodPut} {
+			c := nodetest.DialFrom(t, "127.0.0.1", d.Addr())
+			fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", method, target, len(inner), inner)
+			br := bufio.NewReader(c)
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%s %s with a request as its body: %v", method, target, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && method == http.MethodGet && target == "/ListFunctions?x=1" {
+				// A query string is allowed; the body of a GET is not.
+				t.Errorf("%s %s with a body answered 200, want it refused", method, target)
+			}
+			if second, err := http.ReadResponse(br, nil); err == nil {
+				t.Errorf("%s %s: its body was served as a second request (%s)", method, target, second.Status)
+			}
+		}
+	}
+}
+
+// TestObserverCannotHoldBodyMemory: only StartFunction, which an observer
+// may not call, takes a body the size of --max-request; a WaitForFunction
+// that declares one is refused from its head, before any memory is held.
+func TestObserverCannotHoldBodyMemory(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	for _, path := range []string{rpc.PathWaitForFunction, rpc.PathCancelFunction, rpc.PathReleaseFunction} {
+		c := nodetest.DialFrom(t, "127.0.0.1", d.Addr())
+		fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", path, 64<<20)
+		if status, kind := readAnswer(t, c); status != http.StatusRequestEntityTooLarge || kind != rpc.KindTooLarge {
+			t.Errorf("PUT %s declaring 64 MiB answered %d %q before its body, want 413 too_large", path, status, kind)
+		}
 	}
 }

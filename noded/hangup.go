@@ -24,11 +24,23 @@ import (
 // closed and its descriptor number reused meanwhile.
 type hangups struct {
 	epfd int
+	wake int // an eventfd in the epoll set: written by close to end loop
 
 	mu      sync.Mutex
-	watches map[int32]context.CancelFunc // by dup'ed descriptor
+	next    uint32            // the token of the next watch
+	watches map[uint32]*watch // by token, the epoll data of its descriptor
 	closed  bool
 }
+
+// watch is one connection watched: its dup'ed descriptor, and how to end
+// the wait of the request on it.
+type watch struct {
+	fd     int
+	cancel context.CancelFunc
+}
+
+// wakeToken is the epoll data of the eventfd; watches count up from 1.
+const wakeToken = 0
 
 // newHangups starts the watcher; close stops it.
 func newHangups() (*hangups, error) {
@@ -36,7 +48,18 @@ func newHangups() (*hangups, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	h := &hangups{epfd: epfd, watches: make(map[int32]context.CancelFunc)}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeToken}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(wake)
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	h := &hangups{epfd: epfd, wake: wake, watches: make(map[uint32]*watch)}
 	go h.loop()
 	return h, nil
 }
@@ -52,34 +75,61 @@ func (h *hangups) watch(ctx context.Context, conn net.Conn) (context.Context, fu
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || h.epfd < 0 {
 		h.mu.Unlock()
 		unix.Close(fd)
 		return ctx, cancel
 	}
-	h.watches[int32(fd)] = cancel
-	h.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR, Fd: int32(fd)}
+	// Events carry a token of the watch, not the descriptor: a
+	// descriptor number is reused as soon as it is closed, and a stale
+	// event must not end the wait of another request.
+	h.next++
+	if h.next == wakeToken {
+		h.next++
+	}
+	token := h.next
+	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR, Fd: int32(token)}
 	if err := unix.EpollCtl(h.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		h.forget(fd)
+		h.mu.Unlock()
+		unix.Close(fd)
 		return ctx, cancel
 	}
+	h.watches[token] = &watch{fd: fd, cancel: cancel}
+	h.mu.Unlock()
 	return ctx, func() {
-		unix.EpollCtl(h.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-		h.forget(fd)
+		h.forget(token)
 		cancel()
 	}
 }
 
-func (h *hangups) forget(fd int) {
+// forget ends a watch: out of the epoll set, its descriptor closed. The
+// epoll descriptor is only used under h.mu, where loop closes it: a
+// closed descriptor's number may be reused at once, by the runtime's own
+// poller among others.
+func (h *hangups) forget(token uint32) {
 	h.mu.Lock()
-	delete(h.watches, int32(fd))
-	h.mu.Unlock()
-	unix.Close(fd)
+	defer h.mu.Unlock()
+	w, ok := h.watches[token]
+	if !ok {
+		return
+	}
+	delete(h.watches, token)
+	if h.epfd >= 0 {
+		unix.EpollCtl(h.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
+	}
+	unix.Close(w.fd)
 }
 
-// loop cancels the watch of each connection epoll reports hung up.
+// loop cancels the wait of each connection epoll reports hung up, until
+// close wakes it.
 func (h *hangups) loop() {
+	defer func() {
+		h.mu.Lock()
+		unix.Close(h.epfd)
+		unix.Close(h.wake)
+		h.epfd = -1
+		h.mu.Unlock()
+	}()
 	events := make([]unix.EpollEvent, 128)
 	for {
 		n, err := unix.EpollWait(h.epfd, events, -1)
@@ -87,7 +137,7 @@ func (h *hangups) loop() {
 			continue
 		}
 		if err != nil {
-			return // the epoll descriptor was closed
+			return
 		}
 		h.mu.Lock()
 		if h.closed {
@@ -95,10 +145,10 @@ func (h *hangups) loop() {
 			return
 		}
 		for _, ev := range events[:n] {
-			if cancel, ok := h.watches[ev.Fd]; ok {
-				cancel()
+			if w, ok := h.watches[uint32(ev.Fd)]; ok {
+				w.cancel()
 				// Level-triggered: stop reporting it until the watch ends.
-				unix.EpollCtl(h.epfd, unix.EPOLL_CTL_DEL, int(ev.Fd), nil)
+				unix.EpollCtl(h.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
 			}
 		}
 		h.mu.Unlock()
@@ -106,12 +156,14 @@ func (h *hangups) loop() {
 }
 
 // close stops the watcher. Watches still open keep their contexts, which
-// end with their parents.
+// end with their parents; their descriptors are closed when they end.
 func (h *hangups) close() {
 	h.mu.Lock()
 	h.closed = true
 	h.mu.Unlock()
-	unix.Close(h.epfd)
+	// An eventfd counts in a uint64 of host byte order; any value but
+	// zero makes it readable.
+	unix.Write(h.wake, []byte{1, 0, 0, 0, 0, 0, 0, 1})
 }
 
 // dupFD returns a duplicate of the socket descriptor under conn, through

@@ -98,3 +98,32 @@ func TestHangupWatchEnds(t *testing.T) {
 		t.Errorf("reading the connection after its watch ended: %v", err)
 	}
 }
+
+// close ends the watcher's goroutine and closes its descriptors; a watch
+// asked for afterwards lives as long as its parent.
+func TestHangupCloseStopsTheLoop(t *testing.T) {
+	h, err := newHangups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.mu.Lock()
+		epfd := h.epfd
+		h.mu.Unlock()
+		if epfd < 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher's loop still runs 10s after close")
+		}
+		time.Sleep(10 * time.Millisecond) // polling: the loop signals nothing else
+	}
+	server, _ := pair(t)
+	ctx, done := h.watch(context.Background(), server)
+	defer done()
+	if ctx.Err() != nil {
+		t.Errorf("a watch after close ended at once: %v", ctx.Err())
+	}
+}

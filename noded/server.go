@@ -1,6 +1,7 @@
 package noded
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,19 +40,29 @@ type procedure struct {
 	method string
 	// read is true for the procedures an observer may call: they have no
 	// side effect.
-	read  bool
-	serve func(a *api, ctx *fasthttp.RequestCtx, body []byte)
+	read bool
+	// bigBody is true for the one procedure whose body may be as large
+	// as --max-request (StartFunction, for its fn_args); every other body
+	// is an ID and a few numbers, bounded by smallBody.
+	bigBody bool
+	serve   func(a *api, ctx *fasthttp.RequestCtx, body []byte)
 }
+
+// smallBody bounds the body of every procedure but StartFunction: an ID
+// and a few numbers. It keeps an observer, who may call WaitForFunction,
+// from holding --max-request-memory with bodies it declares and never
+// sends.
+const smallBody = 64 << 10
 
 // procedures are what noded serves, by path.
 var procedures = map[string]procedure{
-	rpc.PathStartFunction:   {fasthttp.MethodPut, false, (*api).startFunction},
-	rpc.PathWaitForFunction: {fasthttp.MethodPut, true, (*api).waitForFunction},
-	rpc.PathCancelFunction:  {fasthttp.MethodPut, false, (*api).cancelFunction},
-	rpc.PathReleaseFunction: {fasthttp.MethodPut, false, (*api).releaseFunction},
-	rpc.PathListFunctions:   {fasthttp.MethodGet, true, (*api).listFunctions},
-	rpc.PathVersion:         {fasthttp.MethodGet, true, (*api).versionInfo},
-	PathMetrics:             {fasthttp.MethodGet, true, (*api).metricsText},
+	rpc.PathStartFunction:   {fasthttp.MethodPut, false, true, (*api).startFunction},
+	rpc.PathWaitForFunction: {fasthttp.MethodPut, true, false, (*api).waitForFunction},
+	rpc.PathCancelFunction:  {fasthttp.MethodPut, false, false, (*api).cancelFunction},
+	rpc.PathReleaseFunction: {fasthttp.MethodPut, false, false, (*api).releaseFunction},
+	rpc.PathListFunctions:   {fasthttp.MethodGet, true, false, (*api).listFunctions},
+	rpc.PathVersion:         {fasthttp.MethodGet, true, false, (*api).versionInfo},
+	PathMetrics:             {fasthttp.MethodGet, true, false, (*api).metricsText},
 }
 
 // refusedHeader carries, from headerReceived to handle, why a request is
@@ -61,18 +72,22 @@ const refusedHeader = "X-Noded-Refused"
 
 // headerReceived runs once a request's head is in, before fasthttp reads
 // any of its body. A request that will be refused from its head (no such
-// procedure, the wrong method, a declared body over --max-request) gets
-// its body length set to 0, so that fasthttp does not wait for a byte of
-// the body; handle then answers and closes the connection.
+// procedure as written, the wrong method, a declared body over its limit)
+// gets its body length set to 0, so that fasthttp does not wait for a
+// byte of the body; handle then refuses it and closes the connection, so
+// the unread body is never taken for the next request.
 func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	h.Del(refusedHeader)
-	p, ok := procedures[string(h.RequestURI())]
+	// The path as the client wrote it: handle routes on the decoded
+	// path, and a path written otherwise (escapes, "//") is refused.
+	path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
+	p, ok := procedures[string(path)]
 	n := h.ContentLength()
 	var why string
 	switch {
 	case !ok || string(h.Method()) != p.method:
 		why = "route"
-	case n > a.maxRequest:
+	case n > a.bodyLimit(p):
 		why = "too_large"
 	case p.method == fasthttp.MethodGet && n != 0 && n != -2:
 		why = "get_body"
@@ -84,13 +99,22 @@ func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
 }
 
+// bodyLimit is the largest body procedure p takes.
+func (a *api) bodyLimit(p procedure) int {
+	if p.bigBody {
+		return a.maxRequest
+	}
+	return smallBody
+}
+
 // handle admits one request from its head alone (path, method, role),
-// and only then reads its body, within --max-request and the memory
-// budget. A panic below it answers internal and leaves noded serving.
+// and only then reads its body, within its limit and the memory budget.
+// A panic below it answers internal and leaves noded serving.
 func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	defer a.recoverPanic(ctx)
 	path := string(ctx.Path())
 	p, ok := procedures[path]
+	refused := string(ctx.Request.Header.Peek(refusedHeader))
 	switch {
 	case !ok:
 		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q; see doc/protocol.md", path))
@@ -98,14 +122,17 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	case string(ctx.Method()) != p.method:
 		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "%s %s: this procedure takes %s", ctx.Method(), path, p.method))
 		return
+	case refused == "route":
+		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q: write the path as %s, without escapes", ctx.Request.Header.RequestURI(), path))
+		return
 	}
 	if err := a.authorize(ctx, path); err != nil {
 		a.refuse(ctx, err)
 		return
 	}
-	switch string(ctx.Request.Header.Peek(refusedHeader)) {
+	switch refused {
 	case "too_large":
-		a.refuse(ctx, tooLarge(a.maxRequest))
+		a.refuse(ctx, tooLarge(path, a.bodyLimit(p)))
 		return
 	case "get_body":
 		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "GET %s takes no body", path))
@@ -115,7 +142,7 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	if p.method == fasthttp.MethodPut {
 		var release func()
 		var err error
-		if body, release, err = a.readBody(ctx); err != nil {
+		if body, release, err = a.readBody(ctx, a.bodyLimit(p)); err != nil {
 			a.refuse(ctx, err)
 			return
 		}

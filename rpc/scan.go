@@ -306,8 +306,15 @@ func (s *scanner) object(sh *shape) error {
 		if err != nil {
 			return err
 		}
+		s.skipSpace()
+		valueAt := s.pos
 		if err := s.value(vsh); err != nil {
 			return err
+		}
+		if sh != nil && len(sh.required) > 0 && string(s.data[valueAt:s.pos]) == "null" && slices.Contains(sh.required, string(key)) {
+			// null would decode as the zero value, the very meaning a
+			// required field must not take by accident.
+			return s.fail(valueAt, "null is not a value: this field is required")
 		}
 		if typed {
 			s.path = s.path[:len(s.path)-1]

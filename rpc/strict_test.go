@@ -26,7 +26,7 @@ func TestDecodeStrictness(t *testing.T) {
 		{"plain", `{"fn_name":"echo","timeout":1}`, ""},
 		{"JSON whitespace around", " \t\r\n{\"fn_name\":\"echo\",\"timeout\":0}\n ", ""},
 		{"every value in fn_args", `{"fn_name":"x","timeout":0,"fn_args":[0,-0,1.5e-3,1E+5,-2.25,"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","é😀",true,false,null,{},[]]}`, ""},
-		{"null for a field", `{"fn_name":"x","timeout":null}`, ""},
+		{"null for a field", `{"fn_name":"x","timeout":0,"abort_after":null}`, ""},
 		{"go-json stream decoder panic", panicBody, "request_id: invalid UTF-8 in a string (at byte 235)"},
 
 		// Syntax.
@@ -63,6 +63,7 @@ func TestDecodeStrictness(t *testing.T) {
 		{"no-break space is no whitespace", "{\"fn_name\":\"echo\",\"timeout\":0}\u00a0", "invalid byte 0xc2 after the JSON value (at byte 30)"},
 		{"timeout missing", `{"fn_name":"echo"}`, `missing "timeout", which is required (at byte 17)`},
 		{"timeout missing from an empty object", `{}`, `missing "timeout", which is required (at byte 1)`},
+		{"timeout null", `{"fn_name":"sleep","timeout":null}`, `timeout: null is not a value: this field is required (at byte 29)`},
 
 		// Keys.
 		{"duplicate key", `{"fn_name":"echo","fn_name":"sleep"}`, `duplicate key "fn_name" (at byte 18)`},
