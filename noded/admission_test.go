@@ -1,12 +1,7 @@
 package noded
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"math/big"
 	"net"
 	"net/http"
 	"testing"
@@ -175,18 +170,14 @@ func TestAdmissionClosesTheOldestIdle(t *testing.T) {
 	}
 }
 
-// testTLSConfig is a server configuration with a throwaway self-signed
-// certificate: the refusal path only needs some handshake to run.
+// testTLSConfig is a server configuration with a node certificate of a
+// test CA: the refusal path only needs some handshake to run.
 func testTLSConfig(t *testing.T) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	files := nodetest.NewPKI(t).NodeTLS(t, "localhost")
+	pair, err := tls.LoadX509KeyPair(files.Cert, files.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return &tls.Config{Certificates: []tls.Certificate{pair}}
 }

@@ -93,9 +93,9 @@ type callOutput struct {
 	LogDropped int `json:"log_dropped,omitempty"`
 }
 
-// emitJSON writes v as one line of JSON.
+// emitJSON writes v as one line of JSON, results as the node sent them.
 func (a *app) emitJSON(v any) {
-	b, err := json.Marshal(v)
+	b, err := rpc.Marshal(v)
 	if err != nil {
 		// Every value printed is built from rpc types, which encode.
 		panic(fmt.Sprintf("noderpc: encoding output: %v", err))

@@ -33,12 +33,13 @@ const maxFloorResult = 16 << 20
 
 func newSpawner(bin, fn string, args json.RawMessage) *spawner {
 	id := rpc.NewCallID(os.Getpid(), os.Getpid(), time.Now()).String()
-	req, err := json.Marshal(rpc.FunctionRequest{CallID: id, FnName: fn, FnArgs: args})
+	// The request frame exactly as noded writes it.
+	req, err := rpc.AppendFunctionRequest(nil, id, fn, args)
 	if err != nil {
 		// args is valid JSON (Run checks) and the rest are strings.
 		panic(fmt.Sprintf("bench: encoding the spawn floor's request: %v", err))
 	}
-	s := &spawner{fn: fn, req: append(req, '\n')}
+	s := &spawner{fn: fn, req: req}
 	s.bin, s.args, s.env = functionProcess(bin, fn)
 	return s
 }

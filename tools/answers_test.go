@@ -22,3 +22,16 @@ func TestMaxAnswerFlag(t *testing.T) {
 		t.Errorf("--max-answer 0: exit %d (%s), want 2", code, stderr)
 	}
 }
+
+// Results reach the user as the node sent them, in plain and in --json
+// output: '<', '>' and '&' are not escaped on the way.
+func TestOutputKeepsResultBytes(t *testing.T) {
+	n := startNode(t)
+	args := `{"html":"<a href=\"x\">&amp;</a>"}`
+	for _, global := range [][]string{{"--insecure"}, {"--insecure", "--json"}} {
+		code, stdout, stderr := run(t, "", append(global, "call", n.Addr(), "echo", args)...)
+		if code != ExitOK || !strings.Contains(stdout, args) {
+			t.Errorf("noderpc %q call echo %s: exit %d, stdout %q, stderr %q; want the arguments' bytes unchanged", global, args, code, stdout, stderr)
+		}
+	}
+}
