@@ -24,10 +24,10 @@ import (
 // answers (echo, version), to exercise timeouts and cancellation (sleep),
 // and to learn what a node has (node_info).
 func RegisterBuiltins(r *Registry) {
-	r.Register("echo", Echo)
-	r.Register("sleep", Sleep)
-	r.Register("version", Version)
-	r.Register("node_info", NodeInfoFunc)
+	r.register("echo", Echo, true)
+	r.register("sleep", Sleep, true)
+	r.register("version", Version, true)
+	r.register("node_info", NodeInfoFunc, true)
 }
 
 // DecodeArgs decodes a function's fn_args into v strictly: unknown fields,

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -110,7 +111,7 @@ func TestSleepCancelled(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	got, err := callBuiltin(t, t.Context(), Version, "")
-	want := `{"version":"` + rpc.Version + `","protocol":1,"go":"` + runtime.Version() + `"}`
+	want := `{"version":"` + rpc.Version + `","protocol":` + strconv.Itoa(rpc.ProtocolVersion) + `,"go":"` + runtime.Version() + `"}`
 	if err != nil || got != want {
 		t.Errorf("version() = %s, %v; want %s", got, err, want)
 	}

@@ -85,7 +85,7 @@ func ExampleServeFunction() {
 	fmt.Printf("result frame: %s", rest)
 	fmt.Println("exit code:", <-exit)
 	// Output:
-	// hello: protocol 1 <nil>
+	// hello: protocol 2 <nil>
 	// result frame: {"result":{"greeting":"hello, world"}}
 	// exit code: 0
 }

@@ -18,12 +18,15 @@ const MaxNameLen = 255
 type Registry struct {
 	mu    sync.RWMutex
 	funcs map[string]Func
+	// builtins are the names RegisterBuiltins added, which a node's
+	// function list tells apart from the program's own.
+	builtins map[string]bool
 }
 
 // NewRegistry returns an empty registry. It holds no builtins until
 // RegisterBuiltins adds them, so a program chooses what its nodes offer.
 func NewRegistry() *Registry {
-	return &Registry{funcs: make(map[string]Func)}
+	return &Registry{funcs: make(map[string]Func), builtins: make(map[string]bool)}
 }
 
 // Register adds fn under name. Like http.Handle it panics on an invalid
@@ -31,6 +34,10 @@ func NewRegistry() *Registry {
 // program, and failing at start-up beats a node that silently runs the
 // wrong function.
 func (r *Registry) Register(name string, fn Func) {
+	r.register(name, fn, false)
+}
+
+func (r *Registry) register(name string, fn Func, builtin bool) {
 	if err := CheckName(name); err != nil {
 		panic("backend: Register: " + err.Error())
 	}
@@ -43,6 +50,16 @@ func (r *Registry) Register(name string, fn Func) {
 		panic(fmt.Sprintf("backend: Register: function %q registered twice", name))
 	}
 	r.funcs[name] = fn
+	if builtin {
+		r.builtins[name] = true
+	}
+}
+
+// Builtin reports whether name was registered by RegisterBuiltins.
+func (r *Registry) Builtin(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.builtins[name]
 }
 
 // Lookup returns the function registered under name.

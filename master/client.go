@@ -156,7 +156,7 @@ func New(addr string, opts Options) (*Client, error) {
 		{"WaitForFunction", &c.policies.Wait, &opts.Retry.Wait, def.Wait},
 		{"CancelFunction", &c.policies.Cancel, &opts.Retry.Cancel, def.Cancel},
 		{"ReleaseFunction", &c.policies.Release, &opts.Retry.Release, def.Release},
-		{"ListFunctions", &c.policies.List, &opts.Retry.List, def.List},
+		{"ListFunctions and ListCalls", &c.policies.List, &opts.Retry.List, def.List},
 		{"Version", &c.policies.Version, &opts.Retry.Version, def.Version},
 	} {
 		pol, err := p.set.withDefaults(p.def, opts.Timeout, p.name)
@@ -255,10 +255,26 @@ func (c *Client) ReleaseFunction(ctx context.Context, id string) error {
 	return err
 }
 
-// ListFunctions returns every call the node holds.
-func (c *Client) ListFunctions(ctx context.Context) ([]rpc.CallSummary, error) {
-	var list rpc.ListResponse
+// ListFunctions returns the functions the node offers: its Go functions
+// and the files of its functions directory, each runnable or not, with
+// why not. A node of protocol 1 answered this procedure with its calls;
+// its answer fails here with a protocol error that says so.
+func (c *Client) ListFunctions(ctx context.Context) ([]rpc.Function, error) {
+	var list rpc.ListFunctionsResponse
 	if _, err := c.invoke(ctx, fasthttp.MethodGet, rpc.PathListFunctions, c.policies.List, nil, &list); err != nil {
+		if errors.Is(err, rpc.ErrProtocolError) {
+			return nil, fmt.Errorf("%w (a noded of protocol 1 lists its calls here instead; noderpc version tells its protocol)", err)
+		}
+		return nil, err
+	}
+	return list.Functions, nil
+}
+
+// ListCalls returns every call the node holds, running or finished and
+// not yet released, oldest first.
+func (c *Client) ListCalls(ctx context.Context) ([]rpc.CallSummary, error) {
+	var list rpc.ListCallsResponse
+	if _, err := c.invoke(ctx, fasthttp.MethodGet, rpc.PathListCalls, c.policies.List, nil, &list); err != nil {
 		return nil, err
 	}
 	return list.Calls, nil

@@ -4,7 +4,7 @@
 //
 // A [Client] talks to one node. Its methods are the procedures of the
 // protocol (StartFunction, WaitForFunction, CancelFunction,
-// ReleaseFunction, ListFunctions, Version), each bounded in time: every
+// ReleaseFunction, ListFunctions, ListCalls, Version), each bounded in time: every
 // HTTP request has a deadline of [Options.Timeout] (the socket timeout),
 // and a procedure that asks the node to wait asks it for at most half of
 // that, so a node that answers nothing within the socket timeout is known

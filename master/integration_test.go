@@ -79,9 +79,9 @@ func untilRunning(t *testing.T, c *Client, fn string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		list, err := c.ListFunctions(ctx)
+		list, err := c.ListCalls(ctx)
 		if err != nil {
-			t.Fatalf("ListFunctions: %v", err)
+			t.Fatalf("ListCalls: %v", err)
 		}
 		for _, s := range list {
 			if s.FnName == fn && s.State == rpc.StateRunning {
@@ -142,9 +142,9 @@ func TestCallEchoAndRelease(t *testing.T) {
 	if err := json.Unmarshal(rec.Result, &got); err != nil || got["greeting"] != "hello" || got["n"] != 42.0 {
 		t.Errorf("Call(echo, %v) result = %s, want the args back", args, rec.Result)
 	}
-	list, err := c.ListFunctions(context.Background())
+	list, err := c.ListCalls(context.Background())
 	if err != nil || len(list) != 0 {
-		t.Errorf("ListFunctions after Call = %+v, %v; want no call left (Call releases)", list, err)
+		t.Errorf("ListCalls after Call = %+v, %v; want no call left (Call releases)", list, err)
 	}
 	if c.LastAnswer().IsZero() || time.Since(c.LastAnswer()) > 10*time.Second {
 		t.Errorf("LastAnswer = %v after a call answered just now", c.LastAnswer())

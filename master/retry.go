@@ -28,8 +28,9 @@ type Policy struct {
 	MaxDelay time.Duration
 }
 
-// RetryPolicies holds one [Policy] per procedure. All procedures are safe
-// to retry: Wait, List and Version only read; Cancel and Release reach the
+// RetryPolicies holds one [Policy] per procedure; List is the policy of
+// both ListFunctions and ListCalls. All procedures are safe to retry:
+// Wait, List and Version only read; Cancel and Release reach the
 // same end however often they are sent; and the client gives every
 // StartFunction a request_id, so a retried start answers the first
 // call's record instead of running the function twice.

@@ -336,9 +336,9 @@ func TestCanceledDuringBackoff(t *testing.T) {
 		cancel() // the caller gives up while the first attempt fails
 		return answer{}, refused()
 	})
-	_, err := c.ListFunctions(ctx)
+	_, err := c.ListCalls(ctx)
 	if !errors.Is(err, context.Canceled) || errors.Is(err, rpc.ErrUnreachable) {
-		t.Errorf("ListFunctions canceled during back-off = %v, want context.Canceled, not unreachable", err)
+		t.Errorf("ListCalls canceled during back-off = %v, want context.Canceled, not unreachable", err)
 	}
 }
 

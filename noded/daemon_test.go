@@ -32,7 +32,7 @@ func TestTwoDaemonsInOneProcess(t *testing.T) {
 	if va.BootID == vb.BootID {
 		t.Errorf("both daemons answered boot id %s, want one each", va.BootID)
 	}
-	calls, err := a.client.ListFunctions(context.Background())
+	calls, err := a.client.ListCalls(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -200,10 +200,10 @@ func (d *node) cancel(tb testing.TB, id string) *rpc.Call {
 	return &c
 }
 
-func (d *node) list(tb testing.TB) rpc.ListResponse {
+func (d *node) list(tb testing.TB) rpc.ListCallsResponse {
 	tb.Helper()
-	var l rpc.ListResponse
-	if err := d.okCall(http.MethodGet, rpc.PathListFunctions, nil, &l); err != nil {
+	var l rpc.ListCallsResponse
+	if err := d.okCall(http.MethodGet, rpc.PathListCalls, nil, &l); err != nil {
 		tb.Fatal(err)
 	}
 	return l
@@ -451,7 +451,7 @@ func TestCancel(t *testing.T) {
 	t.Run("wakes waiters", func(t *testing.T) {
 		t.Parallel()
 		// The start itself waits 50s; it is in its wait once the call
-		// shows up in ListFunctions (the table holds a call only once its
+		// shows up in ListCalls (the table holds a call only once its
 		// start is about to wait on it).
 		const rid = "cancel-waiters"
 		req := rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 60), RequestID: rid, Timeout: 50}
@@ -1237,11 +1237,11 @@ func TestConcurrentCalls(t *testing.T) {
 	}
 	l := d.list(t)
 	if len(l.Calls) != n {
-		t.Errorf("ListFunctions after %d calls holds %d", n, len(l.Calls))
+		t.Errorf("ListCalls after %d calls holds %d", n, len(l.Calls))
 	}
 }
 
-// TestListReleaseVersion: ListFunctions shows the calls held, with state;
+// TestListReleaseVersion: ListCalls shows the calls held, with state;
 // a released call is gone; Version describes this daemon.
 func TestListReleaseVersion(t *testing.T) {
 	t.Parallel()
@@ -1267,16 +1267,16 @@ func TestListReleaseVersion(t *testing.T) {
 	}
 	l := d.list(t)
 	if len(l.Calls) != len(want) {
-		t.Errorf("ListFunctions holds %d calls, want %d: %+v", len(l.Calls), len(want), l.Calls)
+		t.Errorf("ListCalls holds %d calls, want %d: %+v", len(l.Calls), len(want), l.Calls)
 	}
 	for _, s := range l.Calls {
 		w, ok := want[s.ID]
 		if !ok {
-			t.Errorf("ListFunctions lists unknown call %+v", s)
+			t.Errorf("ListCalls lists unknown call %+v", s)
 			continue
 		}
 		if s.FnName != w.FnName || s.State != w.State || s.RequestID != w.RequestID || s.ErrorKind != w.ErrorKind || s.StartedAt.IsZero() || (s.FinishedAt != nil) != s.State.Finished() {
-			t.Errorf("ListFunctions entry %+v, want %+v with times", s, w)
+			t.Errorf("ListCalls entry %+v, want %+v with times", s, w)
 		}
 	}
 
@@ -1295,7 +1295,7 @@ func TestListReleaseVersion(t *testing.T) {
 	}
 	for _, s := range d.list(t).Calls {
 		if s.ID == done.ID {
-			t.Errorf("ListFunctions still lists released call %s", done.ID)
+			t.Errorf("ListCalls still lists released call %s", done.ID)
 		}
 	}
 	d.cancel(t, running.ID)

@@ -93,7 +93,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		d.log.Info("killed processes left by earlier daemons", "count", n)
 	}
 	m := newMetrics()
-	table, err := jobs.New(d.jobsConfig(m))
+	fns := &functions.Resolver{Registry: d.reg, Dir: d.cfg.FunctionsDir}
+	table, err := jobs.New(d.jobsConfig(m, fns))
 	if err != nil {
 		return err
 	}
@@ -112,6 +113,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	m.watchConnections(ln)
 	a := &api{
 		table:      table,
+		functions:  fns,
 		log:        d.log,
 		metrics:    m,
 		tls:        d.certs != nil,
@@ -254,9 +256,9 @@ func (d *Daemon) logServing(addr, bootID string) {
 
 // jobsConfig is the job table's configuration: cfg's limits, the
 // functions, and the daemon's logger and metrics.
-func (d *Daemon) jobsConfig(m *daemonMetrics) jobs.Config {
+func (d *Daemon) jobsConfig(m *daemonMetrics, fns *functions.Resolver) jobs.Config {
 	jc := d.cfg.jobsConfig()
-	jc.Resolver = &functions.Resolver{Registry: d.reg, Dir: d.cfg.FunctionsDir}
+	jc.Resolver = fns
 	jc.WarmSpec = functions.GoProcess("")
 	jc.Logger = d.log
 	jc.Observer = m

@@ -13,15 +13,18 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/rpc"
 )
 
 // api serves the HTTP protocol of doc/protocol.md on top of a job table.
 type api struct {
-	table   *jobs.Table
-	version rpc.VersionResponse
-	log     *slog.Logger
-	metrics *daemonMetrics
+	table *jobs.Table
+	// functions is the table's resolver, which also lists the functions.
+	functions *functions.Resolver
+	version   rpc.VersionResponse
+	log       *slog.Logger
+	metrics   *daemonMetrics
 	// tls is true when noded serves HTTPS: every request then carries a
 	// verified client certificate whose role is checked.
 	tls bool
@@ -61,6 +64,7 @@ var procedures = map[string]procedure{
 	rpc.PathCancelFunction:  {fasthttp.MethodPut, false, false, (*api).cancelFunction},
 	rpc.PathReleaseFunction: {fasthttp.MethodPut, false, false, (*api).releaseFunction},
 	rpc.PathListFunctions:   {fasthttp.MethodGet, true, false, (*api).listFunctions},
+	rpc.PathListCalls:       {fasthttp.MethodGet, true, false, (*api).listCalls},
 	rpc.PathVersion:         {fasthttp.MethodGet, true, false, (*api).versionInfo},
 	PathMetrics:             {fasthttp.MethodGet, true, false, (*api).metricsText},
 }
@@ -235,8 +239,19 @@ func (a *api) releaseFunction(ctx *fasthttp.RequestCtx, body []byte) {
 	a.reply(ctx, rpc.ReleaseResponse{ID: req.ID, Released: true})
 }
 
+// listFunctions answers the functions of the node. Observers may read
+// it: it tells names and file problems, which the error of a start
+// already tells anyone who tries one, and nothing of any call.
 func (a *api) listFunctions(ctx *fasthttp.RequestCtx, _ []byte) {
-	a.reply(ctx, rpc.ListResponse{Calls: a.table.List()})
+	fns := a.functions.List()
+	if fns == nil {
+		fns = []rpc.Function{}
+	}
+	a.reply(ctx, rpc.ListFunctionsResponse{Functions: fns, FunctionsDir: a.functions.Dir, Calls: rpc.CallsMoved})
+}
+
+func (a *api) listCalls(ctx *fasthttp.RequestCtx, _ []byte) {
+	a.reply(ctx, rpc.ListCallsResponse{Calls: a.table.List()})
 }
 
 func (a *api) versionInfo(ctx *fasthttp.RequestCtx, _ []byte) {

@@ -188,8 +188,8 @@ func (a *api) authorize(ctx *fasthttp.RequestCtx, path string) error {
 	leaf := state.VerifiedChains[0][0]
 	role, err := rpc.RoleOf(leaf)
 	if err == nil && !mayCall(role, path) {
-		err = rpc.Errorf(rpc.KindForbidden, "certificate %q has role %s, which may not call %s (an observer may call only %s, %s, %s and %s)",
-			leaf.Subject.CommonName, role, path, rpc.PathVersion, rpc.PathListFunctions, rpc.PathWaitForFunction, PathMetrics)
+		err = rpc.Errorf(rpc.KindForbidden, "certificate %q has role %s, which may not call %s (an observer may call only %s, %s, %s, %s and %s)",
+			leaf.Subject.CommonName, role, path, rpc.PathVersion, rpc.PathListFunctions, rpc.PathListCalls, rpc.PathWaitForFunction, PathMetrics)
 	}
 	if err != nil {
 		a.log.Warn("refused a request", append([]any{"path", path, "remote", ctx.RemoteAddr().String(), "err", err}, certAttrs(leaf)...)...)

@@ -157,8 +157,11 @@ func TestTLSRoles(t *testing.T) {
 	if _, err := o.Version(ctx); err != nil {
 		t.Errorf("observer Version: %v; want it allowed", err)
 	}
-	if calls, err := o.ListFunctions(ctx); err != nil || len(calls) != 1 {
-		t.Errorf("observer ListFunctions = %v, %v; want the one running call", calls, err)
+	if calls, err := o.ListCalls(ctx); err != nil || len(calls) != 1 {
+		t.Errorf("observer ListCalls = %v, %v; want the one running call", calls, err)
+	}
+	if fns, err := o.ListFunctions(ctx); err != nil || len(fns) == 0 {
+		t.Errorf("observer ListFunctions = %v, %v; want the node's functions", fns, err)
 	}
 	if rec, err := o.WaitForFunction(ctx, rpc.WaitRequest{ID: running.ID, Timeout: 0}); err != nil || rec.Finished {
 		t.Errorf("observer WaitForFunction = %+v, %v; want the running record", rec, err)

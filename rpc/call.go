@@ -69,7 +69,7 @@ func (c *Call) Err() error {
 	return c.Error
 }
 
-// CallSummary is one call in GET /ListFunctions: no result, no log.
+// CallSummary is one call in GET /ListCalls: no result, no log.
 type CallSummary struct {
 	ID         string     `json:"id"`
 	FnName     string     `json:"fn_name"`
@@ -81,8 +81,8 @@ type CallSummary struct {
 	ErrorKind Kind `json:"error_kind,omitempty"`
 }
 
-// ListResponse is the answer of GET /ListFunctions.
-type ListResponse struct {
+// ListCallsResponse is the answer of GET /ListCalls.
+type ListCallsResponse struct {
 	Calls []CallSummary `json:"calls"`
 }
 

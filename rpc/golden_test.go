@@ -54,7 +54,13 @@ func goldenCases() []goldenCase {
 			Error: &Error{Kind: KindFunctionFailed, Message: "exit status 3", ExitCode: &three}, Log: []string{}, LogOffset: 0, StartedAt: started, FinishedAt: &finished}},
 		{file: "call_aborted", value: &Call{ID: id, FnName: "sleep", Finished: true, State: StateAborted,
 			Error: &Error{Kind: KindAborted, Message: "ran longer than abort_after 2s", Signal: "SIGKILL"}, Log: []string{}, StartedAt: started, FinishedAt: &finished}},
-		{file: "list_response", value: &ListResponse{Calls: []CallSummary{
+		{file: "list_functions_response", value: &ListFunctionsResponse{Functions: []Function{
+			{Name: "deploy.sh", Kind: FunctionExecutable, Runnable: true},
+			{Name: "echo", Kind: FunctionBuiltin, Runnable: true},
+			{Name: "hello", Kind: FunctionGo, Runnable: true},
+			{Name: "notes.txt", Kind: FunctionExecutable, Problem: "/usr/local/lib/noded/functions/notes.txt is not executable (mode -rw-r--r--; chmod +x it to make it a function)"},
+		}, FunctionsDir: "/usr/local/lib/noded/functions", Calls: CallsMoved}},
+		{file: "list_calls_response", value: &ListCallsResponse{Calls: []CallSummary{
 			{ID: id, FnName: "sleep", State: StateRunning, StartedAt: started},
 			{ID: id, FnName: "fail", State: StateFailed, RequestID: "r-2", StartedAt: started, FinishedAt: &finished, ErrorKind: KindFunctionFailed},
 		}}},
@@ -170,5 +176,30 @@ func listFields(t reflect.Type, all map[string]bool) {
 			all[t.Name()+"."+t.Field(i).Name] = true
 			listFields(t.Field(i).Type, all)
 		}
+	}
+}
+
+// TestListFunctionsAcrossProtocols: GET /ListFunctions listed calls in
+// protocol 1. Each side meeting the other's answer fails loudly instead
+// of reading an empty list: a master of protocol 1 reading this
+// protocol's answer, and this master reading a node of protocol 1.
+func TestListFunctionsAcrossProtocols(t *testing.T) {
+	now, err := os.ReadFile(filepath.Join("testdata", "golden", "list_functions_response.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v1 struct { // what a master of protocol 1 decoded the answer into
+		Calls []CallSummary `json:"calls"`
+	}
+	if err := UnmarshalStrict(now, &v1, IgnoreUnknownFields); err == nil {
+		t.Errorf("a master of protocol 1 reads %s as the calls %+v, want a decoding error", now, v1.Calls)
+	}
+	old, err := os.ReadFile(filepath.Join("testdata", "golden", "list_calls_response.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fns ListFunctionsResponse
+	if err := UnmarshalStrict(old, &fns, IgnoreUnknownFields); err == nil {
+		t.Errorf("the answer of a node of protocol 1, %s, reads as the functions %+v, want a decoding error", old, fns)
 	}
 }

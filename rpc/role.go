@@ -21,8 +21,8 @@ type Role string
 const (
 	// RoleMaster may call every procedure.
 	RoleMaster Role = "master"
-	// RoleObserver may only read: Version, ListFunctions, WaitForFunction
-	// (which has no side effect) and the metrics.
+	// RoleObserver may only read: Version, ListFunctions, ListCalls,
+	// WaitForFunction (which has no side effect) and the metrics.
 	RoleObserver Role = "observer"
 	// RoleNode is a node daemon's serving certificate. It may call
 	// nothing: a node that is taken over must not be able to command the

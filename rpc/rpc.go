@@ -20,9 +20,11 @@ import (
 )
 
 // ProtocolVersion is the version of the HTTP protocol and of the stdio
-// frames. It changes only when an existing field changes meaning; adding a
-// field does not change it.
-const ProtocolVersion = 1
+// frames. It changes only when an existing field or procedure changes
+// meaning; adding one does not change it. Version 2: GET /ListFunctions
+// lists the functions a node offers, where version 1 listed its calls,
+// which are now GET /ListCalls.
+const ProtocolVersion = 2
 
 // Procedure paths served by noded.
 const (
@@ -31,6 +33,7 @@ const (
 	PathCancelFunction  = "/CancelFunction"
 	PathReleaseFunction = "/ReleaseFunction"
 	PathListFunctions   = "/ListFunctions"
+	PathListCalls       = "/ListCalls"
 	PathVersion         = "/Version"
 )
 

@@ -189,7 +189,7 @@ func TestIgnoreUnknownFields(t *testing.T) {
 			t.Errorf("%s: UnmarshalStrict(%s) = %v, want %q", tt.name, tt.body, err, tt.want)
 		}
 	}
-	var list ListResponse
+	var list ListCallsResponse
 	body := `{"calls":[{"id":"a","state":"running","started_at":"2026-01-02T03:04:05Z"},{"id":"b","error_kind":7}]}`
 	err := UnmarshalStrict([]byte(body), &list, IgnoreUnknownFields)
 	if want := "calls[1].error_kind: want a string, got a number (at byte 98)"; err == nil || err.Error() != want {

@@ -1,6 +1,6 @@
 // Package tools is the noderpc command line: Run parses the global flags
-// and one subcommand (call, start, wait, cancel, release, list, version,
-// ping, bench, certs), talks to the nodes through package master, prints,
+// and one subcommand (call, start, wait, cancel, release, functions,
+// calls, version, ping, bench, certs), talks to the nodes through package master, prints,
 // and returns the exit status. The certificate authority (tools/ca) and
 // the load generator (tools/bench) are libraries it drives; flags, output
 // and exit statuses stay here. The noderpc binary only calls Run, so
@@ -154,7 +154,7 @@ examples.
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Exit status: 0 succeeded, 1 a function failed, 2 bad usage,
@@ -169,7 +169,7 @@ Global flags:
 Examples:
   noderpc --insecure call 127.0.0.1:1811 echo '{"hello": "node"}'
   noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 node_info
-  noderpc --insecure --json list 127.0.0.1:1811
+  noderpc --insecure --json calls 127.0.0.1:1811
 `)
 }
 

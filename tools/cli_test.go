@@ -108,6 +108,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"wait", n.Addr(), "not-an-id"},
 		{"start", n.Addr(), "a:1", "echo"},
 		{"list"},
+		{"calls"},
+		{"functions"},
+		{"functions", "no-port"},
 		{"ping", "no-port"},
 	} {
 		code, stdout, stderr := run(t, "", args...)
@@ -194,16 +197,19 @@ func TestStartListWaitCancelRelease(t *testing.T) {
 		t.Fatalf("start = exit %d, stdout %q, stderr %q; want a call ID", code, stdout, stderr)
 	}
 
-	code, stdout, _ = run(t, "", "--json", "list", n.Addr())
+	code, stdout, _ = run(t, "", "--json", "calls", n.Addr())
 	var list struct {
 		OK    bool              `json:"ok"`
 		Calls []rpc.CallSummary `json:"calls"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &list); err != nil || code != ExitOK || len(list.Calls) != 1 || list.Calls[0].ID != id || list.Calls[0].State != rpc.StateRunning {
-		t.Errorf("--json list = exit %d, %q (%v); want the running call %s", code, stdout, err, id)
+		t.Errorf("--json calls = exit %d, %q (%v); want the running call %s", code, stdout, err, id)
 	}
-	if code, stdout, _ = run(t, "", "list", n.Addr()); code != ExitOK || !strings.Contains(stdout, id) || !strings.Contains(stdout, "running") {
-		t.Errorf("list = exit %d, %q; want a row for %s", code, stdout, id)
+	// list is the alias kept for scripts.
+	for _, cmd := range []string{"calls", "list"} {
+		if code, stdout, _ = run(t, "", cmd, n.Addr()); code != ExitOK || !strings.Contains(stdout, id) || !strings.Contains(stdout, "running") {
+			t.Errorf("%s = exit %d, %q; want a row for %s", cmd, code, stdout, id)
+		}
 	}
 
 	if code, stdout, stderr = run(t, "", "cancel", n.Addr(), id); code != ExitOK || !strings.Contains(stdout, "cancelled") {

@@ -20,7 +20,10 @@ type runFunc func(a *app, ctx context.Context, args []string) int
 // command is one subcommand: its flags are declared by setup, which
 // returns the function that runs it once they are parsed.
 type command struct {
-	name    string
+	name string
+	// aliases are other names that run the command, kept for scripts
+	// written against an earlier name.
+	aliases []string
 	args    string // the synopsis of the positional arguments
 	summary string
 	// about is the description and examples shown by --help.
@@ -50,7 +53,8 @@ var commands = []*command{
 	waitCommand,
 	cancelCommand,
 	releaseCommand,
-	listCommand,
+	functionsCommand,
+	callsCommand,
 	versionCommand,
 	pingCommand,
 	certsCommand,
@@ -61,6 +65,9 @@ func commandsByName() map[string]*command {
 	m := make(map[string]*command, len(commands))
 	for _, c := range commands {
 		m[c.name] = c
+		for _, alias := range c.aliases {
+			m[alias] = c
+		}
 	}
 	return m
 }

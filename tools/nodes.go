@@ -12,20 +12,23 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// listCommand is `noderpc list`: the calls each node holds.
-var listCommand = &command{
-	name:    "list",
+// callsCommand is `noderpc calls`: the calls each node holds. It was
+// `noderpc list`, which stays as its alias for scripts.
+var callsCommand = &command{
+	name:    "calls",
+	aliases: []string{"list"},
 	args:    "NODE...",
-	summary: "list the calls each node holds",
+	summary: "list the calls each node holds (alias: list)",
 	about: `
 Lists every call each NODE holds, running or finished and not yet
-released, with its state and times.
+released, with its state and times. noderpc list is the same command.
+The functions a node offers are listed by noderpc functions.
 
 Examples:
-  noderpc --insecure list 127.0.0.1:1811
-  noderpc --insecure --json list 10.0.0.1:1811 10.0.0.2:1811
+  noderpc --insecure calls 127.0.0.1:1811
+  noderpc --insecure --json calls 10.0.0.1:1811 10.0.0.2:1811
 `,
-	setup: func(fs *flag.FlagSet) runFunc { return (*app).list },
+	setup: func(fs *flag.FlagSet) runFunc { return (*app).calls },
 }
 
 // versionCommand is `noderpc version`: each node's release and boot id.
@@ -83,11 +86,11 @@ func (a *app) eachNode(args []string, opts master.Options, do func(i int, c *mas
 	return clients, ExitOK, true
 }
 
-func (a *app) list(ctx context.Context, args []string) int {
+func (a *app) calls(ctx context.Context, args []string) int {
 	lists := make([][]rpc.CallSummary, len(args))
 	errs := make([]error, len(args))
 	clients, status, ok := a.eachNode(args, a.options(), func(i int, c *master.Client) {
-		lists[i], errs[i] = c.ListFunctions(ctx)
+		lists[i], errs[i] = c.ListCalls(ctx)
 	})
 	if !ok {
 		return status

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -173,28 +172,4 @@ func trusted(path string, fi fs.FileInfo) error {
 func inside(dir, path string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
-}
-
-// Names returns every function Resolve would accept, sorted: the Go
-// functions and the usable executables in Dir. It reads the directory, so
-// it is for listings, docs and --help, not for every call.
-func (f *Resolver) Names() []string {
-	var names []string
-	if f.Registry != nil {
-		names = f.Registry.Names()
-	}
-	if f.Dir != "" {
-		entries, _ := os.ReadDir(f.Dir) // a missing directory has no functions
-		for _, e := range entries {
-			name := e.Name()
-			if backend.CheckName(name) != nil || slices.Contains(names, name) {
-				continue
-			}
-			if _, err := executable(f.Dir, name); err == nil {
-				names = append(names, name)
-			}
-		}
-	}
-	slices.Sort(names)
-	return names
 }

@@ -3,6 +3,7 @@ package functions
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,8 +123,8 @@ func TestResolveWithoutDir(t *testing.T) {
 		if rpc.KindOf(err) != rpc.KindUnknownFunction || !strings.Contains(err.Error(), tt.wantMsg) {
 			t.Errorf("%s: Resolve(hello) error = %v, want unknown_function saying %q", tt.desc, err, tt.wantMsg)
 		}
-		if got := f.Names(); len(got) != 0 {
-			t.Errorf("%s: Names() = %v, want none", tt.desc, got)
+		if got := f.List(); len(got) != 0 {
+			t.Errorf("%s: List() = %v, want none", tt.desc, got)
 		}
 	}
 }
@@ -167,14 +168,87 @@ func TestResolveRelativeDir(t *testing.T) {
 	}
 }
 
-func TestFunctionsNames(t *testing.T) {
+// TestList: every file of the directory is listed, runnable exactly
+// when Resolve accepts it, and Go functions with their kind.
+func TestList(t *testing.T) {
 	dir, _ := functionsDir(t)
 	reg := backend.NewRegistry()
 	backend.RegisterBuiltins(reg)
+	reg.Register("mine", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
 	f := &Resolver{Registry: reg, Dir: dir}
-	want := []string{"echo", "hello", "inside-link", "node_info", "owner-only", "sleep", "version"}
-	if got := f.Names(); !slices.Equal(got, want) {
-		t.Errorf("Names() = %v, want %v", got, want)
+	var got []string
+	for _, fn := range f.List() {
+		got = append(got, fmt.Sprintf("%s %s %v", fn.Name, fn.Kind, fn.Runnable))
+		if _, err := f.Resolve(fn.Name); fn.Kind != rpc.FunctionExecutable && err != nil {
+			t.Errorf("List has Go function %s, which Resolve refuses: %v", fn.Name, err)
+		} else if _, shadowed := reg.Lookup(fn.Name); fn.Kind == rpc.FunctionExecutable && !shadowed && fn.Runnable != (err == nil) {
+			t.Errorf("List has %s runnable=%v (%s), but Resolve says %v", fn.Name, fn.Runnable, fn.Problem, err)
+		}
+		if fn.Runnable != (fn.Problem == "") {
+			t.Errorf("List has %s runnable=%v with problem %q; want a problem exactly when not runnable", fn.Name, fn.Runnable, fn.Problem)
+		}
+	}
+	want := []string{
+		"dangling executable false", "dir-link executable false",
+		"echo builtin true", "echo executable false",
+		"escape-abs executable false", "escape-rel executable false",
+		"hello executable true", "inside-link executable true", "lib executable false",
+		"mine go true", "node_info builtin true", "notes.txt executable false",
+		"owner-only executable true", "sleep builtin true", "subdir executable false",
+		"version builtin true",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("List() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestListExecFormat: a file Resolve accepts but exec would refuse is
+// listed as not runnable, with the reason.
+func TestListExecFormat(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	elf, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]struct {
+		text    string
+		problem string // "" for runnable
+	}{
+		"script":      {"#!/bin/sh\necho 1\n", ""},
+		"script-args": {"#! /bin/sh -e\necho 1\n", ""},
+		"binary":      {string(elf[:4096]), ""},
+		"crlf":        {"#!/bin/sh\r\necho 1\r\n", "ending in CRLF"},
+		"no-shebang":  {"echo 1\n", "has no #! line"},
+		"empty":       {"", "has no #! line"},
+		"bare":        {"#!\n", "names no interpreter"},
+		"no-interp":   {"#!/nonexistent/sh\n", "/nonexistent/sh"},
+		"interp-dir":  {"#!/tmp\n", "not an executable file"},
+	}
+	for name, f := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(f.text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := (&Resolver{Dir: dir}).List()
+	if len(list) != len(files) {
+		t.Fatalf("List() = %+v, want one entry per file (%d)", list, len(files))
+	}
+	for _, fn := range list {
+		want := files[fn.Name].problem
+		if fn.Runnable != (want == "") || !strings.Contains(fn.Problem, want) {
+			t.Errorf("List() has %s runnable=%v problem %q; want runnable=%v and a problem saying %q", fn.Name, fn.Runnable, fn.Problem, want == "", want)
+		}
 	}
 }
 
