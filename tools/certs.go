@@ -27,7 +27,8 @@ certs issue --dir DIR --node NAME writes DIR/NAME.crt and DIR/NAME.key,
 signed by DIR/ca.key: a node certificate serves noded (server auth; its
 names are NAME and 127.0.0.1, and every --san). --master NAME issues a
 client certificate that may call every procedure; --observer NAME one
-that may only read (Version, ListFunctions, WaitForFunction, /metrics).
+that may only read (Version, ListFunctions, ListCalls, WaitForFunction,
+/metrics).
 The role is written as the URI name noderpc:role:ROLE (doc/security.md).
 
 Keys are written with mode 0600 and every file through a rename, so a
