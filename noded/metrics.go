@@ -1,6 +1,7 @@
 package noded
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -64,7 +65,7 @@ func newMetrics() *daemonMetrics {
 	m.set.NewGauge("noded_wait_requests_in_flight", func() float64 { return float64(m.waitsInFlight.Load()) })
 	// Every reason and state is written from the start, at zero, so
 	// that rate() and alerts see a series before its first event.
-	for _, k := range []rpc.Kind{rpc.KindBusy, rpc.KindShuttingDown, rpc.KindUnknownFunction, rpc.KindInternal} {
+	for _, k := range []rpc.Kind{rpc.KindBusy, rpc.KindShuttingDown, rpc.KindUnknownFunction, rpc.KindBadRequest, rpc.KindInternal} {
 		m.rejected(k)
 	}
 	m.set.GetOrCreateCounter(`noded_calls_dropped_total{reason="released"}`)
@@ -145,14 +146,16 @@ func (m *daemonMetrics) CallReleased(_ string, expired bool) {
 
 // write writes every metric of the daemon, then the Go runtime's and the
 // process's (memory, threads, open files), which tell how close a node is
-// to its limits.
+// to its limits, each family with its HELP and TYPE (exposition.go).
 func (m *daemonMetrics) write(w io.Writer) {
-	m.set.WritePrometheus(w)
-	metrics.WriteProcessMetrics(w)
+	var text bytes.Buffer
+	m.set.WritePrometheus(&text)
+	metrics.WriteProcessMetrics(&text)
+	metrics.WriteFDMetrics(&text)
+	writeAnnotated(w, text.Bytes())
 }
 
 func (m *daemonMetrics) writeHistograms(w io.Writer) {
-	io.WriteString(w, "# HELP noded_spawn_seconds Time to start a function process.\n# TYPE noded_spawn_seconds histogram\n")
 	m.spawn.write(w, "noded_spawn_seconds", "")
 
 	m.mu.Lock()
@@ -166,7 +169,6 @@ func (m *daemonMetrics) writeHistograms(w io.Writer) {
 		hs[i] = m.duration[fn]
 	}
 	m.mu.Unlock()
-	io.WriteString(w, "# HELP noded_call_duration_seconds Time from a call's start to its end, by function.\n# TYPE noded_call_duration_seconds histogram\n")
 	for i, fn := range fns {
 		hs[i].write(w, "noded_call_duration_seconds", "fn="+labelValue(fn))
 	}
