@@ -16,13 +16,7 @@ import (
 func TestListFunctions(t *testing.T) {
 	t.Parallel()
 	d := startNoded(t)
-	// Files an operator might install, each with what the listing must
-	// say about it ("" for runnable).
-	files := []struct {
-		name, text string
-		mode       os.FileMode
-		problem    string
-	}{
+	files := []listedFile{
 		{"good", "#!/bin/sh\necho '\"ok\"'\n", 0o755, ""},
 		{"noexec", "#!/bin/sh\necho 1\n", 0o644, "not executable"},
 		{"groupw", "#!/bin/sh\necho 1\n", 0o775, "writable by group or others"},
@@ -32,15 +26,7 @@ func TestListFunctions(t *testing.T) {
 		{"bad name", "#!/bin/sh\necho 1\n", 0o755, "outside [A-Za-z0-9_.-]"},
 		{".hidden", "#!/bin/sh\necho 1\n", 0o755, "left out"},
 	}
-	for _, f := range files {
-		p := filepath.Join(d.FunctionsDir(), f.name)
-		if err := os.WriteFile(p, []byte(f.text), f.mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, f.mode); err != nil { // past the umask
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, d.FunctionsDir(), files)
 	started := d.start(t, rpc.StartRequest{FnName: "echo", FnArgs: []byte(`1`), Timeout: 20})
 
 	a, err := d.roundTrip(http.MethodGet, rpc.PathListFunctions, nil)
@@ -82,22 +68,49 @@ func TestListFunctions(t *testing.T) {
 		if fn.Kind != rpc.FunctionExecutable || fn.Runnable != (f.problem == "") || !strings.Contains(fn.Problem, f.problem) {
 			t.Errorf("GET /ListFunctions lists the file %q as %+v; want an executable, runnable=%v, problem saying %q", f.name, fn, f.problem == "", f.problem)
 		}
-		if f.name == "echo" {
-			continue // a start of echo runs the builtin
-		}
-		// What the listing says is what a start does.
-		sa, err := d.roundTrip(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: f.name, Timeout: 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ran := sa.status == http.StatusOK && strings.Contains(string(sa.body), `"state":"succeeded"`)
-		if ran != fn.Runnable {
-			t.Errorf("StartFunction %q answered %d %s, but GET /ListFunctions says runnable=%v", f.name, sa.status, sa.body, fn.Runnable)
+		if f.name != "echo" { // a start of echo runs the builtin
+			d.wantRuns(t, f.name, fn.Runnable)
 		}
 	}
 
 	calls := d.list(t).Calls
 	if len(calls) == 0 || calls[0].ID != started.ID {
 		t.Errorf("GET /ListCalls = %+v, want the echo call %s first", calls, started.ID)
+	}
+}
+
+// listedFile is a file an operator might install in the functions
+// directory, with what the listing must say about it.
+type listedFile struct {
+	name, text string
+	mode       os.FileMode
+	problem    string // "" for runnable, "left out" for not listed
+}
+
+// writeFiles writes files into dir with exactly their modes.
+func writeFiles(t *testing.T, dir string, files []listedFile) {
+	t.Helper()
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, []byte(f.text), f.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, f.mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+	}
+}
+
+// wantRuns fails the test unless a start of fn succeeds exactly when
+// the listing says it is runnable.
+func (d *node) wantRuns(t *testing.T, fn string, runnable bool) {
+	t.Helper()
+	a, err := d.roundTrip(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: fn, Timeout: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := a.status == http.StatusOK && strings.Contains(string(a.body), `"state":"succeeded"`)
+	if ran != runnable {
+		t.Errorf("StartFunction %q answered %d %s, but GET /ListFunctions says runnable=%v", fn, a.status, a.body, runnable)
 	}
 }

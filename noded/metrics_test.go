@@ -59,6 +59,9 @@ func TestFamiliesDocumented(t *testing.T) {
 	_, doc, _ := strings.Cut(string(b), "\n## Metrics\n")
 	doc, _, _ = strings.Cut(doc, "\n### What to alert on")
 	for name, f := range families {
+		if f.help == "" || strings.ContainsAny(f.help, "\\\n") {
+			t.Errorf("family %s has help %q; want text without a backslash or newline, which HELP would need escaped", name, f.help)
+		}
 		row := ""
 		for _, line := range strings.Split(doc, "\n") {
 			if strings.HasPrefix(line, "|") && (strings.Contains(line, "`"+name+"`") || strings.Contains(line, "`"+name+"{")) {
