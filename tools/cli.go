@@ -1,9 +1,9 @@
 // Package tools is the noderpc command line: Run parses the global flags
 // and one subcommand (call, start, wait, cancel, release, functions,
 // calls, version, ping, bench, certs), talks to the nodes through
-// package master, prints, and returns the exit status. The certificate authority (tools/ca) and
-// the load generator (tools/bench) are libraries it drives; flags, output
-// and exit statuses stay here. The noderpc binary only calls Run, so
+// package master, prints, and returns the exit status. The certificate
+// authority (tools/ca) and the load generator (tools/bench) are libraries
+// it drives; flags, output and exit statuses stay here. The noderpc binary only calls Run, so
 // tests run the whole command in-process.
 package tools
 
