@@ -3,8 +3,8 @@
 // calls, version, ping, bench, certs), talks to the nodes through
 // package master, prints, and returns the exit status. The certificate
 // authority (tools/ca) and the load generator (tools/bench) are libraries
-// it drives; flags, output and exit statuses stay here. The noderpc binary only calls Run, so
-// tests run the whole command in-process.
+// it drives; flags, output and exit statuses stay here. The noderpc
+// binary only calls Run, so tests run the whole command in-process.
 package tools
 
 import (
