@@ -30,6 +30,12 @@ func TestMetricsExposition(t *testing.T) {
 		for _, p := range undocumented(text, doc) {
 			t.Errorf("%s, but the metrics section of doc/operations.md does not name it", p)
 		}
+		// The other way: what the doc and its alerts promise is there.
+		for _, name := range regexp.MustCompile("`((?:noded|process)_[a-z_]+)").FindAllStringSubmatch(doc, -1) {
+			if !strings.Contains(text, "\n# TYPE "+name[1]+" ") {
+				t.Errorf("doc/operations.md names %s, which /metrics lacks", name[1])
+			}
+		}
 	})
 	t.Run("promtool", func(t *testing.T) {
 		promtool, err := exec.LookPath("promtool")
