@@ -178,6 +178,7 @@ func (a *api) startFunction(ctx *fasthttp.RequestCtx, body []byte) {
 			AbortAfter: rpc.Duration(req.AbortAfter),
 			RequestID:  req.RequestID,
 			LogOffset:  req.LogOffset,
+			WakeOnLog:  req.WakeOnLog,
 		})
 	})
 }
