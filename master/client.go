@@ -204,13 +204,22 @@ func (c *Client) Close() { c.t.closeIdle() }
 //
 // A req without RequestID gets a fresh one, so that retrying the start
 // after a lost answer returns the first call instead of starting another.
+//
+// When ctx ends after the start was sent and before its answer came,
+// StartFunction finds out the call's ID (see [AbandonedCallError]) and
+// returns its record with an *AbandonedCallError; a ctx that has ended
+// before sends nothing.
 func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.Call, error) {
 	if req.RequestID == "" {
 		req.RequestID = uuid.NewString()
 	}
 	req.Timeout = c.capWait(req.Timeout)
 	var rec rpc.Call
-	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec); err != nil {
+	attempts, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec)
+	if err != nil && attempts > 0 && isCtxErr(err) {
+		return c.recoverStart(ctx, req, err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &rec, nil
@@ -290,6 +299,10 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 	proc := strings.TrimPrefix(path, "/")
 	if c.offline.Load() {
 		return 0, fmt.Errorf("%s: %s: %w", c.node, proc, ErrOffline)
+	}
+	if err := ctx.Err(); err != nil {
+		// Sent now, the request would go on without its caller.
+		return 0, fmt.Errorf("%s: %s: %w", c.node, proc, err)
 	}
 	var body []byte
 	if in != nil {
