@@ -258,29 +258,6 @@ func (p *resultPrinter) print(r master.Result) {
 	})
 }
 
-// printFailure prints why a node's call did not succeed, and how to wait
-// for it again if it may still be running.
-func (a *app) printFailure(r master.Result, timeout time.Duration) {
-	// The hint to wait again repeats --insecure only if this run used it:
-	// over TLS it would send the operator to a command that fails.
-	insecureFlag := ""
-	if a.insecure {
-		insecureFlag = "--insecure "
-	}
-	running := r.Call != nil && !r.Call.Finished
-	switch {
-	case running && errors.Is(r.Err, context.DeadlineExceeded) && timeout > 0:
-		fmt.Fprintf(a.stderr, "%s: call %s still running after --timeout %s\n", r.Node, r.Call.ID, timeout)
-	case running && errors.Is(r.Err, context.Canceled):
-		fmt.Fprintf(a.stderr, "%s: stopped waiting for call %s, which is still running\n", r.Node, r.Call.ID)
-	default:
-		fmt.Fprintln(a.stderr, r.Err)
-	}
-	if running {
-		fmt.Fprintf(a.stderr, "%s: wait for it with: noderpc %swait %s %s (or cancel it)\n", r.Node, insecureFlag, r.Node, r.Call.ID)
-	}
-}
-
 func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time.Duration, requestID string) int {
 	nodes, fn, rest := splitCall(args)
 	if len(nodes) != 1 || fn == "" {
@@ -324,7 +301,7 @@ func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time
 		fmt.Fprintln(a.stdout, rec.ID)
 	}
 	if err != nil {
-		fmt.Fprintln(a.stderr, err)
+		a.printFailure(master.Result{Node: nodes[0], Call: rec, Err: err}, timeout)
 	}
 	return statusOf(err)
 }

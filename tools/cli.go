@@ -57,6 +57,16 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return a.usageError("%v", err)
 	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "insecure":
+			if a.insecure {
+				a.connFlags = append(a.connFlags, "--insecure")
+			}
+		case "cert", "key", "ca":
+			a.connFlags = append(a.connFlags, "--"+f.Name, shellQuote(f.Value.String()))
+		}
+	})
 	if *version {
 		fmt.Fprintf(stdout, "noderpc %s (protocol %d)\n", rpc.Version, rpc.ProtocolVersion)
 		return ExitOK
@@ -113,6 +123,9 @@ type app struct {
 	socketTimeout    time.Duration
 	unreachableAfter time.Duration
 	maxAnswer        int64
+	// connFlags are the global flags given that say how nodes are
+	// reached, for the commands noderpc suggests running next.
+	connFlags []string
 }
 
 // options are the master.Options of the global flags: every procedure
