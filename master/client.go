@@ -352,6 +352,9 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 				return attempt, nil
 			}
 			rerr := decodeError(a)
+			if rerr.Kind == rpc.KindTLSMismatch {
+				return attempt, &TLSMismatchError{Node: c.node, Procedure: proc, NodeServesTLS: c.opts.Insecure, Err: rerr}
+			}
 			if rerr.Kind != rpc.KindBusy {
 				return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, rerr)
 			}
@@ -385,6 +388,9 @@ func (c *Client) transportFailure(proc string, err error, waited time.Duration) 
 	}
 	if cerr := certificateFailure(c.node, proc, err); cerr != nil {
 		return cerr, nil
+	}
+	if plainHTTPAnswer(err) {
+		return &TLSMismatchError{Node: c.node, Procedure: proc, Err: err}, nil
 	}
 	return nil, err
 }
