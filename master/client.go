@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,9 @@ func New(addr string, opts Options) (*Client, error) {
 	}
 	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 		return nil, fmt.Errorf("master: node address %q is not host:port", addr)
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		// Refused here, not retried by every procedure as a dial error.
+		return nil, fmt.Errorf("master: node address %q: port %q is not a number from 1 to 65535", addr, port)
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout

@@ -139,11 +139,8 @@ type callFlags struct {
 
 func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 	nodes, fn, rest := splitCall(args)
-	if len(nodes) == 0 {
-		return a.commandUsageError("no NODE (host:port) given")
-	}
-	if fn == "" {
-		return a.commandUsageError("no function name given after the nodes")
+	if err := callArgsError(args, nodes, fn); err != nil {
+		return a.commandUsageError("%v", err)
 	}
 	raw, err := a.fnArgs(rest)
 	if err != nil {
@@ -169,8 +166,8 @@ func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 }
 
 func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, keep bool) int {
-	if len(args) != 2 || !isNode(args[0]) {
-		return a.commandUsageError("want a NODE (host:port) and a call ID, got %q", args)
+	if err := nodeAndIDError(args); err != nil {
+		return a.commandUsageError("%v", err)
 	}
 	node, id := args[0], args[1]
 	if _, err := rpc.ParseCallID(id); err != nil {
@@ -260,8 +257,11 @@ func (p *resultPrinter) print(r master.Result) {
 
 func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time.Duration, requestID string) int {
 	nodes, fn, rest := splitCall(args)
-	if len(nodes) != 1 || fn == "" {
-		return a.commandUsageError("want one NODE (host:port) and a function name, got %q", args)
+	if err := callArgsError(args, nodes, fn); err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if len(nodes) != 1 {
+		return a.commandUsageError("start takes one NODE, got %d: %q", len(nodes), nodes)
 	}
 	raw, err := a.fnArgs(rest)
 	if err != nil {
@@ -308,8 +308,8 @@ func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time
 
 // nodeAndID checks the "NODE ID" arguments of cancel and release.
 func (a *app) nodeAndID(args []string) (*master.Client, string, int) {
-	if len(args) != 2 || !isNode(args[0]) {
-		return nil, "", a.commandUsageError("want a NODE (host:port) and a call ID, got %q", args)
+	if err := nodeAndIDError(args); err != nil {
+		return nil, "", a.commandUsageError("%v", err)
 	}
 	if _, err := rpc.ParseCallID(args[1]); err != nil {
 		return nil, "", a.commandUsageError("%v", err)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/noderpc/noderpc/master"
@@ -55,7 +56,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			a.usage(fs)
 			return ExitOK
 		}
-		return a.usageError("%v", err)
+		return a.globalFlagError(fs, err)
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -88,7 +89,12 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			cmd.printHelp(stdout, cfs)
 			return ExitOK
 		}
-		return a.commandUsageError("%v", err)
+		if moved, kept, ok := misplacedGlobal(fs, err, rest); ok {
+			given := args[:len(args)-fs.NArg()]
+			fixed := append(append(append(append([]string{"noderpc"}, given...), moved...), name), kept...)
+			return a.commandUsageError("%s is a global flag: give it before the command, as in\n  %s", moved[0], shellJoin(fixed))
+		}
+		return a.commandUsageError("%s", flagError(cfs, err))
 	}
 	if !cmd.local {
 		if err := a.loadTLS(); err != nil {
@@ -184,6 +190,37 @@ Examples:
   noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 node_info
   noderpc --insecure --json list 127.0.0.1:1811
 `)
+}
+
+// globalFlagError reports an error of the global flags; a flag that only
+// commands have is said to belong after its command.
+func (a *app) globalFlagError(fs *flag.FlagSet, err error) int {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return a.usageError("%s", flagError(fs, err))
+	}
+	var owners []string
+	for _, c := range commands {
+		cfs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.setup(cfs)
+		if cfs.Lookup(name) != nil {
+			owners = append(owners, c.name)
+		}
+	}
+	if len(owners) == 0 {
+		return a.usageError("unknown global flag --%s", name)
+	}
+	return a.usageError("--%s is a flag of %s, not a global flag: give it after the command, as in noderpc %s --%s ...",
+		name, strings.Join(owners, ", "), owners[0], name)
+}
+
+// shellJoin joins args into a command line a shell reads back as args.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, s := range args {
+		q[i] = shellQuote(s)
+	}
+	return strings.Join(q, " ")
 }
 
 func (a *app) usageError(format string, args ...any) int {
