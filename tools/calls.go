@@ -28,8 +28,9 @@ terminal it shows the elapsed time and the function's log lines while it
 waits; otherwise the log lines go to stderr as they arrive (with --json,
 into the output).
 
---timeout, or Ctrl-C, ends the wait, not the function: noderpc then says
-which call is still running, to wait for or cancel.
+--timeout, or Ctrl-C, ends the wait, not the function, even during the
+start: noderpc then says which call is still running on which node, and
+prints the commands that wait for it or cancel it.
 
 Examples:
   noderpc --insecure call 127.0.0.1:1811 echo '{"hello": "node"}'

@@ -167,8 +167,9 @@ func (a *app) usage(fs *flag.FlagSet) {
 
 noderpc calls functions on noded nodes, as a master does: every answer is
 bounded in time, and a node that does not answer is reported unreachable.
-NODE is host:port. Run noderpc COMMAND --help for a command's flags and
-examples.
+NODE is host:port (not a URL). Global flags come before COMMAND, the
+command's flags after it. Run noderpc COMMAND --help for a command's
+flags and examples.
 
 Commands:
 `)
