@@ -167,3 +167,57 @@ func TestCallWithEndedContextStartsNothing(t *testing.T) {
 		t.Errorf("node holds %+v and ran the function %d times after a Call whose ctx had ended", list, runs())
 	}
 }
+
+func TestCallDeadlineNamesTheCall(t *testing.T) {
+	n, open, _ := gatedNode(t)
+	c := newClient(t, n.Addr(), startRoundOptions())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	rec, err := c.Call(ctx, "gated", nil, CallOptions{})
+	var ab *AbandonedCallError
+	if !errors.As(err, &ab) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call past its deadline = %v, want an *AbandonedCallError matching context.DeadlineExceeded", err)
+	}
+	if rec == nil || ab.ID != rec.ID || ab.State != rpc.StateRunning {
+		t.Errorf("AbandonedCallError = %+v, record %+v; want the running call", ab, rec)
+	}
+	open()
+	if got, err := c.Await(context.Background(), ab.ID, CallOptions{}); err != nil || string(got.Result) != `"opened"` {
+		t.Errorf("Await(%s) = %+v, %v", ab.ID, got, err)
+	}
+}
+
+func TestCallEachCancelledDuringStartNamesEveryCall(t *testing.T) {
+	n, _, _ := gatedNode(t)
+	clients := []*Client{newClient(t, n.Addr(), startRoundOptions()), newClient(t, n.Addr(), startRoundOptions())}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []Result, 1)
+	go func() { done <- CallEach(ctx, clients, "gated", nil, 0, CallOptions{CancelAbandoned: true}) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		list, err := clients[0].ListFunctions(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node holds %+v, want two running calls", list)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the node's own view
+	}
+	cancel()
+	ids := map[string]bool{}
+	for i, r := range <-done {
+		var ab *AbandonedCallError
+		if !errors.As(r.Err, &ab) || !errors.Is(r.Err, context.Canceled) || ab.ID == "" || !ab.Cancelled {
+			t.Errorf("result %d = %+v, want an *AbandonedCallError naming a call it cancelled", i, r)
+			continue
+		}
+		ids[ab.ID] = true
+	}
+	if len(ids) != 2 {
+		t.Errorf("results name calls %v, want two", ids)
+	}
+}
