@@ -18,7 +18,7 @@ func (a *app) printFailure(r master.Result, timeout time.Duration) {
 	switch {
 	case errors.As(r.Err, &ab) && ab.ID == "":
 		fmt.Fprintf(a.stderr, "%s: %s before the node said the call's ID; %s may be running (request_id %s): look for it with: %s\n",
-			r.Node, stoppedWaiting(r.Err, timeout), ab.FnName, ab.RequestID, a.command("list", r.Node))
+			r.Node, stoppedWaiting(r.Err, timeout), ab.FnName, ab.RequestID, a.command("--json list", r.Node))
 	case errors.As(r.Err, &ab) && !ab.Cancelled && ab.State == rpc.StateRunning:
 		fmt.Fprintf(a.stderr, "%s: %s; %s is still running on %s\n", r.Node, stoppedWaiting(r.Err, timeout), callName(ab.ID, ab.FnName), r.Node)
 		a.printFollowUp(r.Node, ab.ID)
@@ -54,7 +54,8 @@ func (a *app) printFollowUp(node, id string) {
 	fmt.Fprintf(a.stderr, "%s: cancel it:    %s\n", node, a.command("cancel", node, id))
 }
 
-// command is the noderpc command line of name with args, with the global
+// command is the noderpc command line of name (a command, after any
+// global flags of its own) with args, with the global
 // flags this run was given that the node needs to be reached the same
 // way: --insecure, or the certificate files named on the command line
 // (those found in the environment or the default directory are found

@@ -104,3 +104,32 @@ func TestInterruptDuringStartNamesTheRunningCall(t *testing.T) {
 		})
 	}
 }
+
+// A node that takes the start and then answers nothing, not even the
+// repeated start that would say the call's ID: noderpc says the call
+// may be running, under which request_id, and how to look for it.
+func TestInterruptBeforeTheIDIsKnown(t *testing.T) {
+	fake := nodetest.StartFake(t, nodetest.Silent)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"--insecure", "--socket-timeout", "4s", "--unreachable-after", "8s", "call", fake.Addr, "echo"}, nil, &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for fake.Requests.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling the fake node's count
+	}
+	cancel()
+	if code := <-done; code != ExitFailed {
+		t.Errorf("exit %d, want %d", code, ExitFailed)
+	}
+	want := regexp.MustCompile(`^` + regexp.QuoteMeta(fake.Addr) + `: interrupted before the node said the call's ID; echo may be running \(request_id [0-9a-f-]{36}\): look for it with: noderpc --insecure --json list ` + regexp.QuoteMeta(fake.Addr) + "\n$")
+	if !want.MatchString(stderr.String()) {
+		t.Errorf("stderr %q, want it to match %s", stderr.String(), want)
+	}
+	if n := fake.Requests.Load(); n != 2 {
+		t.Errorf("the node got %d requests, want the start and its repeat", n)
+	}
+}
