@@ -133,3 +133,36 @@ func TestInterruptBeforeTheIDIsKnown(t *testing.T) {
 		t.Errorf("the node got %d requests, want the start and its repeat", n)
 	}
 }
+
+// A second Ctrl-C ends noderpc at once, while the first has it still
+// asking a silent node for the call's ID.
+func TestSecondInterruptEndsAtOnce(t *testing.T) {
+	noderpc := nodetest.Binary(t, noderpcPackage)
+	fake := nodetest.StartFake(t, nodetest.Silent)
+	cmd := exec.Command(noderpc, "--insecure", "--socket-timeout", "60s", "--unreachable-after", "120s", "call", fake.Addr, "echo")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for fake.Requests.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling the fake node's count
+	}
+	// The first interrupt starts the repeat of the start, which the node
+	// leaves unanswered; the ones after end the process.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-exited:
+			done = true
+		case <-tick.C:
+		}
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Errorf("noderpc ended with %v, want killed by the second SIGINT", cmd.ProcessState)
+	}
+}
