@@ -35,6 +35,7 @@ func TestUsageErrorsSayHowToFix(t *testing.T) {
 		{"not a number", []string{"call", "--concurrency", "many", "127.0.0.1:1811", "echo"}, `--concurrency "many": want a whole number`},
 		{"not a boolean", []string{"--json=maybe", "ping", "127.0.0.1:1811"}, `--json "maybe": want true or false`},
 		{"unknown command flag", []string{"call", "--nope", "127.0.0.1:1811", "echo"}, "unknown flag --nope"},
+		{"certs number", []string{"certs", "issue", "--dir", "d", "--days", "x", "--node", "n"}, `--days "x": want a whole number`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := run(t, "", tc.args...)
