@@ -30,6 +30,9 @@ type StartOptions struct {
 	RequestID string
 	// LogOffset is the first log line the answer carries, >= 0.
 	LogOffset int
+	// WakeOnLog also ends the wait as soon as the call has log lines
+	// past LogOffset, as in WaitOptions.
+	WakeOnLog bool
 }
 
 // Start runs o.Fn in a new process and waits up to o.Timeout (capped at
@@ -47,7 +50,7 @@ func (t *Table) Start(ctx context.Context, o StartOptions) (*rpc.Call, error) {
 		return nil, err
 	}
 	if first != nil {
-		return t.wait(ctx, first, timeout, o.LogOffset, false), nil
+		return t.wait(ctx, first, timeout, o.LogOffset, o.WakeOnLog), nil
 	}
 
 	c, err := t.launch(spec, o)
@@ -77,7 +80,7 @@ func (t *Table) Start(ctx context.Context, o StartOptions) (*rpc.Call, error) {
 		// Shutdown began while this call was spawning and did not see it.
 		c.stop(rpc.KindCancelled, "noded is shutting down", t.cfg.Grace)
 	}
-	return t.wait(ctx, c, timeout, o.LogOffset, false), nil
+	return t.wait(ctx, c, timeout, o.LogOffset, o.WakeOnLog), nil
 }
 
 // admit decides, under the table lock, whether a start may spawn. It

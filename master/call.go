@@ -27,6 +27,13 @@ type CallOptions struct {
 	// Keep leaves the finished call on the node instead of releasing it;
 	// the node then drops it after its retention period.
 	Keep bool
+	// CancelAbandoned has the node cancel the call when ctx ends before
+	// the call does: a master that shuts down, or gives up on a job,
+	// leaves no work behind. By default ctx's end stops the waiting,
+	// not the work, and the [*AbandonedCallError] says which call goes
+	// on. Either way the client spends at most one socket timeout on it
+	// after ctx has ended.
+	CancelAbandoned bool
 }
 
 // LogLine is one line of a function's log.
@@ -59,10 +66,13 @@ type LogLine struct {
 //   - ctx's error (context.Canceled, context.DeadlineExceeded);
 //   - [ErrOffline].
 //
-// With an unreachable node or an ended ctx the call may still be running:
-// Call then returns the last record it got along with the error, and its
-// ID is the call to wait for again or to cancel. The function is not
-// cancelled for the caller; giving up waiting is not stopping the work.
+// With an unreachable node the call may still be running: Call then
+// returns the last record it got along with the error, and its ID is the
+// call to wait for again or to cancel. When ctx ends first, even during
+// the start, the error is an [*AbandonedCallError] (matching ctx's error
+// with errors.Is) that names the node and the call's ID. The function is
+// not cancelled for the caller unless opts.CancelAbandoned: giving up
+// waiting is not stopping the work.
 func (c *Client) Call(ctx context.Context, fn string, args any, opts CallOptions) (*rpc.Call, error) {
 	raw, err := encodeArgs(args)
 	if err != nil {
@@ -78,7 +88,14 @@ func (c *Client) call(ctx context.Context, fn string, args json.RawMessage, opts
 		Timeout:    rpc.Seconds(c.roundWait(ctx)),
 		AbortAfter: rpc.Seconds(opts.AbortAfter),
 		RequestID:  opts.RequestID,
+		// With a watcher the first round also ends at the first log
+		// line, as every later one does, so lines show up live.
+		WakeOnLog: opts.OnLog != nil,
 	})
+	var ab *AbandonedCallError
+	if errors.As(err, &ab) {
+		return c.abandon(ctx, rec, ab, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -88,10 +105,14 @@ func (c *Client) call(ctx context.Context, fn string, args json.RawMessage, opts
 // Await waits for a call started earlier (by StartFunction, or by a Call
 // that returned early) to finish, exactly as [Client.Call] does after its
 // start: in rounds, streaming the log from its first line, releasing the
-// call once read unless opts.Keep. opts.AbortAfter and opts.RequestID
+// call once read unless opts.Keep, and with opts.CancelAbandoned
+// cancelling it if ctx ends first. opts.AbortAfter and opts.RequestID
 // are not used.
 func (c *Client) Await(ctx context.Context, id string, opts CallOptions) (*rpc.Call, error) {
 	rec, err := c.wait(ctx, id, 0, opts.OnLog != nil)
+	if err != nil && isCtxErr(err) {
+		return c.abandon(ctx, nil, &AbandonedCallError{Node: c.node, ID: id, State: rpc.StateRunning, Err: ctxErr(ctx)}, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +143,9 @@ func (c *Client) follow(ctx context.Context, rec *rpc.Call, opts CallOptions) (*
 		if errors.Is(err, rpc.ErrLost) {
 			return rec, &CallError{Node: c.node, ID: rec.ID, FnName: fnName, Err: asRPCError(err), Log: tail}
 		}
+		if err != nil && isCtxErr(err) {
+			return c.abandon(ctx, rec, &AbandonedCallError{Node: c.node, RequestID: rec.RequestID, FnName: fnName, Err: ctxErr(ctx)}, opts)
+		}
 		if err != nil {
 			return rec, err
 		}
@@ -150,8 +174,7 @@ func (c *Client) wait(ctx context.Context, id string, offset int, live bool) (*r
 // roundWait is how long a round asks the node to wait: half the socket
 // timeout, or half of what is left before ctx's deadline if that is less,
 // so that the node answers, with the call's ID, before the caller gives
-// up. A start that outlived its caller's deadline would leave a call
-// running that nobody knows the ID of.
+// up, without the detour of recoverStart.
 func (c *Client) roundWait(ctx context.Context) time.Duration {
 	w := c.opts.Timeout / 2
 	if d, ok := ctx.Deadline(); ok {

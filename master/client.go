@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,9 @@ func New(addr string, opts Options) (*Client, error) {
 	}
 	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 		return nil, fmt.Errorf("master: node address %q is not host:port", addr)
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		// Refused here, not retried by every procedure as a dial error.
+		return nil, fmt.Errorf("master: node address %q: port %q is not a number from 1 to 65535", addr, port)
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
@@ -204,13 +208,22 @@ func (c *Client) Close() { c.t.closeIdle() }
 //
 // A req without RequestID gets a fresh one, so that retrying the start
 // after a lost answer returns the first call instead of starting another.
+//
+// When ctx ends after the start was sent and before its answer came,
+// StartFunction finds out the call's ID (see [AbandonedCallError]) and
+// returns its record with an *AbandonedCallError; a ctx that has ended
+// before sends nothing.
 func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.Call, error) {
 	if req.RequestID == "" {
 		req.RequestID = uuid.NewString()
 	}
 	req.Timeout = c.capWait(req.Timeout)
 	var rec rpc.Call
-	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec); err != nil {
+	attempts, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec)
+	if err != nil && attempts > 0 && isCtxErr(err) {
+		return c.recoverStart(ctx, req, err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &rec, nil
@@ -307,6 +320,10 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 	if c.offline.Load() {
 		return 0, fmt.Errorf("%s: %s: %w", c.node, proc, ErrOffline)
 	}
+	if err := ctx.Err(); err != nil {
+		// Sent now, the request would go on without its caller.
+		return 0, fmt.Errorf("%s: %s: %w", c.node, proc, err)
+	}
 	var body []byte
 	if in != nil {
 		var err error
@@ -355,6 +372,9 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 				return attempt, nil
 			}
 			rerr := decodeError(a)
+			if rerr.Kind == rpc.KindTLSMismatch {
+				return attempt, &TLSMismatchError{Node: c.node, Procedure: proc, NodeServesTLS: c.opts.Insecure, Err: rerr}
+			}
 			if rerr.Kind != rpc.KindBusy {
 				return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, rerr)
 			}
@@ -388,6 +408,9 @@ func (c *Client) transportFailure(proc string, err error, waited time.Duration) 
 	}
 	if cerr := certificateFailure(c.node, proc, err); cerr != nil {
 		return cerr, nil
+	}
+	if plainHTTPAnswer(err) {
+		return &TLSMismatchError{Node: c.node, Procedure: proc, Err: err}, nil
 	}
 	return nil, err
 }

@@ -347,8 +347,9 @@ func TestContextDeadlineIsNotUnreachable(t *testing.T) {
 	// times out because of it, which says nothing about the node.
 	c, ft, clk := newFakeClient(t, Options{Timeout: 2 * time.Hour, Retry: RetryPolicies{Version: Policy{MaxElapsed: 3 * time.Hour}}},
 		func(int, request) (answer, error) { return answer{}, fasthttp.ErrTimeout })
-	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(time.Hour))
-	defer cancel()
+	// The deadline is on the fake clock, which the real one is past: a
+	// context.WithDeadline would have ended before the request was sent.
+	ctx := fakeDeadline{context.Background(), clk.Now().Add(time.Hour)}
 	_, err := c.Version(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpc.ErrUnreachable) {
 		t.Errorf("Version cut by the caller's deadline = %v, want context.DeadlineExceeded", err)
@@ -358,6 +359,15 @@ func TestContextDeadlineIsNotUnreachable(t *testing.T) {
 		t.Errorf("requests %v, want one with the caller's deadline %v", r, d)
 	}
 }
+
+// fakeDeadline is a context with a deadline on the fake clock, which
+// only the client's clock reaches.
+type fakeDeadline struct {
+	context.Context
+	d time.Time
+}
+
+func (c fakeDeadline) Deadline() (time.Time, bool) { return c.d, true }
 
 func TestWaitIsCappedAtHalfTheSocketTimeout(t *testing.T) {
 	c, ft, _ := newFakeClient(t, Options{Timeout: 4 * time.Second}, func(int, request) (answer, error) {

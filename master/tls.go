@@ -90,6 +90,47 @@ func (e *CertificateError) Unwrap() []error {
 	return []error{&rpc.Error{Kind: rpc.KindCertificate, Message: e.Err.Error()}, e.Err}
 }
 
+// TLSMismatchError says that the client and the node disagree on TLS:
+// the client spoke plain HTTP ([Options.Insecure]) to a node serving
+// TLS, which answered so, or TLS to a node serving plain HTTP, whose
+// answer to the ClientHello was not TLS. Retrying cannot change that, so
+// the procedure is not retried. It matches rpc.ErrTLSMismatch with
+// errors.Is.
+type TLSMismatchError struct {
+	// Node is the node's host:port.
+	Node string
+	// Procedure is the procedure that was being sent, e.g. "Version".
+	Procedure string
+	// NodeServesTLS is true when the node serves TLS and the client spoke
+	// plain HTTP; false for the other way round.
+	NodeServesTLS bool
+	// Err is the node's answer, or the TLS error.
+	Err error
+}
+
+// Error reads "node1:1811: Version: the node serves TLS, and this client
+// spoke plain HTTP: connect with TLS and a client certificate (noderpc
+// --cert, --key, --ca; Options.TLS), not --insecure".
+func (e *TLSMismatchError) Error() string {
+	if e.NodeServesTLS {
+		return fmt.Sprintf("%s: %s: the node serves TLS, and this client spoke plain HTTP: connect with TLS and a client certificate (noderpc --cert, --key, --ca; Options.TLS), not --insecure", e.Node, e.Procedure)
+	}
+	return fmt.Sprintf("%s: %s: the node serves plain HTTP (noded --insecure), and this client spoke TLS: connect with noderpc --insecure (Options.Insecure)", e.Node, e.Procedure)
+}
+
+// Unwrap returns the tls_mismatch kind and the cause.
+func (e *TLSMismatchError) Unwrap() []error {
+	return []error{&rpc.Error{Kind: rpc.KindTLSMismatch, Message: e.Err.Error()}, e.Err}
+}
+
+// plainHTTPAnswer reports whether err is a TLS handshake whose answer
+// was not TLS: the first record is not one, and reads as HTTP (noded
+// --insecure answers a ClientHello so) or as anything else plain.
+func plainHTTPAnswer(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh)
+}
+
 // certificateFailure returns the certificate error err is, or nil if it
 // is another transport failure.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -58,6 +59,9 @@ type admission struct {
 
 	// counts feeds /metrics; its zero value counts nothing.
 	counts admissionCounts
+	// log receives one short line per connection refused for speaking
+	// the wrong protocol (sniff.go).
+	log *slog.Logger
 
 	mu      sync.Mutex
 	perAddr map[netip.Addr]int
@@ -65,9 +69,13 @@ type admission struct {
 	freed   chan struct{} // closed and replaced each time a slot frees
 }
 
-func newAdmission(ln net.Listener, maxTotal, maxPerAddr int, wait time.Duration, tlsConfig *tls.Config, counts admissionCounts) *admission {
+func newAdmission(ln net.Listener, maxTotal, maxPerAddr int, wait time.Duration, tlsConfig *tls.Config, counts admissionCounts, log *slog.Logger) *admission {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	l := &admission{
 		counts:     counts,
+		log:        log,
 		ln:         ln,
 		maxTotal:   maxTotal,
 		maxPerAddr: maxPerAddr,
@@ -394,12 +402,16 @@ func remoteAddr(c net.Conn) netip.Addr {
 }
 
 // admittedConn is a connection admission counts; its Close gives the slot
-// back.
+// back. Its first read checks that the client speaks what noded serves
+// (sniff.go).
 type admittedConn struct {
 	net.Conn
 	addr      netip.Addr
 	owner     *admission
 	idleSince atomic.Int64 // UnixNano since it is idle; 0 while active
+	// sniffed is set once the first bytes have been checked. Only the
+	// goroutine serving the connection reads it.
+	sniffed bool
 }
 
 func (c *admittedConn) Close() error {

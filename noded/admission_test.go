@@ -25,7 +25,7 @@ func listenAdmission(t *testing.T, network, addr string, total, perAddr int) *ad
 	if err != nil {
 		t.Skipf("listening on %s %s: %v", network, addr, err)
 	}
-	return serveAdmission(t, newAdmission(raw, total, perAddr, time.Second, nil, admissionCounts{}))
+	return serveAdmission(t, newAdmission(raw, total, perAddr, time.Second, nil, admissionCounts{}, nil))
 }
 
 // serveAdmission accepts from ln until the test ends, then closes ln and
@@ -132,7 +132,7 @@ func TestAdmissionWaitsOffTheAcceptLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := serveAdmission(t, newAdmission(raw, 1, 1, time.Minute, testTLSConfig(t), admissionCounts{}))
+	a := serveAdmission(t, newAdmission(raw, 1, 1, time.Minute, testTLSConfig(t), admissionCounts{}, nil))
 	addr := a.ln.Addr().String()
 	nodetest.DialFrom(t, "127.0.0.2", addr)
 	held := a.expectAdmitted(t, "the one connection allowed")

@@ -233,7 +233,7 @@ func (d *Daemon) listen(counts admissionCounts) (*admission, error) {
 	}
 	// A connection that finds noded full waits for one of the holders'
 	// head timeout to pass, and a second more.
-	adm := newAdmission(ln, d.cfg.MaxConns, d.cfg.MaxConnsPerIP, d.cfg.HeadTimeout+time.Second, tlsConfig, counts)
+	adm := newAdmission(ln, d.cfg.MaxConns, d.cfg.MaxConnsPerIP, d.cfg.HeadTimeout+time.Second, tlsConfig, counts, d.log)
 	if d.cfg.AddrFile != "" {
 		// Through a rename, so a reader never sees half an address.
 		if err := renameio.WriteFile(d.cfg.AddrFile, []byte(addr+"\n"), 0o644); err != nil {

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -182,6 +183,7 @@ func (a *api) startFunction(ctx *fasthttp.RequestCtx, body []byte) {
 			AbortAfter: rpc.Duration(req.AbortAfter),
 			RequestID:  req.RequestID,
 			LogOffset:  req.LogOffset,
+			WakeOnLog:  req.WakeOnLog,
 		})
 	})
 }
@@ -394,6 +396,9 @@ func newServer(a *api, cfg *Config, adm *admission, log *slog.Logger) *fasthttp.
 		ConnState:       adm.connState,
 		Logger:          slogPrinter{log},
 		CloseOnShutdown: true,
+		// A malformed head is logged without the bytes that came: they
+		// are the client's, often binary, and up to headBufferSize long.
+		SecureErrorLogMessage: true,
 	}
 }
 
@@ -404,6 +409,23 @@ const bodyTimeout = 30 * time.Second
 // slogPrinter hands fasthttp's own log lines to slog.
 type slogPrinter struct{ log *slog.Logger }
 
+// Printf logs one line, cut to maxDetail bytes: what a client sent must
+// not make noded write long lines.
 func (p slogPrinter) Printf(format string, args ...any) {
-	p.log.Warn("http server", "detail", fmt.Sprintf(format, args...))
+	p.log.Warn("http server", "detail", clipDetail(fmt.Sprintf(format, args...)))
+}
+
+// maxDetail bounds the detail of a line fasthttp logs.
+const maxDetail = 300
+
+// clipDetail cuts s to maxDetail bytes, on a rune boundary, marking the cut.
+func clipDetail(s string) string {
+	if len(s) <= maxDetail {
+		return s
+	}
+	cut := maxDetail
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "... (cut)"
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -120,11 +121,17 @@ func TestTLSRefusesClients(t *testing.T) {
 		})
 	}
 
-	// Plain HTTP to the HTTPS port gets no answer at all.
+	// Plain HTTP to the HTTPS port is served nothing: it is told, in
+	// plain HTTP, that the port serves TLS.
 	resp, err := http.Get("http://" + n.Addr() + rpc.PathVersion)
-	if err == nil {
-		resp.Body.Close()
-		t.Errorf("plain HTTP GET %s answered %s; want the connection refused by the TLS handshake", rpc.PathVersion, resp.Status)
+	if err != nil {
+		t.Fatalf("plain HTTP GET %s: %v; want an answer saying the port serves TLS", rpc.PathVersion, err)
+	}
+	defer resp.Body.Close()
+	var er rpc.ErrorResponse
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(body, &er) != nil || er.Error == nil || er.Error.Kind != rpc.KindTLSMismatch {
+		t.Errorf("plain HTTP GET %s answered %s %s; want 400 tls_mismatch", rpc.PathVersion, resp.Status, body)
 	}
 }
 

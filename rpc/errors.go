@@ -21,6 +21,7 @@ const (
 	KindBusy            Kind = "busy"             // the limit of running calls is reached; retry later
 	KindShuttingDown    Kind = "shutting_down"    // the daemon is stopping and takes no new calls
 	KindForbidden       Kind = "forbidden"        // the caller's role may not use this procedure
+	KindTLSMismatch     Kind = "tls_mismatch"     // plain HTTP to a port serving TLS, or TLS to one serving plain HTTP
 	KindInternal        Kind = "internal"         // a bug or an unexpected system failure
 )
 
@@ -50,6 +51,7 @@ var (
 	ErrBusy            = &Error{Kind: KindBusy}
 	ErrShuttingDown    = &Error{Kind: KindShuttingDown}
 	ErrForbidden       = &Error{Kind: KindForbidden}
+	ErrTLSMismatch     = &Error{Kind: KindTLSMismatch}
 	ErrInternal        = &Error{Kind: KindInternal}
 	ErrFunctionFailed  = &Error{Kind: KindFunctionFailed}
 	ErrProtocolError   = &Error{Kind: KindProtocolError}
@@ -121,6 +123,7 @@ var statusOfKind = []struct {
 }{
 	{KindBadRequest, http.StatusBadRequest},
 	{KindForbidden, http.StatusForbidden},
+	{KindTLSMismatch, http.StatusBadRequest},
 	{KindUnknownFunction, http.StatusNotFound},
 	{KindUnknownCall, http.StatusNotFound},
 	{KindLost, http.StatusGone},

@@ -55,6 +55,10 @@ type StartRequest struct {
 	RequestID string `json:"request_id,omitempty"`
 	// LogOffset is the first log line the answer should carry.
 	LogOffset int `json:"log_offset,omitempty"`
+	// WakeOnLog makes the start also answer as soon as the function has
+	// written a log line past LogOffset, as in WaitRequest, so that a
+	// client shows the first lines live instead of after Timeout.
+	WakeOnLog bool `json:"wake_on_log,omitempty"`
 }
 
 // Validate reports a bad_request error for a request no daemon could run.

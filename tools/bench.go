@@ -131,13 +131,8 @@ func (o *benchOptions) check() error {
 }
 
 func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
-	if len(nodes) == 0 {
-		return a.commandUsageError("no NODE (host:port) given")
-	}
-	for _, n := range nodes {
-		if !isNode(n) {
-			return a.commandUsageError("%q is not a NODE (host:port)", n)
-		}
+	if err := checkNodes(nodes); err != nil {
+		return a.commandUsageError("%v", err)
 	}
 	if err := o.check(); err != nil {
 		return a.commandUsageError("%v", err)

@@ -180,7 +180,7 @@ func TestBenchUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"bench"}, "no NODE"},
-		{[]string{"bench", "nohost"}, `"nohost" is not a NODE`},
+		{[]string{"bench", "nohost"}, `NODE "nohost" has no port`},
 		{[]string{"bench", "--args", "{", "127.0.0.1:1"}, "--args is not valid JSON"},
 		{[]string{"bench", "--concurrency", "0", "127.0.0.1:1"}, "--concurrency must be at least 1"},
 		{[]string{"bench", "--rate", "-1", "127.0.0.1:1"}, "--rate must not be negative"},

@@ -28,8 +28,9 @@ terminal it shows the elapsed time and the function's log lines while it
 waits; otherwise the log lines go to stderr as they arrive (with --json,
 into the output).
 
---timeout, or Ctrl-C, ends the wait, not the function: noderpc then says
-which call is still running, to wait for or cancel.
+--timeout, or Ctrl-C, ends the wait, not the function, even during the
+start: noderpc then says which call is still running on which node, and
+prints the commands that wait for it or cancel it.
 
 Examples:
   noderpc --insecure call 127.0.0.1:1811 echo '{"hello": "node"}'
@@ -139,11 +140,8 @@ type callFlags struct {
 
 func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 	nodes, fn, rest := splitCall(args)
-	if len(nodes) == 0 {
-		return a.commandUsageError("no NODE (host:port) given")
-	}
-	if fn == "" {
-		return a.commandUsageError("no function name given after the nodes")
+	if err := callArgsError(args, nodes, fn); err != nil {
+		return a.commandUsageError("%v", err)
 	}
 	raw, err := a.fnArgs(rest)
 	if err != nil {
@@ -169,8 +167,8 @@ func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 }
 
 func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, keep bool) int {
-	if len(args) != 2 || !isNode(args[0]) {
-		return a.commandUsageError("want a NODE (host:port) and a call ID, got %q", args)
+	if err := nodeAndIDError(args); err != nil {
+		return a.commandUsageError("%v", err)
 	}
 	node, id := args[0], args[1]
 	if _, err := rpc.ParseCallID(id); err != nil {
@@ -258,33 +256,13 @@ func (p *resultPrinter) print(r master.Result) {
 	})
 }
 
-// printFailure prints why a node's call did not succeed, and how to wait
-// for it again if it may still be running.
-func (a *app) printFailure(r master.Result, timeout time.Duration) {
-	// The hint to wait again repeats --insecure only if this run used it:
-	// over TLS it would send the operator to a command that fails.
-	insecureFlag := ""
-	if a.insecure {
-		insecureFlag = "--insecure "
-	}
-	running := r.Call != nil && !r.Call.Finished
-	switch {
-	case running && errors.Is(r.Err, context.DeadlineExceeded) && timeout > 0:
-		fmt.Fprintf(a.stderr, "%s: call %s still running after --timeout %s\n", r.Node, r.Call.ID, timeout)
-	case running && errors.Is(r.Err, context.Canceled):
-		fmt.Fprintf(a.stderr, "%s: stopped waiting for call %s, which is still running\n", r.Node, r.Call.ID)
-	default:
-		fmt.Fprintln(a.stderr, r.Err)
-	}
-	if running {
-		fmt.Fprintf(a.stderr, "%s: wait for it with: noderpc %swait %s %s (or cancel it)\n", r.Node, insecureFlag, r.Node, r.Call.ID)
-	}
-}
-
 func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time.Duration, requestID string) int {
 	nodes, fn, rest := splitCall(args)
-	if len(nodes) != 1 || fn == "" {
-		return a.commandUsageError("want one NODE (host:port) and a function name, got %q", args)
+	if err := callArgsError(args, nodes, fn); err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	if len(nodes) != 1 {
+		return a.commandUsageError("start takes one NODE, got %d: %q", len(nodes), nodes)
 	}
 	raw, err := a.fnArgs(rest)
 	if err != nil {
@@ -324,15 +302,15 @@ func (a *app) start(ctx context.Context, args []string, timeout, abortAfter time
 		fmt.Fprintln(a.stdout, rec.ID)
 	}
 	if err != nil {
-		fmt.Fprintln(a.stderr, err)
+		a.printFailure(master.Result{Node: nodes[0], Call: rec, Err: err}, timeout)
 	}
 	return statusOf(err)
 }
 
 // nodeAndID checks the "NODE ID" arguments of cancel and release.
 func (a *app) nodeAndID(args []string) (*master.Client, string, int) {
-	if len(args) != 2 || !isNode(args[0]) {
-		return nil, "", a.commandUsageError("want a NODE (host:port) and a call ID, got %q", args)
+	if err := nodeAndIDError(args); err != nil {
+		return nil, "", a.commandUsageError("%v", err)
 	}
 	if _, err := rpc.ParseCallID(args[1]); err != nil {
 		return nil, "", a.commandUsageError("%v", err)

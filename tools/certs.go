@@ -95,7 +95,7 @@ func (a *app) certs(ctx context.Context, args []string) int {
 			a.cmd.printHelp(a.stdout, f.fs)
 			return ExitOK
 		}
-		return a.commandUsageError("%v", err)
+		return a.commandUsageError("%s", flagError(f.fs, err))
 	}
 	if f.days <= 0 {
 		return a.commandUsageError("--days must be > 0, got %d", f.days)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/noderpc/noderpc/master"
@@ -55,8 +56,18 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			a.usage(fs)
 			return ExitOK
 		}
-		return a.usageError("%v", err)
+		return a.globalFlagError(fs, err)
 	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "insecure":
+			if a.insecure {
+				a.connFlags = append(a.connFlags, "--insecure")
+			}
+		case "cert", "key", "ca":
+			a.connFlags = append(a.connFlags, "--"+f.Name, shellQuote(f.Value.String()))
+		}
+	})
 	if *version {
 		fmt.Fprintf(stdout, "noderpc %s (protocol %d)\n", rpc.Version, rpc.ProtocolVersion)
 		return ExitOK
@@ -78,7 +89,12 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			cmd.printHelp(stdout, cfs)
 			return ExitOK
 		}
-		return a.commandUsageError("%v", err)
+		if moved, kept, ok := misplacedGlobal(fs, err, rest); ok {
+			given := args[:len(args)-fs.NArg()]
+			fixed := append(append(append(append([]string{"noderpc"}, given...), moved...), name), kept...)
+			return a.commandUsageError("%s is a global flag: give it before the command, as in\n  %s", moved[0], shellJoin(fixed))
+		}
+		return a.commandUsageError("%s", flagError(cfs, err))
 	}
 	if !cmd.local {
 		if err := a.loadTLS(); err != nil {
@@ -113,6 +129,9 @@ type app struct {
 	socketTimeout    time.Duration
 	unreachableAfter time.Duration
 	maxAnswer        int64
+	// connFlags are the global flags given that say how nodes are
+	// reached, for the commands noderpc suggests running next.
+	connFlags []string
 }
 
 // options are the master.Options of the global flags: every procedure
@@ -148,8 +167,9 @@ func (a *app) usage(fs *flag.FlagSet) {
 
 noderpc calls functions on noded nodes, as a master does: every answer is
 bounded in time, and a node that does not answer is reported unreachable.
-NODE is host:port. Run noderpc COMMAND --help for a command's flags and
-examples.
+NODE is host:port (not a URL). Global flags come before COMMAND, the
+command's flags after it. Run noderpc COMMAND --help for a command's
+flags and examples.
 
 Commands:
 `)
@@ -171,6 +191,37 @@ Examples:
   noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 node_info
   noderpc --insecure --json calls 127.0.0.1:1811
 `)
+}
+
+// globalFlagError reports an error of the global flags; a flag that only
+// commands have is said to belong after its command.
+func (a *app) globalFlagError(fs *flag.FlagSet, err error) int {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return a.usageError("%s", flagError(fs, err))
+	}
+	var owners []string
+	for _, c := range commands {
+		cfs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.setup(cfs)
+		if cfs.Lookup(name) != nil {
+			owners = append(owners, c.name)
+		}
+	}
+	if len(owners) == 0 {
+		return a.usageError("unknown global flag --%s", name)
+	}
+	return a.usageError("--%s is a flag of %s, not a global flag: give it after the command, as in noderpc %s --%s ...",
+		name, strings.Join(owners, ", "), owners[0], name)
+}
+
+// shellJoin joins args into a command line a shell reads back as args.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, s := range args {
+		q[i] = shellQuote(s)
+	}
+	return strings.Join(q, " ")
 }
 
 func (a *app) usageError(format string, args ...any) int {

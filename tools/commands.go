@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 
 	"github.com/goccy/go-json"
@@ -122,11 +121,6 @@ func splitCall(args []string) (nodes []string, fn string, rest []string) {
 		fn, rest = args[i], args[i+1:]
 	}
 	return nodes, fn, rest
-}
-
-func isNode(s string) bool {
-	_, port, err := net.SplitHostPort(s)
-	return err == nil && port != ""
 }
 
 // fnArgs reads the optional ARGS_JSON argument: JSON, or "-" for stdin.

@@ -66,13 +66,8 @@ Example:
 // several nodes, and returns the clients in order; ok is false after a
 // usage error has been reported.
 func (a *app) eachNode(args []string, opts master.Options, do func(i int, c *master.Client)) (clients []*master.Client, status int, ok bool) {
-	if len(args) == 0 {
-		return nil, a.commandUsageError("no NODE (host:port) given"), false
-	}
-	for _, n := range args {
-		if !isNode(n) {
-			return nil, a.commandUsageError("%q is not a NODE (host:port)", n), false
-		}
+	if err := checkNodes(args); err != nil {
+		return nil, a.commandUsageError("%v", err), false
 	}
 	clients, err := a.clients(args, opts)
 	if err != nil {

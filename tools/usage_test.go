@@ -1,0 +1,47 @@
+package tools
+
+import (
+	"strings"
+	"testing"
+)
+
+// Usage errors say what is wrong with what was given and what to write
+// instead, at once and with exit status 2, without contacting a node.
+func TestUsageErrorsSayHowToFix(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"global flag after the command", []string{"call", "--insecure", "127.0.0.1:1811", "echo"},
+			// The fast flags of run come first.
+			"--insecure is a global flag: give it before the command, as in\n  noderpc --insecure --socket-timeout 1s --unreachable-after 2s --insecure call 127.0.0.1:1811 echo\n"},
+		{"global flag with a value after the command", []string{"ping", "--socket-timeout", "3s", "127.0.0.1:1811"},
+			"--unreachable-after 2s --socket-timeout 3s ping 127.0.0.1:1811\n"},
+		{"command flag before the command", []string{"--timeout", "5s", "call", "127.0.0.1:1811", "echo"},
+			"--timeout is a flag of call, start, wait, not a global flag: give it after the command"},
+		{"node without a port", []string{"call", "127.0.0.1", "echo"}, `NODE "127.0.0.1" has no port; give host:port, as in 127.0.0.1:1811`},
+		{"host name without a port", []string{"call", "node1", "echo", "{}"}, `NODE "node1" has no port; give host:port, as in node1:1811`},
+		{"node given as a URL", []string{"call", "http://127.0.0.1:1811", "echo"}, `NODE "http://127.0.0.1:1811" is a URL; give host:port alone, as in 127.0.0.1:1811`},
+		{"port out of range", []string{"call", "127.0.0.1:99999", "echo"}, `NODE "127.0.0.1:99999" has port "99999"; a port is a number from 1 to 65535`},
+		{"port out of range, ping", []string{"ping", "127.0.0.1:99999"}, `has port "99999"`},
+		{"port out of range, wait", []string{"wait", "127.0.0.1:0", "1:2:1700000000.000001:0123456789abcdef"}, `has port "0"`},
+		{"second node without a port", []string{"call", "127.0.0.1:1811", "10.0.0.2", "echo"}, `NODE "10.0.0.2" has no port`},
+		{"function name alone", []string{"call", "echo"}, `no NODE (host:port) given before the function name "echo", as in noderpc call 127.0.0.1:1811 echo`},
+		{"flag after the nodes", []string{"call", "127.0.0.1:1811", "--timeout", "5s", "echo"}, "flag --timeout after the nodes: flags come before them"},
+		{"duration without a unit", []string{"call", "--timeout", "5", "127.0.0.1:1811", "echo"}, `--timeout "5": a duration needs a unit: write 5s`},
+		{"global duration without a unit", []string{"--unreachable-after", "30", "ping", "127.0.0.1:1811"}, `--unreachable-after "30": a duration needs a unit: write 30s`},
+		{"not a duration", []string{"wait", "--timeout", "soon", "127.0.0.1:1811", "x"}, `--timeout "soon": want a duration with a unit, as in 300ms, 5s or 2m`},
+		{"not a number", []string{"call", "--concurrency", "many", "127.0.0.1:1811", "echo"}, `--concurrency "many": want a whole number`},
+		{"not a boolean", []string{"--json=maybe", "ping", "127.0.0.1:1811"}, `--json "maybe": want true or false`},
+		{"unknown command flag", []string{"call", "--nope", "127.0.0.1:1811", "echo"}, "unknown flag --nope"},
+		{"certs number", []string{"certs", "issue", "--dir", "d", "--days", "x", "--node", "n"}, `--days "x": want a whole number`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, "", tc.args...)
+			if code != ExitUsage || stdout != "" || !strings.Contains(stderr, tc.want) {
+				t.Errorf("noderpc %q = exit %d, stdout %q, stderr:\n%s\nwant exit %d and stderr saying %q", tc.args, code, stdout, stderr, ExitUsage, tc.want)
+			}
+		})
+	}
+}
