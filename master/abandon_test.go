@@ -159,7 +159,7 @@ func TestCallWithEndedContextStartsNothing(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || errors.As(err, &ab) {
 		t.Fatalf("Call with an ended ctx = %v, want context.Canceled and no call", err)
 	}
-	list, err := c.ListFunctions(context.Background())
+	list, err := c.ListCalls(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestCallEachCancelledDuringStartNamesEveryCall(t *testing.T) {
 	go func() { done <- CallEach(ctx, clients, "gated", nil, 0, CallOptions{CancelAbandoned: true}) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		list, err := clients[0].ListFunctions(context.Background())
+		list, err := clients[0].ListCalls(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

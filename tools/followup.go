@@ -18,7 +18,7 @@ func (a *app) printFailure(r master.Result, timeout time.Duration) {
 	switch {
 	case errors.As(r.Err, &ab) && ab.ID == "":
 		fmt.Fprintf(a.stderr, "%s: %s before the node said the call's ID; %s may be running (request_id %s): look for it with: %s\n",
-			r.Node, stoppedWaiting(r.Err, timeout), ab.FnName, ab.RequestID, a.command("--json list", r.Node))
+			r.Node, stoppedWaiting(r.Err, timeout), ab.FnName, ab.RequestID, a.command("--json calls", r.Node))
 	case errors.As(r.Err, &ab) && !ab.Cancelled && ab.State == rpc.StateRunning:
 		fmt.Fprintf(a.stderr, "%s: %s; %s is still running on %s\n", r.Node, stoppedWaiting(r.Err, timeout), callName(ab.ID, ab.FnName), r.Node)
 		a.printFollowUp(r.Node, ab.ID)

@@ -34,9 +34,9 @@ func runningCall(t *testing.T, c *master.Client, fn string) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		list, err := c.ListFunctions(context.Background())
+		list, err := c.ListCalls(context.Background())
 		if err != nil {
-			t.Fatalf("ListFunctions: %v", err)
+			t.Fatalf("ListCalls: %v", err)
 		}
 		for _, s := range list {
 			if s.FnName == fn && s.State == rpc.StateRunning {
@@ -125,7 +125,7 @@ func TestInterruptBeforeTheIDIsKnown(t *testing.T) {
 	if code := <-done; code != ExitFailed {
 		t.Errorf("exit %d, want %d", code, ExitFailed)
 	}
-	want := regexp.MustCompile(`^` + regexp.QuoteMeta(fake.Addr) + `: interrupted before the node said the call's ID; echo may be running \(request_id [0-9a-f-]{36}\): look for it with: noderpc --insecure --json list ` + regexp.QuoteMeta(fake.Addr) + "\n$")
+	want := regexp.MustCompile(`^` + regexp.QuoteMeta(fake.Addr) + `: interrupted before the node said the call's ID; echo may be running \(request_id [0-9a-f-]{36}\): look for it with: noderpc --insecure --json calls ` + regexp.QuoteMeta(fake.Addr) + "\n$")
 	if !want.MatchString(stderr.String()) {
 		t.Errorf("stderr %q, want it to match %s", stderr.String(), want)
 	}
