@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -98,25 +99,54 @@ var commandLineOnly = map[string]bool{
 }
 
 // ParseFlags parses noded's command line, with the configuration file it
-// names (or the default one, when it exists) under it. Usage text and
-// flag errors go to stderr. A bad command line or file is a *UsageError;
-// --help is flag.ErrHelp. The flag set is returned for --print-config.
-func ParseFlags(args []string, stderr io.Writer) (Config, *flag.FlagSet, error) {
+// names (or the default one, when it exists) under it. --help writes the
+// usage to help and returns flag.ErrHelp. A bad command line or file is
+// a *UsageError and writes nothing: its one line says what is wrong, not
+// the whole usage around it. The flag set is returned for --print-config.
+func ParseFlags(args []string, help io.Writer) (Config, *flag.FlagSet, error) {
 	var c Config
 	fs := flag.NewFlagSet("noded", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	c.flags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {} // the flag package would call it for errors too
 	if err := c.parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(help)
+			fmt.Fprint(help, usage)
+			fs.PrintDefaults()
 			return c, fs, err
 		}
-		return c, fs, &UsageError{err}
+		return c, fs, &UsageError{withWant(fs, err)}
 	}
 	return c, fs, nil
+}
+
+// badValue matches the flag package's error for a value its flag does not
+// parse, which ends in a bare "parse error".
+var badValue = regexp.MustCompile(`^invalid value ".*" for flag -([a-z-]+): `)
+
+// withWant adds to a flag's parse error what the flag wants.
+func withWant(fs *flag.FlagSet, err error) error {
+	m := badValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[1])
+	if f == nil {
+		return err
+	}
+	var want string
+	switch f.Value.(flag.Getter).Get().(type) {
+	case time.Duration:
+		want = `a duration with its unit, such as "500ms", "10s" or "15m"`
+	case int, int64, uint, uint64:
+		want = "an integer"
+	case bool:
+		want = "true or false, as --" + f.Name + "=false"
+	default:
+		return err
+	}
+	return fmt.Errorf("%w; want %s", err, want)
 }
 
 const usage = `Usage: noded [flags]

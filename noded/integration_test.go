@@ -784,6 +784,9 @@ func (d *node) rawTooLarge(tb testing.TB, rest string) {
 	if err := json.Unmarshal(body, &er); err != nil || er.Error == nil || resp.StatusCode != http.StatusRequestEntityTooLarge || er.Error.Kind != rpc.KindTooLarge {
 		tb.Fatalf("PUT %s with %q: status %d %s, want 413 too_large", rpc.PathStartFunction, clip(rest), resp.StatusCode, body)
 	}
+	if !strings.Contains(er.Error.Message, "--max-request") || !strings.Contains(er.Error.Message, "bytes") {
+		tb.Errorf("PUT %s with %q: %q, want the message to name the limit and the flag that sets it", rpc.PathStartFunction, clip(rest), er.Error.Message)
+	}
 }
 
 // TestBusy: past --max-running a start answers 503 busy with Retry-After,
@@ -1066,6 +1069,8 @@ func TestCommandLine(t *testing.T) {
 		{"not loopback", []string{"--insecure", "--listen", "0.0.0.0:0"}, 2, "loopback"},
 		{"bad max-running", []string{"--insecure", "--listen", "127.0.0.1:0", "--max-running", "0"}, 2, "--max-running"},
 		{"arguments", []string{"--insecure", "extra"}, 2, "extra"},
+		{"bad integer", []string{"--insecure", "--max-running", "many"}, 2, "-max-running"},
+		{"bad duration", []string{"--insecure", "--max-wait", "5"}, 2, "-max-wait"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1073,6 +1078,11 @@ func TestCommandLine(t *testing.T) {
 			status, out := runNoded(t, tt.args...)
 			if status != tt.wantStatus || !strings.Contains(out, tt.wantOut) {
 				t.Errorf("noded %q: status %d output:\n%s\nwant status %d and %q in the output", tt.args, status, out, tt.wantStatus, tt.wantOut)
+			}
+			// A refused command line says what is wrong in one line and
+			// where the flags are, without the whole usage around it.
+			if tt.wantStatus == 2 && (strings.Contains(out, "Usage:") || strings.Count(out, "\n") > 2 || !strings.Contains(out, "Run noded --help")) {
+				t.Errorf("noded %q printed:\n%s\nwant one line saying what is wrong and a hint to run noded --help", tt.args, out)
 			}
 		})
 	}
