@@ -89,9 +89,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 // returns nil once all are reaped. Each receive from reload reloads the
 // certificates. Run is called once.
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
-	if n := jobs.KillOrphans(d.log); n > 0 {
-		d.log.Info("killed processes left by earlier daemons", "count", n)
-	}
+	jobs.KillOrphans(d.log)
 	m := newMetrics()
 	table, err := jobs.New(d.jobsConfig(m))
 	if err != nil {
