@@ -146,3 +146,23 @@ func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c
 func (c *fakeClock) set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
 func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
+
+// TestFunctionsRunInTheDaemonsDirectory: a function's working directory
+// is noded's own, the state directory the unit sets, not /.
+func TestFunctionsRunInTheDaemonsDirectory(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	script := "#!/bin/sh\ncat >/dev/null\nprintf '\"%s\"' \"$(pwd)\"\n"
+	if err := os.WriteFile(filepath.Join(functionsDir(tb), "pwd"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := start(t, tb, StartOptions{Fn: "pwd", Timeout: 30 * time.Second})
+	want, _ := json.Marshal(wd)
+	if c.State != rpc.StateSucceeded || string(c.Result) != string(want) {
+		t.Errorf("pwd = %s %s %v, want %s, the daemon's working directory", c.State, c.Result, c.Error, want)
+	}
+}
