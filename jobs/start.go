@@ -169,7 +169,7 @@ func (t *Table) launch(spec Spec, o StartOptions) (*call, error) {
 // cannot be made falls back to the process group for that call rather
 // than failing it. An error that says the kernel refused the cgroup
 // itself is retried without one; if that works, calls are contained by
-// process group until the back-off ends (see containment). Any other
+// process group until the back-off ends (see cgroupState). Any other
 // error is the call's.
 func (t *Table) spawn(spec Spec) (*process, error) {
 	var cg *cgroup

@@ -45,7 +45,7 @@ type Table struct {
 	cgroups     *cgroups // nil when calls are contained by process groups only
 	// contain says whether the kernel lately refused to start a process
 	// in a call's cgroup; calls then use process groups only for a while.
-	contain containment
+	contain cgroupState
 	// startProcess starts one function process; spawn, but for tests
 	// that need a real error of the kernel at a moment of their choice.
 	startProcess func(spec Spec, cg *cgroup, tag string) (*process, error)

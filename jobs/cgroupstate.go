@@ -18,9 +18,9 @@ const (
 	cgroupRetryMax = 10 * time.Minute
 )
 
-// containment is what a table knows of whether the kernel lets it start
+// cgroupState is what a table knows of whether the kernel lets it start
 // calls in cgroups of their own: refused, and when to try again.
-type containment struct {
+type cgroupState struct {
 	mu      sync.Mutex
 	refused bool
 	retryAt time.Time
@@ -29,7 +29,7 @@ type containment struct {
 
 // tryCgroup reports whether the next call should be started in a cgroup:
 // not while a refusal's back-off runs.
-func (s *containment) tryCgroup(now time.Time) bool {
+func (s *cgroupState) tryCgroup(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return !s.refused || !now.Before(s.retryAt)
@@ -37,7 +37,7 @@ func (s *containment) tryCgroup(now time.Time) bool {
 
 // refuse records a refusal at now and returns the back-off until the
 // next try.
-func (s *containment) refuse(now time.Time) time.Duration {
+func (s *cgroupState) refuse(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.backoff = min(max(2*s.backoff, cgroupRetryMin), cgroupRetryMax)
@@ -48,7 +48,7 @@ func (s *containment) refuse(now time.Time) time.Duration {
 
 // accept records a call started in its cgroup, and reports whether that
 // ends a refusal.
-func (s *containment) accept() bool {
+func (s *cgroupState) accept() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	was := s.refused
@@ -57,7 +57,7 @@ func (s *containment) accept() bool {
 }
 
 // isRefused reports whether calls are being started without cgroups.
-func (s *containment) isRefused() bool {
+func (s *cgroupState) isRefused() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.refused
