@@ -149,23 +149,35 @@ func reapStaleCgroups(log *slog.Logger) int {
 		if !ok || !e.IsDir() || alive(tag) {
 			continue
 		}
-		dir := filepath.Join(base, e.Name())
-		calls, _ := os.ReadDir(dir)
-		for _, c := range calls {
-			if c.IsDir() {
-				g := &cgroup{path: filepath.Join(dir, c.Name()), fd: -1}
-				killed += len(g.procs())
-				g.kill()
-				if err := g.remove(); err != nil {
-					log.Warn("removing the cgroup of an earlier daemon's call", "cgroup", g.path, "err", err)
-				}
-			}
-		}
-		if err := os.Remove(dir); err == nil {
-			log.Info("killed what was left of an earlier daemon's calls", "cgroup", dir, "calls", len(calls))
-		}
+		pids, calls := reapDaemonCgroups(log, filepath.Join(base, e.Name()))
+		killed += len(pids)
+		log.Info("killed what was left of an earlier daemon's calls", "cgroup", filepath.Join(base, e.Name()), "calls", calls, "pids", pids)
 	}
 	return killed
+}
+
+// reapDaemonCgroups kills the processes in the call cgroups under dir, of
+// a daemon that no longer runs, and removes them and dir. It returns the
+// PIDs it found and how many calls' cgroups there were: the
+// subdirectories, not the control files around them.
+func reapDaemonCgroups(log *slog.Logger, dir string) (pids []int, calls int) {
+	entries, _ := os.ReadDir(dir)
+	for _, c := range entries {
+		if !c.IsDir() {
+			continue
+		}
+		calls++
+		g := &cgroup{path: filepath.Join(dir, c.Name()), fd: -1}
+		pids = append(pids, g.procs()...)
+		g.kill()
+		if err := g.remove(); err != nil {
+			log.Warn("removing the cgroup of an earlier daemon's call", "cgroup", g.path, "err", err)
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("removing the cgroup of an earlier daemon", "cgroup", dir, "err", err)
+	}
+	return pids, calls
 }
 
 // create makes the cgroup for one function process and opens it for

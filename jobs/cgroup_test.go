@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -99,7 +101,8 @@ func TestStaleCgroupsOfADeadDaemonAreKilled(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- orphan.cmd.Wait() }()
 
-	if n := KillOrphans(slog.New(slog.DiscardHandler)); n < 1 {
+	var logged syncBuffer
+	if n := KillOrphans(slog.New(slog.NewTextHandler(&logged, nil))); n < 1 {
 		t.Errorf("KillOrphans = %d, want at least the process in the stale cgroup", n)
 	}
 	select {
@@ -107,6 +110,11 @@ func TestStaleCgroupsOfADeadDaemonAreKilled(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		orphan.kill()
 		t.Fatal("the process in a dead daemon's cgroup was not killed")
+	}
+	// One call's cgroup, with its control files around it, is one call.
+	want := fmt.Sprintf("cgroup=%s calls=1 pids=[%d]", stale.dir, orphan.pid)
+	if !strings.Contains(logged.String(), want) {
+		t.Errorf("KillOrphans logged:\n%s\nwant a line with %q", logged.String(), want)
 	}
 	if _, err := os.Stat(stale.dir); !os.IsNotExist(err) {
 		t.Errorf("stale cgroup directory %s still exists (%v)", stale.dir, err)
@@ -160,4 +168,23 @@ func TestCgroupRefusedFallsBack(t *testing.T) {
 	if got := tb.Containment(); got != ContainProcessGroup {
 		t.Errorf("Containment() after the kernel refused a cgroup = %s, want process-group", got)
 	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger that may write from several
+// goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -12,23 +12,25 @@ import (
 // KillOrphans kills what earlier daemons on this host left running: the
 // call cgroups of daemons that no longer run, and every process marked
 // (DaemonEnv) by such a daemon. It returns how many processes it
-// signalled. A daemon calls it once before it makes its table; New kills
-// nothing, so a process may hold several tables.
+// signalled, and logs each it killed, by PID. A daemon calls it once
+// before it makes its table; New kills nothing, so a process may hold
+// several tables.
 func KillOrphans(log *slog.Logger) int {
 	n := reapStaleCgroups(log)
 	pids, err := orphans()
 	if err != nil {
 		log.Warn("looking for processes of earlier daemons", "err", err)
 	}
+	var killed []int
 	for _, pid := range pids {
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			n++
+			killed = append(killed, pid)
 		}
 	}
-	if n > 0 {
-		log.Info("killed processes left by earlier daemons", "count", n)
+	if len(killed) > 0 {
+		log.Info("killed processes left by earlier daemons", "count", len(killed), "pids", killed)
 	}
-	return n
+	return n + len(killed)
 }
 
 // orphans returns the PIDs of the processes marked by a daemon that no

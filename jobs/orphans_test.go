@@ -40,14 +40,25 @@ func TestKillOrphans(t *testing.T) {
 	orphan, orphanExited := startMarked(t, deadTag)
 	live, _ := startMarked(t, liveTag)
 
+	// A noded that starts meanwhile, of a test of another package, kills
+	// the orphan too: then it is not this process's to find.
+	killedElsewhere := func() bool {
+		select {
+		case err := <-orphanExited:
+			orphanExited <- err
+			return true
+		default:
+			return false
+		}
+	}
 	pids, err := orphans()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(pids, orphan.pid) || slices.Contains(pids, live.pid) {
+	if (!slices.Contains(pids, orphan.pid) && !killedElsewhere()) || slices.Contains(pids, live.pid) {
 		t.Errorf("orphans() = %v, want %d (marked %s) and not %d (marked %s, this process)", pids, orphan.pid, deadTag, live.pid, liveTag)
 	}
-	if n := KillOrphans(slog.New(slog.DiscardHandler)); n < 1 {
+	if n := KillOrphans(slog.New(slog.DiscardHandler)); n < 1 && !killedElsewhere() {
 		t.Errorf("KillOrphans = %d, want at least the one orphan", n)
 	}
 	select {

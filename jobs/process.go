@@ -53,7 +53,10 @@ func spawn(spec Spec, cg *cgroup, tag string) (*process, error) {
 	if tag != "" {
 		cmd.Env = append(cmd.Env, DaemonEnv+"="+tag)
 	}
-	cmd.Dir = "/"
+	// cmd.Dir is left empty: a function runs in noded's working
+	// directory, which the operator chooses (the unit's
+	// WorkingDirectory=, the state directory /var/lib/noded), so that
+	// a function's relative paths land where the guide says.
 	// Plain *os.File stdio means os/exec starts no copying goroutines and
 	// Wait returns as soon as the process exits, even if a grandchild
 	// still holds a pipe open.

@@ -2,8 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
-	"syscall"
 	"time"
 
 	"github.com/goccy/go-json"
@@ -145,7 +143,7 @@ func (t *Table) launch(spec Spec, o StartOptions) (*call, error) {
 	if p == nil {
 		var err error
 		if p, err = t.spawn(spec); err != nil {
-			return nil, spawnError(o.Fn, err)
+			return nil, spawnError(o.Fn, spec.Path, err)
 		}
 	}
 	t.cfg.Observer.CallStarted(o.Fn, time.Since(before))
@@ -170,39 +168,42 @@ func (t *Table) launch(spec Spec, o StartOptions) (*call, error) {
 }
 
 // spawn starts a function process, in a cgroup of its own when the table
-// has cgroups. A cgroup that cannot be made falls back to the process
-// group for that call rather than failing it.
+// has cgroups and the kernel has not lately refused one. A cgroup that
+// cannot be made falls back to the process group for that call rather
+// than failing it. An error that says the kernel refused the cgroup
+// itself is retried without one; if that works, calls are contained by
+// process group until the back-off ends (see cgroupState). Any other
+// error is the call's.
 func (t *Table) spawn(spec Spec) (*process, error) {
 	var cg *cgroup
-	if t.cgroups != nil && !t.cgroupsRefused.Load() {
+	if t.cgroups != nil && t.contain.tryCgroup(t.cfg.Now()) {
 		var err error
 		if cg, err = t.cgroups.create(); err != nil {
 			t.cfg.Logger.Warn("starting a call without its own cgroup", "fn", spec.Name, "err", err)
 		}
 	}
-	p, err := spawn(spec, cg, t.tag)
-	if err != nil && cg != nil {
-		cg.remove()
-		// Try once more without the cgroup. If that works, the kernel
-		// refused the cgroup itself (a parent with controllers enabled
-		// and processes of its own, say): contain calls by process group
-		// from now on rather than fail them.
-		if p, err2 := spawn(spec, nil, t.tag); err2 == nil {
-			if t.cgroupsRefused.CompareAndSwap(false, true) {
-				t.cfg.Logger.Warn("the kernel refuses to start calls in their own cgroup; containing them by process group only", "err", err)
-			}
-			return p, nil
+	p, err := t.startProcess(spec, cg, t.tag)
+	switch {
+	case err == nil && cg != nil:
+		if t.contain.accept() {
+			t.cfg.Logger.Info("the kernel starts calls in their own cgroup again; containing them by cgroup", "fn", spec.Name)
 		}
+		return p, nil
+	case err == nil:
+		return p, nil
+	case cg == nil:
+		return nil, err
 	}
-	return p, err
-}
-
-// spawnError is the request error for a function process that could not
-// be started. Out of PIDs, threads or memory for now is busy, because a
-// retry later may well succeed; anything else is internal.
-func spawnError(fn string, err error) *rpc.Error {
-	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM) {
-		return rpc.Errorf(rpc.KindBusy, "function %s: this node cannot start another process now: %v", fn, err)
+	cg.remove()
+	if !refusesCgroup(err) {
+		return nil, err
 	}
-	return rpc.Errorf(rpc.KindInternal, "function %s: %v", fn, err)
+	p, err2 := t.startProcess(spec, nil, t.tag)
+	if err2 != nil {
+		return nil, err2
+	}
+	retry := t.contain.refuse(t.cfg.Now())
+	t.cfg.Logger.Warn("the kernel refuses to start calls in their own cgroup; containing them by process group only until cgroups are tried again",
+		"fn", spec.Name, "err", err, "retry_in", retry.String())
+	return p, nil
 }

@@ -18,7 +18,6 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/noderpc/noderpc/rpc"
@@ -44,9 +43,12 @@ type Table struct {
 	tag         string   // the DaemonEnv mark of this table's processes
 	pool        *pool    // nil without Warm
 	cgroups     *cgroups // nil when calls are contained by process groups only
-	// cgroupsRefused is set once the kernel refused to start a process
-	// in a call's cgroup; calls then use process groups only.
-	cgroupsRefused atomic.Bool
+	// contain says whether the kernel lately refused to start a process
+	// in a call's cgroup; calls then use process groups only for a while.
+	contain cgroupState
+	// startProcess starts one function process; spawn, but for tests
+	// that need a real error of the kernel at a moment of their choice.
+	startProcess func(spec Spec, cg *cgroup, tag string) (*process, error)
 }
 
 // New returns an empty table. Its IDs carry this process's PID and the
@@ -72,6 +74,8 @@ func New(cfg Config) (*Table, error) {
 		byRequest: make(map[string]*call),
 		pending:   make(map[string]chan struct{}),
 		tag:       tag,
+
+		startProcess: spawn,
 	}
 	if containment != ContainProcessGroup {
 		cg, err := newCgroups(tag)
@@ -89,9 +93,11 @@ func New(cfg Config) (*Table, error) {
 	return t, nil
 }
 
-// Containment reports how calls are contained: cgroup or process-group.
+// Containment reports how calls are contained now: cgroup, or
+// process-group where cgroups are unavailable or the kernel lately
+// refused one (they are tried again after a back-off).
 func (t *Table) Containment() Containment {
-	if t.cgroups != nil && !t.cgroupsRefused.Load() {
+	if t.cgroups != nil && !t.contain.isRefused() {
 		return ContainCgroup
 	}
 	return ContainProcessGroup

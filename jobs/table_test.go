@@ -600,10 +600,10 @@ func TestSpawnError(t *testing.T) {
 	}{
 		{&os.SyscallError{Syscall: "fork/exec", Err: syscall.EAGAIN}, rpc.KindBusy},
 		{fmt.Errorf("starting x: %w", syscall.ENOMEM), rpc.KindBusy},
-		{fmt.Errorf("starting x: %w", syscall.EACCES), rpc.KindInternal},
+		{fmt.Errorf("starting x: %w", syscall.EIO), rpc.KindInternal},
 	}
 	for _, tt := range tests {
-		if got := spawnError("f", tt.err); got.Kind != tt.want || !strings.Contains(got.Message, tt.err.Error()) {
+		if got := spawnError("f", "/nonexistent/f", tt.err); got.Kind != tt.want || !strings.Contains(got.Message, tt.err.Error()) {
 			t.Errorf("spawnError(%v) = %v, want kind %s quoting the cause", tt.err, got, tt.want)
 		}
 	}

@@ -23,7 +23,7 @@ func TestAnswersAreStrict(t *testing.T) {
 		{"a field of a newer node", `{"version":"1.2.3","protocol":1,"boot_id":"b","pid":7,"cgroup":{"v":2}}`, ""},
 		{"duplicate key", `{"version":"1.2.3","protocol":1,"protocol":2}`, `duplicate key "protocol"`},
 		{"key in capitals", `{"VERSION":"1.2.3"}`, "keys are case-sensitive"},
-		{"wrong type", `{"pid":"7"}`, "pid: want an integer, got a string"},
+		{"wrong type", `{"pid":"7"}`, `pid: want an integer, got the string "7"`},
 		{"invalid UTF-8", "{\"version\":\"\xff\"}", "invalid UTF-8"},
 		{"two objects", `{"pid":7}{"pid":8}`, "after the JSON value"},
 	}

@@ -97,11 +97,16 @@ func (a *api) readChunked(stream io.Reader, path string, limit int) (body []byte
 	}
 }
 
+// tooLarge is the error for a body over its path's limit, saying what
+// sets the limit: --max-request for StartFunction, whose fn_args may be
+// large; a fixed bound for the others, whose bodies are a few fields.
 func tooLarge(path string, limit int) error {
 	if path == rpc.PathStartFunction {
-		return rpc.Errorf(rpc.KindTooLarge, "the request body is larger than %d bytes, noded's --max-request", limit)
+		return rpc.Errorf(rpc.KindTooLarge, "the request body is larger than %d bytes, noded's --max-request "+
+			"(max-request in its configuration file): send smaller fn_args, or raise the limit on the node", limit)
 	}
-	return rpc.Errorf(rpc.KindTooLarge, "the body of %s is larger than the %d bytes it may have", path, limit)
+	return rpc.Errorf(rpc.KindTooLarge, "the body of %s is larger than %d bytes, a fixed bound of noded "+
+		"(only StartFunction's, --max-request, can be raised)", path, limit)
 }
 
 func busyBodies() error {

@@ -1,7 +1,6 @@
 package noded
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,12 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sort"
+	"regexp"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/pelletier/go-toml/v2"
 
 	"github.com/noderpc/noderpc/jobs"
 )
@@ -98,25 +94,54 @@ var commandLineOnly = map[string]bool{
 }
 
 // ParseFlags parses noded's command line, with the configuration file it
-// names (or the default one, when it exists) under it. Usage text and
-// flag errors go to stderr. A bad command line or file is a *UsageError;
-// --help is flag.ErrHelp. The flag set is returned for --print-config.
-func ParseFlags(args []string, stderr io.Writer) (Config, *flag.FlagSet, error) {
+// names (or the default one, when it exists) under it. --help writes the
+// usage to help and returns flag.ErrHelp. A bad command line or file is
+// a *UsageError and writes nothing: its one line says what is wrong, not
+// the whole usage around it. The flag set is returned for --print-config.
+func ParseFlags(args []string, help io.Writer) (Config, *flag.FlagSet, error) {
 	var c Config
 	fs := flag.NewFlagSet("noded", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	c.flags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {} // the flag package would call it for errors too
 	if err := c.parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(help)
+			fmt.Fprint(help, usage)
+			fs.PrintDefaults()
 			return c, fs, err
 		}
-		return c, fs, &UsageError{err}
+		return c, fs, &UsageError{withWant(fs, err)}
 	}
 	return c, fs, nil
+}
+
+// badValue matches the flag package's error for a value its flag does not
+// parse, which ends in a bare "parse error".
+var badValue = regexp.MustCompile(`^invalid value ".*" for flag -([a-z-]+): `)
+
+// withWant adds to a flag's parse error what the flag wants.
+func withWant(fs *flag.FlagSet, err error) error {
+	m := badValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[1])
+	if f == nil {
+		return err
+	}
+	var want string
+	switch f.Value.(flag.Getter).Get().(type) {
+	case time.Duration:
+		want = `a duration with its unit, such as "500ms", "10s" or "15m"`
+	case int, int64, uint, uint64:
+		want = "an integer"
+	case bool:
+		want = "true or false, as --" + f.Name + "=false"
+	default:
+		return err
+	}
+	return fmt.Errorf("%w; want %s", err, want)
 }
 
 const usage = `Usage: noded [flags]
@@ -199,151 +224,6 @@ func (c *Config) parse(set *flag.FlagSet, args []string) error {
 		return fmt.Errorf("configuration file %s: %w", c.ConfigFile, err)
 	}
 	return nil
-}
-
-// applyConfig sets the flags of fs from a TOML document whose keys are
-// flag names, except those in skip (given on the command line). Unknown
-// keys and values of the wrong type are errors: a typo in a key must not
-// silently leave the default in force.
-func applyConfig(fs *flag.FlagSet, data []byte, skip map[string]bool) error {
-	var doc map[string]any
-	if err := toml.Unmarshal(data, &doc); err != nil {
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			row, col := de.Position()
-			return fmt.Errorf("line %d, column %d: %v", row, col, de.Error())
-		}
-		return err
-	}
-	keys := make([]string, 0, len(doc))
-	for k := range doc {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var errs []error
-	for _, k := range keys {
-		f := fs.Lookup(k)
-		if f == nil || commandLineOnly[k] {
-			errs = append(errs, fmt.Errorf("unknown key %q (the keys are the flag names of noded --help, without the dashes, except %s)", k, strings.Join(sortedKeys(commandLineOnly), ", ")))
-			continue
-		}
-		if skip[k] {
-			continue
-		}
-		text, err := flagText(f, doc[k])
-		if err == nil {
-			if serr := fs.Set(k, text); serr != nil {
-				err = fmt.Errorf("invalid value %q: %v", text, serr)
-			}
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("key %q: %v", k, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// flagText turns a TOML value into the text its flag parses, insisting on
-// the TOML type that matches the flag's: a duration is a string like
-// "10s", a number is an integer, a switch is true or false.
-func flagText(f *flag.Flag, v any) (string, error) {
-	var want any
-	if g, ok := f.Value.(flag.Getter); ok {
-		want = g.Get()
-	}
-	switch want.(type) {
-	case bool:
-		if b, ok := v.(bool); ok {
-			return strconv.FormatBool(b), nil
-		}
-		return "", fmt.Errorf("want true or false, got %s", tomlType(v))
-	case time.Duration:
-		if s, ok := v.(string); ok {
-			return s, nil
-		}
-		return "", fmt.Errorf("want a duration string such as \"10s\" or \"15m\", got %s", tomlType(v))
-	case int, int64, uint, uint64:
-		if n, ok := v.(int64); ok {
-			return strconv.FormatInt(n, 10), nil
-		}
-		return "", fmt.Errorf("want an integer, got %s", tomlType(v))
-	case float64:
-		switch n := v.(type) {
-		case float64:
-			return strconv.FormatFloat(n, 'g', -1, 64), nil
-		case int64:
-			return strconv.FormatInt(n, 10), nil
-		}
-		return "", fmt.Errorf("want a number, got %s", tomlType(v))
-	default:
-		// Strings, and flag types that parse text of their own.
-		if s, ok := v.(string); ok {
-			return s, nil
-		}
-		return "", fmt.Errorf("want a string, got %s", tomlType(v))
-	}
-}
-
-func tomlType(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case map[string]any:
-		return "a table (the file is flat: key = value lines only)"
-	case []any:
-		return "an array"
-	default:
-		return fmt.Sprintf("a %T", v)
-	}
-}
-
-// writeConfig writes the values of fs's flags as a configuration file that
-// applyConfig reads back to the same values, each key under its help text.
-func writeConfig(w io.Writer, fs *flag.FlagSet) error {
-	var buf bytes.Buffer
-	buf.WriteString("# noded configuration: every key is the flag of the same name (noded --help);\n# a flag given on the command line wins over its key here.\n")
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || commandLineOnly[f.Name] {
-			return
-		}
-		var v any = f.Value.String()
-		if g, ok := f.Value.(flag.Getter); ok {
-			switch x := g.Get().(type) {
-			case bool, int, int64, uint, uint64, float64:
-				v = x
-			}
-		}
-		// Marshalling a one-key table quotes strings the TOML way.
-		line, merr := toml.Marshal(map[string]any{f.Name: v})
-		if merr != nil {
-			err = fmt.Errorf("flag %s: %w", f.Name, merr)
-			return
-		}
-		_, usage := flag.UnquoteUsage(f)
-		fmt.Fprintf(&buf, "\n# %s\n", usage)
-		buf.Write(line)
-	})
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(buf.Bytes())
-	return err
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // check reports flag values no daemon could run with.
@@ -446,11 +326,21 @@ func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: readableDuration}
 	if c.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// readableDuration writes a duration as Go does ("713.77ms", "2m3s") in
+// either log format: slog's JSON handler would write bare nanoseconds,
+// and a duration should read the same in the journal and in a shipper.
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // tlsFiles returns the files of c's TLS identity.

@@ -233,3 +233,21 @@ func writeFile(t *testing.T, text string) string {
 	}
 	return path
 }
+
+// TestLogDurationsReadable: a duration reads as Go writes it in both log
+// formats, never as bare nanoseconds.
+func TestLogDurationsReadable(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		c := Config{LogFormat: format, LogLevel: "info"}
+		log, err := c.Logger(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("call finished", "duration", 713770*time.Microsecond)
+		want := map[string]string{"text": "duration=713.77ms", "json": `"duration":"713.77ms"`}[format]
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("--log-format %s wrote %q, want %s", format, buf.String(), want)
+		}
+	}
+}

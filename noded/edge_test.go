@@ -65,8 +65,8 @@ func TestStrictBodies(t *testing.T) {
 		t.Errorf("a start without a timeout answered %q, want the message to name timeout", e.Message)
 	}
 	e, _ = d.requestError(t, http.MethodPut, rpc.PathStartFunction, `{"fn_name":"echo","timeout":"5"}`, 400, rpc.KindBadRequest)
-	if !strings.Contains(e.Message, "timeout: want a number of seconds, got a string") {
-		t.Errorf(`a start with "timeout":"5" answered %q, want it to name the field and the type`, e.Message)
+	if !strings.Contains(e.Message, `timeout: want a number of seconds, got the string "5"; write the number without quotes: 5`) {
+		t.Errorf(`a start with "timeout":"5" answered %q, want it to name the field, the type and how to write it`, e.Message)
 	}
 }
 

@@ -71,7 +71,7 @@ func Main(reg *backend.Registry) int {
 // runCommand parses args and runs the daemon until ctx ends. --version,
 // --print-config and --check-config answer on stdout and return.
 func runCommand(ctx context.Context, reg *backend.Registry, args []string, reload <-chan struct{}, stdout, stderr io.Writer) error {
-	cfg, fs, err := ParseFlags(args, stderr)
+	cfg, fs, err := ParseFlags(args, stdout)
 	if err != nil {
 		return err
 	}

@@ -89,9 +89,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 // returns nil once all are reaped. Each receive from reload reloads the
 // certificates. Run is called once.
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
-	if n := jobs.KillOrphans(d.log); n > 0 {
-		d.log.Info("killed processes left by earlier daemons", "count", n)
-	}
+	jobs.KillOrphans(d.log)
 	m := newMetrics()
 	fns := &functions.Resolver{Registry: d.reg, Dir: d.cfg.FunctionsDir}
 	table, err := jobs.New(d.jobsConfig(m, fns))
@@ -129,7 +127,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		},
 	}
 	srv := newServer(a, &d.cfg, ln, d.log)
-	d.logServing(ln.Addr().String(), a.version.BootID)
+	d.logServing(ln.Addr().String(), a.version.BootID, table.Containment())
 	// The listening socket already queues connections, so noded is ready
 	// for systemd, and for units ordered after it, from here on.
 	if err := d.notify.notify("READY=1", "STATUS=serving on "+ln.Addr().String()); err != nil {
@@ -244,14 +242,17 @@ func (d *Daemon) listen(counts admissionCounts) (*admission, error) {
 	return adm, nil
 }
 
-func (d *Daemon) logServing(addr, bootID string) {
+// logServing says noded serves, and how: TLS or not, and how calls are
+// contained (cgroup or process-group), which the operator needs to know
+// to trust that no process outlives its call.
+func (d *Daemon) logServing(addr, bootID string, containment jobs.Containment) {
 	if d.certs == nil {
 		d.log.Warn("serving plain HTTP without authentication (--insecure)", "addr", addr)
 	} else {
 		d.log.Info("serving HTTPS to clients with a certificate of the cluster CA",
 			append([]any{"addr", addr, "client_ca", d.cfg.ClientCA}, certAttrs(d.certs.current())...)...)
 	}
-	d.log.Info("noded serving", "addr", addr, "version", rpc.Version, "pid", os.Getpid(), "boot_id", bootID)
+	d.log.Info("noded serving", "addr", addr, "version", rpc.Version, "pid", os.Getpid(), "boot_id", bootID, "containment", containment)
 }
 
 // jobsConfig is the job table's configuration: cfg's limits, the

@@ -434,3 +434,34 @@ func runtimeVersion(t *testing.T) string {
 	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), ": ")
 	return v
 }
+
+// TestGuideConfiguration follows doc/operations.md's install: the
+// configuration file written with --print-config and the node's
+// certificate files passes --check-config, and the same file with
+// insecure = true is refused, saying to drop one or the other.
+func TestGuideConfiguration(t *testing.T) {
+	t.Parallel()
+	files := nodetest.NewPKI(t).NodeTLS(t, "node1.example.com", "10.0.0.1")
+	conf := filepath.Join(t.TempDir(), "noded.conf")
+	out, err := exec.Command(nodetest.Noded(t), "--config", "", "--print-config", "--listen", "0.0.0.0:1811",
+		"--cert", files.Cert, "--key", files.Key, "--client-ca", files.ClientCA).Output()
+	if err != nil {
+		t.Fatalf("noded --print-config: %v", err)
+	}
+	if err := os.WriteFile(conf, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := runNoded(t, "--config", conf, "--check-config"); status != 0 || !strings.Contains(out, "configuration is valid") {
+		t.Errorf("noded --check-config of the file the guide writes: status %d, %s; want 0, valid", status, out)
+	}
+	insecure := strings.Replace(string(out), "insecure = false", "insecure = true", 1)
+	if insecure == string(out) {
+		t.Fatalf("--print-config wrote no line insecure = false:\n%s", out)
+	}
+	if err := os.WriteFile(conf, []byte(insecure), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := runNoded(t, "--config", conf, "--check-config"); status != 2 || !strings.Contains(out, "drop one or the other") {
+		t.Errorf("noded --check-config with insecure = true and certificates: status %d, %s; want 2, saying to drop one", status, out)
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // maxDepth bounds how deeply arrays and objects nest. No body of the wire
@@ -151,7 +153,7 @@ func (s *scanner) value(sh *shape) error {
 		return s.fail(at, "%s, want a value", quoteByte(c))
 	}
 	if sh != nil && kind != jsNull && sh.takes&kind == 0 {
-		return s.fail(at, "want %s, got %s", sh.want, kindName(kind))
+		return s.fail(at, "want %s, got %s", sh.want, s.mismatch(kind, sh))
 	}
 	switch kind {
 	case jsObject:
@@ -182,6 +184,45 @@ func (s *scanner) value(sh *shape) error {
 	}
 	s.pos += len(lit)
 	return nil
+}
+
+// mismatch describes the value at s.pos, of kind, that sh does not take:
+// a string is quoted, and one that holds a number or a duration where a
+// number is wanted says how to write it, since that is the usual slip
+// ("timeout": "5" or "5s" for 5).
+func (s *scanner) mismatch(kind valueKind, sh *shape) string {
+	switch {
+	case kind == jsBool && s.data[s.pos] == 't':
+		return "true"
+	case kind == jsBool:
+		return "false"
+	case kind != jsString:
+		return kindName(kind)
+	}
+	raw, escaped, err := s.str()
+	if err != nil || escaped {
+		return kindName(kind)
+	}
+	text := string(raw)
+	got := fmt.Sprintf("the string %q", clipText(text, 40))
+	if sh.takes&jsNumber == 0 {
+		return got
+	}
+	if _, err := strconv.ParseFloat(text, 64); err == nil {
+		return got + "; write the number without quotes: " + text
+	}
+	if d, err := time.ParseDuration(text); err == nil && strings.HasSuffix(sh.want, " seconds") {
+		return got + "; write a number of seconds without quotes: " + strconv.FormatFloat(d.Seconds(), 'g', -1, 64)
+	}
+	return got
+}
+
+// clipText shortens s to at most n bytes, marking the cut.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func kindName(k valueKind) string {

@@ -77,8 +77,10 @@ func TestDecodeStrictness(t *testing.T) {
 		{"keys of fn_args are free", `{"fn_name":"x","timeout":0,"fn_args":{"FN_NAME":1,"bogus":2}}`, ""},
 
 		// Types.
-		{"timeout as a string", `{"timeout":"5"}`, "timeout: want a number of seconds, got a string (at byte 11)"},
-		{"abort_after as true", `{"fn_name":"x","abort_after":true}`, "abort_after: want a number of seconds, got true or false (at byte 29)"},
+		{"timeout as a string", `{"timeout":"5"}`, "timeout: want a number of seconds, got the string \"5\"; write the number without quotes: 5 (at byte 11)"},
+		{"timeout as a duration", `{"timeout":"1m30s"}`, "timeout: want a number of seconds, got the string \"1m30s\"; write a number of seconds without quotes: 90 (at byte 11)"},
+		{"timeout as words", `{"timeout":"soon"}`, "timeout: want a number of seconds, got the string \"soon\" (at byte 11)"},
+		{"abort_after as true", `{"fn_name":"x","abort_after":true}`, "abort_after: want a number of seconds, got true (at byte 29)"},
 		{"fn_name as a number", `{"fn_name":1}`, "fn_name: want a string, got a number (at byte 11)"},
 		{"log_offset with a fraction", `{"fn_name":"x","log_offset":1.5}`, "log_offset: want an integer, got 1.5 (at byte 28)"},
 		{"log_offset with an exponent", `{"fn_name":"x","log_offset":1e2}`, "log_offset: want an integer, got 1e2 (at byte 28)"},
@@ -176,7 +178,7 @@ func TestIgnoreUnknownFields(t *testing.T) {
 		{"still strict syntax", `{"id":"a","new":01}`, "leading zero in a number (at byte 17)"},
 		{"still no duplicates", `{"id":"a","new":{"b":1,"b":2}}`, `duplicate key "b" (at byte 23)`},
 		{"still case-sensitive", `{"ID":"a"}`, `key "ID" is not "id": keys are case-sensitive (at byte 1)`},
-		{"still typed", `{"id":"a","error":{"exit_code":"3"}}`, "error.exit_code: want an integer, got a string (at byte 31)"},
+		{"still typed", `{"id":"a","error":{"exit_code":"3"}}`, "error.exit_code: want an integer, got the string \"3\"; write the number without quotes: 3 (at byte 31)"},
 		{"typed inside arrays", `{"log":["a",2]}`, "log[1]: want a string, got a number (at byte 12)"},
 	}
 	for _, tt := range tests {
@@ -248,7 +250,7 @@ func TestShapes(t *testing.T) {
 		{`{"-":1}`, `unknown field "-" (at byte 1)`},
 		{`{"unexported":1}`, `unknown field "unexported" (at byte 1)`},
 		{`{"d":5}`, "d: want a string, got a number (at byte 5)"},
-		{`{"m":{"k":"v"}}`, `m["k"]: want an integer, got a string (at byte 10)`},
+		{`{"m":{"k":"v"}}`, `m["k"]: want an integer, got the string "v" (at byte 10)`},
 		{`{"bytes":[1,2]}`, "bytes: want a base64 string, got an array (at byte 9)"},
 		{`{"deep":{"f":1}}`, `deep: unknown field "f" (at byte 9)`},
 		{`{"a":-1,"deep":{"e":-1}}`, "deep.e: want an integer >= 0, got -1 (at byte 20)"},
@@ -280,7 +282,7 @@ func TestRecursiveType(t *testing.T) {
 	var v tree
 	body := `{"kids":[{"kids":[{"n":"x"}]}]}`
 	err := UnmarshalStrict([]byte(body), &v, RefuseUnknownFields)
-	if want := "kids[0].kids[0].n: want an integer, got a string (at byte 23)"; err == nil || err.Error() != want {
+	if want := "kids[0].kids[0].n: want an integer, got the string \"x\" (at byte 23)"; err == nil || err.Error() != want {
 		t.Errorf("UnmarshalStrict(%s) = %v, want %q", body, err, want)
 	}
 }
