@@ -32,6 +32,7 @@ var families = map[string]family{
 	"noded_start_requests_in_flight":      {"gauge", "StartFunction requests being answered."},
 	"noded_wait_requests_in_flight":       {"gauge", "WaitForFunction requests being answered."},
 	"noded_start_time_seconds":            {"gauge", "When this daemon started, in Unix seconds."},
+	"noded_containment":                   {"gauge", "1 for the mode new calls are contained in now (cgroup or process-group), 0 for the other."},
 	"noded_connections_open":              {"gauge", "Connections admitted now."},
 	"noded_connections_limit":             {"gauge", "The most connections admitted at once (max-conns)."},
 	"noded_connections_refused_total":     {"counter", "Connections refused at the listener, by the limit that refused them."},

@@ -88,6 +88,18 @@ func (m *daemonMetrics) watch(t *jobs.Table, maxRunning int) {
 	m.set.NewGauge("noded_warm_processes_idle", func() float64 { return float64(t.WarmIdle()) })
 	started := float64(t.Started().UnixNano()) / 1e9
 	m.set.NewGauge("noded_start_time_seconds", func() float64 { return started })
+	// One series per mode, 1 for the mode calls start in now: under
+	// --containment auto a kernel that refuses cgroups turns calls to
+	// process groups, which a grandchild may escape, and an operator
+	// should see it before a leaked process does.
+	for _, mode := range []jobs.Containment{jobs.ContainCgroup, jobs.ContainProcessGroup} {
+		m.set.NewGauge(`noded_containment{mode=`+labelValue(string(mode))+`}`, func() float64 {
+			if t.Containment() == mode {
+				return 1
+			}
+			return 0
+		})
+	}
 }
 
 // connectionCounts returns the counters connection admission feeds.

@@ -171,3 +171,28 @@ func undocumented(text, doc string) []string {
 	}
 	return missing
 }
+
+// TestContainmentMetric: /metrics says which containment new calls start
+// in, one series per mode, 1 for the mode in force.
+func TestContainmentMetric(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"cgroup", "process-group"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			d := startNoded(t, "--containment", mode)
+			a, err := d.roundTrip(http.MethodGet, "/metrics", nil)
+			if err != nil || a.status != http.StatusOK {
+				t.Fatalf("GET /metrics = %v, %d %s", err, a.status, a.body)
+			}
+			for _, m := range []string{"cgroup", "process-group"} {
+				want := `noded_containment{mode="` + m + `"} 0`
+				if m == mode {
+					want = `noded_containment{mode="` + m + `"} 1`
+				}
+				if !strings.Contains(string(a.body), "\n"+want+"\n") {
+					t.Errorf("/metrics under --containment %s lacks the line %s", mode, want)
+				}
+			}
+		})
+	}
+}
