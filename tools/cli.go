@@ -96,6 +96,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return a.commandUsageError("%s", flagError(cfs, err))
 	}
+	if code, ok := a.flagAfterArgs(fs, cfs, args); ok {
+		return code
+	}
 	if !cmd.local {
 		if err := a.loadTLS(); err != nil {
 			return a.usageError("%v", err)
@@ -222,6 +225,41 @@ func shellJoin(args []string) string {
 		q[i] = shellQuote(s)
 	}
 	return strings.Join(q, " ")
+}
+
+// flagAfterArgs refuses a flag given after a command's arguments, which
+// the flag package leaves among them, saying where it goes instead
+// (see trailingFlag); ok is false if there is none. args are all of
+// noderpc's, global is parsed and cmd too.
+func (a *app) flagAfterArgs(global, cmd *flag.FlagSet, args []string) (code int, ok bool) {
+	rest := cmd.Args()
+	name, isGlobal, found := trailingFlag(global, cmd, rest)
+	if !found || a.cmd.local { // certs reads its subcommands' flags itself
+
+		return 0, false
+	}
+	fs := cmd
+	if isGlobal {
+		fs = global
+	}
+	moved, kept, _ := takeFlag(fs, name, rest)
+	givenGlobal := args[:len(args)-global.NArg()]
+	cmdArgs := global.Args()[1:]
+	givenCmd := cmdArgs[:len(cmdArgs)-len(rest)]
+	fixed := append([]string{"noderpc"}, givenGlobal...)
+	where := "the command"
+	if isGlobal {
+		fixed = append(append(append(fixed, moved...), a.cmd.name), givenCmd...)
+	} else {
+		fixed = append(append(append(fixed, a.cmd.name), givenCmd...), moved...)
+		where = "the arguments"
+	}
+	fixed = append(fixed, kept...)
+	kind := "a global flag"
+	if !isGlobal {
+		kind = "a flag of " + a.cmd.name
+	}
+	return a.commandUsageError("%s is %s: give it before %s, as in\n  %s", moved[0], kind, where, shellJoin(fixed)), true
 }
 
 func (a *app) usageError(format string, args ...any) int {

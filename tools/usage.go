@@ -109,13 +109,19 @@ func misplacedGlobal(global *flag.FlagSet, err error, args []string) (moved, res
 	if !found || global.Lookup(name) == nil {
 		return nil, nil, false
 	}
+	return takeFlag(global, name, args)
+}
+
+// takeFlag returns the first flag name of fs in args, with its value,
+// and the args without them; ok is false if args hold no such flag.
+func takeFlag(fs *flag.FlagSet, name string, args []string) (moved, rest []string, ok bool) {
 	for i, arg := range args {
 		bare := strings.TrimLeft(arg, "-")
 		if !strings.HasPrefix(arg, "-") || (bare != name && !strings.HasPrefix(bare, name+"=")) {
 			continue
 		}
 		n := 1
-		if b, isBool := global.Lookup(name).Value.(interface{ IsBoolFlag() bool }); bare == name && !(isBool && b.IsBoolFlag()) && i+1 < len(args) {
+		if b, isBool := fs.Lookup(name).Value.(interface{ IsBoolFlag() bool }); bare == name && !(isBool && b.IsBoolFlag()) && i+1 < len(args) {
 			n = 2 // --flag value
 		}
 		moved = append(moved, args[i:i+n]...)
@@ -123,6 +129,32 @@ func misplacedGlobal(global *flag.FlagSet, err error, args []string) (moved, res
 		return moved, rest, true
 	}
 	return nil, nil, false
+}
+
+// trailingFlag returns the name of the first flag, global or of the
+// command, among the command's arguments, where the flag package no
+// longer reads flags ("noderpc ping NODE --json"): taken for a NODE,
+// ARGS_JSON or an ID, it would be refused for what it is not. Values
+// that merely start with "-" (a negative number as ARGS_JSON, "-" for
+// stdin) name no flag; "--" ends the search.
+func trailingFlag(global, cmd *flag.FlagSet, args []string) (name string, isGlobal, ok bool) {
+	for _, arg := range args {
+		if arg == "--" {
+			break
+		}
+		if !strings.HasPrefix(arg, "-") {
+			continue
+		}
+		name, _, _ = strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		switch {
+		case name == "":
+		case cmd.Lookup(name) != nil:
+			return name, false, true
+		case global.Lookup(name) != nil:
+			return name, true, true
+		}
+	}
+	return "", false, false
 }
 
 // callArgsError checks the "NODE... FN" of call and start, as split by
