@@ -24,7 +24,9 @@ import (
 // not reached the node starts then, so that the outcome is the same
 // either way: one call, whose ID is here. Only when the node does not
 // answer that either is ID empty; the call may then be running, and a
-// start with RequestID finds it.
+// start with RequestID finds it. A start none of whose attempts can have
+// reached the node (connections refused, or answered busy) started
+// nothing, and is not repeated: its error is ctx's alone.
 type AbandonedCallError struct {
 	// Node is the node's host:port.
 	Node string

@@ -70,7 +70,9 @@ type LogLine struct {
 // returns the last record it got along with the error, and its ID is the
 // call to wait for again or to cancel. When ctx ends first, even during
 // the start, the error is an [*AbandonedCallError] (matching ctx's error
-// with errors.Is) that names the node and the call's ID. The function is
+// with errors.Is) that names the node and the call's ID; unless no
+// attempt of the start can have reached the node, in which case no call
+// exists and the error is ctx's alone. The function is
 // not cancelled for the caller unless opts.CancelAbandoned: giving up
 // waiting is not stopping the work.
 func (c *Client) Call(ctx context.Context, fn string, args any, opts CallOptions) (*rpc.Call, error) {

@@ -219,8 +219,8 @@ func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.
 	}
 	req.Timeout = c.capWait(req.Timeout)
 	var rec rpc.Call
-	attempts, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec)
-	if err != nil && attempts > 0 && isCtxErr(err) {
+	unanswered, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec)
+	if err != nil && unanswered && isCtxErr(err) {
 		return c.recoverStart(ctx, req, err)
 	}
 	if err != nil {
@@ -261,8 +261,8 @@ func (c *Client) CancelFunction(ctx context.Context, id string) (*rpc.Call, erro
 // answered unknown_call after an earlier attempt got no answer is taken as
 // done: the earlier attempt is what released it.
 func (c *Client) ReleaseFunction(ctx context.Context, id string) error {
-	attempts, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathReleaseFunction, c.policies.Release, &rpc.IDRequest{ID: id}, nil)
-	if attempts > 1 && errors.Is(err, rpc.ErrUnknownCall) {
+	unanswered, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathReleaseFunction, c.policies.Release, &rpc.IDRequest{ID: id}, nil)
+	if unanswered && errors.Is(err, rpc.ErrUnknownCall) {
 		return nil
 	}
 	return err
@@ -313,22 +313,25 @@ func (c *Client) capWait(seconds float64) float64 {
 
 // invoke runs one procedure under its retry policy: it encodes in, sends
 // it until an attempt is answered or the policy gives up, and decodes a
-// 2xx answer into out (when out is not nil). It returns how many attempts
-// it sent.
-func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in, out any) (int, error) {
+// 2xx answer into out (when out is not nil). It also reports whether an
+// attempt may have reached the node without its answer being read: one
+// cut short by ctx, or one that failed after its connection was made.
+// Attempts the node answered (busy, say) and connections that were never
+// made (refused, dial timeout) did nothing on the node.
+func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in, out any) (unanswered bool, err error) {
 	proc := strings.TrimPrefix(path, "/")
 	if c.offline.Load() {
-		return 0, fmt.Errorf("%s: %s: %w", c.node, proc, ErrOffline)
+		return false, fmt.Errorf("%s: %s: %w", c.node, proc, ErrOffline)
 	}
 	if err := ctx.Err(); err != nil {
 		// Sent now, the request would go on without its caller.
-		return 0, fmt.Errorf("%s: %s: %w", c.node, proc, err)
+		return false, fmt.Errorf("%s: %s: %w", c.node, proc, err)
 	}
 	var body []byte
 	if in != nil {
 		var err error
 		if body, err = rpc.Marshal(in); err != nil {
-			return 0, fmt.Errorf("%s: %s: encoding the request: %w", c.node, proc, rpc.Errorf(rpc.KindBadRequest, "%v", err))
+			return false, fmt.Errorf("%s: %s: encoding the request: %w", c.node, proc, rpc.Errorf(rpc.KindBadRequest, "%v", err))
 		}
 	}
 	clk := c.opts.clock
@@ -351,32 +354,33 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 		switch {
 		case ctx.Err() != nil || (byCtx && isTimeout(err)):
 			// The caller's deadline, not the node, ended the attempt.
-			return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, ctxErr(ctx))
+			return unanswered || !neverSent(err), fmt.Errorf("%s: %s: %w", c.node, proc, ctxErr(ctx))
 		case err != nil:
+			unanswered = unanswered || !neverSent(err)
 			final, retry := c.transportFailure(proc, err, deadline.Sub(now))
 			if final != nil {
-				return attempt, final
+				return unanswered, final
 			}
 			lastErr = retry
 		default:
 			c.lastReply.Store(clk.Now().UnixNano())
 			if a.status/100 == 2 {
 				if out == nil || len(a.body) == 0 {
-					return attempt, nil
+					return unanswered, nil
 				}
 				// Strict syntax, but a newer node may add fields.
 				if err := rpc.UnmarshalStrict(a.body, out, rpc.IgnoreUnknownFields); err != nil {
-					return attempt, fmt.Errorf("%s: %s: %w", c.node, proc,
+					return unanswered, fmt.Errorf("%s: %s: %w", c.node, proc,
 						rpc.Errorf(rpc.KindProtocolError, "node answered HTTP %d with a malformed body: %v", a.status, err))
 				}
-				return attempt, nil
+				return unanswered, nil
 			}
 			rerr := decodeError(a)
 			if rerr.Kind == rpc.KindTLSMismatch {
-				return attempt, &TLSMismatchError{Node: c.node, Procedure: proc, NodeServesTLS: c.opts.Insecure, Err: rerr}
+				return unanswered, &TLSMismatchError{Node: c.node, Procedure: proc, NodeServesTLS: c.opts.Insecure, Err: rerr}
 			}
 			if rerr.Kind != rpc.KindBusy {
-				return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, rerr)
+				return unanswered, fmt.Errorf("%s: %s: %w", c.node, proc, rerr)
 			}
 			lastErr, retryAfter = rerr, a.retryAfter
 		}
@@ -384,13 +388,21 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 		elapsed := clk.Now().Sub(start)
 		delay := max(pol.backoff(attempt, c.opts.randN), retryAfter)
 		if attempt >= pol.MaxAttempts || !clk.Now().Add(delay).Before(giveUp) {
-			return attempt, c.gaveUp(proc, attempt, elapsed, lastErr)
+			return unanswered, c.gaveUp(proc, attempt, elapsed, lastErr)
 		}
 		c.log.Debug("retrying", "node", c.node, "procedure", proc, "attempt", attempt, "delay", delay, "err", lastErr)
 		if err := clk.Sleep(ctx, delay); err != nil {
-			return attempt, fmt.Errorf("%s: %s: %w", c.node, proc, err)
+			return unanswered, fmt.Errorf("%s: %s: %w after %d attempts, the last: %s", c.node, proc, err, attempt, describeTransport(lastErr))
 		}
 	}
+}
+
+// neverSent reports whether err, an attempt's failure, came before the
+// request could leave: the connection to the node was refused, or not
+// made in time. Such an attempt did nothing on the node.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &op) && op.Op == "dial")
 }
 
 // transportFailure sorts the failure of an attempt that waited up to
