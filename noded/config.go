@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/jobs"
+	"github.com/noderpc/noderpc/noded/functions"
 )
 
 // Config is everything noded can be told on its command line or in its
@@ -275,6 +276,9 @@ func (c *Config) validate() error {
 	if err := checkListen(c.Listen); err != nil {
 		return err
 	}
+	if err := checkFunctionsDir(c.FunctionsDir); err != nil {
+		return err
+	}
 	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
 	switch {
 	case c.Insecure && given:
@@ -285,6 +289,36 @@ func (c *Config) validate() error {
 		return errors.New("noded serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
 			"(keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME), " +
 			"or --insecure to serve plain HTTP on a loopback --listen address")
+	}
+	return nil
+}
+
+// checkFunctionsDir refuses a --functions-dir that exists but cannot be
+// read as a directory: a file, a symlink loop, one noded may not list.
+// Served, it would make every executable function unknown and leave
+// noderpc functions listing none, without a word of why. A missing
+// directory is fine: the node has no executable functions until it is
+// made.
+func checkFunctionsDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("--functions-dir %q: %v; give a directory noded can read", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("--functions-dir %q is %s, not a directory: give the directory that holds the function files, each named after its function", dir, functions.FileType(fi.Mode()))
+	}
+	d, err := os.Open(dir)
+	if err == nil {
+		_, err = d.ReadDir(1)
+		d.Close()
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("--functions-dir %q cannot be read: %v; give a directory noded can read", dir, err)
 	}
 	return nil
 }

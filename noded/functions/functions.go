@@ -135,7 +135,7 @@ func executable(dir, name string) (string, error) {
 		path = target
 	}
 	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
+		return "", fmt.Errorf("%s is %s, not a regular file", path, FileType(fi.Mode()))
 	}
 	if fi.Mode().Perm()&0o111 == 0 {
 		return "", fmt.Errorf("%s is not executable (mode %v; chmod +x it to make it a function)", path, fi.Mode().Perm())
@@ -172,4 +172,26 @@ func trusted(path string, fi fs.FileInfo) error {
 func inside(dir, path string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// FileType names the type of a file of mode in words, for messages:
+// "a directory", "a FIFO", ...; a mode string would read "d---------".
+func FileType(mode fs.FileMode) string {
+	switch t := mode.Type(); {
+	case t == 0:
+		return "a regular file"
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeSymlink != 0:
+		return "a symlink"
+	case t&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "a special file"
 }

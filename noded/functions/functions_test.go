@@ -80,7 +80,7 @@ func TestResolve(t *testing.T) {
 		{name: "owner-only", want: jobs.Spec{Name: "owner-only", Path: filepath.Join(dir, "owner-only")}},
 		{name: "inside-link", want: jobs.Spec{Name: "inside-link", Path: filepath.Join(dir, "lib", "real")}},
 		{name: "notes.txt", wantKind: rpc.KindUnknownFunction, wantMsg: "not executable"},
-		{name: "subdir", wantKind: rpc.KindUnknownFunction, wantMsg: "not a regular file"},
+		{name: "subdir", wantKind: rpc.KindUnknownFunction, wantMsg: "is a directory, not a regular file"},
 		{name: "dir-link", wantKind: rpc.KindUnknownFunction, wantMsg: "not a regular file"},
 		{name: "escape-abs", wantKind: rpc.KindUnknownFunction, wantMsg: "outside the functions directory"},
 		{name: "escape-rel", wantKind: rpc.KindUnknownFunction, wantMsg: "outside the functions directory"},
