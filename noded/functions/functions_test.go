@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-json"
 
@@ -282,5 +284,26 @@ func TestResolveRefusesWritableByOthers(t *testing.T) {
 	}
 	if _, err := f.Resolve("ok"); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
 		t.Errorf("Resolve(ok) in a world-writable directory = %v, want refused", err)
+	}
+}
+
+// TestExecFormatDoesNotBlockOnAFIFO: a function file replaced by a FIFO
+// after it was checked does not hold a listing that reads its first
+// bytes.
+func TestExecFormatDoesNotBlockOnAFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- execFormat(fifo) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		// Unblock the open so the goroutine ends with the test.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("execFormat of a FIFO still blocks after 10s")
 	}
 }
