@@ -70,13 +70,18 @@ func execProblem(path string, err error) string {
 }
 
 // readHead returns the first bytes of the file at path, enough for a
-// "#!" line or an ELF header; nothing if it cannot be read.
+// "#!" line or an ELF header; nothing if it cannot be read, or if it is
+// no longer a regular file: a function file replaced by a FIFO (exec
+// then fails EACCES) must not hold the start until a writer comes.
 func readHead(path string) []byte {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
 	buf := make([]byte, 256)
 	n, _ := io.ReadFull(f, buf)
 	return buf[:n]
