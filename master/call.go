@@ -192,7 +192,7 @@ func (c *Client) release(ctx context.Context, id string) {
 	// A caller whose ctx ended just as the call finished still gets the
 	// release sent; the retry policy bounds it.
 	if err := c.ReleaseFunction(context.WithoutCancel(ctx), id); err != nil {
-		c.log.Warn("release failed; the node drops the call after its retention period", "node", c.node, "call", id, "err", err)
+		c.log.Warn("release failed; the node drops the call after its retention period", "node", c.node, "call_id", id, "err", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -116,4 +117,19 @@ func runningCalls(t *testing.T, c *Client) []rpc.CallSummary {
 		}
 	}
 	return running
+}
+
+// A failed release is logged with the call's ID under call_id, as every
+// line about a call is.
+func TestReleaseFailureLogsCallID(t *testing.T) {
+	n := nodetest.Start(t, nodetest.Options{})
+	var log strings.Builder
+	opts := testOptions()
+	opts.Logger = slog.New(slog.NewTextHandler(&log, nil)) // release logs from this goroutine
+	c := newClient(t, n.Addr(), opts)
+	const id = "1:2:1700000000.000001:0123456789abcdef" // of a daemon long gone
+	c.release(context.Background(), id)
+	if got := log.String(); !strings.Contains(got, "release failed") || !strings.Contains(got, "call_id="+id) {
+		t.Errorf("log of a failed release = %q, want call_id=%s", got, id)
+	}
 }
