@@ -53,3 +53,16 @@ func TestUsageErrorsSayHowToFix(t *testing.T) {
 		})
 	}
 }
+
+// Arguments that merely start with "-" are not flags: a negative number
+// as ARGS_JSON, "-" for stdin.
+func TestDashArgumentsAreNotFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"call", "127.0.0.1:1", "echo", "-1"},
+		{"start", "127.0.0.1:1", "echo", "-"},
+	} {
+		if code, _, stderr := run(t, "", args...); code == ExitUsage {
+			t.Errorf("noderpc %q = usage error %s, want the call attempted", args, stderr)
+		}
+	}
+}
