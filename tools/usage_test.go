@@ -61,7 +61,7 @@ func TestDashArgumentsAreNotFlags(t *testing.T) {
 		{"call", "127.0.0.1:1", "echo", "-1"},
 		{"start", "127.0.0.1:1", "echo", "-"},
 	} {
-		if code, _, stderr := run(t, "", args...); code == ExitUsage {
+		if code, _, stderr := run(t, "[1]", args...); code == ExitUsage {
 			t.Errorf("noderpc %q = usage error %s, want the call attempted", args, stderr)
 		}
 	}
