@@ -25,7 +25,7 @@ P-256). Keep ca.key off the nodes: whoever holds it can mint a master.
 
 certs issue --dir DIR --node NAME writes DIR/NAME.crt and DIR/NAME.key,
 signed by DIR/ca.key: a node certificate serves noded (server auth; its
-names are NAME and 127.0.0.1, and every --san). --master NAME issues a
+names are NAME, 127.0.0.1 and ::1, and every --san). --master NAME issues a
 client certificate that may call every procedure; --observer NAME one
 that may only read (Version, ListFunctions, ListCalls, WaitForFunction,
 /metrics).

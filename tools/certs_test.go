@@ -50,7 +50,7 @@ func TestCertsIssue(t *testing.T) {
 		wantIPs  []string
 		wantDays int
 	}{
-		{"node1.example.com", rpc.RoleNode, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "10.0.0.1"}, ca.DefaultCertDays},
+		{"node1.example.com", rpc.RoleNode, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "::1", "10.0.0.1"}, ca.DefaultCertDays},
 		{"master1", rpc.RoleMaster, nil, nil, ca.DefaultCertDays},
 		{"monitoring", rpc.RoleObserver, nil, nil, 7},
 	} {

@@ -130,7 +130,7 @@ type IssueRequest struct {
 	// (server auth), a master or observer one calls it (client auth).
 	Role rpc.Role
 	// SANs are further DNS names or IP addresses of the certificate. A
-	// node's Name and 127.0.0.1 are always among its names.
+	// node's Name, 127.0.0.1 and ::1 are always among its names.
 	SANs []string
 	// NotBefore is when the certificate starts to be valid. Zero means
 	// now, less five minutes of clock skew; a time given is taken as it is.
@@ -203,9 +203,9 @@ func leafTemplate(r IssueRequest, v validity) (*x509.Certificate, error) {
 	sans := r.SANs
 	if r.Role == rpc.RoleNode {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		// A node is called by its name, and by 127.0.0.1 from the node
-		// itself.
-		sans = append([]string{r.Name, "127.0.0.1"}, sans...)
+		// A node is called by its name, and by its loopback address,
+		// IPv4 or IPv6 (noded may listen on [::1]), from the node itself.
+		sans = append([]string{r.Name, "127.0.0.1", "::1"}, sans...)
 	} else {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}

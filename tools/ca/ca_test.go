@@ -83,7 +83,7 @@ func TestIssue(t *testing.T) {
 		wantDays  int
 		verifyFor string // a host name the certificate must be valid for; "" for clients
 	}{
-		{"node1.example.com", rpc.RoleNode, x509.ExtKeyUsageServerAuth, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "10.0.0.1"}, ca.DefaultCertDays, "10.0.0.1"},
+		{"node1.example.com", rpc.RoleNode, x509.ExtKeyUsageServerAuth, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "::1", "10.0.0.1"}, ca.DefaultCertDays, "::1"},
 		{"master1", rpc.RoleMaster, x509.ExtKeyUsageClientAuth, nil, nil, ca.DefaultCertDays, ""},
 		{"monitoring", rpc.RoleObserver, x509.ExtKeyUsageClientAuth, nil, nil, 7, ""},
 	} {
