@@ -76,6 +76,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return a.usageError("no command given")
 	}
 	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" {
+		return a.help(fs, rest)
+	}
 	cmd, ok := commandsByName()[name]
 	if !ok {
 		return a.usageError("unknown command %q", name)
@@ -225,6 +228,23 @@ func shellJoin(args []string) string {
 		q[i] = shellQuote(s)
 	}
 	return strings.Join(q, " ")
+}
+
+// help answers "noderpc help" with the usage, and "noderpc help COMMAND"
+// with the command's, as --help does: the first thing many try.
+func (a *app) help(global *flag.FlagSet, args []string) int {
+	if len(args) == 0 {
+		a.usage(global)
+		return ExitOK
+	}
+	cmd, ok := commandsByName()[args[0]]
+	if !ok || len(args) > 1 {
+		return a.usageError("help takes one command name, got %q", args)
+	}
+	cfs := flag.NewFlagSet("noderpc "+cmd.name, flag.ContinueOnError)
+	cmd.setup(cfs)
+	cmd.printHelp(a.stdout, cfs)
+	return ExitOK
 }
 
 // flagAfterArgs refuses a flag given after a command's arguments, which

@@ -1,6 +1,8 @@
 package tools
 
 import (
+	"bytes"
+	"context"
 	"strings"
 	"testing"
 )
@@ -64,5 +66,26 @@ func TestDashArgumentsAreNotFlags(t *testing.T) {
 		if code, _, stderr := run(t, "[1]", args...); code == ExitUsage {
 			t.Errorf("noderpc %q = usage error %s, want the call attempted", args, stderr)
 		}
+	}
+}
+
+// "noderpc help" and "noderpc help COMMAND" answer as --help does.
+func TestHelpCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"help"}, "Usage: noderpc [global flags] COMMAND [flags] ARGS"},
+		{[]string{"help", "call"}, "Usage: noderpc [global flags] call [flags] NODE..."},
+		{[]string{"help", "list"}, "Usage: noderpc [global flags] calls [flags] NODE..."},
+	} {
+		var out, errb bytes.Buffer
+		if code := Run(context.Background(), tc.args, nil, &out, &errb); code != ExitOK || !strings.HasPrefix(out.String(), tc.want) {
+			t.Errorf("noderpc %q = exit %d, stdout %q, stderr %q; want exit 0 and %q", tc.args, code, out.String(), errb.String(), tc.want)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), []string{"help", "nope"}, nil, &out, &errb); code != ExitUsage {
+		t.Errorf("noderpc help nope = exit %d, want %d", code, ExitUsage)
 	}
 }
