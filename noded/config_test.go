@@ -121,6 +121,7 @@ func TestConfigFileErrors(t *testing.T) {
 		want       []string // substrings of the error
 	}{
 		{"unknown key", "max-runing = 3\n", []string{`unknown key "max-runing"`}},
+		{"key with underscores", "max_running = 3\n", []string{`unknown key "max_running": write max-running`}},
 		{"every unknown key", "a = 1\nb = 2\n", []string{`"a"`, `"b"`}},
 		{"command line only key", "version = true\n", []string{`unknown key "version"`}},
 		{"config inside config", "config = \"/x\"\n", []string{`unknown key "config"`}},

@@ -40,6 +40,12 @@ func applyConfig(fs *flag.FlagSet, data []byte, skip map[string]bool) error {
 	for _, k := range keys {
 		f := fs.Lookup(k)
 		if f == nil || commandLineOnly[k] {
+			// The keys are spelled as the flags, with dashes: say so to
+			// one who wrote max_running or Max_Running.
+			if alt := strings.ReplaceAll(strings.ToLower(k), "_", "-"); alt != k && fs.Lookup(alt) != nil && !commandLineOnly[alt] {
+				errs = append(errs, fmt.Errorf("unknown key %q: write %s, as the flag --%s is spelled", k, alt, alt))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("unknown key %q (the keys are the flag names of noded --help, without the dashes, except %s)", k, strings.Join(sortedKeys(commandLineOnly), ", ")))
 			continue
 		}
