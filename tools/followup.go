@@ -22,6 +22,11 @@ func (a *app) printFailure(r master.Result, timeout time.Duration) {
 	case errors.As(r.Err, &ab) && !ab.Cancelled && ab.State == rpc.StateRunning:
 		fmt.Fprintf(a.stderr, "%s: %s; %s is still running on %s\n", r.Node, stoppedWaiting(r.Err, timeout), callName(ab.ID, ab.FnName), r.Node)
 		a.printFollowUp(r.Node, ab.ID)
+	case r.Call == nil && (errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded)) && !errors.As(r.Err, &ab):
+		// No attempt of the start reached the node: refused, busy, or
+		// never sent (a fan-out's nodes not yet begun).
+		fmt.Fprintf(a.stderr, "%s: %s before the node took the call; nothing was started: %s\n",
+			r.Node, stoppedWaiting(r.Err, timeout), strings.TrimPrefix(r.Err.Error(), r.Node+": "))
 	case r.Call != nil && !r.Call.Finished:
 		// The node stopped answering while the call ran.
 		fmt.Fprintln(a.stderr, r.Err)
