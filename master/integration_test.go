@@ -518,3 +518,20 @@ func TestFanOutToFiftyNodesWithSomeDead(t *testing.T) {
 	}
 	t.Logf("fan-out to %d nodes (%d dead, 1 offline) took %v", total, len(dead), took.Round(time.Millisecond))
 }
+
+// TestCallOverIPv6Loopback: a node listening on [::1] is called as
+// "[::1]:port" without TLS, as noded --help suggests; fasthttp's own
+// dialer resolves to IPv4 only unless told otherwise.
+func TestCallOverIPv6Loopback(t *testing.T) {
+	n := nodetest.Start(t, nodetest.Options{Listen: "[::1]:0"})
+	if !strings.HasPrefix(n.Addr(), "[::1]:") {
+		t.Fatalf("node listens on %s, want [::1]:port", n.Addr())
+	}
+	c := newClient(t, n.Addr(), testOptions())
+
+	rec, err := c.Call(context.Background(), "echo", []int{6}, CallOptions{})
+
+	if err != nil || string(rec.Result) != "[6]" {
+		t.Fatalf("Call(echo) over [::1] = %v, %v; want [6]", rec, err)
+	}
+}

@@ -69,6 +69,9 @@ func newHTTPTransport(node string, opts *Options) *httpTransport {
 			// The client's retry policy is the only place retries happen,
 			// so that attempts are counted and backed off in one place.
 			MaxIdemponentCallAttempts: 1,
+			// A node may be named by an IPv6 address ("[::1]:1811");
+			// fasthttp's dialer otherwise resolves to IPv4 only.
+			DialDualStack: true,
 			// readBody reads the body, within maxAnswer.
 			StreamResponseBody: true,
 		},
