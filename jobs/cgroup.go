@@ -38,6 +38,11 @@ const (
 	ContainProcessGroup Containment = "process-group"
 )
 
+// ErrNoCgroup is the error of a start under ContainCgroup that could not
+// have a cgroup of its own: the call is not run rather than run
+// uncontained.
+var ErrNoCgroup = errors.New("containment is cgroup, and the call could not have a cgroup of its own")
+
 // ParseContainment returns the containment s names, or an error saying
 // which names there are. It is the one check of a containment, for
 // noded's flag and for New.

@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -167,6 +168,34 @@ func TestCgroupRefusedFallsBack(t *testing.T) {
 	}
 	if got := tb.Containment(); got != ContainProcessGroup {
 		t.Errorf("Containment() after the kernel refused a cgroup = %s, want process-group", got)
+	}
+}
+
+// TestStrictCgroupRefusalFailsTheCall: under ContainCgroup the operator
+// asked that no call run outside a cgroup of its own, so a start the
+// kernel refuses a cgroup fails, typed, instead of running contained by
+// its process group only; and the next start tries a cgroup again.
+func TestStrictCgroupRefusalFailsTheCall(t *testing.T) {
+	t.Parallel()
+	probe := newTable(t, Config{})
+	requireCgroups(t, probe)
+	tb := newTable(t, Config{Containment: ContainCgroup})
+	real := tb.cgroups.dir
+	tb.cgroups.dir = t.TempDir() // not a cgroup: the kernel refuses it
+
+	_, err := tb.Start(context.Background(), StartOptions{Fn: "echo", Args: json.RawMessage(`1`), Timeout: 30 * time.Second})
+
+	var rerr *rpc.Error
+	if !errors.As(err, &rerr) || rerr.Kind != rpc.KindInternal || !strings.Contains(rerr.Message, "containment is cgroup") {
+		t.Fatalf("Start under containment cgroup with cgroups refused = %v, want an internal error saying the call had no cgroup", err)
+	}
+	if got := tb.Containment(); got != ContainCgroup {
+		t.Errorf("Containment() = %s after a refused start in strict mode, want cgroup (there is no fallback)", got)
+	}
+	tb.cgroups.dir = real
+	c := start(t, tb, StartOptions{Fn: "echo", Args: json.RawMessage(`2`), Timeout: 30 * time.Second})
+	if c.State != rpc.StateSucceeded {
+		t.Errorf("the next start, with cgroups working = %s %v, want it to succeed", c.State, c.Error)
 	}
 }
 

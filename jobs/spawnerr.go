@@ -24,11 +24,15 @@ import (
 //     noexec mount) is unknown_function, as is a file that is not
 //     executable: the name names no function this node can run, and the
 //     fix is the operator's;
+//   - a call that could not have the cgroup --containment cgroup demands
+//     is internal, saying so;
 //   - anything else is internal.
 func spawnError(fn, path string, err error) *rpc.Error {
 	switch {
 	case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM):
 		return rpc.Errorf(rpc.KindBusy, "function %s: this node cannot start another process now: %v", fn, err)
+	case errors.Is(err, ErrNoCgroup):
+		return rpc.Errorf(rpc.KindInternal, "function %s was not started: %v", fn, err)
 	case errors.Is(err, syscall.ETXTBSY):
 		return rpc.Errorf(rpc.KindBusy, "function %s: %s is being written (text file busy); retry once it is in place, "+
 			"and install functions by writing a new file and renaming it over the old one (install(1) does)", fn, path)

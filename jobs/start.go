@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/goccy/go-json"
@@ -173,12 +174,17 @@ func (t *Table) launch(spec Spec, o StartOptions) (*call, error) {
 // than failing it. An error that says the kernel refused the cgroup
 // itself is retried without one; if that works, calls are contained by
 // process group until the back-off ends (see cgroupState). Any other
-// error is the call's.
+// error is the call's. Under ContainCgroup (strict) there is no fallback:
+// the operator asked that no call run outside a cgroup, so one that
+// cannot have its own fails with ErrNoCgroup.
 func (t *Table) spawn(spec Spec) (*process, error) {
 	var cg *cgroup
-	if t.cgroups != nil && t.contain.tryCgroup(t.cfg.Now()) {
+	if t.cgroups != nil && (t.strict || t.contain.tryCgroup(t.cfg.Now())) {
 		var err error
 		if cg, err = t.cgroups.create(); err != nil {
+			if t.strict {
+				return nil, fmt.Errorf("%w: %w", ErrNoCgroup, err)
+			}
 			t.cfg.Logger.Warn("starting a call without its own cgroup", "fn", spec.Name, "err", err)
 		}
 	}
@@ -197,6 +203,9 @@ func (t *Table) spawn(spec Spec) (*process, error) {
 	cg.remove()
 	if !refusesCgroup(err) {
 		return nil, err
+	}
+	if t.strict {
+		return nil, fmt.Errorf("%w: the kernel refused to start the process in it: %w", ErrNoCgroup, err)
 	}
 	p, err2 := t.startProcess(spec, nil, t.tag)
 	if err2 != nil {

@@ -46,6 +46,9 @@ type Table struct {
 	// contain says whether the kernel lately refused to start a process
 	// in a call's cgroup; calls then use process groups only for a while.
 	contain cgroupState
+	// strict is set by ContainCgroup: a call that cannot have a cgroup
+	// of its own fails instead of falling back to its process group.
+	strict bool
 	// startProcess starts one function process; spawn, but for tests
 	// that need a real error of the kernel at a moment of their choice.
 	startProcess func(spec Spec, cg *cgroup, tag string) (*process, error)
@@ -86,6 +89,7 @@ func New(cfg Config) (*Table, error) {
 			cfg.Logger.Info("calls are contained by process groups only: cgroups are not usable here", "err", err)
 		}
 		t.cgroups = cg
+		t.strict = containment == ContainCgroup
 	}
 	if cfg.Warm > 0 {
 		t.pool = newPool(cfg.WarmSpec, cfg.Warm, t.spawn, cfg.Logger)
