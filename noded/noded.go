@@ -92,8 +92,14 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if n := jobs.KillOrphans(d.log); n > 0 {
 		d.log.Info("killed processes left by earlier daemons", "count", n)
 	}
+	bin, err := functions.OpenBinary(d.cfg.FunctionBinary)
+	if err != nil {
+		return &UsageError{err}
+	}
+	defer bin.Close()
+	d.logFunctionBinary(bin)
 	m := newMetrics()
-	table, err := jobs.New(d.jobsConfig(m))
+	table, err := jobs.New(d.jobsConfig(m, bin.Exec()))
 	if err != nil {
 		return err
 	}
@@ -253,14 +259,28 @@ func (d *Daemon) logServing(addr, bootID string) {
 }
 
 // jobsConfig is the job table's configuration: cfg's limits, the
-// functions, and the daemon's logger and metrics.
-func (d *Daemon) jobsConfig(m *daemonMetrics) jobs.Config {
+// functions run by the program fnBin ("" is noded's own binary), and the
+// daemon's logger and metrics.
+func (d *Daemon) jobsConfig(m *daemonMetrics, fnBin string) jobs.Config {
 	jc := d.cfg.jobsConfig()
-	jc.Resolver = &functions.Resolver{Registry: d.reg, Dir: d.cfg.FunctionsDir}
-	jc.WarmSpec = functions.GoProcess("")
+	jc.Resolver = &functions.Resolver{Registry: d.reg, Self: fnBin, Dir: d.cfg.FunctionsDir}
+	jc.WarmSpec = functions.GoProcess(fnBin)
 	jc.Logger = d.log
 	jc.Observer = m
 	return jc
+}
+
+// logFunctionBinary says which program runs the Go functions: an
+// operator who sees calls start slowly learns from it whether the lean
+// function binary was found.
+func (d *Daemon) logFunctionBinary(bin *functions.Binary) {
+	if bin.Path != "" {
+		d.log.Info("Go functions run in the function binary", "path", bin.Path)
+		return
+	}
+	self, _ := os.Executable()
+	d.log.Info("Go functions run in noded's own binary; a function binary beside it starts each call faster",
+		"want", self+functions.BinarySuffix)
 }
 
 // expire drops finished calls past the retention period until stop is

@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/rpc/wire"
 )
 
 // ProtocolVersion is the version of the HTTP protocol and of the stdio
 // frames. It changes only when an existing field changes meaning; adding a
 // field does not change it.
-const ProtocolVersion = 1
+const ProtocolVersion = wire.ProtocolVersion
 
 // Procedure paths served by noded.
 const (
@@ -158,15 +160,7 @@ func checkSeconds(field string, v float64) error {
 
 // Duration converts a number of seconds from the wire into a Duration,
 // saturating instead of overflowing.
-func Duration(seconds float64) time.Duration {
-	if seconds <= 0 || math.IsNaN(seconds) {
-		return 0
-	}
-	if seconds >= float64(math.MaxInt64)/float64(time.Second) {
-		return time.Duration(math.MaxInt64)
-	}
-	return time.Duration(seconds * float64(time.Second))
-}
+func Duration(seconds float64) time.Duration { return wire.Duration(seconds) }
 
 // Seconds converts a Duration into the wire's number of seconds.
 func Seconds(d time.Duration) float64 { return d.Seconds() }
@@ -185,6 +179,6 @@ func Decode(body []byte, v any) error {
 }
 
 // Version is the noderpc release, shown by every binary's --version and by
-// GET /Version. Release builds set it with
-// -ldflags "-X github.com/noderpc/noderpc/rpc.Version=v1.2.3".
-var Version = "0.1.0-dev"
+// GET /Version. It is wire.Version, which release builds set with
+// -ldflags "-X github.com/noderpc/noderpc/rpc/wire.Version=v1.2.3".
+var Version = wire.Version
