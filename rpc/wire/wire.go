@@ -10,7 +10,7 @@
 // whose initialisation and page faults every call's process would pay
 // (about 0.7 ms a process here, half of a minimal Go process's start).
 // It imports the standard library's fmt, reflect, strconv, unicode and
-// go-json only; keep it so (TestWireImportsLittle in package backend).
+// go-json only; keep it so (TestWireImportsLittle in package backend checks it).
 package wire
 
 import (
