@@ -157,6 +157,9 @@ func (t *Table) launch(spec Spec, o StartOptions) (*call, error) {
 		state:     rpc.StateRunning,
 		log:       logTail{max: t.cfg.MaxLogLines},
 	}
+	if warm {
+		t.pool.replace(c.done)
+	}
 	if d := o.AbortAfter; d > 0 {
 		c.abortTimer = time.AfterFunc(d, func() {
 			c.stop(rpc.KindAborted, "ran longer than abort_after "+d.String(), t.cfg.Grace)
