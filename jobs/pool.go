@@ -87,7 +87,8 @@ func (p *pool) take() *process {
 }
 
 // replace asks for a process to replace one taken, started once after
-// has closed (the call that took it has ended) or refillDelay has passed.
+// has closed (the call that took it has ended and its process is reaped)
+// or refillDelay has passed.
 // A spawn competes for the CPU with the call, on a machine of few cores
 // and in noded itself (the fork), so it waits until the call is done.
 func (p *pool) replace(after <-chan struct{}) {

@@ -120,9 +120,9 @@ func TestShutdownKillsIdleWarmProcesses(t *testing.T) {
 }
 
 // TestWarmRefillWaitsForTheCall: the process that replaces one a call
-// took is started once that call has ended, not while it runs, where its
-// spawn would compete with the call for the CPU. Calls made meanwhile
-// start cold.
+// took is started once that call has ended and its process is reaped,
+// not while it runs, where its spawn would compete with the call for the
+// CPU. Calls made meanwhile start cold.
 func TestWarmRefillWaitsForTheCall(t *testing.T) {
 	t.Parallel()
 	tb := warmTable(t, 1)

@@ -53,6 +53,7 @@ type verdict struct {
 // and keeps no copy, so a finished call holds only its result.
 func (t *Table) supervise(c *call, args json.RawMessage) {
 	defer t.supervisors.Done()
+	defer close(c.reaped)
 	p := c.proc
 
 	logDone := make(chan struct{})
