@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -108,9 +109,14 @@ func logCloser() (func(), error) {
 // the hello means a warm process, which says hello long before its call,
 // spends nothing on it when the call comes. A cold process pays the same
 // either way.
+//
+// The frames themselves need no priming: writeFrame writes the hello and
+// a result by hand, so go-json's encoder compiles only what a function
+// returns (a json.RawMessage is primed, the type echo and most functions
+// that pass JSON through return) and, after a failure, the error frame.
 func prime() {
 	wire.DecodeFunctionRequest([]byte(`{"call_id":"","fn_name":"x","fn_args":null}`))
-	wire.Marshal(wire.FunctionResult{Result: json.RawMessage("null"), Error: &wire.Error{}})
+	wire.Marshal(json.RawMessage("null"))
 	slog.New(slog.NewTextHandler(io.Discard, nil)).With("call_id", "").Info("")
 }
 
@@ -259,8 +265,35 @@ func resultError(ctx context.Context, err error) *wire.Error {
 	return wire.Errorf(wire.KindFunctionFailed, "%v", err)
 }
 
-// writeFrame writes v as one line of JSON.
+// writeFrame writes v as one line of JSON. The hello and a successful
+// result, the frames of every call, are written by hand: their bytes are
+// what wire.Marshal writes (a result is already compact JSON, from
+// wire.Marshal), without go-json's reflection over their types and the
+// compilation of their codecs in every new process.
 func writeFrame(w io.Writer, v any) error {
+	var b []byte
+	switch f := v.(type) {
+	case wire.Hello:
+		b = append(b, `{"protocol":`...)
+		b = strconv.AppendInt(b, int64(f.Protocol), 10)
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendInt(b, int64(f.PID), 10)
+		b = append(b, '}')
+	case wire.FunctionResult:
+		if f.Error != nil || f.Result == nil {
+			return marshalFrame(w, v)
+		}
+		b = make([]byte, 0, len(f.Result)+len(`{"result":}`)+1)
+		b = append(append(append(b, `{"result":`...), f.Result...), '}')
+	default:
+		return marshalFrame(w, v)
+	}
+	_, err := w.Write(append(b, '\n'))
+	return err
+}
+
+// marshalFrame writes v, encoded by wire.Marshal, as one line.
+func marshalFrame(w io.Writer, v any) error {
 	b, err := wire.Marshal(v)
 	if err != nil {
 		return err
