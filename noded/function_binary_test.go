@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goccy/go-json"
+
 	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -84,5 +86,30 @@ func TestFunctionBinaryUntrusted(t *testing.T) {
 	status, out := runNoded(t, "--insecure", "--config", "", "--listen", "127.0.0.1:0", "--function-binary", bin)
 	if status != 2 || !strings.Contains(out, "writable by group or others") {
 		t.Errorf("noded --function-binary with a group-writable file: exit %d, output %q; want 2 and why", status, out)
+	}
+}
+
+// TestOwnNodedFunctionBinary: a custom noded (noded-hello) with its own
+// function binary beside it (noded-hello-fn), as doc/functions.md
+// describes, runs its own function and the builtins in that binary.
+func TestOwnNodedFunctionBinary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	self, fn := filepath.Join(dir, "noded-hello"), filepath.Join(dir, "noded-hello-fn")
+	for bin, pkg := range map[string]string{
+		self: "github.com/noderpc/noderpc/noded/cmd/noded-hello",
+		fn:   "github.com/noderpc/noderpc/noded/cmd/noded-hello-fn",
+	} {
+		if err := os.Link(nodetest.Binary(t, pkg), bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startNodedWith(t, nodetest.Options{Binary: self})
+	c := d.start(t, rpc.StartRequest{FnName: "hello", FnArgs: json.RawMessage(`{"name":"node1"}`), Timeout: 60})
+	if c.State != rpc.StateSucceeded || !strings.Contains(string(c.Result), "hello, node1") {
+		t.Errorf("hello on noded-hello with its function binary = %s %s %v, want the greeting", c.State, c.Result, c.Error)
+	}
+	if !callProcessRuns(t, d, fn) {
+		t.Errorf("noded-hello's Go functions do not run in %s", fn)
 	}
 }
