@@ -23,9 +23,8 @@ type pool struct {
 	delay time.Duration // refillDelay, longer in tests
 
 	idle chan *process // greeted processes, at most the pool's size
-	// want holds one token per process the refiller should start: the
-	// end of the call that took the process it replaces (nil: at once).
-	want chan (<-chan struct{})
+	// want holds one token per process the refiller should start.
+	want chan refillToken
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -42,12 +41,12 @@ func newPool(spec Spec, n int, spawn func(Spec) (*process, error), log *slog.Log
 		log:   log,
 		delay: refillDelay,
 		idle:  make(chan *process, n),
-		want:  make(chan (<-chan struct{}), n),
+		want:  make(chan refillToken, n),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
 	for range n {
-		p.want <- nil
+		p.want <- refillToken{}
 	}
 	go p.refill()
 	return p
@@ -63,6 +62,14 @@ func (p *pool) matches(spec Spec) bool {
 // for the end of the call that took it, so that a pool drained by long
 // calls still refills.
 const refillDelay = 100 * time.Millisecond
+
+// refillToken asks the refiller for a process: once after is closed (the
+// call that took the process it replaces has ended and its process is
+// reaped) or by has passed. A zero token asks for one at once.
+type refillToken struct {
+	after <-chan struct{}
+	by    time.Time
+}
 
 // take returns a greeted process, or nil when the pool is empty; the call
 // then spawns cold. The caller hands the call's end to replace.
@@ -88,12 +95,16 @@ func (p *pool) take() *process {
 
 // replace asks for a process to replace one taken, started once after
 // has closed (the call that took it has ended and its process is reaped)
-// or refillDelay has passed.
-// A spawn competes for the CPU with the call, on a machine of few cores
-// and in noded itself (the fork), so it waits until the call is done.
+// or p.delay has passed; nil after asks for one at once. A spawn
+// competes for the CPU with the call, on a machine of few cores and in
+// noded itself (the fork), so it waits until the call is done.
 func (p *pool) replace(after <-chan struct{}) {
+	tok := refillToken{}
+	if after != nil {
+		tok = refillToken{after: after, by: time.Now().Add(p.delay)}
+	}
 	select {
-	case p.want <- after:
+	case p.want <- tok:
 	default:
 	}
 }
@@ -105,20 +116,20 @@ func (p *pool) refill() {
 	defer close(p.done)
 	retry := time.Duration(0)
 	for {
-		var after <-chan struct{}
+		var tok refillToken
 		select {
 		case <-p.stop:
 			return
-		case after = <-p.want:
+		case tok = <-p.want:
 		}
-		if !p.waitFor(after) {
+		if !p.waitFor(tok) {
 			return
 		}
 		proc, err := p.start()
 		if err != nil {
 			// Give the token back and wait before trying again, so a
 			// broken binary does not turn into a fork loop.
-			p.want <- nil
+			p.want <- refillToken{}
 			retry = min(max(2*retry, 100*time.Millisecond), 10*time.Second)
 			p.log.Error("starting a warm function process", "err", err, "retry_in", retry)
 			select {
@@ -138,16 +149,18 @@ func (p *pool) refill() {
 	}
 }
 
-// waitFor waits until after is closed, p.delay has passed, or the
-// pool is stopped; it returns false in the last case.
-func (p *pool) waitFor(after <-chan struct{}) bool {
-	if after == nil {
+// waitFor waits until tok's call has ended or its time has come, or the
+// pool is stopped; it returns false in the last case. The time runs from
+// when the token was queued, so that tokens queued together by a burst
+// of long calls come due together.
+func (p *pool) waitFor(tok refillToken) bool {
+	if tok.after == nil {
 		return true
 	}
-	t := time.NewTimer(p.delay)
+	t := time.NewTimer(time.Until(tok.by))
 	defer t.Stop()
 	select {
-	case <-after:
+	case <-tok.after:
 	case <-t.C:
 	case <-p.stop:
 		return false

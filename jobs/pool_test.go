@@ -148,3 +148,24 @@ func TestWarmRefillWaitsForTheCall(t *testing.T) {
 	}
 	idlePIDs(t, tb.pool, 1) // refilled once the call ended
 }
+
+// TestRefillTokenDueFromQueueing: a replacement's wait for its call runs
+// from when it was asked for, not from when the refiller comes to it, so
+// a burst of long calls that drained the pool is refilled without a
+// delay per process.
+func TestRefillTokenDueFromQueueing(t *testing.T) {
+	t.Parallel()
+	p := &pool{delay: time.Hour, stop: make(chan struct{})}
+	tok := refillToken{after: make(chan struct{}), by: time.Now().Add(-time.Second)} // queued long ago, its call still running
+	done := make(chan bool, 1)
+	go func() { done <- p.waitFor(tok) }()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Error("waitFor = false for a running pool, want true")
+		}
+	case <-time.After(30 * time.Second):
+		close(p.stop)
+		t.Fatal("waitFor still waits for a token that came due a second before it was called")
+	}
+}
