@@ -9,11 +9,11 @@
 // own call down and noded can always cancel it by killing the process.
 //
 // That process is a copy of noded itself: noded re-executes its own
-// binary with the function cookie (rpc.FunctionCookieKey) in the
+// binary with the function cookie (wire.FunctionCookieKey) in the
 // environment, and the binary's main hands control to ServeFunction
 // (IsFunctionProcess tells it to) before doing anything else.
-// ServeFunction greets noded with rpc.Hello, reads one rpc.FunctionRequest
-// from stdin, runs the function and writes one rpc.FunctionResult to
+// ServeFunction greets noded with wire.Hello, reads one wire.FunctionRequest
+// from stdin, runs the function and writes one wire.FunctionResult to
 // stdout. The function logs through Logger, whose records go to stderr,
 // where noded collects them as the call's log.
 //
@@ -33,7 +33,7 @@ import (
 // client sent them (nil when absent); the function decodes them itself so
 // that it alone decides what it accepts. The returned value is encoded as
 // the call's JSON result. An error fails the call with kind
-// function_failed, or with the kind of an *rpc.Error it returns.
+// function_failed, or with the kind of an *wire.Error it returns.
 //
 // ctx is cancelled when noded cancels the call (CancelFunction, abort_after
 // or shutdown all arrive as SIGTERM); a function that runs for long must

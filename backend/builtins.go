@@ -16,7 +16,7 @@ import (
 
 	"github.com/goccy/go-json"
 
-	"github.com/noderpc/noderpc/rpc"
+	"github.com/noderpc/noderpc/rpc/wire"
 )
 
 // RegisterBuiltins registers the functions every noded offers: echo, sleep,
@@ -40,7 +40,7 @@ func DecodeArgs(args json.RawMessage, v any) error {
 	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return nil
 	}
-	if err := rpc.UnmarshalStrict(trimmed, v, rpc.RefuseUnknownFields); err != nil {
+	if err := wire.UnmarshalStrict(trimmed, v, wire.RefuseUnknownFields); err != nil {
 		return fmt.Errorf("bad fn_args: %v", err)
 	}
 	return nil
@@ -86,7 +86,7 @@ func Sleep(ctx context.Context, args json.RawMessage) (any, error) {
 	}
 	Logger(ctx).Info("sleeping", "seconds", secs)
 	start := time.Now()
-	t := time.NewTimer(rpc.Duration(secs))
+	t := time.NewTimer(wire.Duration(secs))
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -100,7 +100,7 @@ func Sleep(ctx context.Context, args json.RawMessage) (any, error) {
 type VersionInfo struct {
 	// Version is the noderpc release the function process was built from.
 	Version string `json:"version"`
-	// Protocol is the rpc.ProtocolVersion it speaks.
+	// Protocol is the wire.ProtocolVersion it speaks.
 	Protocol int `json:"protocol"`
 	// Go is the Go release it was built with.
 	Go string `json:"go"`
@@ -110,7 +110,7 @@ type VersionInfo struct {
 // so it reports the code that actually runs Go functions (normally the
 // daemon's own binary), which a master can compare across nodes.
 func Version(ctx context.Context, args json.RawMessage) (any, error) {
-	return VersionInfo{Version: rpc.Version, Protocol: rpc.ProtocolVersion, Go: runtime.Version()}, nil
+	return VersionInfo{Version: wire.Version, Protocol: wire.ProtocolVersion, Go: runtime.Version()}, nil
 }
 
 // MaxNodeInfoPaths bounds the paths node_info reports on, so one call

@@ -27,3 +27,25 @@ func TestResultFrameKeepsHTMLCharacters(t *testing.T) {
 		t.Errorf("result frame of echo %s = %s, want the arguments' bytes unchanged", args, frame.Bytes())
 	}
 }
+
+// The frames written by hand are the bytes wire.Marshal writes.
+func TestHandWrittenFramesAreMarshal(t *testing.T) {
+	for _, v := range []any{
+		rpc.Hello{Protocol: rpc.ProtocolVersion, PID: 12345},
+		rpc.FunctionResult{Result: json.RawMessage(`{"a":[1,"<&>"],"b":null}`)},
+		rpc.FunctionResult{Result: json.RawMessage(`null`)},
+		rpc.FunctionResult{Error: rpc.Errorf(rpc.KindFunctionFailed, "no")},
+	} {
+		var got bytes.Buffer
+		if err := writeFrame(&got, v); err != nil {
+			t.Fatal(err)
+		}
+		want, err := rpc.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != string(want)+"\n" {
+			t.Errorf("frame of %#v = %q, want %q", v, got.String(), want)
+		}
+	}
+}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/noderpc/noderpc/rpc"
+	"github.com/noderpc/noderpc/rpc/wire"
 )
 
 // MaxNameLen bounds a function name. Executable functions are files named
@@ -90,17 +90,17 @@ func (r *Registry) Names() []string {
 func CheckName(name string) error {
 	switch {
 	case name == "":
-		return rpc.Errorf(rpc.KindBadRequest, "function name is empty")
+		return wire.Errorf(wire.KindBadRequest, "function name is empty")
 	case len(name) > MaxNameLen:
-		return rpc.Errorf(rpc.KindBadRequest, "function name is longer than %d bytes", MaxNameLen)
+		return wire.Errorf(wire.KindBadRequest, "function name is longer than %d bytes", MaxNameLen)
 	case name[0] == '.':
-		return rpc.Errorf(rpc.KindBadRequest, "function name %q starts with '.'", name)
+		return wire.Errorf(wire.KindBadRequest, "function name %q starts with '.'", name)
 	case strings.Contains(name, ".."):
-		return rpc.Errorf(rpc.KindBadRequest, "function name %q contains \"..\"", name)
+		return wire.Errorf(wire.KindBadRequest, "function name %q contains \"..\"", name)
 	}
 	for _, c := range []byte(name) {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return rpc.Errorf(rpc.KindBadRequest, "function name %q has a character outside [A-Za-z0-9_.-]", name)
+			return wire.Errorf(wire.KindBadRequest, "function name %q has a character outside [A-Za-z0-9_.-]", name)
 		}
 	}
 	return nil

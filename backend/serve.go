@@ -9,14 +9,15 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"syscall"
 
 	"github.com/goccy/go-json"
-	"github.com/noderpc/noderpc/rpc"
+	"github.com/noderpc/noderpc/rpc/wire"
 )
 
-// MaxRequestSize bounds the rpc.FunctionRequest a function process reads
+// MaxRequestSize bounds the wire.FunctionRequest a function process reads
 // from stdin. noded refuses StartFunction bodies over its --max-request
 // (64 MiB by default), so a larger frame means a broken parent, and the
 // bound keeps a broken parent from making the child read forever.
@@ -36,7 +37,7 @@ const (
 // asks this first, before parsing flags, because a function process's
 // arguments are not noded's.
 func IsFunctionProcess() bool {
-	return os.Getenv(rpc.FunctionCookieKey) == rpc.FunctionCookieValue
+	return os.Getenv(wire.FunctionCookieKey) == wire.FunctionCookieValue
 }
 
 // ServeFunction runs the function-process side of the stdio protocol
@@ -64,7 +65,7 @@ func ServeFunction(r *Registry, stdin io.Reader, stdout, stderr io.Writer) int {
 	if !IsFunctionProcess() {
 		fmt.Fprintf(stderr, "%s: this is a noderpc function process: noded starts it with %s set in the environment, "+
 			"writes one request to its stdin and reads the result from its stdout. Run noded instead, "+
-			"and call functions through its StartFunction procedure.\n", os.Args[0], rpc.FunctionCookieKey)
+			"and call functions through its StartFunction procedure.\n", os.Args[0], wire.FunctionCookieKey)
 		return ExitProtocol
 	}
 	endLog := func() {}
@@ -108,9 +109,14 @@ func logCloser() (func(), error) {
 // the hello means a warm process, which says hello long before its call,
 // spends nothing on it when the call comes. A cold process pays the same
 // either way.
+//
+// The frames themselves need no priming: writeFrame writes the hello and
+// a result by hand, so go-json's encoder compiles only what a function
+// returns (a json.RawMessage is primed, the type echo and most functions
+// that pass JSON through return) and, after a failure, the error frame.
 func prime() {
-	rpc.DecodeFunctionRequest([]byte(`{"call_id":"","fn_name":"x","fn_args":null}`))
-	rpc.Marshal(rpc.FunctionResult{Result: json.RawMessage("null"), Error: &rpc.Error{}})
+	wire.DecodeFunctionRequest([]byte(`{"call_id":"","fn_name":"x","fn_args":null}`))
+	wire.Marshal(json.RawMessage("null"))
 	slog.New(slog.NewTextHandler(io.Discard, nil)).With("call_id", "").Info("")
 }
 
@@ -145,18 +151,18 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 		return ExitProtocol
 	}
 	prime()
-	if err := writeFrame(stdout, rpc.Hello{Protocol: rpc.ProtocolVersion, PID: os.Getpid()}); err != nil {
+	if err := writeFrame(stdout, wire.Hello{Protocol: wire.ProtocolVersion, PID: os.Getpid()}); err != nil {
 		return fail("writing hello: %v", err)
 	}
 
 	req, err := readRequest(ctx, stdin, MaxRequestSize)
 	if err != nil {
-		var rerr *rpc.Error
+		var rerr *wire.Error
 		if !errors.As(err, &rerr) {
-			rerr = rpc.Errorf(rpc.KindProtocolError, "%v", err)
+			rerr = wire.Errorf(wire.KindProtocolError, "%v", err)
 		}
-		writeFrame(stdout, rpc.FunctionResult{Error: rerr}) // best effort: noded may be gone
-		if rerr.Kind == rpc.KindCancelled {
+		writeFrame(stdout, wire.FunctionResult{Error: rerr}) // best effort: noded may be gone
+		if rerr.Kind == wire.KindCancelled {
 			fmt.Fprintf(stderr, "noderpc function process: %v\n", rerr.Message)
 			return ExitFailed
 		}
@@ -179,7 +185,7 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 // readRequest reads the one request frame. It gives up when ctx is done,
 // because a SIGTERM that arrives before the request must still end the
 // process: the signal no longer kills it by default.
-func readRequest(ctx context.Context, stdin io.Reader, limit int) (rpc.FunctionRequest, error) {
+func readRequest(ctx context.Context, stdin io.Reader, limit int) (wire.FunctionRequest, error) {
 	type read struct {
 		b   []byte
 		err error
@@ -195,26 +201,26 @@ func readRequest(ctx context.Context, stdin io.Reader, limit int) (rpc.FunctionR
 	select {
 	case rd = <-done:
 	case <-ctx.Done():
-		return rpc.FunctionRequest{}, rpc.Errorf(rpc.KindCancelled, "cancelled before the request arrived: %v", context.Cause(ctx))
+		return wire.FunctionRequest{}, wire.Errorf(wire.KindCancelled, "cancelled before the request arrived: %v", context.Cause(ctx))
 	}
 	switch {
 	case rd.err != nil:
-		return rpc.FunctionRequest{}, rpc.Errorf(rpc.KindProtocolError, "reading the request from stdin: %v", rd.err)
+		return wire.FunctionRequest{}, wire.Errorf(wire.KindProtocolError, "reading the request from stdin: %v", rd.err)
 	case len(rd.b) > limit:
-		return rpc.FunctionRequest{}, rpc.Errorf(rpc.KindProtocolError, "request on stdin is larger than %d bytes", limit)
+		return wire.FunctionRequest{}, wire.Errorf(wire.KindProtocolError, "request on stdin is larger than %d bytes", limit)
 	}
 	// Unknown fields are ignored: a newer noded may add some without
-	// changing rpc.ProtocolVersion.
-	return rpc.DecodeFunctionRequest(rd.b)
+	// changing wire.ProtocolVersion.
+	return wire.DecodeFunctionRequest(rd.b)
 }
 
 // call runs the requested function and turns whatever it does (return,
 // fail, panic) into the result frame.
-func call(ctx context.Context, r *Registry, req rpc.FunctionRequest, stderr io.Writer) (res rpc.FunctionResult) {
+func call(ctx context.Context, r *Registry, req wire.FunctionRequest, stderr io.Writer) (res wire.FunctionResult) {
 	log := Logger(ctx)
 	fn, ok := r.Lookup(req.FnName)
 	if !ok {
-		return rpc.FunctionResult{Error: rpc.Errorf(rpc.KindUnknownFunction,
+		return wire.FunctionResult{Error: wire.Errorf(wire.KindUnknownFunction,
 			"no Go function %q in this program (it has %v)", req.FnName, r.Names())}
 	}
 	defer func() {
@@ -223,30 +229,30 @@ func call(ctx context.Context, r *Registry, req rpc.FunctionRequest, stderr io.W
 			// The stack goes out raw, one log line per stack line, because
 			// that is how people read stacks.
 			fmt.Fprintf(stderr, "panic: %v\n\n%s", v, debug.Stack())
-			res = rpc.FunctionResult{Error: rpc.Errorf(rpc.KindFunctionFailed, "function %s panicked: %v", req.FnName, v)}
+			res = wire.FunctionResult{Error: wire.Errorf(wire.KindFunctionFailed, "function %s panicked: %v", req.FnName, v)}
 		}
 	}()
 	v, err := fn(ctx, req.FnArgs)
 	if err != nil {
-		return rpc.FunctionResult{Error: resultError(ctx, err)}
+		return wire.FunctionResult{Error: resultError(ctx, err)}
 	}
-	b, err := rpc.Marshal(v)
+	b, err := wire.Marshal(v)
 	if err != nil {
 		log.Error("cannot encode the result", "err", err)
-		return rpc.FunctionResult{Error: rpc.Errorf(rpc.KindFunctionFailed, "function %s returned a result that cannot be encoded as JSON: %v", req.FnName, err)}
+		return wire.FunctionResult{Error: wire.Errorf(wire.KindFunctionFailed, "function %s returned a result that cannot be encoded as JSON: %v", req.FnName, err)}
 	}
-	return rpc.FunctionResult{Result: b}
+	return wire.FunctionResult{Result: b}
 }
 
 // resultError chooses the wire error for a function's error: the function's
-// own *rpc.Error if it returned one, cancelled if it gave up because its
+// own *wire.Error if it returned one, cancelled if it gave up because its
 // context was cancelled, function_failed otherwise.
-func resultError(ctx context.Context, err error) *rpc.Error {
-	var rerr *rpc.Error
+func resultError(ctx context.Context, err error) *wire.Error {
+	var rerr *wire.Error
 	if errors.As(err, &rerr) {
 		out := *rerr
 		if out.Kind == "" {
-			out.Kind = rpc.KindFunctionFailed
+			out.Kind = wire.KindFunctionFailed
 		}
 		if out.Message == "" {
 			out.Message = err.Error()
@@ -254,14 +260,41 @@ func resultError(ctx context.Context, err error) *rpc.Error {
 		return &out
 	}
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return rpc.Errorf(rpc.KindCancelled, "%v (%v)", err, context.Cause(ctx))
+		return wire.Errorf(wire.KindCancelled, "%v (%v)", err, context.Cause(ctx))
 	}
-	return rpc.Errorf(rpc.KindFunctionFailed, "%v", err)
+	return wire.Errorf(wire.KindFunctionFailed, "%v", err)
 }
 
-// writeFrame writes v as one line of JSON.
+// writeFrame writes v as one line of JSON. The hello and a successful
+// result, the frames of every call, are written by hand: their bytes are
+// what wire.Marshal writes (a result is already compact JSON, from
+// wire.Marshal), without go-json's reflection over their types and the
+// compilation of their codecs in every new process.
 func writeFrame(w io.Writer, v any) error {
-	b, err := rpc.Marshal(v)
+	var b []byte
+	switch f := v.(type) {
+	case wire.Hello:
+		b = append(b, `{"protocol":`...)
+		b = strconv.AppendInt(b, int64(f.Protocol), 10)
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendInt(b, int64(f.PID), 10)
+		b = append(b, '}')
+	case wire.FunctionResult:
+		if f.Error != nil || f.Result == nil {
+			return marshalFrame(w, v)
+		}
+		b = make([]byte, 0, len(f.Result)+len(`{"result":}`)+1)
+		b = append(append(append(b, `{"result":`...), f.Result...), '}')
+	default:
+		return marshalFrame(w, v)
+	}
+	_, err := w.Write(append(b, '\n'))
+	return err
+}
+
+// marshalFrame writes v, encoded by wire.Marshal, as one line.
+func marshalFrame(w io.Writer, v any) error {
+	b, err := wire.Marshal(v)
 	if err != nil {
 		return err
 	}

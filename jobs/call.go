@@ -19,6 +19,7 @@ type call struct {
 	started    time.Time
 	proc       *process
 	done       chan struct{} // closed when the call is finished
+	reaped     chan struct{} // closed when its process is reaped and its cgroup gone
 	abortTimer *time.Timer
 
 	mu         sync.Mutex

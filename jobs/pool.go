@@ -20,9 +20,11 @@ type pool struct {
 	spec  Spec
 	spawn func(Spec) (*process, error)
 	log   *slog.Logger
+	delay time.Duration // refillDelay, longer in tests
 
 	idle chan *process // greeted processes, at most the pool's size
-	want chan struct{} // one token per process the refiller should start
+	// want holds one token per process the refiller should start.
+	want chan refillToken
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -37,13 +39,14 @@ func newPool(spec Spec, n int, spawn func(Spec) (*process, error), log *slog.Log
 		spec:  spec,
 		spawn: spawn,
 		log:   log,
+		delay: refillDelay,
 		idle:  make(chan *process, n),
-		want:  make(chan struct{}, n),
+		want:  make(chan refillToken, n),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
 	for range n {
-		p.want <- struct{}{}
+		p.want <- refillToken{}
 	}
 	go p.refill()
 	return p
@@ -55,8 +58,21 @@ func (p *pool) matches(spec Spec) bool {
 	return spec.Protocol == ProtocolFramed && spec.Path == p.spec.Path && slices.Equal(spec.Env, p.spec.Env)
 }
 
+// refillDelay bounds how long the replacement of a process taken waits
+// for the end of the call that took it, so that a pool drained by long
+// calls still refills.
+const refillDelay = 100 * time.Millisecond
+
+// refillToken asks the refiller for a process: once after is closed (the
+// call that took the process it replaces has ended and its process is
+// reaped) or by has passed. A zero token asks for one at once.
+type refillToken struct {
+	after <-chan struct{}
+	by    time.Time
+}
+
 // take returns a greeted process, or nil when the pool is empty; the call
-// then spawns cold. Every process taken is replaced in the background.
+// then spawns cold. The caller hands the call's end to replace.
 func (p *pool) take() *process {
 	for {
 		var proc *process
@@ -65,18 +81,31 @@ func (p *pool) take() *process {
 		default:
 			return nil
 		}
-		select {
-		case p.want <- struct{}{}:
-		default:
-		}
 		if proc.exited() {
 			// Killed while idle (by an operator, or the OOM killer):
 			// reap it and try the next one.
 			proc.discard()
 			p.log.Warn("warm function process died while idle", "pid", proc.pid)
+			p.replace(nil)
 			continue
 		}
 		return proc
+	}
+}
+
+// replace asks for a process to replace one taken, started once after
+// has closed (the call that took it has ended and its process is reaped)
+// or p.delay has passed; nil after asks for one at once. A spawn
+// competes for the CPU with the call, on a machine of few cores and in
+// noded itself (the fork), so it waits until the call is done.
+func (p *pool) replace(after <-chan struct{}) {
+	tok := refillToken{}
+	if after != nil {
+		tok = refillToken{after: after, by: time.Now().Add(p.delay)}
+	}
+	select {
+	case p.want <- tok:
+	default:
 	}
 }
 
@@ -87,16 +116,20 @@ func (p *pool) refill() {
 	defer close(p.done)
 	retry := time.Duration(0)
 	for {
+		var tok refillToken
 		select {
 		case <-p.stop:
 			return
-		case <-p.want:
+		case tok = <-p.want:
+		}
+		if !p.waitFor(tok) {
+			return
 		}
 		proc, err := p.start()
 		if err != nil {
 			// Give the token back and wait before trying again, so a
 			// broken binary does not turn into a fork loop.
-			p.want <- struct{}{}
+			p.want <- refillToken{}
 			retry = min(max(2*retry, 100*time.Millisecond), 10*time.Second)
 			p.log.Error("starting a warm function process", "err", err, "retry_in", retry)
 			select {
@@ -114,6 +147,25 @@ func (p *pool) refill() {
 			return
 		}
 	}
+}
+
+// waitFor waits until tok's call has ended or its time has come, or the
+// pool is stopped; it returns false in the last case. The time runs from
+// when the token was queued, so that tokens queued together by a burst
+// of long calls come due together.
+func (p *pool) waitFor(tok refillToken) bool {
+	if tok.after == nil {
+		return true
+	}
+	t := time.NewTimer(time.Until(tok.by))
+	defer t.Stop()
+	select {
+	case <-tok.after:
+	case <-t.C:
+	case <-p.stop:
+		return false
+	}
+	return true
 }
 
 // start spawns a process and reads its hello.

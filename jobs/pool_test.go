@@ -118,3 +118,54 @@ func TestShutdownKillsIdleWarmProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmRefillWaitsForTheCall: the process that replaces one a call
+// took is started once that call has ended and its process is reaped,
+// not while it runs, where its spawn would compete with the call for the
+// CPU. Calls made meanwhile start cold.
+func TestWarmRefillWaitsForTheCall(t *testing.T) {
+	t.Parallel()
+	tb := warmTable(t, 1)
+	idlePIDs(t, tb.pool, 1)
+	tb.pool.delay = time.Hour // only the call's end lets the refill start
+	long := start(t, tb, StartOptions{Fn: "sleep", Args: json.RawMessage(`{"seconds":60}`), Timeout: 0})
+	if id, _ := rpc.ParseCallID(long.ID); id.CPID <= 0 {
+		t.Fatalf("sleep call ID %q", long.ID)
+	}
+	// Each of these takes a spawn's time: a refill started with the
+	// long call would be in the pool for the next one.
+	for i := range 3 {
+		c := start(t, tb, StartOptions{Fn: "echo", Args: json.RawMessage(`1`), Timeout: 30 * time.Second})
+		if c.State != rpc.StateSucceeded {
+			t.Fatalf("echo %d = %s %v", i, c.State, c.Error)
+		}
+		if n := len(tb.pool.idle); n != 0 {
+			t.Fatalf("after echo %d, with the call that took the warm process still running, the pool holds %d processes, want 0", i, n)
+		}
+	}
+	if _, err := tb.Cancel(context.Background(), long.ID, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	idlePIDs(t, tb.pool, 1) // refilled once the call ended
+}
+
+// TestRefillTokenDueFromQueueing: a replacement's wait for its call runs
+// from when it was asked for, not from when the refiller comes to it, so
+// a burst of long calls that drained the pool is refilled without a
+// delay per process.
+func TestRefillTokenDueFromQueueing(t *testing.T) {
+	t.Parallel()
+	p := &pool{delay: time.Hour, stop: make(chan struct{})}
+	tok := refillToken{after: make(chan struct{}), by: time.Now().Add(-time.Second)} // queued long ago, its call still running
+	done := make(chan bool, 1)
+	go func() { done <- p.waitFor(tok) }()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Error("waitFor = false for a running pool, want true")
+		}
+	case <-time.After(30 * time.Second):
+		close(p.stop)
+		t.Fatal("waitFor still waits for a token that came due a second before it was called")
+	}
+}

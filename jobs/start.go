@@ -156,8 +156,12 @@ func (t *Table) launch(spec Spec, o StartOptions) (*call, error) {
 		started:   now,
 		proc:      p,
 		done:      make(chan struct{}),
+		reaped:    make(chan struct{}),
 		state:     rpc.StateRunning,
 		log:       logTail{max: t.cfg.MaxLogLines},
+	}
+	if warm {
+		t.pool.replace(c.reaped)
 	}
 	if d := o.AbortAfter; d > 0 {
 		c.abortTimer = time.AfterFunc(d, func() {

@@ -53,7 +53,15 @@ type verdict struct {
 // and keeps no copy, so a finished call holds only its result.
 func (t *Table) supervise(c *call, args json.RawMessage) {
 	defer t.supervisors.Done()
+	defer close(c.reaped)
 	p := c.proc
+	// A warm process has greeted already: its request goes in first,
+	// before the goroutines below are started, so that the process
+	// works while they start instead of after.
+	var fed *fedRequest
+	if p.greeted {
+		fed = &fedRequest{err: p.proto.feed(c, args)}
+	}
 
 	logDone := make(chan struct{})
 	go func() {
@@ -62,7 +70,7 @@ func (t *Table) supervise(c *call, args json.RawMessage) {
 	}()
 	early := make(chan []byte, 1) // a result that may settle the call before the exit
 	outDone := make(chan output, 1)
-	go func() { outDone <- t.readOutput(c, args, early) }()
+	go func() { outDone <- t.readOutput(c, args, fed, early) }()
 	exited := make(chan error, 1)
 	go func() { exited <- p.wait() }()
 
@@ -187,12 +195,20 @@ func (t *Table) complete(c *call, v verdict) {
 	t.cfg.Logger.Info("call finished", attrs...)
 }
 
-// readOutput hands the request to the process and reads its output
-// through the result limit, in the protocol the process speaks.
-func (t *Table) readOutput(c *call, args json.RawMessage, early chan<- []byte) output {
+// fedRequest is the outcome of feeding a call's request to its process
+// (nil error: fed).
+type fedRequest struct{ err *rpc.Error }
+
+// readOutput hands the request to the process, unless fed says it was
+// handed already, and reads its output through the result limit, in the
+// protocol the process speaks.
+func (t *Table) readOutput(c *call, args json.RawMessage, fed *fedRequest, early chan<- []byte) output {
 	p := c.proc
-	if err := p.proto.feed(c, args); err != nil {
-		return output{err: err}
+	if fed == nil {
+		fed = &fedRequest{err: p.proto.feed(c, args)}
+	}
+	if fed.err != nil {
+		return output{err: fed.err}
 	}
 	// The protocol's wrapping is not the function's to pay for.
 	limit := t.cfg.MaxResult + p.proto.overhead()

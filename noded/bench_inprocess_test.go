@@ -177,7 +177,7 @@ func BenchmarkEchoInProcessWarm(b *testing.B) {
 // is started and greeted: the request written, the result read, the
 // process reaped. It is the least a warm call can cost.
 func BenchmarkFloorWarmProcess(b *testing.B) {
-	req, bin := spawnRequest(b), nodetest.Noded(b)
+	req, bin := spawnRequest(b), nodetest.Noded(b)+"-fn"
 	for range b.N {
 		b.StopTimer()
 		cmd := exec.Command(bin, "function", "echo")

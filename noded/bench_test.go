@@ -67,10 +67,10 @@ func BenchmarkEchoHTTP(b *testing.B) {
 	b.StopTimer()
 
 	// Both floors, measured now on the same machine in the same state.
-	spawnReq, bin := spawnRequest(b), nodetest.Noded(b)
+	spawnReq, bin := spawnRequest(b), nodetest.Noded(b)+"-fn"
 	begin = time.Now()
 	for range b.N {
-		if err := spawnEcho(bin, spawnReq); err != nil {
+		if err := spawnEcho(bin, spawnReq, true); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -110,16 +110,30 @@ func BenchmarkEchoHTTPParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(begin).Seconds(), "calls/s")
 }
 
+// BenchmarkFloorSpawn is a spawn of a function process fed one echo
+// request, without noded: of the function binary noded runs its Go
+// functions in (noded-fn), of noded's own binary (where they ran before,
+// and still run for a noded with no function binary beside it), and of
+// the minimal Go process of noderpc bench (noderpc-floor), the floor of
+// any Go program's start.
 func BenchmarkFloorSpawn(b *testing.B) {
-	req, bin := spawnRequest(b), nodetest.Noded(b)
-	if err := spawnEcho(bin, req); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for range b.N {
-		if err := spawnEcho(bin, req); err != nil {
-			b.Fatal(err)
-		}
+	req := spawnRequest(b)
+	for _, bc := range []struct {
+		name string
+		bin  string
+		echo bool // the binary runs echo, whose result is checked
+	}{
+		{"noded-fn", nodetest.Noded(b) + "-fn", true},
+		{"noded", nodetest.Noded(b), true},
+		{"minimal", nodetest.Binary(b, "github.com/noderpc/noderpc/tools/noderpc-floor"), false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for range b.N {
+				if err := spawnEcho(bc.bin, req, bc.echo); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -147,10 +161,10 @@ func spawnRequest(tb testing.TB) []byte {
 	return append(raw, '\n')
 }
 
-// spawnEcho runs noded's binary bin as a function process, as noded does
-// (cookie in the environment, request on stdin), and checks its hello and
-// result.
-func spawnEcho(bin string, req []byte) error {
+// spawnEcho runs bin as a function process, as noded does (cookie in the
+// environment, request on stdin), and checks its hello and, with echo,
+// that its result is echo's.
+func spawnEcho(bin string, req []byte, echo bool) error {
 	cmd := exec.Command(bin, "function", "echo")
 	cmd.Env = append(os.Environ(), rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue)
 	cmd.Stdin = bytes.NewReader(req)
@@ -171,7 +185,7 @@ func spawnEcho(bin string, req []byte) error {
 	if err != nil {
 		return err
 	}
-	if res.Error != nil || !bytes.Equal(res.Result, echoArgs) {
+	if echo && (res.Error != nil || !bytes.Equal(res.Result, echoArgs)) {
 		return fmt.Errorf("function process echo %s: result %s error %v", echoArgs, res.Result, res.Error)
 	}
 	return nil

@@ -30,19 +30,22 @@ type Config struct {
 	HeadTimeout   time.Duration
 	AddrFile      string
 	FunctionsDir  string
-	MaxRunning    int
-	MaxWait       time.Duration
-	MaxRequest    int
-	MaxBodies     int64
-	MaxResult     int64
-	MaxLogLines   int
-	Retention     time.Duration
-	ShutdownGrace time.Duration
-	LogFormat     string
-	LogLevel      string
-	Version       bool
-	Warm          int
-	Containment   string
+	// FunctionBinary is the program that runs Go functions; empty means
+	// the one beside noded's executable, if any (functions.OpenBinary).
+	FunctionBinary string
+	MaxRunning     int
+	MaxWait        time.Duration
+	MaxRequest     int
+	MaxBodies      int64
+	MaxResult      int64
+	MaxLogLines    int
+	Retention      time.Duration
+	ShutdownGrace  time.Duration
+	LogFormat      string
+	LogLevel       string
+	Version        bool
+	Warm           int
+	Containment    string
 
 	// ConfigFile is the configuration file read before the command
 	// line is applied; empty means none.
@@ -180,6 +183,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HeadTimeout, "head-timeout", DefaultHeadTimeout, "time a connection has for its TLS handshake and each request's line and headers")
 	fs.StringVar(&c.AddrFile, "addr-file", "", "write the address actually served on to `file` once listening (for scripts and port 0)")
 	fs.StringVar(&c.FunctionsDir, "functions-dir", DefaultFunctionsDir, "`directory` whose executable files are functions named after the file")
+	fs.StringVar(&c.FunctionBinary, "function-binary", "", "`file` that runs the Go functions, built from the same tree as noded (default: noded's executable name + \"-fn\" beside it, else noded's own binary)")
 	fs.IntVar(&c.MaxRunning, "max-running", jobs.DefaultMaxRunning, "most calls running at once; more are refused with kind busy")
 	fs.DurationVar(&c.MaxWait, "max-wait", jobs.DefaultMaxWait, "cap on the timeout of one StartFunction or WaitForFunction")
 	fs.IntVar(&c.MaxRequest, "max-request", DefaultMaxRequest, "largest request body in `bytes`; larger ones are refused with kind too_large")

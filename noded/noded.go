@@ -90,8 +90,14 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 // certificates. Run is called once.
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	jobs.KillOrphans(d.log)
+	bin, err := functions.OpenBinary(d.cfg.FunctionBinary)
+	if err != nil {
+		return &UsageError{err}
+	}
+	defer bin.Close()
+	d.logFunctionBinary(bin)
 	m := newMetrics()
-	fns := &functions.Resolver{Registry: d.reg, Dir: d.cfg.FunctionsDir}
+	fns := &functions.Resolver{Registry: d.reg, Self: bin.Exec(), Dir: d.cfg.FunctionsDir}
 	table, err := jobs.New(d.jobsConfig(m, fns))
 	if err != nil {
 		return err
@@ -256,14 +262,28 @@ func (d *Daemon) logServing(addr, bootID string, containment jobs.Containment) {
 }
 
 // jobsConfig is the job table's configuration: cfg's limits, the
-// functions, and the daemon's logger and metrics.
+// functions (Go ones run by the program fns.Self, "" for noded's own
+// binary), and the daemon's logger and metrics.
 func (d *Daemon) jobsConfig(m *daemonMetrics, fns *functions.Resolver) jobs.Config {
 	jc := d.cfg.jobsConfig()
 	jc.Resolver = fns
-	jc.WarmSpec = functions.GoProcess("")
+	jc.WarmSpec = functions.GoProcess(fns.Self)
 	jc.Logger = d.log
 	jc.Observer = m
 	return jc
+}
+
+// logFunctionBinary says which program runs the Go functions: an
+// operator who sees calls start slowly learns from it whether the lean
+// function binary was found.
+func (d *Daemon) logFunctionBinary(bin *functions.Binary) {
+	if bin.Path != "" {
+		d.log.Info("Go functions run in the function binary", "path", bin.Path)
+		return
+	}
+	self, _ := os.Executable()
+	d.log.Info("Go functions run in noded's own binary; a function binary beside it starts each call faster",
+		"want", self+functions.BinarySuffix)
 }
 
 // expire drops finished calls past the retention period until stop is

@@ -17,14 +17,13 @@ import (
 	"time"
 
 	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/rpc/wire"
 )
 
 // ProtocolVersion is the version of the HTTP protocol and of the stdio
-// frames. It changes only when an existing field or procedure changes
-// meaning; adding one does not change it. Version 2: GET /ListFunctions
-// lists the functions a node offers, where version 1 listed its calls,
-// which are now GET /ListCalls.
-const ProtocolVersion = 2
+// frames; see wire.ProtocolVersion.
+const ProtocolVersion = wire.ProtocolVersion
 
 // Procedure paths served by noded.
 const (
@@ -165,15 +164,7 @@ func checkSeconds(field string, v float64) error {
 
 // Duration converts a number of seconds from the wire into a Duration,
 // saturating instead of overflowing.
-func Duration(seconds float64) time.Duration {
-	if seconds <= 0 || math.IsNaN(seconds) {
-		return 0
-	}
-	if seconds >= float64(math.MaxInt64)/float64(time.Second) {
-		return time.Duration(math.MaxInt64)
-	}
-	return time.Duration(seconds * float64(time.Second))
-}
+func Duration(seconds float64) time.Duration { return wire.Duration(seconds) }
 
 // Seconds converts a Duration into the wire's number of seconds.
 func Seconds(d time.Duration) float64 { return d.Seconds() }
@@ -192,6 +183,6 @@ func Decode(body []byte, v any) error {
 }
 
 // Version is the noderpc release, shown by every binary's --version and by
-// GET /Version. Release builds set it with
-// -ldflags "-X github.com/noderpc/noderpc/rpc.Version=v1.2.3".
-var Version = "0.1.0-dev"
+// GET /Version. It is wire.Version, which release builds set with
+// -ldflags "-X github.com/noderpc/noderpc/rpc/wire.Version=v1.2.3".
+var Version = wire.Version

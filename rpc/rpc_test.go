@@ -86,9 +86,16 @@ func TestValidate(t *testing.T) {
 }
 
 func TestKindsAndStatuses(t *testing.T) {
-	for _, e := range statusOfKind {
-		if got := e.kind.HTTPStatus(); got != e.status {
-			t.Errorf("%s.HTTPStatus() = %d, want %d", e.kind, got, e.status)
+	// The statuses are numbers in package wire; net/http names them here.
+	for kind, want := range map[Kind]int{
+		KindBadRequest: http.StatusBadRequest, KindForbidden: http.StatusForbidden,
+		KindUnknownFunction: http.StatusNotFound, KindUnknownCall: http.StatusNotFound,
+		KindLost: http.StatusGone, KindTooLarge: http.StatusRequestEntityTooLarge,
+		KindBusy: http.StatusServiceUnavailable, KindShuttingDown: http.StatusServiceUnavailable,
+		KindInternal: http.StatusInternalServerError, KindFunctionFailed: http.StatusInternalServerError,
+	} {
+		if got := kind.HTTPStatus(); got != want {
+			t.Errorf("%s.HTTPStatus() = %d, want %d", kind, got, want)
 		}
 	}
 	tests := []struct {

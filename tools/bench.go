@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/goccy/go-json"
@@ -31,17 +32,26 @@ the nodes in turn. Reports throughput, latency percentiles (start to
 result), client CPU per call and errors by kind, and beside them the
 floors, measured in the same run at the same concurrency:
 
-  spawn floor: a bare spawn and wait of the Go function process binary
-      (noded's, from --spawn-floor-bin, or found next to noderpc or in
-      PATH) fed the same request, without noded, HTTP or the job table;
+  min spawn floor: a spawn and wait of a minimal Go process (noderpc-floor,
+      from --min-floor-bin, or found next to noderpc or in PATH: it only
+      writes a line, reads one and writes one), fed the same request;
+  line floor:  one request line into such a process already started,
+      greeted and idle, and its first line back: what a warm call's
+      process cannot go below;
+  spawn floor: the same spawn of the Go function process binary
+      (noded-fn or noded, from --spawn-floor-bin, or found next to
+      noderpc or in PATH), without noded, HTTP or the job table;
   http floor:  a bare GET /Version round trip to the same nodes.
 
 The run is cut into --rounds rounds; each measures the floors, then the
 calls, so that a machine whose load changes during the run weighs on
-floors and calls alike. Each latency is printed as a ratio to the sum of
-the floors at the same percentile, and the throughput as a ratio to the
-spawn floor's. A call's release is sent after its latency is taken, by
-the same caller, so it counts in the throughput but not in the latency.
+floors and calls alike; with --rate the floors are paced as the calls
+are. Each latency is printed as a ratio to the cold floor (min spawn
+floor + http floor, or the spawn floor without noderpc-floor) and to the
+warm floor (line floor + http floor) at the same percentile, and the
+throughput as a ratio to the min spawn floor's. A call's release is sent
+after its latency is taken, by the same caller, so it counts in the
+throughput but not in the latency.
 
 Whether calls run warm is the node's choice (noded --warm N). To measure
 warm calls, give --rounds 1 (a pool refilling after a round would slow
@@ -73,7 +83,8 @@ Examples:
 		fs.IntVar(&l.Rounds, "rounds", 5, "rounds the run is cut into, each measuring the floors and then the calls, so that all see the same machine")
 		fs.BoolVar(&l.Floors, "floors", true, "measure the floors (--floors=false skips them)")
 		fs.IntVar(&l.FloorMax, "floor-count", 2000, "most runs of each floor (it runs as many as the load made calls, up to this)")
-		fs.StringVar(&o.spawnBin, "spawn-floor-bin", "", "Go function process binary of the spawn floor (default: noded next to noderpc, or in PATH)")
+		fs.StringVar(&o.spawnBin, "spawn-floor-bin", "", "Go function process binary of the spawn floor (default: noded-fn, else noded, next to noderpc or in PATH)")
+		fs.StringVar(&o.minBin, "min-floor-bin", "", "minimal Go process of the min spawn and line floors (default: noderpc-floor next to noderpc, or in PATH)")
 		fs.BoolVar(&o.scaleOn, "scale", false, "measure the node's memory per running call and per open wait instead")
 		fs.IntVar(&sc.Running, "running", 2000, "with --scale: sleep calls running at once")
 		fs.IntVar(&sc.Waits, "waits", 10000, "with --scale: WaitForFunction requests open at once")
@@ -96,6 +107,7 @@ const maxCountedRun = 10 * time.Minute
 type benchOptions struct {
 	load     bench.Load
 	spawnBin string // --spawn-floor-bin, as given
+	minBin   string // --min-floor-bin, as given
 	scaleOn  bool
 	scale    bench.Scale
 }
@@ -152,11 +164,8 @@ func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
 		}
 	}()
 	if o.load.Floors {
-		if bin, err := spawnFloorBin(o.spawnBin); err != nil {
-			o.load.SpawnMissing = err.Error()
-		} else {
-			o.load.SpawnBin = bin
-		}
+		o.load.SpawnBin, o.load.SpawnMissing = floorBin(o.spawnBin, "--spawn-floor-bin", "noded-fn", "noded")
+		o.load.MinBin, o.load.MinMissing = floorBin(o.minBin, "--min-floor-bin", "noderpc-floor")
 	}
 	r, err := bench.Run(ctx, clients, o.load)
 	if err != nil {
@@ -200,26 +209,29 @@ func (a *app) benchScale(ctx context.Context, nodes []string, o benchOptions) in
 	return a.benchReport(r)
 }
 
-// spawnFloorBin finds the function process binary of the spawn floor: the
-// one given, else noded beside the running noderpc, else noded in PATH.
-func spawnFloorBin(given string) (string, error) {
+// floorBin finds the binary of a floor: the one given with flag, else
+// the first of names beside the running noderpc, else in PATH. When
+// there is none it returns why instead, for the report.
+func floorBin(given, flag string, names ...string) (bin, missing string) {
 	if given != "" {
 		if _, err := os.Stat(given); err != nil {
-			return "", fmt.Errorf("--spawn-floor-bin: %v", err)
+			return "", fmt.Sprintf("%s: %v", flag, err)
 		}
-		return given, nil
+		return given, ""
 	}
-	if self, err := os.Executable(); err == nil {
-		beside := filepath.Join(filepath.Dir(self), "noded")
-		if fi, err := os.Stat(beside); err == nil && fi.Mode().IsRegular() {
-			return beside, nil
+	self, selfErr := os.Executable()
+	for _, name := range names {
+		if selfErr == nil {
+			beside := filepath.Join(filepath.Dir(self), name)
+			if fi, err := os.Stat(beside); err == nil && fi.Mode().IsRegular() {
+				return beside, ""
+			}
+		}
+		if bin, err := exec.LookPath(name); err == nil {
+			return bin, ""
 		}
 	}
-	bin, err := exec.LookPath("noded")
-	if err != nil {
-		return "", errors.New("no noded beside noderpc or in PATH; give --spawn-floor-bin")
-	}
-	return bin, nil
+	return "", fmt.Sprintf("no %s beside noderpc or in PATH; give %s", strings.Join(names, " or "), flag)
 }
 
 // benchReport prints a report of bench, as JSON with --json, and returns

@@ -20,6 +20,8 @@ type benchJSON struct {
 	HTTPFloor         *phaseJSON  `json:"http_floor"`
 	SpawnFloor        *phaseJSON  `json:"spawn_floor"`
 	SpawnFloorMissing string      `json:"spawn_floor_missing"`
+	MinSpawnFloor     *phaseJSON  `json:"min_spawn_floor"`
+	LineFloor         *phaseJSON  `json:"line_floor"`
 	Ratios            *ratiosJSON `json:"ratios"`
 }
 
@@ -36,6 +38,8 @@ type phaseJSON struct {
 
 type ratiosJSON struct {
 	P50, P90, P99, Max, Throughput float64
+	WarmP50                        float64 `json:"warm_p50"`
+	FunctionSpawn                  float64 `json:"function_spawn"`
 }
 
 // runJSON runs noderpc with args, fails t unless it exits with want, and
@@ -78,31 +82,40 @@ func checkPhase(t *testing.T, name string, p *phaseJSON, want int) {
 	}
 }
 
+// TestBenchReport: bench measures the floors in the same run, the
+// minimal process's among them, and takes every ratio against them.
 func TestBenchReport(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Options{Flags: []string{"--warm", "0"}})
-	args := []string{"--json", "bench", "--count", "20", "--concurrency", "2", "--spawn-floor-bin", nodetest.Noded(t), n.Addr()}
+	minimal := nodetest.Binary(t, "github.com/noderpc/noderpc/tools/noderpc-floor")
+	args := []string{"--json", "bench", "--count", "20", "--concurrency", "2", "--spawn-floor-bin", nodetest.Noded(t) + "-fn", "--min-floor-bin", minimal, n.Addr()}
 	var r benchJSON
 	runJSON(t, ExitOK, &r, args...)
 	if r.Fn != "echo" || r.Concurrency != 2 || r.Rounds != 5 || len(r.Nodes) != 1 || r.Nodes[0] != n.Addr() {
 		t.Errorf("report heads fn %q concurrency %d rounds %d nodes %q, want echo, 2, 5, [%s]", r.Fn, r.Concurrency, r.Rounds, r.Nodes, n.Addr())
 	}
-	checkPhase(t, "run", &r.Run, 20)
-	checkPhase(t, "http floor", r.HTTPFloor, 20)
-	checkPhase(t, "spawn floor", r.SpawnFloor, 20)
-	for name, p := range map[string]*phaseJSON{"run": &r.Run, "http floor": r.HTTPFloor, "spawn floor": r.SpawnFloor} {
+	phases := map[string]*phaseJSON{"run": &r.Run, "http floor": r.HTTPFloor, "spawn floor": r.SpawnFloor, "min spawn floor": r.MinSpawnFloor, "line floor": r.LineFloor}
+	for name, p := range phases {
+		checkPhase(t, name, p, 20)
 		if p != nil && p.Successes != p.Calls {
 			t.Errorf("%s: %d of %d succeeded, errors %v (first: %s)", name, p.Successes, p.Calls, p.Errors, p.FirstError)
 		}
 	}
-	if r.Ratios == nil || r.Ratios.P50 <= 0 || r.Ratios.Throughput <= 0 {
-		t.Fatalf("ratios %+v, want the p50 and throughput ratios above 0", r.Ratios)
+	if r.Ratios == nil || r.Ratios.P50 <= 0 || r.Ratios.Throughput <= 0 || r.MinSpawnFloor == nil || r.LineFloor == nil {
+		t.Fatalf("ratios %+v, want the p50 and throughput ratios above 0, against the minimal process", r.Ratios)
 	}
-	floor := r.SpawnFloor.Latency["p50"] + r.HTTPFloor.Latency["p50"]
-	if got, want := r.Ratios.P50, r.Run.Latency["p50"]/floor; !near(got, want) {
-		t.Errorf("p50 ratio %v, want run p50 / (spawn p50 + http p50) = %v", got, want)
-	}
-	if got, want := r.Ratios.Throughput, r.Run.Throughput/r.SpawnFloor.Throughput; !near(got, want) {
-		t.Errorf("throughput ratio %v, want run / spawn floor = %v", got, want)
+	p50 := func(p *phaseJSON) float64 { return p.Latency["p50"] }
+	for _, c := range []struct {
+		what      string
+		got, want float64
+	}{
+		{"p50 ratio, over min spawn p50 + http p50", r.Ratios.P50, p50(&r.Run) / (p50(r.MinSpawnFloor) + p50(r.HTTPFloor))},
+		{"warm p50 ratio, over line p50 + http p50", r.Ratios.WarmP50, p50(&r.Run) / (p50(r.LineFloor) + p50(r.HTTPFloor))},
+		{"throughput ratio, over the min spawn floor's", r.Ratios.Throughput, r.Run.Throughput / r.MinSpawnFloor.Throughput},
+		{"function spawn ratio, spawn p50 over min spawn p50", r.Ratios.FunctionSpawn, p50(r.SpawnFloor) / p50(r.MinSpawnFloor)},
+	} {
+		if !near(c.got, c.want) {
+			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
+		}
 	}
 }
 

@@ -119,12 +119,50 @@ func withoutExitSleep(gorace string) string {
 	return strings.TrimSpace(gorace + " atexit_sleep_ms=0")
 }
 
+// FunctionBinaryPackage is the import path of noded's function binary,
+// the lean program its Go functions run in.
+const FunctionBinaryPackage = "github.com/noderpc/noderpc/noded/cmd/noded-fn"
+
 // Noded returns the path of noded built for this test binary: with the
-// race detector when the tests run with it. The test fails if it cannot
+// race detector when the tests run with it. Its function binary is built
+// too and linked beside it, where noded finds it, so the tests run Go
+// functions as an installed noded does. The test fails if either cannot
 // be built.
 func Noded(t testing.TB) string {
 	t.Helper()
-	return Binary(t, NodedPackage)
+	return nodedOrFail(t, raceBuild)
+}
+
+func nodedOrFail(t testing.TB, race bool) string {
+	t.Helper()
+	path, first, err := nodedBinary(race)
+	switch {
+	case err == nil:
+		return path
+	case first:
+		t.Fatal(err)
+	default:
+		t.Fatalf("nodetest: noded could not be built (race %v); see the first failure, or the end of the run", race)
+	}
+	return ""
+}
+
+// nodedBinary builds noded and its function binary once and links the
+// latter beside the former, under the name noded looks for (its own with
+// "-fn" added, functions.BinarySuffix).
+func nodedBinary(race bool) (path string, first bool, err error) {
+	path, first, err = binary(NodedPackage, race)
+	if err != nil {
+		return "", first, err
+	}
+	fn, fnFirst, err := binary(FunctionBinaryPackage, race)
+	if err != nil {
+		return "", fnFirst, err
+	}
+	if err := os.Link(fn, path+"-fn"); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", true, fmt.Errorf("nodetest: placing the function binary beside noded: %w", err)
+	}
+	return path, first, nil
 }
 
 // Binary returns the path of the command pkg (an import path in this

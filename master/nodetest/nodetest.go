@@ -163,7 +163,7 @@ func withBinary(t testing.TB, opts Options) Options {
 	switch {
 	case opts.Binary != "":
 	case opts.NoRace:
-		opts.Binary = BinaryNoRace(t, NodedPackage)
+		opts.Binary = nodedOrFail(t, false)
 	default:
 		opts.Binary = Noded(t)
 	}
@@ -194,7 +194,7 @@ func (n *Node) closeFor(t testing.TB, always bool) {
 // [Node.Close]; [Run] closes those still open when the tests end.
 func Launch(opts Options) (*Node, error) {
 	if opts.Binary == "" {
-		path, _, err := binary(NodedPackage, raceBuild && !opts.NoRace)
+		path, _, err := nodedBinary(raceBuild && !opts.NoRace)
 		if err != nil {
 			return nil, err
 		}

@@ -119,6 +119,12 @@ func (s samples) phase() Phase {
 	return p
 }
 
+// phasePtr is phase, for a report's optional phases.
+func (s samples) phasePtr() *Phase {
+	p := s.phase()
+	return &p
+}
+
 // split divides the bounds of s between rounds: round r of n gets its
 // share of the count and of the duration.
 func (s loadSpec) split(r, n int) loadSpec {

@@ -24,55 +24,94 @@ type Report struct {
 	// HTTPFloor is GET /Version at the same concurrency; nil without
 	// floors.
 	HTTPFloor *Phase `json:"http_floor,omitempty"`
-	// SpawnFloor is the bare spawn and wait; nil when it was not run,
-	// SpawnFloorMissing then says why if it was asked for.
+	// SpawnFloor is the bare spawn and wait of the Go function process
+	// binary; nil when it was not run, SpawnFloorMissing then says why if
+	// it was asked for.
 	SpawnFloor        *Phase `json:"spawn_floor,omitempty"`
 	SpawnFloorBin     string `json:"spawn_floor_bin,omitempty"`
 	SpawnFloorMissing string `json:"spawn_floor_missing,omitempty"`
+	// MinSpawnFloor is the same of the minimal Go process (noderpc-floor)
+	// and LineFloor one line through an idle, started one; nil when not
+	// run, MinFloorMissing then says why if they were asked for.
+	MinSpawnFloor   *Phase `json:"min_spawn_floor,omitempty"`
+	LineFloor       *Phase `json:"line_floor,omitempty"`
+	MinFloorBin     string `json:"min_floor_bin,omitempty"`
+	MinFloorMissing string `json:"min_floor_missing,omitempty"`
 	// Ratios are the run's figures over their floors, absent without
-	// floors: latencies over the sum of the floors' latencies at the same
-	// percentile, throughput over the spawn floor's.
+	// floors (see Ratios).
 	Ratios *Ratios `json:"ratios,omitempty"`
 }
 
-// Ratios are the run's figures as multiples of their floors.
+// Ratios are the run's figures as multiples of their floors. The spawn
+// floor they take is the minimal process's when it was measured, else
+// the function binary's.
 type Ratios struct {
-	P50        float64 `json:"p50"`
-	P90        float64 `json:"p90"`
-	P99        float64 `json:"p99"`
-	Max        float64 `json:"max"`
+	// P50 to Max are the latencies over the cold floor, the spawn floor
+	// plus the HTTP floor at the same percentile.
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+	// WarmP50 to WarmP99 are the latencies over the warm floor, the line
+	// floor plus the HTTP floor; absent without the line floor.
+	WarmP50 float64 `json:"warm_p50,omitempty"`
+	WarmP90 float64 `json:"warm_p90,omitempty"`
+	WarmP99 float64 `json:"warm_p99,omitempty"`
+	// Throughput is the run's over the spawn floor's.
 	Throughput float64 `json:"throughput,omitempty"`
+	// FunctionSpawn is the function binary's spawn floor over the
+	// minimal process's, at the median: what the function process's own
+	// start adds; absent without both.
+	FunctionSpawn float64 `json:"function_spawn,omitempty"`
+}
+
+// coldSpawn is the spawn floor the ratios take.
+func (r *Report) coldSpawn() *Phase {
+	if r.MinSpawnFloor != nil {
+		return r.MinSpawnFloor
+	}
+	return r.SpawnFloor
 }
 
 // ratios fills r.Ratios from the floors that were measured.
 func (r *Report) ratios() {
-	if r.HTTPFloor == nil && r.SpawnFloor == nil {
+	spawn := r.coldSpawn()
+	if r.HTTPFloor == nil && spawn == nil {
 		return
 	}
-	floor := r.floorLatency()
-	div := func(a, b Seconds) float64 {
-		if b == 0 {
-			return 0
-		}
-		return float64(a) / float64(b)
-	}
 	lat := r.Run.Latency
+	cold := sumLatency(spawn, r.HTTPFloor)
 	r.Ratios = &Ratios{
-		P50: div(lat.P50, floor.P50),
-		P90: div(lat.P90, floor.P90),
-		P99: div(lat.P99, floor.P99),
-		Max: div(lat.Max, floor.Max),
+		P50: div(lat.P50, cold.P50),
+		P90: div(lat.P90, cold.P90),
+		P99: div(lat.P99, cold.P99),
+		Max: div(lat.Max, cold.Max),
 	}
-	if r.SpawnFloor != nil && r.SpawnFloor.Throughput > 0 {
-		r.Ratios.Throughput = r.Run.Throughput / r.SpawnFloor.Throughput
+	if r.LineFloor != nil {
+		warm := sumLatency(r.LineFloor, r.HTTPFloor)
+		r.Ratios.WarmP50, r.Ratios.WarmP90, r.Ratios.WarmP99 = div(lat.P50, warm.P50), div(lat.P90, warm.P90), div(lat.P99, warm.P99)
+	}
+	if spawn != nil && spawn.Throughput > 0 {
+		r.Ratios.Throughput = r.Run.Throughput / spawn.Throughput
+	}
+	if r.SpawnFloor != nil && r.MinSpawnFloor != nil {
+		r.Ratios.FunctionSpawn = div(r.SpawnFloor.Latency.P50, r.MinSpawnFloor.Latency.P50)
 	}
 }
 
-// floorLatency is the sum of the floors' latencies, percentile by
-// percentile.
-func (r *Report) floorLatency() Latency {
+// div is a/b, 0 when b is.
+func div(a, b Seconds) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// sumLatency is the sum of the phases' latencies, percentile by
+// percentile; a nil phase counts for nothing.
+func sumLatency(phases ...*Phase) Latency {
 	var l Latency
-	for _, f := range []*Phase{r.SpawnFloor, r.HTTPFloor} {
+	for _, f := range phases {
 		if f != nil {
 			l.P50 += f.Latency.P50
 			l.P90 += f.Latency.P90
@@ -96,31 +135,38 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, ": %d calls in %s, %d succeeded\n", run.Calls, fmtDur(run.Elapsed), run.Successes)
 
+	spawn, spawnName := r.coldSpawn(), "spawn floor"
+	if spawn != nil && spawn == r.MinSpawnFloor {
+		spawnName = "min spawn floor"
+	}
 	fmt.Fprintf(w, "  throughput %.1f calls/s", run.Throughput)
 	if r.Ratios != nil && r.Ratios.Throughput > 0 {
-		fmt.Fprintf(w, " = %.2f x spawn floor %.1f/s", r.Ratios.Throughput, r.SpawnFloor.Throughput)
+		fmt.Fprintf(w, " = %.2f x %s %.1f/s", r.Ratios.Throughput, spawnName, spawn.Throughput)
 	}
 	fmt.Fprintln(w)
 	for _, q := range []struct {
-		name  string
-		at    func(Latency) Seconds
-		ratio float64
+		name       string
+		at         func(Latency) Seconds
+		cold, warm float64
 	}{
-		{"p50", func(l Latency) Seconds { return l.P50 }, r.ratio(func(b *Ratios) float64 { return b.P50 })},
-		{"p90", func(l Latency) Seconds { return l.P90 }, r.ratio(func(b *Ratios) float64 { return b.P90 })},
-		{"p99", func(l Latency) Seconds { return l.P99 }, r.ratio(func(b *Ratios) float64 { return b.P99 })},
-		{"max", func(l Latency) Seconds { return l.Max }, r.ratio(func(b *Ratios) float64 { return b.Max })},
+		{"p50", func(l Latency) Seconds { return l.P50 }, r.ratio(func(b *Ratios) float64 { return b.P50 }), r.ratio(func(b *Ratios) float64 { return b.WarmP50 })},
+		{"p90", func(l Latency) Seconds { return l.P90 }, r.ratio(func(b *Ratios) float64 { return b.P90 }), r.ratio(func(b *Ratios) float64 { return b.WarmP90 })},
+		{"p99", func(l Latency) Seconds { return l.P99 }, r.ratio(func(b *Ratios) float64 { return b.P99 }), r.ratio(func(b *Ratios) float64 { return b.WarmP99 })},
+		{"max", func(l Latency) Seconds { return l.Max }, r.ratio(func(b *Ratios) float64 { return b.Max }), 0},
 	} {
 		fmt.Fprintf(w, "  %s %s", q.name, fmtDur(q.at(run.Latency)))
 		if r.Ratios != nil {
 			var parts []string
-			if r.SpawnFloor != nil {
-				parts = append(parts, "spawn floor "+fmtDur(q.at(r.SpawnFloor.Latency)))
+			if spawn != nil {
+				parts = append(parts, spawnName+" "+fmtDur(q.at(spawn.Latency)))
 			}
 			if r.HTTPFloor != nil {
 				parts = append(parts, "http floor "+fmtDur(q.at(r.HTTPFloor.Latency)))
 			}
-			fmt.Fprintf(w, " = %.2f x (%s)", q.ratio, strings.Join(parts, " + "))
+			fmt.Fprintf(w, " = %.2f x (%s)", q.cold, strings.Join(parts, " + "))
+			if q.warm > 0 {
+				fmt.Fprintf(w, ", %.2f x (line floor %s + http floor %s)", q.warm, fmtDur(q.at(r.LineFloor.Latency)), fmtDur(q.at(r.HTTPFloor.Latency)))
+			}
 		}
 		fmt.Fprintln(w)
 	}
@@ -130,6 +176,16 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "spawn floor: %d runs of %s in %s, %.1f/s, errors: %s\n", f.Calls, r.SpawnFloorBin, fmtDur(f.Elapsed), f.Throughput, errorSummary(*f))
 	} else if r.SpawnFloorMissing != "" {
 		fmt.Fprintf(w, "spawn floor: not measured: %s\n", r.SpawnFloorMissing)
+	}
+	if f := r.MinSpawnFloor; f != nil {
+		fmt.Fprintf(w, "min spawn floor: %d runs of %s in %s, %.1f/s, p50 %s, errors: %s\n", f.Calls, r.MinFloorBin, fmtDur(f.Elapsed), f.Throughput, fmtDur(f.Latency.P50), errorSummary(*f))
+		l := r.LineFloor
+		fmt.Fprintf(w, "line floor: %d lines through an idle %s, p50 %s p99 %s, errors: %s\n", l.Calls, r.MinFloorBin, fmtDur(l.Latency.P50), fmtDur(l.Latency.P99), errorSummary(*l))
+		if r.Ratios != nil && r.Ratios.FunctionSpawn > 0 {
+			fmt.Fprintf(w, "function process spawn p50 = %.2f x min spawn floor\n", r.Ratios.FunctionSpawn)
+		}
+	} else if r.MinFloorMissing != "" {
+		fmt.Fprintf(w, "min spawn and line floors: not measured: %s\n", r.MinFloorMissing)
 	}
 	if f := r.HTTPFloor; f != nil {
 		fmt.Fprintf(w, "http floor: %d GET /Version in %s, %.1f/s, p50 %s p99 %s, client CPU %s per call, errors: %s\n",

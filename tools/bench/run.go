@@ -31,13 +31,18 @@ type Load struct {
 	// machine.
 	Rounds int
 	// Floors asks for the floors: the HTTP floor always, the spawn floor
-	// when SpawnBin names the Go function process binary. FloorMax bounds
-	// the runs of each floor (it runs as many as the load made calls).
+	// when SpawnBin names the Go function process binary, the minimal
+	// spawn and line floors when MinBin names the minimal floor binary
+	// (noderpc-floor). FloorMax bounds the runs of each floor (it runs as
+	// many as the load made calls).
 	Floors   bool
 	FloorMax int
 	SpawnBin string
-	// SpawnMissing says why there is no SpawnBin; the report carries it.
+	MinBin   string
+	// SpawnMissing and MinMissing say why there is no SpawnBin or
+	// MinBin; the report carries them.
 	SpawnMissing string
+	MinMissing   string
 }
 
 // ConnsPerNode is the connection pool a client of Run should have (its
@@ -73,16 +78,11 @@ func Run(ctx context.Context, clients []*master.Client, l Load) (*Report, error)
 	for _, c := range clients {
 		r.Nodes = append(r.Nodes, c.Node())
 	}
-	var spawn *spawner
-	if l.Floors {
-		if l.SpawnBin != "" {
-			r.SpawnFloorBin = l.SpawnBin
-			spawn = newSpawner(l.SpawnBin, l.Fn, l.Args)
-		} else {
-			r.SpawnFloorMissing = l.SpawnMissing
-		}
-	}
-	floor := loadSpec{concurrency: l.Concurrency, count: l.FloorMax, duration: l.Duration}
+	spawn, minimal := l.spawners(r)
+	// The floors run at the load's pace: a paced warm call is measured
+	// against an HTTP round trip and a line through an idle process at
+	// the same pace.
+	floor := loadSpec{concurrency: l.Concurrency, count: l.FloorMax, duration: l.Duration, rate: l.Rate}
 	if l.Count > 0 {
 		floor.count = min(l.Count, l.FloorMax)
 	}
@@ -93,27 +93,56 @@ func Run(ctx context.Context, clients []*master.Client, l Load) (*Report, error)
 	// machine's load during the run weighs on the floors and the calls
 	// alike. In each round the floors come first: a warm pool is then
 	// full when the calls start.
-	var httpS, spawnS, runS samples
+	var httpS, spawnS, minS, lineS, runS samples
 	for round := range l.Rounds {
 		if floors {
-			httpS.add(runLoad(ctx, floor.split(round, l.Rounds), version))
+			f := floor.split(round, l.Rounds)
+			httpS.add(runLoad(ctx, f, version))
 			if spawn != nil {
-				spawnS.add(runLoad(ctx, floor.split(round, l.Rounds), spawn.run))
+				spawnS.add(runLoad(ctx, f, spawn.run))
+			}
+			if minimal != nil {
+				minS.add(runLoad(ctx, f, minimal.run))
+				lines := newLiner(minimal, l.Concurrency+1)
+				lineS.add(runLoad(ctx, f, lines.run))
+				lines.close()
 			}
 		}
 		runS.add(runLoad(ctx, load.split(round, l.Rounds), call))
 	}
 	r.Run = runS.phase()
 	if floors {
-		h := httpS.phase()
-		r.HTTPFloor = &h
+		r.HTTPFloor = httpS.phasePtr()
 		if spawn != nil {
-			p := spawnS.phase()
-			r.SpawnFloor = &p
+			r.SpawnFloor = spawnS.phasePtr()
+		}
+		if minimal != nil {
+			r.MinSpawnFloor, r.LineFloor = minS.phasePtr(), lineS.phasePtr()
 		}
 	}
 	r.ratios()
 	return r, nil
+}
+
+// spawners returns the spawners of the floors l asks for and has a
+// binary for, and notes in r which binaries they run or why not.
+func (l Load) spawners(r *Report) (spawn, minimal *spawner) {
+	if !l.Floors {
+		return nil, nil
+	}
+	if l.SpawnBin != "" {
+		r.SpawnFloorBin = l.SpawnBin
+		spawn = newSpawner(l.SpawnBin, l.Fn, l.Args)
+	} else {
+		r.SpawnFloorMissing = l.SpawnMissing
+	}
+	if l.MinBin != "" {
+		r.MinFloorBin = l.MinBin
+		minimal = newSpawner(l.MinBin, l.Fn, l.Args)
+	} else {
+		r.MinFloorMissing = l.MinMissing
+	}
+	return spawn, minimal
 }
 
 // versionOp is the HTTP floor: a bare Version round trip.

@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 import (
 	"bytes"
@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// maxDepth bounds how deeply arrays and objects nest. No body of the wire
+// MaxDepth bounds how deeply arrays and objects nest. No body of the wire
 // comes near it (fn_args and results are the caller's, but a thousand
 // levels is no data anyone means); it bounds the scanner's recursion,
 // and go-json's after it.
-const maxDepth = 1000
+const MaxDepth = 1000
 
 // linearKeys is how many keys an object holds before its duplicates are
 // looked for in a map rather than by comparing with each earlier key: the
@@ -250,8 +250,8 @@ func quoteByte(c byte) string {
 
 // enter opens an array or object at s.pos, refusing one nested too deep.
 func (s *scanner) enter() error {
-	if s.depth++; s.depth > maxDepth {
-		return s.fail(s.pos, "arrays and objects nested deeper than %d levels", maxDepth)
+	if s.depth++; s.depth > MaxDepth {
+		return s.fail(s.pos, "arrays and objects nested deeper than %d levels", MaxDepth)
 	}
 	s.pos++
 	s.skipSpace()

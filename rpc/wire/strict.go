@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ import (
 //     pairs (a lone surrogate is refused: it is no character);
 //   - free of duplicate keys in every object at every depth, compared
 //     after unescaping;
-//   - nested at most maxDepth levels;
+//   - nested at most MaxDepth levels;
 //   - made of keys that match the Go type's fields exactly: a key that
 //     matches a field only without regard to case is refused, and so is
 //     an unknown key where the caller refuses unknown fields;

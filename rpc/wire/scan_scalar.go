@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 // The scanner's strings and numbers: the bytes of JSON where a reader's
 // laxness hides.

@@ -1,0 +1,30 @@
+package backend_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestWireImportsLittle: the function binary links neither the daemon
+// nor the packages whose initialisation made every call's process start
+// slowly. Go initialises every package a program links, whatever runs,
+// so an import added here is paid by every call.
+func TestWireImportsLittle(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/noderpc/noderpc/noded/cmd/noded-fn").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	for _, dep := range deps {
+		switch {
+		case dep == "net", dep == "net/http", dep == "net/url", dep == "crypto/x509", dep == "crypto/tls",
+			dep == "github.com/noderpc/noderpc/rpc", strings.HasPrefix(dep, "github.com/valyala/"),
+			strings.HasPrefix(dep, "github.com/noderpc/noderpc/noded/") && dep != "github.com/noderpc/noderpc/noded/cmd/noded-fn", strings.HasPrefix(dep, "github.com/noderpc/noderpc/jobs"):
+			t.Errorf("noded-fn links %s", dep)
+		}
+	}
+	if len(deps) > 100 {
+		t.Errorf("noded-fn links %d packages, want at most 100 (88 when this test was written)", len(deps))
+	}
+}

@@ -1,0 +1,115 @@
+package noded_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/master/nodetest"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// callProcessRuns starts a sleep call on d and reports whether its
+// process runs the program in file bin, read from /proc/PID/exe of the
+// call's process (the cpid of its call ID).
+func callProcessRuns(t *testing.T, d *node, bin string) bool {
+	t.Helper()
+	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 30), Timeout: 0})
+	defer d.cancel(t, c.ID)
+	id, err := rpc.ParseCallID(c.ID)
+	if err != nil {
+		t.Fatalf("call ID %q: %v", c.ID, err)
+	}
+	exe, err := os.Stat("/proc/" + strconv.Itoa(id.CPID) + "/exe")
+	if err != nil {
+		t.Fatalf("the call's process %d: %v", id.CPID, err)
+	}
+	want, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.SameFile(exe, want)
+}
+
+// TestFunctionBinaryBeside: a noded with noded-fn beside it (as nodetest
+// and an install place it) runs its Go functions in that lean binary,
+// cold and warm, not in its own.
+func TestFunctionBinaryBeside(t *testing.T) {
+	t.Parallel()
+	bin := nodetest.Noded(t) + "-fn"
+	for _, warm := range []string{"0", "2"} {
+		d := startNoded(t, "--warm", warm)
+		if !callProcessRuns(t, d, bin) {
+			t.Errorf("--warm %s: a Go function's process does not run %s", warm, bin)
+		}
+		d.AwaitLogLine(t, `msg="Go functions run in the function binary"`, "path="+bin)
+	}
+}
+
+// TestFunctionBinaryFallback: a noded with no function binary beside it
+// (a custom noded, or go run) runs its Go functions in its own binary,
+// and says so.
+func TestFunctionBinaryFallback(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	self := filepath.Join(dir, "noded")
+	if err := os.Link(nodetest.Noded(t), self); err != nil {
+		t.Fatal(err)
+	}
+	d := startNodedWith(t, nodetest.Options{Binary: self})
+	if !callProcessRuns(t, d, self) {
+		t.Errorf("a Go function's process does not run noded's own binary %s", self)
+	}
+	d.AwaitLogLine(t, `msg="Go functions run in noded's own binary`, "want="+self+"-fn")
+}
+
+// TestFunctionBinaryUntrusted: a function binary others may write is
+// refused at start, exit status 2, never run as noded's user.
+func TestFunctionBinaryUntrusted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fn")
+	b, err := os.ReadFile(nodetest.Noded(t) + "-fn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(bin, 0o775); err != nil {
+		t.Fatal(err)
+	}
+	status, out := runNoded(t, "--insecure", "--config", "", "--listen", "127.0.0.1:0", "--function-binary", bin)
+	if status != 2 || !strings.Contains(out, "writable by group or others") {
+		t.Errorf("noded --function-binary with a group-writable file: exit %d, output %q; want 2 and why", status, out)
+	}
+}
+
+// TestOwnNodedFunctionBinary: a custom noded (noded-hello) with its own
+// function binary beside it (noded-hello-fn), as doc/functions.md
+// describes, runs its own function and the builtins in that binary.
+func TestOwnNodedFunctionBinary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	self, fn := filepath.Join(dir, "noded-hello"), filepath.Join(dir, "noded-hello-fn")
+	for bin, pkg := range map[string]string{
+		self: "github.com/noderpc/noderpc/noded/cmd/noded-hello",
+		fn:   "github.com/noderpc/noderpc/noded/cmd/noded-hello-fn",
+	} {
+		if err := os.Link(nodetest.Binary(t, pkg), bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startNodedWith(t, nodetest.Options{Binary: self})
+	c := d.start(t, rpc.StartRequest{FnName: "hello", FnArgs: json.RawMessage(`{"name":"node1"}`), Timeout: 60})
+	if c.State != rpc.StateSucceeded || !strings.Contains(string(c.Result), "hello, node1") {
+		t.Errorf("hello on noded-hello with its function binary = %s %s %v, want the greeting", c.State, c.Result, c.Error)
+	}
+	if !callProcessRuns(t, d, fn) {
+		t.Errorf("noded-hello's Go functions do not run in %s", fn)
+	}
+}

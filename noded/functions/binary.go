@@ -1,0 +1,105 @@
+package functions
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// BinarySuffix names the function binary noded looks for beside its own
+// executable: noded-fn beside noded, mynoded-fn beside a custom mynoded.
+const BinarySuffix = "-fn"
+
+// Binary is the program that runs a daemon's Go functions, held open for
+// the daemon's life. A lean one (noded-fn) links only the function side,
+// so each call's process starts in a fraction of the time noded's own
+// binary takes; without one, noded runs Go functions in its own binary.
+type Binary struct {
+	// Path is the file that was opened; empty means noded's own binary.
+	Path string
+	// file pins what was checked: calls exec it through /proc/self/fd,
+	// so a binary replaced or deleted on disk (an upgrade in place) keeps
+	// serving this daemon's calls with the code that matches it, as
+	// /proc/self/exe does for noded's own binary.
+	file *os.File
+}
+
+// OpenBinary finds and opens the function binary: given, when not empty;
+// else the file of noded's executable's name with BinarySuffix beside it,
+// if there is one; else none (noded's own binary). A function binary runs
+// with noded's privileges, so it must pass the trust checks of a
+// functions-directory executable; one that is given or present and fails
+// them is an error, not a silent fall-back.
+func OpenBinary(given string) (*Binary, error) {
+	path := given
+	if path == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return &Binary{}, nil
+		}
+		path = self + BinarySuffix
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			return &Binary{}, nil
+		}
+	}
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("function binary: %w", err)
+	}
+	if err := checkBinary(path, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Binary{Path: path, file: f}, nil
+}
+
+// checkBinary refuses a function binary that is not a regular executable
+// file only root or noded's user can change.
+func checkBinary(path string, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("function binary: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("function binary %s is not an executable regular file (mode %v)", path, fi.Mode())
+	}
+	if err := trusted(path, fi); err != nil {
+		return fmt.Errorf("function binary: %w", err)
+	}
+	dir := filepath.Dir(path)
+	dfi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("function binary: %w", err)
+	}
+	if err := trusted(dir, dfi); err != nil {
+		return fmt.Errorf("function binary: %w", err)
+	}
+	return nil
+}
+
+// Exec is the path to start Go function processes with, for GoProcess
+// and Resolver.Self: "" (noded's own binary) when there is no function
+// binary.
+func (b *Binary) Exec() string {
+	if b.file == nil {
+		return ""
+	}
+	// The descriptor is close-on-exec: the child still has it when its
+	// execve opens this path, and loses it after.
+	return "/proc/self/fd/" + strconv.Itoa(int(b.file.Fd()))
+}
+
+// Close releases the binary; calls started after it fail.
+func (b *Binary) Close() error {
+	if b.file == nil {
+		return nil
+	}
+	return b.file.Close()
+}
