@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/master/nodetest"
+	"github.com/noderpc/noderpc/noded/functions"
 )
 
 // startNode starts noded for a scenario with the scripts of
@@ -68,8 +69,9 @@ func signal(t *testing.T, n *nodetest.Node, sig syscall.Signal) {
 
 // leftovers lists the live processes with the scenario's marker that are
 // neither the running noded nor one of its warm Go function processes
-// (children running noded's own binary, which wait for a call): what is
-// left of calls that have ended or of a daemon that died.
+// (children running the function binary beside noded, or noded's own
+// binary without one, which wait for a call): what is left of calls that
+// have ended or of a daemon that died.
 func leftovers(n *nodetest.Node) []int {
 	cur, running := n.PID(), n.Running()
 	var left []int
@@ -78,7 +80,7 @@ func leftovers(n *nodetest.Node) []int {
 			continue
 		}
 		if running {
-			if ppid, _, ok := nodetest.ProcStat(pid); ok && ppid == cur && isExe(pid, n.Binary()) {
+			if ppid, _, ok := nodetest.ProcStat(pid); ok && ppid == cur && (isExe(pid, n.Binary()) || isExe(pid, n.Binary()+functions.BinarySuffix)) {
 				continue // a warm process of the running daemon
 			}
 		}
