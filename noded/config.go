@@ -283,6 +283,9 @@ func (c *Config) validate() error {
 	if err := checkFunctionsDir(c.FunctionsDir); err != nil {
 		return err
 	}
+	if err := checkFunctionBinary(c.FunctionBinary); err != nil {
+		return err
+	}
 	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
 	switch {
 	case c.Insecure && given:
@@ -325,6 +328,17 @@ func checkFunctionsDir(dir string) error {
 		return fmt.Errorf("--functions-dir %q cannot be read: %v; give a directory noded can read", dir, err)
 	}
 	return nil
+}
+
+// checkFunctionBinary refuses the function binary Run would refuse
+// (functions.OpenBinary), so that --check-config finds it before a
+// restart does.
+func checkFunctionBinary(given string) error {
+	bin, err := functions.OpenBinary(given)
+	if err != nil {
+		return err
+	}
+	return bin.Close()
 }
 
 // checkListen refuses a --listen address net.Listen would refuse for its

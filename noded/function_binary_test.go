@@ -113,3 +113,44 @@ func TestOwnNodedFunctionBinary(t *testing.T) {
 		t.Errorf("noded-hello's Go functions do not run in %s", fn)
 	}
 }
+
+// copyFunctionBinary copies the built noded-fn to path with mode.
+func copyFunctionBinary(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(nodetest.Noded(t) + "-fn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckConfigFunctionBinary: --check-config refuses, with exit 2
+// and why, every --function-binary noded would refuse at start, and
+// accepts the built one.
+func TestCheckConfigFunctionBinary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good, plain, writable := filepath.Join(dir, "fn"), filepath.Join(dir, "plain"), filepath.Join(dir, "writable")
+	copyFunctionBinary(t, good, 0o755)
+	copyFunctionBinary(t, plain, 0o644)
+	copyFunctionBinary(t, writable, 0o775)
+	for _, tc := range []struct{ bin, want string }{
+		{filepath.Join(dir, "missing"), "no such file"},
+		{dir, "not an executable regular file"},
+		{plain, "not an executable regular file"},
+		{writable, "writable by group or others"},
+	} {
+		status, out := runNoded(t, "--config=", "--insecure", "--function-binary", tc.bin, "--check-config")
+		if status != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("--check-config --function-binary %s: exit %d, %s; want 2 saying %q", tc.bin, status, out, tc.want)
+		}
+	}
+	if status, out := runNoded(t, "--config=", "--insecure", "--function-binary", good, "--check-config"); status != 0 {
+		t.Errorf("--check-config --function-binary %s: exit %d, %s; want 0", good, status, out)
+	}
+}
