@@ -154,3 +154,44 @@ func TestCheckConfigFunctionBinary(t *testing.T) {
 		t.Errorf("--check-config --function-binary %s: exit %d, %s; want 0", good, status, out)
 	}
 }
+
+// TestFunctionBinaryScript: a script given as the function binary is
+// refused (by --check-config as at start), since its interpreter could not open the descriptor
+// it runs through and every call would fail.
+func TestFunctionBinaryScript(t *testing.T) {
+	t.Parallel()
+	script := filepath.Join(t.TempDir(), "fn.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec "+nodetest.Noded(t)+"-fn\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	status, out := runNoded(t, "--insecure", "--config", "", "--function-binary", script, "--check-config")
+	if status != 2 || !strings.Contains(out, "not an ELF executable") {
+		t.Errorf("noded --function-binary with a script: exit %d, output %q; want 2 and why", status, out)
+	}
+}
+
+// TestFunctionBinarySymlinkTarget: a function binary reached through a
+// symlink is judged where the link leads: a target in a directory
+// others may write is refused (by --check-config as at start), as a
+// function's is.
+func TestFunctionBinarySymlinkTarget(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(open, "noded-fn")
+	copyFunctionBinary(t, target, 0o755)
+	link := filepath.Join(dir, "noded-fn")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	status, out := runNoded(t, "--insecure", "--config", "", "--function-binary", link, "--check-config")
+	if status != 2 || !strings.Contains(out, open+" is writable by group or others") {
+		t.Errorf("noded --function-binary with a symlink into a world-writable directory: exit %d, output %q; want 2 and why", status, out)
+	}
+}

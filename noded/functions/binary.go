@@ -60,8 +60,13 @@ func OpenBinary(given string) (*Binary, error) {
 	return &Binary{Path: path, file: f}, nil
 }
 
-// checkBinary refuses a function binary that is not a regular executable
-// file only root or noded's user can change.
+// elfMagic begins every ELF executable.
+const elfMagic = "\x7fELF"
+
+// checkBinary refuses a function binary that is not an executable ELF
+// file only root or noded's user can change, in a directory only they
+// can change. What is checked is the file f holds, the end of any
+// symlinks in path, and the directory it is in there.
 func checkBinary(path string, f *os.File) error {
 	fi, err := f.Stat()
 	if err != nil {
@@ -69,6 +74,17 @@ func checkBinary(path string, f *os.File) error {
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("function binary %s is not an executable regular file (mode %v)", path, fi.Mode())
+	}
+	// The kernel hands a script's interpreter the path it executed,
+	// /proc/self/fd/N, whose descriptor is closed by then: a script
+	// would fail every call.
+	head := make([]byte, len(elfMagic))
+	if n, _ := f.ReadAt(head, 0); string(head[:n]) != elfMagic {
+		return fmt.Errorf("function binary %s is not an ELF executable (it begins %q): noded runs it through its open descriptor, "+
+			"which a script's interpreter cannot open; give the built function binary (go build ./noded/cmd/noded-fn)", path, head[:n])
+	}
+	if real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd()))); err == nil && real != path {
+		path = real // a symlink: check its target and the target's directory
 	}
 	if err := trusted(path, fi); err != nil {
 		return fmt.Errorf("function binary: %w", err)
