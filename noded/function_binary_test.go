@@ -2,6 +2,7 @@ package noded_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -193,5 +194,47 @@ func TestFunctionBinarySymlinkTarget(t *testing.T) {
 	status, out := runNoded(t, "--insecure", "--config", "", "--function-binary", link, "--check-config")
 	if status != 2 || !strings.Contains(out, open+" is writable by group or others") {
 		t.Errorf("noded --function-binary with a symlink into a world-writable directory: exit %d, output %q; want 2 and why", status, out)
+	}
+}
+
+// otherProtocolFn builds, in dir, a program that greets as a function
+// binary of protocol 1 would: noded-fn of an older noded, left by a
+// half-done upgrade.
+func otherProtocolFn(t *testing.T, dir string) string {
+	t.Helper()
+	src := "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"{\\\"protocol\\\":1,\\\"pid\\\":1}\\n\") }\n"
+	for name, text := range map[string]string{"go.mod": "module oldfn\n\ngo 1.26\n", "main.go": src} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "noded-fn")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building a function binary of protocol 1: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestFunctionBinaryOtherProtocol: a function binary that greets with
+// another protocol, or is no function binary at all, is refused with
+// exit 2 and why (by --check-config; a start opens it the same way),
+// instead of failing every Go function call of a daemon that looks
+// healthy.
+func TestFunctionBinaryOtherProtocol(t *testing.T) {
+	t.Parallel()
+	old := otherProtocolFn(t, t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--function-binary", old, "--check-config"}, "speaks protocol 1, noded speaks 2"},
+		{[]string{"--function-binary", "/bin/true", "--check-config"}, "exited before its protocol hello"},
+	} {
+		status, out := runNoded(t, append([]string{"--insecure", "--config", ""}, tc.args...)...)
+		if status != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("noded %q: exit %d, output %q; want 2 saying %q", tc.args, status, out, tc.want)
+		}
 	}
 }

@@ -1,12 +1,19 @@
 package functions
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"time"
+
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // BinarySuffix names the function binary noded looks for beside its own
@@ -32,7 +39,10 @@ type Binary struct {
 // if there is one; else none (noded's own binary). A function binary runs
 // with noded's privileges, so it must pass the trust checks of a
 // functions-directory executable; one that is given or present and fails
-// them is an error, not a silent fall-back.
+// them is an error, not a silent fall-back. So is one that does not
+// greet with noded's protocol when started once as a call would start it
+// (greet): a function binary of another build left by a half-done
+// upgrade is found at start, not by every call after it.
 func OpenBinary(given string) (*Binary, error) {
 	path := given
 	if path == "" {
@@ -57,7 +67,64 @@ func OpenBinary(given string) (*Binary, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Binary{Path: path, file: f}, nil
+	b := &Binary{Path: path, file: f}
+	if err := b.greet(greetTimeout); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// greetTimeout bounds the start and hello of the function binary when it
+// is opened: a start takes milliseconds, a loaded machine many more.
+const greetTimeout = 10 * time.Second
+
+// greet starts the function binary as a Go function process, reads its
+// hello, then closes its stdin, which ends it without a call. The hello
+// must be the protocol's, of noded's version.
+func (b *Binary) greet(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	spec := GoProcess(b.Exec())
+	cmd := exec.CommandContext(ctx, spec.Path, spec.Args...)
+	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.WaitDelay = time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("function binary %s: %w", b.Path, err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("function binary %s: %w", b.Path, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("function binary %s: %w", b.Path, err)
+	}
+	line, rerr := bufio.NewReader(stdout).ReadSlice('\n')
+	stdin.Close()
+	werr := cmd.Wait()
+	switch {
+	case rerr != nil && ctx.Err() != nil:
+		return fmt.Errorf("function binary %s did not greet within %v: it is not a function binary (build one with go build ./noded/cmd/noded-fn)", b.Path, timeout)
+	case rerr != nil:
+		status := "exit status 0"
+		if werr != nil {
+			status = werr.Error()
+		}
+		return fmt.Errorf("function binary %s exited before its protocol hello (%s; stderr %q): it is not a function binary (build one with go build ./noded/cmd/noded-fn)",
+			b.Path, status, clipBytes(stderr.Bytes(), 200))
+	}
+	if _, err := rpc.DecodeHello(line); err != nil {
+		return fmt.Errorf("function binary %s: %w; install the function binary built with this noded (%s)", b.Path, err, rpc.Version)
+	}
+	return nil
+}
+
+// clipBytes returns at most n bytes of b, for a message.
+func clipBytes(b []byte, n int) []byte {
+	return b[:min(len(b), n)]
 }
 
 // elfMagic begins every ELF executable.
