@@ -283,9 +283,6 @@ func (c *Config) validate() error {
 	if err := checkFunctionsDir(c.FunctionsDir); err != nil {
 		return err
 	}
-	if err := checkFunctionBinary(c.FunctionBinary); err != nil {
-		return err
-	}
 	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
 	switch {
 	case c.Insecure && given:
@@ -332,7 +329,8 @@ func checkFunctionsDir(dir string) error {
 
 // checkFunctionBinary refuses the function binary Run would refuse
 // (functions.OpenBinary), so that --check-config finds it before a
-// restart does.
+// restart does. It starts the binary once, so it is not part of
+// validate: New starts nothing.
 func checkFunctionBinary(given string) error {
 	bin, err := functions.OpenBinary(given)
 	if err != nil {
