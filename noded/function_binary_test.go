@@ -1,12 +1,16 @@
 package noded_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-json"
 
@@ -236,5 +240,25 @@ func TestFunctionBinaryOtherProtocol(t *testing.T) {
 		if status != 2 || !strings.Contains(out, tc.want) {
 			t.Errorf("noded %q: exit %d, output %q; want 2 saying %q", tc.args, status, out, tc.want)
 		}
+	}
+}
+
+// TestFunctionBinaryFIFO: a FIFO given as the function binary is
+// refused at once, not opened and waited on for a writer (which held
+// noded, deaf to SIGTERM, before it served).
+func TestFunctionBinaryFIFO(t *testing.T) {
+	t.Parallel()
+	fifo := filepath.Join(t.TempDir(), "noded-fn")
+	if err := syscall.Mkfifo(fifo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The deadline only ends a noded that hangs, so the test fails
+	// instead of hanging with it.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, nodetest.Noded(t), "--insecure", "--config", "", "--function-binary", fifo, "--check-config").CombinedOutput()
+	var exit *exec.ExitError
+	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "not an executable regular file") {
+		t.Errorf("noded --check-config --function-binary FIFO: %v (context %v), output %q; want exit 2 and why", err, ctx.Err(), out)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/noderpc/noderpc/rpc"
@@ -59,7 +60,9 @@ func OpenBinary(given string) (*Binary, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	// Without blocking: the open of a FIFO would wait for a writer, and
+	// noded with it, deaf to SIGTERM. checkBinary then refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("function binary: %w", err)
 	}
