@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/goccy/go-json"
@@ -46,6 +47,27 @@ func TestHandWrittenFramesAreMarshal(t *testing.T) {
 		}
 		if got.String() != string(want)+"\n" {
 			t.Errorf("frame of %#v = %q, want %q", v, got.String(), want)
+		}
+	}
+}
+
+// A result whose raw JSON (a json.RawMessage, at any depth) is not
+// valid fails the call as the function's, with why, in a frame noded
+// can read: go-json copies raw JSON without checking its escapes.
+func TestResultOfInvalidRawJSON(t *testing.T) {
+	for _, raw := range []string{`"\0"`, "\"\xff\"", `01`} {
+		reg := NewRegistry()
+		reg.Register("f", func(context.Context, json.RawMessage) (any, error) {
+			return map[string]any{"a": json.RawMessage(raw)}, nil
+		})
+		res := call(context.Background(), reg, rpc.FunctionRequest{CallID: "1:2:3.000004:5", FnName: "f"}, io.Discard)
+		var frame bytes.Buffer
+		if err := writeFrame(&frame, res); err != nil {
+			t.Fatal(err)
+		}
+		got, err := rpc.DecodeFunctionResult(frame.Bytes())
+		if err != nil || got.Error == nil || got.Error.Kind != rpc.KindFunctionFailed || !strings.Contains(got.Error.Message, "cannot be encoded as JSON") {
+			t.Errorf("frame of a result holding raw JSON %q = %q (%v), want a function_failed error saying why", raw, frame.Bytes(), err)
 		}
 	}
 }

@@ -237,6 +237,13 @@ func call(ctx context.Context, r *Registry, req wire.FunctionRequest, stderr io.
 		return wire.FunctionResult{Error: resultError(ctx, err)}
 	}
 	b, err := wire.Marshal(v)
+	if err == nil {
+		// go-json copies the bytes of a json.RawMessage or a
+		// MarshalJSON, at any depth, with their escapes and UTF-8
+		// unchecked: "\0" would go out, and noded would refuse the whole
+		// frame as the process's protocol error.
+		err = wire.CheckJSON(b)
+	}
 	if err != nil {
 		log.Error("cannot encode the result", "err", err)
 		return wire.FunctionResult{Error: wire.Errorf(wire.KindFunctionFailed, "function %s returned a result that cannot be encoded as JSON: %v", req.FnName, err)}
@@ -295,6 +302,13 @@ func writeFrame(w io.Writer, v any) error {
 // marshalFrame writes v, encoded by wire.Marshal, as one line.
 func marshalFrame(w io.Writer, v any) error {
 	b, err := wire.Marshal(v)
+	if err == nil {
+		// go-json copies the bytes of a json.RawMessage or a
+		// MarshalJSON, at any depth, with their escapes and UTF-8
+		// unchecked: "\0" would go out, and noded would refuse the whole
+		// frame as the process's protocol error.
+		err = wire.CheckJSON(b)
+	}
 	if err != nil {
 		return err
 	}

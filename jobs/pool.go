@@ -1,7 +1,9 @@
 package jobs
 
 import (
+	"errors"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -176,8 +178,15 @@ func (p *pool) start() (*process, error) {
 	}
 	proc.stdout.SetReadDeadline(time.Now().Add(helloTimeout))
 	line, err := proc.out.ReadSlice('\n')
-	if err == nil {
+	switch {
+	case err == nil:
 		_, err = rpc.DecodeHello(line)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = rpc.Errorf(rpc.KindProtocolError, "function process did not greet within %v", helloTimeout)
+	case len(line) == 0:
+		err = rpc.Errorf(rpc.KindProtocolError, "function process exited before its protocol hello")
+	default:
+		err = rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", clip(line))
 	}
 	proc.stdout.SetReadDeadline(time.Time{})
 	if err != nil {

@@ -2,8 +2,11 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -167,5 +170,26 @@ func TestRefillTokenDueFromQueueing(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		close(p.stop)
 		t.Fatal("waitFor still waits for a token that came due a second before it was called")
+	}
+}
+
+// TestWarmStartSaysWhyTheHelloFailed: a warm process that exits
+// before its hello is a protocol_error that says so, for the log line
+// of the refiller, not a bare EOF.
+func TestWarmStartSaysWhyTheHelloFailed(t *testing.T) {
+	t.Parallel()
+	script := filepath.Join(t.TempDir(), "fn")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tb := newTable(t, Config{})
+	p := &pool{spec: Spec{Path: script, Protocol: ProtocolFramed}, spawn: tb.spawn}
+	proc, err := p.start()
+	if proc != nil {
+		proc.discard()
+	}
+	var rerr *rpc.Error
+	if !errors.As(err, &rerr) || rerr.Kind != rpc.KindProtocolError || !strings.Contains(rerr.Message, "exited before its protocol hello") {
+		t.Errorf("starting a warm process that exits at once: %v, want a protocol_error saying it exited before its hello", err)
 	}
 }

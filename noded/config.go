@@ -327,6 +327,18 @@ func checkFunctionsDir(dir string) error {
 	return nil
 }
 
+// checkFunctionBinary refuses the function binary Run would refuse
+// (functions.OpenBinary), so that --check-config finds it before a
+// restart does. It starts the binary once, so it is not part of
+// validate: New starts nothing.
+func checkFunctionBinary(given string) error {
+	bin, err := functions.OpenBinary(given)
+	if err != nil {
+		return err
+	}
+	return bin.Close()
+}
+
 // checkListen refuses a --listen address net.Listen would refuse for its
 // form, so that --check-config finds it and the daemon exits 2, not 1.
 func checkListen(listen string) error {

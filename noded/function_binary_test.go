@@ -1,11 +1,16 @@
 package noded_test
 
 import (
+	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-json"
 
@@ -111,5 +116,149 @@ func TestOwnNodedFunctionBinary(t *testing.T) {
 	}
 	if !callProcessRuns(t, d, fn) {
 		t.Errorf("noded-hello's Go functions do not run in %s", fn)
+	}
+}
+
+// copyFunctionBinary copies the built noded-fn to path with mode.
+func copyFunctionBinary(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(nodetest.Noded(t) + "-fn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckConfigFunctionBinary: --check-config refuses, with exit 2
+// and why, every --function-binary noded would refuse at start, and
+// accepts the built one.
+func TestCheckConfigFunctionBinary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good, plain, writable := filepath.Join(dir, "fn"), filepath.Join(dir, "plain"), filepath.Join(dir, "writable")
+	copyFunctionBinary(t, good, 0o755)
+	copyFunctionBinary(t, plain, 0o644)
+	copyFunctionBinary(t, writable, 0o775)
+	for _, tc := range []struct{ bin, want string }{
+		{filepath.Join(dir, "missing"), "no such file"},
+		{dir, "not an executable regular file"},
+		{plain, "not an executable regular file"},
+		{writable, "writable by group or others"},
+	} {
+		status, out := runNoded(t, "--config=", "--insecure", "--function-binary", tc.bin, "--check-config")
+		if status != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("--check-config --function-binary %s: exit %d, %s; want 2 saying %q", tc.bin, status, out, tc.want)
+		}
+	}
+	if status, out := runNoded(t, "--config=", "--insecure", "--function-binary", good, "--check-config"); status != 0 {
+		t.Errorf("--check-config --function-binary %s: exit %d, %s; want 0", good, status, out)
+	}
+}
+
+// TestFunctionBinaryScript: a script given as the function binary is
+// refused (by --check-config as at start), since its interpreter could not open the descriptor
+// it runs through and every call would fail.
+func TestFunctionBinaryScript(t *testing.T) {
+	t.Parallel()
+	script := filepath.Join(t.TempDir(), "fn.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec "+nodetest.Noded(t)+"-fn\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	status, out := runNoded(t, "--insecure", "--config", "", "--function-binary", script, "--check-config")
+	if status != 2 || !strings.Contains(out, "not an ELF executable") {
+		t.Errorf("noded --function-binary with a script: exit %d, output %q; want 2 and why", status, out)
+	}
+}
+
+// TestFunctionBinarySymlinkTarget: a function binary reached through a
+// symlink is judged where the link leads: a target in a directory
+// others may write is refused (by --check-config as at start), as a
+// function's is.
+func TestFunctionBinarySymlinkTarget(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(open, "noded-fn")
+	copyFunctionBinary(t, target, 0o755)
+	link := filepath.Join(dir, "noded-fn")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	status, out := runNoded(t, "--insecure", "--config", "", "--function-binary", link, "--check-config")
+	if status != 2 || !strings.Contains(out, open+" is writable by group or others") {
+		t.Errorf("noded --function-binary with a symlink into a world-writable directory: exit %d, output %q; want 2 and why", status, out)
+	}
+}
+
+// otherProtocolFn builds, in dir, a program that greets as a function
+// binary of protocol 1 would: noded-fn of an older noded, left by a
+// half-done upgrade.
+func otherProtocolFn(t *testing.T, dir string) string {
+	t.Helper()
+	src := "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"{\\\"protocol\\\":1,\\\"pid\\\":1}\\n\") }\n"
+	for name, text := range map[string]string{"go.mod": "module oldfn\n\ngo 1.26\n", "main.go": src} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "noded-fn")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building a function binary of protocol 1: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestFunctionBinaryOtherProtocol: a function binary that greets with
+// another protocol, or is no function binary at all, is refused with
+// exit 2 and why (by --check-config; a start opens it the same way),
+// instead of failing every Go function call of a daemon that looks
+// healthy.
+func TestFunctionBinaryOtherProtocol(t *testing.T) {
+	t.Parallel()
+	old := otherProtocolFn(t, t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--function-binary", old, "--check-config"}, "speaks protocol 1, noded speaks 2"},
+		{[]string{"--function-binary", "/bin/true", "--check-config"}, "exited before its protocol hello"},
+	} {
+		status, out := runNoded(t, append([]string{"--insecure", "--config", ""}, tc.args...)...)
+		if status != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("noded %q: exit %d, output %q; want 2 saying %q", tc.args, status, out, tc.want)
+		}
+	}
+}
+
+// TestFunctionBinaryFIFO: a FIFO given as the function binary is
+// refused at once, not opened and waited on for a writer (which held
+// noded, deaf to SIGTERM, before it served).
+func TestFunctionBinaryFIFO(t *testing.T) {
+	t.Parallel()
+	fifo := filepath.Join(t.TempDir(), "noded-fn")
+	if err := syscall.Mkfifo(fifo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The deadline only ends a noded that hangs, so the test fails
+	// instead of hanging with it.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, nodetest.Noded(t), "--insecure", "--config", "", "--function-binary", fifo, "--check-config").CombinedOutput()
+	var exit *exec.ExitError
+	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "not an executable regular file") {
+		t.Errorf("noded --check-config --function-binary FIFO: %v (context %v), output %q; want exit 2 and why", err, ctx.Err(), out)
 	}
 }

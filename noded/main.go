@@ -91,6 +91,9 @@ func runCommand(ctx context.Context, reg *backend.Registry, args []string, reloa
 		return err
 	}
 	if cfg.CheckConfig {
+		if err := checkFunctionBinary(cfg.FunctionBinary); err != nil {
+			return &UsageError{err}
+		}
 		source := "no configuration file, flags only"
 		if cfg.ConfigFile != "" {
 			source = cfg.ConfigFile

@@ -1,12 +1,20 @@
 package functions
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // BinarySuffix names the function binary noded looks for beside its own
@@ -32,7 +40,10 @@ type Binary struct {
 // if there is one; else none (noded's own binary). A function binary runs
 // with noded's privileges, so it must pass the trust checks of a
 // functions-directory executable; one that is given or present and fails
-// them is an error, not a silent fall-back.
+// them is an error, not a silent fall-back. So is one that does not
+// greet with noded's protocol when started once as a call would start it
+// (greet): a function binary of another build left by a half-done
+// upgrade is found at start, not by every call after it.
 func OpenBinary(given string) (*Binary, error) {
 	path := given
 	if path == "" {
@@ -49,7 +60,9 @@ func OpenBinary(given string) (*Binary, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	// Without blocking: the open of a FIFO would wait for a writer, and
+	// noded with it, deaf to SIGTERM. checkBinary then refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("function binary: %w", err)
 	}
@@ -57,11 +70,73 @@ func OpenBinary(given string) (*Binary, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Binary{Path: path, file: f}, nil
+	b := &Binary{Path: path, file: f}
+	if err := b.greet(greetTimeout); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
 }
 
-// checkBinary refuses a function binary that is not a regular executable
-// file only root or noded's user can change.
+// greetTimeout bounds the start and hello of the function binary when it
+// is opened: a start takes milliseconds, a loaded machine many more.
+const greetTimeout = 10 * time.Second
+
+// greet starts the function binary as a Go function process, reads its
+// hello, then closes its stdin, which ends it without a call. The hello
+// must be the protocol's, of noded's version.
+func (b *Binary) greet(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	spec := GoProcess(b.Exec())
+	cmd := exec.CommandContext(ctx, spec.Path, spec.Args...)
+	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.WaitDelay = time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("function binary %s: %w", b.Path, err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("function binary %s: %w", b.Path, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("function binary %s: %w", b.Path, err)
+	}
+	line, rerr := bufio.NewReader(stdout).ReadSlice('\n')
+	stdin.Close()
+	werr := cmd.Wait()
+	switch {
+	case rerr != nil && ctx.Err() != nil:
+		return fmt.Errorf("function binary %s did not greet within %v: it is not a function binary (build one with go build ./noded/cmd/noded-fn)", b.Path, timeout)
+	case rerr != nil:
+		status := "exit status 0"
+		if werr != nil {
+			status = werr.Error()
+		}
+		return fmt.Errorf("function binary %s exited before its protocol hello (%s; stderr %q): it is not a function binary (build one with go build ./noded/cmd/noded-fn)",
+			b.Path, status, clipBytes(stderr.Bytes(), 200))
+	}
+	if _, err := rpc.DecodeHello(line); err != nil {
+		return fmt.Errorf("function binary %s: %w; install the function binary built with this noded (%s)", b.Path, err, rpc.Version)
+	}
+	return nil
+}
+
+// clipBytes returns at most n bytes of b, for a message.
+func clipBytes(b []byte, n int) []byte {
+	return b[:min(len(b), n)]
+}
+
+// elfMagic begins every ELF executable.
+const elfMagic = "\x7fELF"
+
+// checkBinary refuses a function binary that is not an executable ELF
+// file only root or noded's user can change, in a directory only they
+// can change. What is checked is the file f holds, the end of any
+// symlinks in path, and the directory it is in there.
 func checkBinary(path string, f *os.File) error {
 	fi, err := f.Stat()
 	if err != nil {
@@ -69,6 +144,17 @@ func checkBinary(path string, f *os.File) error {
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("function binary %s is not an executable regular file (mode %v)", path, fi.Mode())
+	}
+	// The kernel hands a script's interpreter the path it executed,
+	// /proc/self/fd/N, whose descriptor is closed by then: a script
+	// would fail every call.
+	head := make([]byte, len(elfMagic))
+	if n, _ := f.ReadAt(head, 0); string(head[:n]) != elfMagic {
+		return fmt.Errorf("function binary %s is not an ELF executable (it begins %q): noded runs it through its open descriptor, "+
+			"which a script's interpreter cannot open; give the built function binary (go build ./noded/cmd/noded-fn)", path, head[:n])
+	}
+	if real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd()))); err == nil && real != path {
+		path = real // a symlink: check its target and the target's directory
 	}
 	if err := trusted(path, fi); err != nil {
 		return fmt.Errorf("function binary: %w", err)
