@@ -1096,7 +1096,7 @@ func TestCommandLine(t *testing.T) {
 			}
 		})
 	}
-	// --help documents every flag the issue names.
+	// --help documents the flags an operator reaches for first.
 	out, _ := exec.Command(nodetest.Noded(t), "--help").CombinedOutput()
 	for _, flag := range []string{"listen", "insecure", "functions-dir", "max-running", "max-wait", "retention", "shutdown-grace", "log-format", "version", "max-request", "max-result"} {
 		if !strings.Contains(string(out), "-"+flag+" ") && !strings.Contains(string(out), "-"+flag+"\n") {
