@@ -3,8 +3,7 @@ package tools
 import (
 	"context"
 	"flag"
-	"fmt"
-	"text/tabwriter"
+	"strings"
 
 	"github.com/noderpc/noderpc/master"
 	"github.com/noderpc/noderpc/rpc"
@@ -30,43 +29,18 @@ Examples:
 }
 
 func (a *app) functions(ctx context.Context, args []string) int {
-	lists := make([][]rpc.Function, len(args))
-	errs := make([]error, len(args))
-	clients, status, ok := a.eachNode(args, a.options(), func(i int, c *master.Client) {
-		lists[i], errs[i] = c.ListFunctions(ctx)
-	})
-	if !ok {
-		return status
-	}
 	type functionsOutput struct {
 		header
 		Functions []rpc.Function `json:"functions"`
 	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	if !a.json && anyAnswered(errs) {
-		fmt.Fprintln(tw, "NODE\tFUNCTION\tKIND\tRUNNABLE\tPROBLEM")
-	}
-	for i, c := range clients {
-		status = worst(status, statusOf(errs[i]))
-		switch {
-		case a.json:
-			fns := lists[i]
-			if errs[i] == nil && fns == nil {
-				fns = []rpc.Function{}
+	return listEach(ctx, a, args, (*master.Client).ListFunctions,
+		"NODE\tFUNCTION\tKIND\tRUNNABLE\tPROBLEM",
+		func(h header, fns []rpc.Function) any { return functionsOutput{h, fns} },
+		func(node string, f rpc.Function) string {
+			runnable, problem := "yes", "-"
+			if !f.Runnable {
+				runnable, problem = "no", f.Problem
 			}
-			a.emitJSON(functionsOutput{header: newHeader(c.Node(), errs[i]), Functions: fns})
-		case errs[i] != nil:
-			fmt.Fprintln(a.stderr, errs[i])
-		default:
-			for _, f := range lists[i] {
-				runnable, problem := "yes", "-"
-				if !f.Runnable {
-					runnable, problem = "no", f.Problem
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Node(), f.Name, f.Kind, runnable, problem)
-			}
-		}
-	}
-	tw.Flush()
-	return status
+			return strings.Join([]string{node, f.Name, string(f.Kind), runnable, problem}, "\t")
+		})
 }

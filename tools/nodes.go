@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -82,45 +83,60 @@ func (a *app) eachNode(args []string, opts master.Options, do func(i int, c *mas
 }
 
 func (a *app) calls(ctx context.Context, args []string) int {
-	lists := make([][]rpc.CallSummary, len(args))
+	type callsOutput struct {
+		header
+		Calls []rpc.CallSummary `json:"calls"`
+	}
+	return listEach(ctx, a, args, (*master.Client).ListCalls,
+		"NODE\tID\tFUNCTION\tSTATE\tSTARTED\tFINISHED\tERROR",
+		func(h header, calls []rpc.CallSummary) any { return callsOutput{h, calls} },
+		func(node string, s rpc.CallSummary) string {
+			finished := "-"
+			if s.FinishedAt != nil {
+				finished = s.FinishedAt.Local().Format(time.DateTime)
+			}
+			kind := "-"
+			if s.ErrorKind != "" {
+				kind = string(s.ErrorKind)
+			}
+			return strings.Join([]string{node, s.ID, s.FnName, string(s.State),
+				s.StartedAt.Local().Format(time.DateTime), finished, kind}, "\t")
+		})
+}
+
+// listEach asks every node at once for its list (fetch) and prints the
+// answers: with --json one object per node (wrap makes it from the
+// node's header and its list, never null for a node that answered);
+// otherwise one table under heading, a row per item, and each node's
+// error on stderr. The status is the worst of the nodes'.
+func listEach[T any](ctx context.Context, a *app, args []string, fetch func(*master.Client, context.Context) ([]T, error),
+	heading string, wrap func(header, []T) any, row func(node string, item T) string) int {
+	lists := make([][]T, len(args))
 	errs := make([]error, len(args))
 	clients, status, ok := a.eachNode(args, a.options(), func(i int, c *master.Client) {
-		lists[i], errs[i] = c.ListCalls(ctx)
+		lists[i], errs[i] = fetch(c, ctx)
 	})
 	if !ok {
 		return status
 	}
-	type listOutput struct {
-		header
-		Calls []rpc.CallSummary `json:"calls"`
-	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	if !a.json && anyAnswered(errs) {
-		fmt.Fprintln(tw, "NODE\tID\tFUNCTION\tSTATE\tSTARTED\tFINISHED\tERROR")
+		fmt.Fprintln(tw, heading)
 	}
 	for i, c := range clients {
 		status = worst(status, statusOf(errs[i]))
 		switch {
 		case a.json:
-			calls := lists[i]
-			if errs[i] == nil && calls == nil {
-				calls = []rpc.CallSummary{}
+			list := lists[i]
+			if errs[i] == nil && list == nil {
+				list = []T{}
 			}
-			a.emitJSON(listOutput{header: newHeader(c.Node(), errs[i]), Calls: calls})
+			a.emitJSON(wrap(newHeader(c.Node(), errs[i]), list))
 		case errs[i] != nil:
 			fmt.Fprintln(a.stderr, errs[i])
 		default:
-			for _, s := range lists[i] {
-				finished := "-"
-				if s.FinishedAt != nil {
-					finished = s.FinishedAt.Local().Format(time.DateTime)
-				}
-				kind := "-"
-				if s.ErrorKind != "" {
-					kind = string(s.ErrorKind)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Node(), s.ID, s.FnName, s.State,
-					s.StartedAt.Local().Format(time.DateTime), finished, kind)
+			for _, item := range lists[i] {
+				fmt.Fprintln(tw, row(c.Node(), item))
 			}
 		}
 	}

@@ -136,15 +136,7 @@ func Noded(t testing.TB) string {
 func nodedOrFail(t testing.TB, race bool) string {
 	t.Helper()
 	path, first, err := nodedBinary(race)
-	switch {
-	case err == nil:
-		return path
-	case first:
-		t.Fatal(err)
-	default:
-		t.Fatalf("nodetest: noded could not be built (race %v); see the first failure, or the end of the run", race)
-	}
-	return ""
+	return builtOrFail(t, NodedPackage, race, path, first, err)
 }
 
 // nodedBinary builds noded and its function binary once and links the
@@ -185,14 +177,20 @@ func BinaryNoRace(t testing.TB, pkg string) string {
 func binaryOrFail(t testing.TB, pkg string, race bool) string {
 	t.Helper()
 	path, first, err := binary(pkg, race)
+	return builtOrFail(t, pkg, race, path, first, err)
+}
+
+// builtOrFail returns path if pkg was built, and fails the test if not:
+// with the build's output for the first test that asked, and one line
+// for the others (Run prints the output again at the end).
+func builtOrFail(t testing.TB, pkg string, race bool, path string, first bool, err error) string {
+	t.Helper()
 	switch {
 	case err == nil:
 		return path
 	case first:
 		t.Fatal(err)
 	default:
-		// The first test to ask printed the output; Run prints it again
-		// at the end. One line is enough here.
 		t.Fatalf("nodetest: %s could not be built (race %v); see the first failure, or the end of the run", pkg, race)
 	}
 	return ""
