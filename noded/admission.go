@@ -340,9 +340,6 @@ func (l *admission) open() int {
 }
 
 // refuse answers c busy with status and closes it, within refusalTimeout.
-// It reads what the client sent until the client closes too: closing with
-// unread bytes would send a reset, which can destroy the answer before
-// the client reads it.
 func (l *admission) refuse(c net.Conn, status int) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(refusalTimeout))
@@ -350,7 +347,15 @@ func (l *admission) refuse(c net.Conn, status int) {
 	if l.tls != nil {
 		rw = tls.Server(c, l.tls)
 	}
-	if _, err := rw.Write(refusal(status)); err != nil {
+	writeAndDrain(rw, refusal(status))
+}
+
+// writeAndDrain writes a closing answer to rw, then reads what the client
+// sent until the client closes too (within rw's deadline): closing with
+// unread bytes would send a reset, which can destroy the answer before
+// the client reads it.
+func writeAndDrain(rw net.Conn, answer []byte) {
+	if _, err := rw.Write(answer); err != nil {
 		return
 	}
 	if cw, ok := rw.(interface{ CloseWrite() error }); ok {
@@ -366,9 +371,16 @@ func refusal(status int) []byte {
 	if status == http.StatusTooManyRequests {
 		msg = "this address holds as many connections as --max-conns-per-ip allows; retry later"
 	}
-	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindBusy, "%s", msg)}) // plain strings: cannot fail
-	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-		status, http.StatusText(status), len(body), body)
+	return closingAnswer(status, rpc.KindBusy, msg, "Retry-After: 1\r\n")
+}
+
+// closingAnswer is a whole HTTP answer of status whose body is an rpc
+// error of kind with msg, for a connection noded closes after it; headers
+// are extra header lines, each ending in CRLF.
+func closingAnswer(status int, kind rpc.Kind, msg, headers string) []byte {
+	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(kind, "%s", msg)}) // plain strings: cannot fail
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%sConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, http.StatusText(status), headers, len(body), body)
 }
 
 // admissionCounts are the counters admission feeds: connections refused

@@ -1,7 +1,6 @@
 package noded
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -45,15 +44,6 @@ func (l *admission) refuseProtocol(c net.Conn, servesTLS bool) {
 		msg = "this port serves mutual TLS, and the request came in plain HTTP: connect with TLS and the cluster's client certificate (noderpc --cert, --key and --ca instead of --insecure; master.Options.TLS)"
 	}
 	l.log.Warn("refused a connection that spoke the wrong protocol", "remote", c.RemoteAddr().String(), "serves_tls", servesTLS)
-	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindTLSMismatch, "%s", msg)}) // plain strings: cannot fail
 	c.SetDeadline(time.Now().Add(refusalTimeout))
-	answer := fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-		http.StatusBadRequest, http.StatusText(http.StatusBadRequest), len(body), body)
-	if _, err := c.Write(answer); err != nil {
-		return
-	}
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
-	io.Copy(io.Discard, c)
+	writeAndDrain(c, closingAnswer(http.StatusBadRequest, rpc.KindTLSMismatch, msg, ""))
 }
