@@ -46,7 +46,7 @@ func spawnError(fn, path string, err error) *rpc.Error {
 // execProblem says why execve refused the file at path, and how to fix
 // it, for the errors that are the file's: "" for the others.
 func execProblem(path string, err error) string {
-	head := readHead(path)
+	head := ReadHead(path)
 	switch {
 	case errors.Is(err, syscall.ENOEXEC):
 		if bytes.HasPrefix(head, []byte(elf.ELFMAG)) {
@@ -73,11 +73,13 @@ func execProblem(path string, err error) string {
 	return ""
 }
 
-// readHead returns the first bytes of the file at path, enough for a
-// "#!" line or an ELF header; nothing if it cannot be read, or if it is
-// no longer a regular file: a function file replaced by a FIFO (exec
-// then fails EACCES) must not hold the start until a writer comes.
-func readHead(path string) []byte {
+// ReadHead returns the first bytes of the file at path that the kernel
+// reads to decide how to execute it (BINPRM_BUF_SIZE, 256): enough for a
+// "#!" line or an ELF header. It returns nothing if the file cannot be
+// read, or if it is no longer a regular file: it opens without blocking,
+// so that a function file replaced by a FIFO (exec then fails EACCES)
+// holds neither a start nor a listing until a writer comes.
+func ReadHead(path string) []byte {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil

@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -77,29 +76,16 @@ func (f *Resolver) goFunction(name string) (backend.Func, bool) {
 	return f.Registry.Lookup(name)
 }
 
-// shebangMax is how much of a file the kernel reads to find its "#!"
-// line (BINPRM_BUF_SIZE).
-const shebangMax = 256
-
 // execFormat says why the kernel would refuse to execute the file at
 // path, from its first bytes: it is neither an ELF binary nor a script
 // whose "#!" line names an interpreter that exists. A file it cannot
-// read is given the benefit of the doubt. It opens path without
-// blocking and reads it only if it is still a regular file: a file
-// replaced by a FIFO since it was checked would otherwise hold the
-// listing until some writer opened the FIFO.
+// read, or that is no longer a regular file (executable, which checks
+// the type, says why at the start), is given the benefit of the doubt.
 func execFormat(path string) error {
-	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
+	head := jobs.ReadHead(path)
+	if head == nil {
 		return nil
 	}
-	defer file.Close()
-	if fi, err := file.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil // executable, which checks the type, says why at the start
-	}
-	head := make([]byte, shebangMax)
-	n, _ := io.ReadFull(file, head)
-	head = head[:n]
 	switch {
 	case bytes.HasPrefix(head, []byte("\x7fELF")):
 		return nil
