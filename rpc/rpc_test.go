@@ -90,6 +90,7 @@ func TestKindsAndStatuses(t *testing.T) {
 	for kind, want := range map[Kind]int{
 		KindBadRequest: http.StatusBadRequest, KindForbidden: http.StatusForbidden,
 		KindUnknownFunction: http.StatusNotFound, KindUnknownCall: http.StatusNotFound,
+		KindUnknownSession: http.StatusNotFound, KindUnknownNode: http.StatusNotFound,
 		KindLost: http.StatusGone, KindTooLarge: http.StatusRequestEntityTooLarge,
 		KindBusy: http.StatusServiceUnavailable, KindShuttingDown: http.StatusServiceUnavailable,
 		KindInternal: http.StatusInternalServerError, KindFunctionFailed: http.StatusInternalServerError,

@@ -29,6 +29,8 @@ const (
 	KindShuttingDown    = wire.KindShuttingDown
 	KindForbidden       = wire.KindForbidden
 	KindTLSMismatch     = wire.KindTLSMismatch
+	KindUnknownSession  = wire.KindUnknownSession
+	KindUnknownNode     = wire.KindUnknownNode
 	KindInternal        = wire.KindInternal
 	KindFunctionFailed  = wire.KindFunctionFailed
 	KindProtocolError   = wire.KindProtocolError
@@ -51,6 +53,8 @@ var (
 	ErrShuttingDown    = wire.ErrShuttingDown
 	ErrForbidden       = wire.ErrForbidden
 	ErrTLSMismatch     = wire.ErrTLSMismatch
+	ErrUnknownSession  = wire.ErrUnknownSession
+	ErrUnknownNode     = wire.ErrUnknownNode
 	ErrInternal        = wire.ErrInternal
 	ErrFunctionFailed  = wire.ErrFunctionFailed
 	ErrProtocolError   = wire.ErrProtocolError

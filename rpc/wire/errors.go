@@ -21,6 +21,8 @@ const (
 	KindShuttingDown    Kind = "shutting_down"    // the daemon is stopping and takes no new calls
 	KindForbidden       Kind = "forbidden"        // the caller's role may not use this procedure
 	KindTLSMismatch     Kind = "tls_mismatch"     // plain HTTP to a port serving TLS, or TLS to one serving plain HTTP
+	KindUnknownSession  Kind = "unknown_session"  // masterd holds no such session (it lapsed, or masterd restarted): say hello again
+	KindUnknownNode     Kind = "unknown_node"     // masterd knows no node of that name
 	KindInternal        Kind = "internal"         // a bug or an unexpected system failure
 )
 
@@ -51,6 +53,8 @@ var (
 	ErrShuttingDown    = &Error{Kind: KindShuttingDown}
 	ErrForbidden       = &Error{Kind: KindForbidden}
 	ErrTLSMismatch     = &Error{Kind: KindTLSMismatch}
+	ErrUnknownSession  = &Error{Kind: KindUnknownSession}
+	ErrUnknownNode     = &Error{Kind: KindUnknownNode}
 	ErrInternal        = &Error{Kind: KindInternal}
 	ErrFunctionFailed  = &Error{Kind: KindFunctionFailed}
 	ErrProtocolError   = &Error{Kind: KindProtocolError}
@@ -122,6 +126,8 @@ var statusOfKind = []struct {
 	{KindTLSMismatch, 400},
 	{KindUnknownFunction, 404},
 	{KindUnknownCall, 404},
+	{KindUnknownSession, 404},
+	{KindUnknownNode, 404},
 	{KindLost, 410},
 	{KindTooLarge, 413},
 	{KindBusy, 503},

@@ -127,10 +127,13 @@ type IssueRequest struct {
 	// ':' and '-', not starting with '.' and not "ca".
 	Name string
 	// Role is what the holder may do: a node certificate serves noded
-	// (server auth), a master or observer one calls it (client auth).
+	// and says hello to masterd, a master one serves masterd and calls
+	// nodes (both server and client auth); an observer one only calls
+	// (client auth).
 	Role rpc.Role
 	// SANs are further DNS names or IP addresses of the certificate. A
-	// node's Name, 127.0.0.1 and ::1 are always among its names.
+	// node's or master's Name, 127.0.0.1 and ::1 are always among its
+	// names.
 	SANs []string
 	// NotBefore is when the certificate starts to be valid. Zero means
 	// now, less five minutes of clock skew; a time given is taken as it is.
@@ -201,12 +204,15 @@ func leafTemplate(r IssueRequest, v validity) (*x509.Certificate, error) {
 		URIs:         []*url.URL{r.Role.URI()},
 	}
 	sans := r.SANs
-	if r.Role == rpc.RoleNode {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		// A node is called by its name, and by its loopback address,
-		// IPv4 or IPv6 (noded may listen on [::1]), from the node itself.
+	switch r.Role {
+	case rpc.RoleNode, rpc.RoleMaster:
+		// A node serves noded and says hello to masterd with the same
+		// certificate; a master serves masterd and calls nodes with it.
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		// Either is called by its name, and by its loopback address,
+		// IPv4 or IPv6 (a daemon may listen on [::1]), from its own host.
 		sans = append([]string{r.Name, "127.0.0.1", "::1"}, sans...)
-	} else {
+	default:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	for _, s := range sans {

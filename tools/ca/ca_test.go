@@ -74,29 +74,32 @@ func TestIssue(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
+	// A node says hello to masterd and a master calls nodes with the
+	// certificate they serve with.
+	serverAndClient := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	for _, tt := range []struct {
 		name      string
 		role      rpc.Role
-		usage     x509.ExtKeyUsage
+		usages    []x509.ExtKeyUsage
 		wantDNS   []string
 		wantIPs   []string
 		wantDays  int
 		verifyFor string // a host name the certificate must be valid for; "" for clients
 	}{
-		{"node1.example.com", rpc.RoleNode, x509.ExtKeyUsageServerAuth, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "::1", "10.0.0.1"}, ca.DefaultCertDays, "::1"},
-		{"master1", rpc.RoleMaster, x509.ExtKeyUsageClientAuth, nil, nil, ca.DefaultCertDays, ""},
-		{"monitoring", rpc.RoleObserver, x509.ExtKeyUsageClientAuth, nil, nil, 7, ""},
+		{"node1.example.com", rpc.RoleNode, serverAndClient, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "::1", "10.0.0.1"}, ca.DefaultCertDays, "::1"},
+		{"master1", rpc.RoleMaster, serverAndClient, []string{"master1"}, []string{"127.0.0.1", "::1"}, ca.DefaultCertDays, "127.0.0.1"},
+		{"monitoring", rpc.RoleObserver, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil, 7, ""},
 	} {
 		crt := filepath.Join(dir, tt.name+".crt")
 		c := nodetest.LoadCert(t, crt)
 		nodetest.CheckIdentity(t, tt.name, c, tt.role, tt.wantDNS, tt.wantIPs)
-		if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{tt.usage}) {
-			t.Errorf("%s: extended key usages %v, want only %v", tt.name, c.ExtKeyUsage, tt.usage)
+		if !slices.Equal(c.ExtKeyUsage, tt.usages) {
+			t.Errorf("%s: extended key usages %v, want only %v", tt.name, c.ExtKeyUsage, tt.usages)
 		}
 		if got, want := c.NotAfter.Sub(c.NotBefore), time.Duration(tt.wantDays)*24*time.Hour+ca.ClockSkew; got != want {
 			t.Errorf("%s: valid for %s, want %s (%d days and the clock skew)", tt.name, got, want, tt.wantDays)
 		}
-		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: tt.verifyFor, KeyUsages: []x509.ExtKeyUsage{tt.usage}}); err != nil {
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: tt.verifyFor, KeyUsages: tt.usages}); err != nil {
 			t.Errorf("%s does not verify against ca.crt for %q: %v", tt.name, tt.verifyFor, err)
 		}
 		for file, want := range map[string]os.FileMode{crt: 0o644, strings.TrimSuffix(crt, ".crt") + ".key": 0o600} {

@@ -1,0 +1,238 @@
+package rpc
+
+import (
+	"time"
+
+	"github.com/goccy/go-json"
+)
+
+// Procedure paths served by masterd. A node calls the first three with
+// its node certificate; masters, observers and the CLI call the rest.
+const (
+	// PathHello is PUT: a node joins (or rejoins) and opens a session.
+	PathHello = "/Hello"
+	// PathRenew is PUT: a node renews its session. The answer is held
+	// until the group version or the node's configuration changes, or
+	// the request's hold ends, whichever comes first.
+	PathRenew = "/Renew"
+	// PathLeave is PUT: a node that is stopping closes its session.
+	PathLeave = "/Leave"
+	// PathListNodes is GET: every node masterd knows, up or down.
+	PathListNodes = "/ListNodes"
+	// PathGetNode is PUT: one node, with its calls and configuration.
+	PathGetNode = "/GetNode"
+	// PathGetConfig is PUT: the group-wide or one node's configuration.
+	PathGetConfig = "/GetConfig"
+	// PathSetConfig is PUT: sets or deletes configuration keys, group-wide
+	// or for one node (known or not yet joined).
+	PathSetConfig = "/SetConfig"
+)
+
+// HeaderGroupVersion is the header every masterd answer carries: the
+// membership version, bumped by every join, leave and expiry.
+const HeaderGroupVersion = "X-Group-Version"
+
+// NodeState is whether masterd holds a live session with a node.
+type NodeState string
+
+// The node states.
+const (
+	// NodeUp: the node said hello and its session has not lapsed.
+	NodeUp NodeState = "up"
+	// NodeDown: the node's session lapsed or it left, or masterd
+	// restarted and has not heard from it since.
+	NodeDown NodeState = "down"
+)
+
+// Config is a configuration: keys to JSON values. Group-wide keys apply
+// to every node; a node's own keys override them.
+type Config map[string]json.RawMessage
+
+// HelloRequest is the body of PUT /Hello.
+type HelloRequest struct {
+	// Node is the node's name; it must be the common name of the node
+	// certificate the hello is sent with.
+	Node string `json:"node"`
+	// URL is where masters and clients call the node ("https://host:port",
+	// or "http://host:port" for a node run with --insecure).
+	URL string `json:"url"`
+	// Version is the node's noded release; Protocol its ProtocolVersion.
+	Version  string `json:"version"`
+	Protocol int    `json:"protocol"`
+	// BootID is new each time noded starts (VersionResponse.BootID). A
+	// hello with a new one tells masterd that the calls of the old boot
+	// are lost.
+	BootID string `json:"boot_id"`
+	// Functions are the functions the node offers (as ListFunctions).
+	Functions []Function `json:"functions"`
+	// Calls are the calls the node holds, running or finished and not
+	// released (as ListCalls).
+	Calls []CallSummary `json:"calls"`
+	// SessionTimeout, when above 0, asks for a longer session timeout
+	// than masterd's default, in seconds; masterd caps it at its bound.
+	SessionTimeout float64 `json:"session_timeout,omitempty" unit:"seconds"`
+}
+
+// Validate reports a bad_request error for a hello no master could take.
+func (r *HelloRequest) Validate() error {
+	switch {
+	case r.Node == "":
+		return Errorf(KindBadRequest, "node is required")
+	case r.URL == "":
+		return Errorf(KindBadRequest, "url is required")
+	case r.BootID == "":
+		return Errorf(KindBadRequest, "boot_id is required")
+	}
+	return checkSeconds("session_timeout", r.SessionTimeout)
+}
+
+// Session is the answer of PUT /Hello and PUT /Renew: the node's
+// session and what the node should know of the group.
+type Session struct {
+	// ID names the session in renewals and the leave.
+	ID string `json:"session"`
+	// Timeout is how many seconds the session lives without a renewal.
+	Timeout float64 `json:"session_timeout" unit:"seconds"`
+	// RenewWithin is how many seconds a node may let pass between the
+	// end of one renewal and the next; well inside Timeout.
+	RenewWithin float64 `json:"renew_within" unit:"seconds"`
+	// GroupVersion is the membership version.
+	GroupVersion uint64 `json:"group_version"`
+	// ConfigVersion changes whenever the node's effective configuration
+	// does.
+	ConfigVersion uint64 `json:"config_version"`
+	// Config is the node's effective configuration: the group's keys
+	// overridden by the node's own.
+	Config Config `json:"config"`
+	// Masters are the URLs of every master of the group, so a node learns
+	// masters it was not configured with.
+	Masters []string `json:"masters"`
+}
+
+// RenewRequest is the body of PUT /Renew.
+type RenewRequest struct {
+	// Node and Session name the session to renew.
+	Node    string `json:"node"`
+	Session string `json:"session"`
+	// GroupVersion and ConfigVersion are what the node knows: masterd
+	// answers at once when either differs from its own.
+	GroupVersion  uint64 `json:"group_version"`
+	ConfigVersion uint64 `json:"config_version"`
+	// Hold is how many seconds masterd may hold the renewal before
+	// answering; masterd caps it well inside the session timeout.
+	Hold float64 `json:"hold" unit:"seconds"`
+}
+
+// Validate reports a bad_request error for a malformed renewal.
+func (r *RenewRequest) Validate() error {
+	switch {
+	case r.Node == "":
+		return Errorf(KindBadRequest, "node is required")
+	case r.Session == "":
+		return Errorf(KindBadRequest, "session is required")
+	}
+	return checkSeconds("hold", r.Hold)
+}
+
+// LeaveRequest is the body of PUT /Leave.
+type LeaveRequest struct {
+	Node    string `json:"node"`
+	Session string `json:"session"`
+}
+
+// Validate reports a bad_request error for a malformed leave.
+func (r *LeaveRequest) Validate() error {
+	switch {
+	case r.Node == "":
+		return Errorf(KindBadRequest, "node is required")
+	case r.Session == "":
+		return Errorf(KindBadRequest, "session is required")
+	}
+	return nil
+}
+
+// NodeRequest is the body of PUT /GetNode and PUT /GetConfig. An empty
+// Node in GetConfig asks for the group-wide configuration.
+type NodeRequest struct {
+	Node string `json:"node"`
+}
+
+// Validate accepts any request: GetNode checks the name itself.
+func (r *NodeRequest) Validate() error { return nil }
+
+// NodeCall is a call masterd learned of from a node's hello.
+type NodeCall struct {
+	CallSummary
+	// Lost is set when the node said hello with a new boot id while the
+	// call was not finished: the call died with the old boot.
+	Lost bool `json:"lost,omitempty"`
+}
+
+// Node is what masterd knows of one node.
+type Node struct {
+	Name  string    `json:"name"`
+	State NodeState `json:"state"`
+	// URL is where the node is called, as it advertised it.
+	URL string `json:"url"`
+	// LastContact is when masterd last heard from the node (hello,
+	// renewal or leave); zero if never since it was configured.
+	LastContact time.Time `json:"last_contact"`
+	// Joined is when the node's current (or last) session began.
+	Joined   time.Time `json:"joined"`
+	BootID   string    `json:"boot_id"`
+	Version  string    `json:"version"`
+	Protocol int       `json:"protocol"`
+	// SessionTimeout is the node's session timeout in seconds.
+	SessionTimeout float64    `json:"session_timeout" unit:"seconds"`
+	Functions      []Function `json:"functions"`
+	// Calls and Config are filled by GetNode only.
+	Calls  []NodeCall `json:"calls,omitempty"`
+	Config Config     `json:"config,omitempty"`
+}
+
+// ListNodesResponse is the answer of GET /ListNodes.
+type ListNodesResponse struct {
+	// GroupVersion is the membership version the list was taken at.
+	GroupVersion uint64 `json:"group_version"`
+	// Nodes are sorted by name.
+	Nodes []Node `json:"nodes"`
+}
+
+// ConfigResponse is the answer of PUT /GetConfig and PUT /SetConfig.
+type ConfigResponse struct {
+	// Node is empty for the group-wide configuration.
+	Node string `json:"node,omitempty"`
+	// Group is the group-wide configuration; Own the node's own keys
+	// (empty for the group); Effective is Group overridden by Own.
+	Group     Config `json:"group"`
+	Own       Config `json:"own,omitempty"`
+	Effective Config `json:"effective"`
+}
+
+// SetConfigRequest is the body of PUT /SetConfig.
+type SetConfigRequest struct {
+	// Node is empty to change the group-wide configuration.
+	Node string `json:"node,omitempty"`
+	// Set are keys to set (or replace); Delete keys to remove.
+	Set    Config   `json:"set,omitempty"`
+	Delete []string `json:"delete,omitempty"`
+}
+
+// Validate reports a bad_request error for a change that changes nothing
+// or both sets and deletes a key.
+func (r *SetConfigRequest) Validate() error {
+	if len(r.Set) == 0 && len(r.Delete) == 0 {
+		return Errorf(KindBadRequest, "set or delete is required")
+	}
+	for _, k := range r.Delete {
+		if _, ok := r.Set[k]; ok {
+			return Errorf(KindBadRequest, "key %q is both set and deleted", k)
+		}
+	}
+	for k := range r.Set {
+		if k == "" {
+			return Errorf(KindBadRequest, "empty configuration key")
+		}
+	}
+	return nil
+}
