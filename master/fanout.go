@@ -80,6 +80,11 @@ func CallEachStream(ctx context.Context, clients []*Client, fn string, args any,
 	if concurrency <= 0 {
 		concurrency = DefaultConcurrency
 	}
+	// A deliver that panics ends the fan-out: the calls still running
+	// are cancelled, and what they land is drained in the background so
+	// that no worker stays blocked on a Result no one takes.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	type landed struct {
 		i   int
@@ -115,12 +120,30 @@ func CallEachStream(ctx context.Context, clients []*Client, fn string, args any,
 		wg.Wait()
 		close(done)
 	}()
-	for l := range done {
-		mu.Lock()
-		deliver(l.i, l.r)
-		mu.Unlock()
+	release := func(l landed) {
 		if l.ack != nil {
 			l.ack <- struct{}{}
 		}
+	}
+	var delivering landed
+	defer func() {
+		if p := recover(); p != nil {
+			cancel()
+			go func() {
+				release(delivering)
+				for l := range done {
+					release(l)
+				}
+			}()
+			panic(p)
+		}
+	}()
+	for delivering = range done {
+		func() {
+			mu.Lock()
+			defer mu.Unlock()
+			deliver(delivering.i, delivering.r)
+		}()
+		release(delivering)
 	}
 }

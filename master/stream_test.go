@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,5 +125,37 @@ func TestCallEachKeepsTheOrderOfClients(t *testing.T) {
 	if len(got) != 2 || got[0].Node != held.Addr || got[1].Node != fast.Addr ||
 		string(got[0].Call.Result) != `"held"` || string(got[1].Call.Result) != `"fast"` {
 		t.Errorf("CallEach = %+v, want the held node's result first, as in clients", got)
+	}
+}
+
+// A deliver that panics must not leave the fan-out's workers blocked on
+// a Result no one will take: the panic reaches the caller and every
+// goroutine of the fan-out ends.
+func TestCallEachStreamPanickingDeliverLeaksNothing(t *testing.T) {
+	var clients []*Client
+	for range 8 {
+		clients = append(clients, edgeClient(t, nodetest.StartFake(t, fakeCalls(t, nil, `"ok"`, []string{"line"})).Addr, 0))
+	}
+	onLog := func(LogLine) {}
+	func() {
+		defer func() {
+			if r := recover(); r != "deliver failed" {
+				t.Errorf("recovered %v, want deliver's panic", r)
+			}
+		}()
+		CallEachStream(t.Context(), clients, "echo", nil, 4, CallOptions{OnLog: onLog}, func(int, Result) { panic("deliver failed") })
+	}()
+	// The fan-out's goroutines are the ones CallEachStream started.
+	fanout := func() (string, bool) {
+		buf := make([]byte, 1<<20)
+		all := string(buf[:runtime.Stack(buf, true)])
+		return all, strings.Contains(all, "master.CallEachStream.func")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for stacks, left := fanout(); left; stacks, left = fanout() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fan-out's goroutines are left after the panic:\n%s", stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
