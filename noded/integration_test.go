@@ -1178,8 +1178,10 @@ func TestShutdown(t *testing.T) {
 		}
 		break
 	}
-	if took := time.Since(begin); took > 2*time.Second {
-		t.Errorf("took %v after SIGTERM to refuse starts, want well within the 3s grace", took)
+	// hang ignores SIGTERM and is SIGKILLed only once the grace is over:
+	// while it lives, the refusal came within the grace.
+	if !slices.Contains(nodetest.ProcessesWithEnv(d.Marker()), hangPID) {
+		t.Errorf("starts were refused only after hang (pid %d) was killed: not within the 3s grace", hangPID)
 	}
 
 	w := <-waiter
