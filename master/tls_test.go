@@ -2,11 +2,19 @@ package master_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"math/big"
 	"net"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/noderpc/noderpc/master"
 	"github.com/noderpc/noderpc/master/nodetest"
@@ -18,6 +26,7 @@ func TestLoadTLS(t *testing.T) {
 	p.Issue(t, rpc.RoleMaster, "m")
 	p.Issue(t, rpc.RoleNode, "n")
 	f := func(name string) string { return filepath.Join(p.Dir(), name) }
+	serverOnly := serverOnlyCert(t, p, f("n.key"))
 	cfg, err := master.LoadTLS(f("m.crt"), f("m.key"), f("ca.crt"))
 	if err != nil || cfg.MinVersion != tls.VersionTLS13 || len(cfg.Certificates) != 1 || cfg.RootCAs == nil {
 		t.Fatalf("LoadTLS of a master certificate = %+v, %v; want TLS 1.3 with the certificate and the CA", cfg, err)
@@ -25,7 +34,7 @@ func TestLoadTLS(t *testing.T) {
 	for _, tt := range []struct {
 		name, crt, key, ca, want string
 	}{
-		{"node certificate", f("n.crt"), f("n.key"), f("ca.crt"), "not a client certificate"},
+		{"server-only certificate", serverOnly, f("n.key"), f("ca.crt"), "not a client certificate"},
 		{"key of another certificate", f("m.crt"), f("n.key"), f("ca.crt"), "private key does not match"},
 		{"CA file without a certificate", f("m.crt"), f("m.key"), f("m.key"), "holds no PEM certificate"},
 		{"missing CA", f("m.crt"), f("m.key"), f("nope.crt"), "no such file"},
@@ -72,4 +81,51 @@ func TestServerNameOverride(t *testing.T) {
 	if _, err := c.Version(ctx); err != nil {
 		t.Errorf("Version of %s with ServerName node-b: %v", addr, err)
 	}
+}
+
+// serverOnlyCert writes a certificate for the key in keyFile, signed by
+// p's CA, that may serve but not call (as node certificates were issued
+// before nodes said hello to masterd), and returns its file.
+func serverOnlyCert(t *testing.T, p *nodetest.PKI, keyFile string) string {
+	t.Helper()
+	read := func(name string) []byte {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := pem.Decode(data)
+		if b == nil {
+			t.Fatalf("%s holds no PEM block", name)
+		}
+		return b.Bytes
+	}
+	caCert, err := x509.ParseCertificate(read(p.CA()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := x509.ParsePKCS8PrivateKey(read(filepath.Join(p.Dir(), "ca.key")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(read(keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		URIs:         []*url.URL{rpc.RoleNode.URI()},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.(interface{ Public() crypto.PublicKey }).Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(t.TempDir(), "server-only.crt")
+	if err := os.WriteFile(name, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
