@@ -178,7 +178,7 @@ func (r *SessionsReport) OK() bool {
 func (r *SessionsReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "masterd %s: %d of %d sessions established in %.2fs (%.0f hellos/s)\n",
 		r.Master, r.Established, r.Requested, r.HelloSeconds, r.HelloRate)
-	fmt.Fprintf(w, "session timeout %gs, renew within %gs\n", r.SessionTimeout, r.RenewWithin)
+	fmt.Fprintf(w, "session timeout %.3gs, renew within %.3gs\n", r.SessionTimeout, r.RenewWithin)
 	fmt.Fprintf(w, "renewals: %d in %.2fs with hold %gs: %.0f/s\n", r.Renewals, r.WindowSeconds, r.Hold, r.RenewalsPerSecond)
 	if r.Rehellos > 0 {
 		fmt.Fprintf(w, "sessions said hello again: %d\n", r.Rehellos)
