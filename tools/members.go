@@ -211,7 +211,7 @@ func printNode(w io.Writer, n *rpc.Node, now time.Time) {
 	fmt.Fprintf(tw, "boot id:\t%s\n", orDash(n.BootID))
 	fmt.Fprintf(tw, "version:\t%s (protocol %d)\n", orDash(n.Version), n.Protocol)
 	fmt.Fprintf(tw, "session timeout:\t%s\n", time.Duration(n.SessionTimeout*float64(time.Second)))
-	reachable := "not checked yet"
+	reachable := "unknown (not checked, or the check is under way)"
 	switch {
 	case n.Reachable:
 		reachable = "yes, at its address"

@@ -218,8 +218,9 @@ func TestBenchSessions(t *testing.T) {
 		}
 		MasterdMissing string `json:"masterd_missing"`
 		Expiry         *struct {
-			Seconds float64
-			StillUp int `json:"still_up"`
+			Seconds      float64
+			PastDeadline float64 `json:"past_deadline"`
+			StillUp      int     `json:"still_up"`
 		}
 	}
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil || code != ExitOK {
@@ -232,8 +233,8 @@ func TestBenchSessions(t *testing.T) {
 		t.Errorf("report %s: want masterd's timeout of 1s and at least one renewal per session in the window", out.String())
 	case r.Masterd == nil || r.Masterd.PID != pid || r.Masterd.RSSEstablished <= 0:
 		t.Errorf("report %s: want masterd's figures, of pid %d, found from its port", out.String(), pid)
-	case r.Expiry == nil || r.Expiry.StillUp != 0 || r.Expiry.Seconds < 0.9 || r.Expiry.Seconds > 5:
-		t.Errorf("report %s: want every node down about the session timeout (1s) after the close", out.String())
+	case r.Expiry == nil || r.Expiry.StillUp != 0 || r.Expiry.Seconds < 0.9 || r.Expiry.Seconds > 5 || r.Expiry.PastDeadline < 0 || r.Expiry.PastDeadline > 2:
+		t.Errorf("report %s: want every node down about the session timeout (1s) after the close, and after the last deadline", out.String())
 	case len(r.Errors) > 0:
 		t.Errorf("report %s: want no error", out.String())
 	}

@@ -159,9 +159,12 @@ type Expiry struct {
 	// Seconds is from the close to the first ListNodes that shows every
 	// node of the fleet down; -1 if that was not seen within the wait.
 	Seconds float64 `json:"seconds"`
-	// PastTimeout is Seconds less the session timeout: how late past its
-	// timeout the last session was seen expired (within one Poll).
-	PastTimeout float64 `json:"past_timeout"`
+	// PastDeadline is how late past the last session's deadline (its
+	// last renewal sent, plus the session timeout) every node was seen
+	// down, within one Poll. With a hold it is the figure to read:
+	// Seconds then counts from a close that came up to a hold after the
+	// last renewals.
+	PastDeadline float64 `json:"past_deadline"`
 	// StillUp is how many nodes were still up at the last ListNodes.
 	StillUp int `json:"still_up"`
 	// Polls is how many ListNodes were asked.
@@ -202,8 +205,8 @@ func (r *SessionsReport) Print(w io.Writer) {
 		if e.Seconds < 0 {
 			fmt.Fprintf(w, "mass expiry: %d nodes still up when the wait ended (%d polls)\n", e.StillUp, e.Polls)
 		} else {
-			fmt.Fprintf(w, "mass expiry: every node down %.2fs after the close, %.2fs past the session timeout (%d polls)\n",
-				e.Seconds, e.PastTimeout, e.Polls)
+			fmt.Fprintf(w, "mass expiry: every node down %.2fs after the close, %.2fs past the last session's deadline (%d polls)\n",
+				e.Seconds, e.PastDeadline, e.Polls)
 		}
 	}
 }
@@ -335,6 +338,9 @@ type fleet struct {
 	allJoined   chan struct{}
 	renewals    atomic.Int64
 	rehellos    atomic.Int64
+	// lastSent is, per session, the UnixNano its last hello or renewal
+	// was sent at: its session's deadline is a timeout after.
+	lastSent []atomic.Int64
 
 	mu          sync.Mutex
 	errs        map[rpc.Kind]int64
@@ -349,6 +355,7 @@ func newFleet(s Sessions) *fleet {
 		window:    make(chan struct{}),
 		allJoined: make(chan struct{}),
 		errs:      map[rpc.Kind]int64{},
+		lastSent:  make([]atomic.Int64, s.Count),
 	}
 	host, _, _ := net.SplitHostPort(s.Master)
 	if ip := net.ParseIP(host); ip != nil && ip.To4() != nil && ip.IsLoopback() && s.Sources > 1 {
@@ -410,6 +417,7 @@ func (f *fleet) session(ctx context.Context, i int) {
 	}
 	first := true
 	for ctx.Err() == nil {
+		f.lastSent[i].Store(time.Now().UnixNano())
 		c, sess, err := f.join(ctx, src, helloBody)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -424,7 +432,7 @@ func (f *fleet) session(ctx context.Context, i int) {
 		} else {
 			f.rehellos.Add(1)
 		}
-		err = f.renew(ctx, c, name, sess)
+		err = f.renew(ctx, c, &f.lastSent[i], name, sess)
 		switch {
 		case ctx.Err() != nil && f.drop.Load():
 			c.close()
@@ -476,7 +484,7 @@ func (f *fleet) joined(sess *rpc.Session) {
 // (its error). Before the window opens it renews halfway through
 // RenewWithin, as late as is safe, so that renewals do not slow the
 // joins; in the window, back to back with the hold asked for.
-func (f *fleet) renew(ctx context.Context, c *httpConn, name string, sess *rpc.Session) error {
+func (f *fleet) renew(ctx context.Context, c *httpConn, lastSent *atomic.Int64, name string, sess *rpc.Session) error {
 	stop := context.AfterFunc(ctx, func() {
 		if f.drop.Load() {
 			// Every connection closed at once, whatever it is doing.
@@ -510,6 +518,7 @@ func (f *fleet) renew(ctx context.Context, c *httpConn, name string, sess *rpc.S
 		}
 		var next rpc.Session
 		hold := time.Duration(req.Hold * float64(time.Second))
+		lastSent.Store(time.Now().UnixNano())
 		if err := c.do(rpc.PathRenew, body, time.Now().Add(hold+f.s.SocketTimeout), &next); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -553,7 +562,7 @@ func (f *fleet) awaitExpiry(ctx context.Context, closedAt time.Time, timeout flo
 			}
 			if e.StillUp == 0 {
 				e.Seconds = at.Sub(closedAt).Seconds()
-				e.PastTimeout = e.Seconds - timeout
+				e.PastDeadline = at.Sub(f.lastDeadline(timeout)).Seconds()
 				return e
 			}
 		}
@@ -566,6 +575,16 @@ func (f *fleet) awaitExpiry(ctx context.Context, closedAt time.Time, timeout flo
 			return e
 		}
 	}
+}
+
+// lastDeadline is the latest deadline of the fleet's sessions, each a
+// timeout (in seconds) after its last request was sent.
+func (f *fleet) lastDeadline(timeout float64) time.Time {
+	var latest int64
+	for i := range f.lastSent {
+		latest = max(latest, f.lastSent[i].Load())
+	}
+	return time.Unix(0, latest).Add(time.Duration(timeout * float64(time.Second)))
 }
 
 // pause waits d or until ctx ends.
