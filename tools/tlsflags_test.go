@@ -96,9 +96,10 @@ func TestCLIOverTLS(t *testing.T) {
 	if code, _, stderr := as("o", "list", node); code != ExitOK {
 		t.Errorf("list as observer = %d, %q; want 0", code, stderr)
 	}
-	// A node certificate is refused by the CLI before any connection.
-	if code, _, stderr := as("localhost", "list", node); code != ExitUsage {
-		t.Errorf("list with the node's own certificate = %d, %q; want 2", code, stderr)
+	// A node certificate is a client certificate too (a node says hello
+	// to masterd with it), and noded refuses its role: forbidden.
+	if code, _, stderr := as("localhost", "list", node); code != ExitFailed || !strings.Contains(stderr, "has role node") {
+		t.Errorf("list with the node's own certificate = %d, %q; want 1, forbidden for the node role", code, stderr)
 	}
 	// A client of another CA is refused by the node; the CLI says so in
 	// one line and does not retry for --unreachable-after.
