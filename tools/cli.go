@@ -175,10 +175,10 @@ func (a *app) usage(fs *flag.FlagSet) {
 
 noderpc calls functions on noded nodes, as a master does: every answer is
 bounded in time, and a node that does not answer is reported unreachable.
-NODE is host:port (not a URL). nodes, node, config and call --all ask
-masterd (--master URL) for the nodes instead. Global flags come before COMMAND, the
-command's flags after it. Run noderpc COMMAND --help for a command's
-flags and examples.
+NODE is host:port (not a URL); nodes, node, config and call --all ask
+masterd (--master URL) for the nodes instead. Global flags come before
+COMMAND, the command's flags after it. Run noderpc COMMAND --help for a
+command's flags and examples.
 
 Commands:
 `)
@@ -187,7 +187,8 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Exit status: 0 succeeded, 1 a function failed, 2 bad usage,
-3 a node could not be reached, answered outside the protocol, or lost the call.
+3 a node (or masterd) could not be reached, answered outside the
+protocol, or lost the call.
 
 Global flags:
 `)
