@@ -99,6 +99,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		ln.Close()
 		return err
 	}
+	ln.headers = func() string {
+		return fmt.Sprintf("%s: %d\r\n", rpc.HeaderGroupVersion, ms.groupVersion())
+	}
 	if d.cfg.CheckNodes {
 		ms.joined = newChecker(d, ms).check
 	}
@@ -150,7 +153,7 @@ const shutdownGrace = 2 * time.Second
 
 // listen opens the listening socket, in TLS unless --insecure; every
 // connection gets the TCP settings that see a dead peer within seconds.
-func (d *Daemon) listen() (net.Listener, error) {
+func (d *Daemon) listen() (*listener, error) {
 	ln := d.opts.Listener
 	if ln == nil {
 		var err error
@@ -166,11 +169,15 @@ func (d *Daemon) listen() (net.Listener, error) {
 }
 
 // listener sets service.DefaultDeadPeer on each connection it accepts,
-// and wraps it in TLS when masterd serves TLS.
+// checks the protocol of its first bytes, and wraps it in TLS when
+// masterd serves TLS.
 type listener struct {
 	net.Listener
 	tls *tls.Config
 	log *slog.Logger
+	// headers are the header lines of a refusal: the group version,
+	// which every answer carries.
+	headers func() string
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -181,6 +188,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err := service.DefaultDeadPeer.Apply(c); err != nil {
 		l.log.Warn("a connection without keepalive: a dead node is seen only when its session lapses", "remote", c.RemoteAddr().String(), "err", err)
 	}
+	// A client speaking plain HTTP to TLS, or TLS to plain HTTP, is told
+	// so instead of seeing the connection drop.
+	c = &service.SniffConn{Conn: c, ServesTLS: l.tls != nil, Daemon: "masterd", Log: l.log, Headers: l.headers}
 	if l.tls != nil {
 		return tls.Server(c, l.tls), nil
 	}

@@ -235,6 +235,11 @@ func TestTLSRoles(t *testing.T) {
 	}
 	n1, observer, admin := client(rpc.RoleNode, "n1"), client(rpc.RoleObserver, "o1"), client(rpc.RoleMaster, "m2")
 
+	plain := &http.Client{Timeout: 20 * time.Second}
+	if status, kind, _, body := call(t, plain, "http"+strings.TrimPrefix(base, "https"), "GET", rpc.PathListNodes, nil); status != 400 || kind != rpc.KindTLSMismatch {
+		t.Errorf("plain HTTP to masterd serving TLS = %d %s %s; want 400 tls_mismatch", status, kind, body)
+	}
+
 	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n2", "b")))
 	if status != 403 || kind != rpc.KindForbidden || !strings.Contains(string(body), `\"n1\"`) || !strings.Contains(string(body), `\"n2\"`) {
 		t.Errorf("hello for n2 with n1's certificate = %d %s %s; want 403 forbidden naming both", status, kind, body)
