@@ -3,7 +3,6 @@ package masterd
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -231,7 +230,7 @@ func TestTLSRoles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg.Clone(), ForceAttemptHTTP2: false, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 	}
 	n1, observer, admin := client(rpc.RoleNode, "n1"), client(rpc.RoleObserver, "o1"), client(rpc.RoleMaster, "m2")
 
@@ -265,5 +264,57 @@ func TestTLSRoles(t *testing.T) {
 		if status, kind, _, body := call(t, tc.c, base, tc.method, tc.path, []byte(tc.body)); status != tc.status {
 			t.Errorf("%s: %s %s = %d %s %s; want %d", tc.who, tc.method, tc.path, status, kind, body, tc.status)
 		}
+	}
+}
+
+// TestCheckNodeTLS checks that masterd calls a node serving TLS with its
+// master certificate, which the node accepts.
+func TestCheckNodeTLS(t *testing.T) {
+	pki := nodetest.NewPKI(t)
+	node := nodetest.Start(t, nodetest.Options{TLS: pki.NodeTLS(t, "n1")})
+	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
+	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA(), CheckNodes: true})
+	ncrt, nkey := pki.Issue(t, rpc.RoleNode, "n1")
+	cfg, err := master.LoadTLS(ncrt, nkey, pki.CA())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	adminCfg, err := master.LoadTLS(crt, key, pki.CA())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := master.New(node.Addr(), master.Options{TLS: adminCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	v, err := mc.Version(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := helloOf("n1", v.BootID)
+	req.URL = node.URL()
+	if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
+		t.Fatalf("hello = %d %s %s", status, kind, body)
+	}
+	admin := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: adminCfg}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, _, body := call(t, admin, base, "PUT", rpc.PathGetNode, []byte(`{"node":"n1"}`))
+		var n rpc.Node
+		if err := json.Unmarshal(body, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n.Reachable {
+			return
+		}
+		if n.Problem != "" {
+			t.Fatalf("masterd could not call the node over TLS: %s", n.Problem)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the node was not checked within 30s")
+		}
+		time.Sleep(20 * time.Millisecond) // the check runs on its own; nothing to wait on
 	}
 }
