@@ -55,7 +55,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 	want := &Snapshot{
 		Version: 3, Stamp: 2,
-		Nodes: map[string]Record{"a": {Node: node("a", "b1", rpc.NodeDown), Version: 3}, "b": {Node: node("b", "b2", rpc.NodeUp), Version: 2}},
+		Nodes:   map[string]Record{"a": {Node: node("a", "b1", rpc.NodeDown), Version: 3}, "b": {Node: node("b", "b2", rpc.NodeUp), Version: 2}},
 		Group:   Entry{Keys: rpc.Config{"k": []byte(`1`)}, Stamp: 1},
 		Configs: map[string]Entry{"never-joined": {Keys: rpc.Config{"k": []byte(`"x"`)}, Stamp: 2}},
 		Masters: []string{"https://m1:1812", "https://m2:1812"},
