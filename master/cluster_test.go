@@ -8,11 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -111,50 +107,6 @@ func TestClusterRefusesBadRequestsUnsent(t *testing.T) {
 	}
 }
 
-const masterdPackage = "github.com/noderpc/noderpc/master/cmd/masterd"
-
-// startMasterd runs a masterd binary on a free loopback port with its own
-// state directory and flags, until the test ends, and returns its host:port.
-func startMasterd(t *testing.T, flags ...string) string {
-	t.Helper()
-	bin := nodetest.Binary(t, masterdPackage)
-	dir := t.TempDir()
-	addrFile := filepath.Join(dir, "addr")
-	args := append([]string{"--listen", "127.0.0.1:0", "--state-dir", dir, "--addr-file", addrFile, "--config", ""}, flags...)
-	cmd := exec.Command(bin, args...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			t.Errorf("masterd did not stop within 10s of SIGTERM; its log:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, err := os.ReadFile(addrFile); err == nil && strings.HasSuffix(string(b), "\n") {
-			return strings.TrimSpace(string(b))
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("masterd %q exited before listening: %v; its log:\n%s", args, err, logs.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("masterd %q wrote no address within 20s; its log:\n%s", args, logs.String())
-		}
-	}
-}
-
 // sayHello sends a node's hello to masterd at addr, over TLS with the
 // node's certificate when tlsConfig is set, and returns its session.
 func sayHello(t *testing.T, addr string, tlsConfig *tls.Config, req rpc.HelloRequest) rpc.Session {
@@ -190,7 +142,7 @@ func sayHello(t *testing.T, addr string, tlsConfig *tls.Config, req rpc.HelloReq
 func TestClusterAgainstMasterd(t *testing.T) {
 	p := nodetest.NewPKI(t)
 	mcrt, mkey := p.Issue(t, rpc.RoleMaster, "masterd1")
-	addr := startMasterd(t, "--cert", mcrt, "--key", mkey, "--client-ca", p.CA())
+	addr := nodetest.StartMasterd(t, nodetest.MasterdOptions{TLS: &nodetest.TLS{Cert: mcrt, Key: mkey, ClientCA: p.CA()}}).Addr()
 	tlsFor := func(role rpc.Role, name string) *tls.Config {
 		crt, key := p.Issue(t, role, name)
 		cfg, err := LoadTLS(crt, key, p.CA())
@@ -285,7 +237,7 @@ func TestClusterAgainstMasterd(t *testing.T) {
 // A node listed up at an URL the client cannot call (plain HTTP to a
 // client that talks TLS, say) is that node's error, not the others'.
 func TestClusterUpNodeWithAnURLOfTheOtherScheme(t *testing.T) {
-	addr := startMasterd(t, "--insecure", "--check-nodes=false")
+	addr := nodetest.StartMasterd(t, nodetest.MasterdOptions{Flags: []string{"--check-nodes=false"}}).Addr()
 	sayHello(t, addr, nil, rpc.HelloRequest{Node: "a", URL: "http://127.0.0.1:1811", BootID: "b1", Functions: []rpc.Function{}, Calls: []rpc.CallSummary{}})
 	sayHello(t, addr, nil, rpc.HelloRequest{Node: "b", URL: "https://127.0.0.1:1811", BootID: "b2", Functions: []rpc.Function{}, Calls: []rpc.CallSummary{}})
 	c, err := NewCluster([]string{"http://" + addr}, Options{Insecure: true})

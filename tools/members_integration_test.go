@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,49 +15,12 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-const masterdPackage = "github.com/noderpc/noderpc/master/cmd/masterd"
-
-// startMasterd runs a masterd binary serving plain HTTP on a free
-// loopback port, with its own state directory and flags, until the test
-// ends, and returns its URL and process ID.
+// startMasterd runs a masterd serving plain HTTP with more flags, until
+// the test ends, and returns its URL and process ID.
 func startMasterd(t *testing.T, flags ...string) (url string, pid int) {
 	t.Helper()
-	bin := nodetest.Binary(t, masterdPackage)
-	dir := t.TempDir()
-	addrFile := filepath.Join(dir, "addr")
-	args := append([]string{"--insecure", "--listen", "127.0.0.1:0", "--state-dir", dir, "--addr-file", addrFile, "--config", ""}, flags...)
-	cmd := exec.Command(bin, args...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			t.Errorf("masterd did not stop within 10s of SIGTERM; its log:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, err := os.ReadFile(addrFile); err == nil && strings.HasSuffix(string(b), "\n") {
-			return "http://" + strings.TrimSpace(string(b)), cmd.Process.Pid
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("masterd %q exited before listening: %v; its log:\n%s", args, err, logs.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("masterd %q wrote no address within 20s; its log:\n%s", args, logs.String())
-		}
-	}
+	m := nodetest.StartMasterd(t, nodetest.MasterdOptions{Flags: flags})
+	return m.URL(), m.PID()
 }
 
 // sayHello sends a node's hello to the masterd at masterURL, which
