@@ -411,7 +411,11 @@ func (a *app) upClients(ctx context.Context) (clients []*master.Client, status i
 		for _, u := range up {
 			if u.Err != nil {
 				// The node's own failure: the others run.
-				fmt.Fprintln(a.stderr, u.Err)
+				if a.json {
+					a.emitJSON(callOutput{header: newHeader(u.Node.URL, u.Err)})
+				} else {
+					fmt.Fprintln(a.stderr, u.Err)
+				}
 				status = ExitUnreachable
 				continue
 			}
