@@ -145,6 +145,14 @@ func TestCallAll(t *testing.T) {
 		t.Errorf("noderpc call --all echo with c dead = exit %d, %q, %q; want 3, a and b on stdout, c unreachable on stderr", code, stdout, stderr)
 	}
 
+	// A node whose advertised URL this CLI cannot call (TLS, under
+	// --insecure) is that node's failure; the others run.
+	sayHello(t, url, rpc.HelloRequest{Node: "d", URL: "https://" + dead, BootID: "d1"})
+	code, stdout, stderr = run(t, "", "--master", url, "--json", "call", "--all", "echo", `"hi"`)
+	if code != ExitUnreachable || strings.Count(stdout, `"ok":true`) != 2 || !strings.Contains(stdout, `{"node":"https://`+dead+`","ok":false,"error":{"kind":"bad_request","message":"node d: URL`) || !strings.Contains(stdout, "it serves TLS") {
+		t.Errorf("noderpc --json call --all with d on https = exit %d, %q, %q; want 3, a and b ok, a line saying d serves TLS", code, stdout, stderr)
+	}
+
 	empty, _ := startMasterd(t, "--check-nodes=false")
 	code, _, stderr = run(t, "", "--master", empty, "call", "--all", "echo")
 	if code != ExitFailed || !strings.Contains(stderr, "lists no node up: nothing was run") {
