@@ -206,3 +206,33 @@ func TestBenchSessions(t *testing.T) {
 		t.Errorf("report %s: want no error", out.String())
 	}
 }
+
+// Over TLS the CLI presents its own certificate to masterd and checks
+// masterd's against --ca, as it does a node's; an observer may read, not
+// configure.
+func TestMasterCommandsOverTLS(t *testing.T) {
+	noMasterAnywhere(t)
+	p := nodetest.NewPKI(t)
+	mcrt, mkey := p.Issue(t, rpc.RoleMaster, "masterd1")
+	m := nodetest.StartMasterd(t, nodetest.MasterdOptions{TLS: &nodetest.TLS{Cert: mcrt, Key: mkey, ClientCA: p.CA()}})
+	as := func(role rpc.Role, name string, args ...string) (int, string, string) {
+		crt, key := p.Issue(t, role, name)
+		return runGlobal(append([]string{"--cert", crt, "--key", key, "--ca", p.CA(), "--master", m.URL()}, args...)...)
+	}
+	if code, stdout, stderr := as(rpc.RoleMaster, "admin", "config", "set", "zone=eu"); code != ExitOK || !strings.Contains(stdout, `zone = "eu"`) {
+		t.Errorf("config set as a master = exit %d, %q, %q; want 0", code, stdout, stderr)
+	}
+	if code, stdout, stderr := as(rpc.RoleObserver, "watcher", "nodes"); code != ExitOK || !strings.HasPrefix(stdout, "NAME") {
+		t.Errorf("nodes as an observer = exit %d, %q, %q; want 0 and the table", code, stdout, stderr)
+	}
+	if code, _, stderr := as(rpc.RoleObserver, "watcher", "config", "set", "zone=us"); code != ExitFailed || !strings.Contains(stderr, "forbidden") {
+		t.Errorf("config set as an observer = exit %d, %q; want 1, forbidden", code, stderr)
+	}
+	// A CA masterd's certificate does not chain to.
+	other := nodetest.NewPKI(t)
+	crt, key := other.Issue(t, rpc.RoleMaster, "stranger")
+	code, _, stderr := runGlobal("--cert", crt, "--key", key, "--ca", other.CA(), "--master", m.URL(), "nodes")
+	if code != ExitFailed || !strings.Contains(stderr, "certificate") {
+		t.Errorf("nodes with another CA = exit %d, %q; want 1, a certificate error", code, stderr)
+	}
+}
