@@ -24,5 +24,10 @@
 // ...), [ErrOffline], and the context's errors. [*UnreachableError] and
 // [*CallError] carry the details.
 //
+// A [Cluster] asks masterd, the group's master daemon, for the nodes it
+// knows, whether each is up, and their configuration, and gives a
+// [Client] for each up node (see [Cluster.UpClients]); it tries the
+// group's masters in turn, and reports them as a Client reports a node.
+//
 // doc/client.md describes the retry policy and the unreachable bound.
 package master

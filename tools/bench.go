@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,9 +23,10 @@ import (
 // benchCommand is `noderpc bench`: a load generator that measures calls
 // beside their floors, taken in the same run on the same machine.
 var benchCommand = &command{
-	name:    "bench",
-	args:    "NODE...",
-	summary: "load nodes with calls and compare them to the spawn and HTTP floors",
+	name:     "bench",
+	args:     "NODE... | sessions [flags]",
+	summary:  "load nodes with calls and compare them to the spawn and HTTP floors, or masterd with sessions",
+	ownFlags: func(args []string) bool { return len(args) > 0 && args[0] == "sessions" },
 	about: `
 Runs --fn with --args on the nodes from --concurrency callers at once, for
 --count calls or for --duration, whichever ends first, each caller taking
@@ -64,12 +66,25 @@ sleep calls of --sleep, opens --waits WaitForFunction requests on them
 process, not of its children) per running call and per open wait, read
 from /proc: the node must run on this machine.
 
+bench sessions loads masterd instead: it simulates a fleet of --sessions
+nodes from this one process (named bench-00001 and on, one connection
+each), which say hello and renew their sessions, and reports the
+sessions established, the hello rate, renewals per second over
+--duration, errors by kind, and masterd's memory and CPU per renewal read
+from /proc (masterd must run on this machine: found from its port, or
+--masterd-pid). With --expire it then closes every connection at once
+and measures the time until masterd lists all of them down. It speaks
+plain HTTP: run masterd with --insecure, which takes a hello of any node
+name, and give noderpc --insecure. It raises its open-files limit to the
+hard limit, which must exceed --sessions.
+
 Examples:
   noderpc --insecure bench --count 500 127.0.0.1:1811
   noderpc --insecure bench --concurrency 8 --duration 10s 127.0.0.1:1811
   noderpc --insecure bench --rounds 1 --count 200 --fn echo --args '"x"' 127.0.0.1:1811
   noderpc --insecure --json bench --count 100 10.0.0.1:1811 10.0.0.2:1811
   noderpc --insecure --socket-timeout 3m --unreachable-after 3m bench --scale --running 2000 --waits 10000 --sleep 60s --concurrency 32 127.0.0.1:1811
+  noderpc --insecure bench sessions --master http://127.0.0.1:1812 --sessions 10000 --duration 20s --expire
 `,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var o benchOptions
@@ -90,6 +105,14 @@ Examples:
 		fs.IntVar(&sc.Waits, "waits", 10000, "with --scale: WaitForFunction requests open at once")
 		fs.DurationVar(&sc.Sleep, "sleep", time.Minute, "with --scale: how long each sleep call runs; it must outlast starting them all and opening the waits")
 		return func(a *app, ctx context.Context, nodes []string) int {
+			if len(nodes) > 0 && nodes[0] == "sessions" {
+				var given []string
+				fs.Visit(func(f *flag.Flag) { given = append(given, "--"+f.Name) })
+				if len(given) > 0 {
+					return a.commandUsageError("%s: bench sessions takes its flags after sessions", strings.Join(given, ", "))
+				}
+				return a.benchSessions(ctx, nodes[1:])
+			}
 			if l.Count > 0 && !isSet(fs, "duration") {
 				// A count decides the length; the duration only bounds it.
 				l.Duration = maxCountedRun
@@ -249,4 +272,60 @@ func (a *app) benchReport(r interface {
 		return ExitFailed
 	}
 	return ExitOK
+}
+
+// benchSessions runs bench sessions with its arguments, the flags after
+// "sessions".
+func (a *app) benchSessions(ctx context.Context, args []string) int {
+	s := bench.Sessions{Prefix: "bench-"}
+	fs := flag.NewFlagSet("noderpc bench sessions", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var masters masterURLs
+	fs.Var(&masters, "master", "masterd `URL` (http://host:port; default the global --master)")
+	fs.IntVar(&s.Count, "sessions", 1000, "sessions to hold at once")
+	fs.DurationVar(&s.Duration, "duration", 10*time.Second, "how long the fleet renews once established (the measuring window)")
+	fs.DurationVar(&s.Hold, "hold", 0, "hold each renewal of the window asks for (0: back to back, answered at once)")
+	fs.IntVar(&s.HelloConcurrency, "hello-concurrency", 256, "most hellos in flight at once while the fleet joins")
+	fs.IntVar(&s.Sources, "sources", 32, "loopback source addresses (127.0.0.1 and on) to spread the connections over")
+	fs.StringVar(&s.Prefix, "prefix", s.Prefix, "node name prefix, followed by a five-digit number")
+	fs.BoolVar(&s.Expire, "expire", false, "at the end, close every connection at once and measure the time until masterd lists the fleet down")
+	fs.DurationVar(&s.Poll, "poll", 250*time.Millisecond, "with --expire: how often to ask masterd for its nodes")
+	fs.IntVar(&s.MasterdPID, "masterd-pid", 0, "masterd's process, to read its memory and CPU (default: found from its port)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			a.cmd.printHelp(a.stdout, fs)
+			return ExitOK
+		}
+		return a.commandUsageError("%s", flagError(fs, err))
+	}
+	if fs.NArg() > 0 {
+		return a.commandUsageError("bench sessions takes no arguments, got %q", fs.Args())
+	}
+	if !a.insecure {
+		return a.commandUsageError("bench sessions speaks plain HTTP to a masterd run with --insecure: give noderpc --insecure")
+	}
+	if len(masters) == 0 {
+		urls, err := a.masterURLs()
+		if err != nil {
+			return a.commandUsageError("bench sessions: %v", err)
+		}
+		masters = urls
+	}
+	if len(masters) != 1 {
+		return a.commandUsageError("bench sessions loads one masterd, got %d: %q", len(masters), []string(masters))
+	}
+	u, err := url.Parse(masters[0])
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return a.commandUsageError("bench sessions: --master %q: want http://host:port (masterd --insecure)", masters[0])
+	}
+	s.Master, s.SocketTimeout = u.Host, a.socketTimeout
+	if err := s.Check(); err != nil {
+		return a.commandUsageError("%v", err)
+	}
+	r, err := bench.MeasureSessions(ctx, s)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "noderpc %v\n", err)
+		return ExitFailed
+	}
+	return a.benchReport(r)
 }

@@ -16,8 +16,8 @@ import (
 // its result.
 var callCommand = &command{
 	name:    "call",
-	args:    "NODE... FN [ARGS_JSON|-]",
-	summary: "run a function on one or more nodes and print its result",
+	args:    "NODE... FN [ARGS_JSON|-] | --all FN [ARGS_JSON|-]",
+	summary: "run a function on one or more nodes, or on every up node, and print its result",
 	about: `
 Starts FN with the JSON arguments ARGS_JSON ("-" reads them from stdin) on
 every NODE at once, waits for it in rounds, prints the result, and
@@ -27,6 +27,10 @@ node, "NODE: RESULT", errors on stderr, each as soon as that node is done;
 terminal it shows the elapsed time and the function's log lines while it
 waits; otherwise the log lines go to stderr as they arrive (with --json,
 into the output).
+
+--all runs FN on every node masterd (--master) lists up, called directly
+at the URL each advertised, exactly as if they were given as NODEs: a node
+listed up that does not answer is reported unreachable like any other.
 
 --timeout, or Ctrl-C, ends the wait, not the function, even during the
 start: noderpc then says which call is still running on which node, and
@@ -38,14 +42,16 @@ Examples:
   noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 10.0.0.3:1811 node_info
   noderpc --insecure call --ordered 10.0.0.1:1811 10.0.0.2:1811 node_info > by-node.txt
   echo '{"paths": ["/"]}' | noderpc --insecure --json call 127.0.0.1:1811 node_info -
+  noderpc --master https://master1:1812 call --all node_info
 `,
 	setup: func(fs *flag.FlagSet) runFunc {
 		timeout := fs.Duration("timeout", 0, "stop waiting after this long (0: wait until the function ends)")
 		abortAfter := fs.Duration("abort-after", 0, "have the node kill the function once it has run this long (0: never)")
 		concurrency := fs.Int("concurrency", master.DefaultConcurrency, "most nodes called at once")
 		ordered := fs.Bool("ordered", false, "print the nodes' results in the order the nodes are given, not as each node is done")
+		all := fs.Bool("all", false, "run on every node masterd (--master) lists up, instead of NODEs")
 		return func(a *app, ctx context.Context, args []string) int {
-			return a.call(ctx, args, callFlags{timeout: *timeout, abortAfter: *abortAfter, concurrency: *concurrency, ordered: *ordered})
+			return a.call(ctx, args, callFlags{timeout: *timeout, abortAfter: *abortAfter, concurrency: *concurrency, ordered: *ordered, all: *all})
 		}
 	},
 }
@@ -136,11 +142,24 @@ type callFlags struct {
 	timeout, abortAfter time.Duration
 	concurrency         int
 	ordered             bool
+	// all takes the nodes from masterd instead of the arguments.
+	all bool
 }
 
 func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 	nodes, fn, rest := splitCall(args)
-	if err := callArgsError(args, nodes, fn); err != nil {
+	if f.all {
+		if len(nodes) > 0 {
+			return a.commandUsageError("--all runs on every up node: give no NODE, as in noderpc --master URL call --all %s", orDash(fn))
+		}
+		if len(args) == 0 {
+			return a.commandUsageError("no function name given after --all")
+		}
+		fn, rest = args[0], args[1:]
+		if meantAsNode(fn) {
+			return a.commandUsageError("--all runs on every up node: give no NODE (%q), only FN [ARGS_JSON]", fn)
+		}
+	} else if err := callArgsError(args, nodes, fn); err != nil {
 		return a.commandUsageError("%v", err)
 	}
 	raw, err := a.fnArgs(rest)
@@ -150,8 +169,20 @@ func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 	if f.timeout < 0 || f.abortAfter < 0 {
 		return a.commandUsageError("--timeout and --abort-after must not be negative")
 	}
-	clients, err := a.clients(nodes, a.options())
-	if err != nil {
+	var (
+		clients []*master.Client
+		status  = ExitOK // a node masterd lists up that cannot be called
+	)
+	if f.all {
+		var ok bool
+		if clients, status, ok = a.upClients(ctx); !ok {
+			return status
+		}
+		nodes = make([]string, len(clients))
+		for i, c := range clients {
+			nodes[i] = c.Node()
+		}
+	} else if clients, err = a.clients(nodes, a.options()); err != nil {
 		return a.commandUsageError("%v", err)
 	}
 	if f.timeout > 0 {
@@ -160,7 +191,7 @@ func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 		defer cancel()
 	}
 	w := a.watch(fn, nodes)
-	p := &resultPrinter{a: a, w: w, multi: len(nodes) > 1, timeout: f.timeout, ordered: f.ordered}
+	p := &resultPrinter{a: a, w: w, multi: len(nodes) > 1 || f.all, timeout: f.timeout, ordered: f.ordered, status: status}
 	master.CallEachStream(ctx, clients, fn, raw, f.concurrency, master.CallOptions{AbortAfter: f.abortAfter, OnLog: w.log}, p.land)
 	w.stop()
 	return p.status
@@ -356,4 +387,41 @@ func (a *app) release(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(a.stdout, "%s: call %s released\n", client.Node(), id)
 	return ExitOK
+}
+
+// upClients asks masterd for the nodes it lists up and returns a client
+// for each; ok is false, with the exit status, once a failure that
+// leaves nothing to call is reported (masterd unreachable or refusing,
+// no node up). A node listed up whose URL cannot be called is reported
+// as that node's failure, and status says so.
+func (a *app) upClients(ctx context.Context) (clients []*master.Client, status int, ok bool) {
+	if _, err := a.masterURLs(); err != nil {
+		return nil, a.commandUsageError("--all takes its nodes from masterd: %v", err), false
+	}
+	status = a.withCluster(func(c *master.Cluster) int {
+		up, err := c.Up(ctx)
+		if err != nil {
+			return a.masterFailed(err)
+		}
+		if len(up) == 0 {
+			fmt.Fprintf(a.stderr, "noderpc call: masterd %s lists no node up: nothing was run\n", c.Active())
+			return ExitFailed
+		}
+		ok = true
+		for _, u := range up {
+			if u.Err != nil {
+				// The node's own failure: the others run.
+				if a.json {
+					a.emitJSON(callOutput{header: newHeader(u.Node.URL, u.Err)})
+				} else {
+					fmt.Fprintln(a.stderr, u.Err)
+				}
+				status = ExitUnreachable
+				continue
+			}
+			clients = append(clients, u.Client)
+		}
+		return status
+	})
+	return clients, status, ok
 }

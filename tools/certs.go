@@ -24,11 +24,13 @@ certs init DIR creates the cluster CA: DIR/ca.crt and DIR/ca.key (ECDSA
 P-256). Keep ca.key off the nodes: whoever holds it can mint a master.
 
 certs issue --dir DIR --node NAME writes DIR/NAME.crt and DIR/NAME.key,
-signed by DIR/ca.key: a node certificate serves noded (server auth; its
-names are NAME, 127.0.0.1 and ::1, and every --san). --master NAME issues a
-client certificate that may call every procedure; --observer NAME one
-that may only read (Version, ListFunctions, ListCalls, WaitForFunction,
-/metrics).
+signed by DIR/ca.key: a node certificate serves noded and says the
+node's hello to masterd (server and client auth; its names are NAME,
+127.0.0.1 and ::1, and every --san). --master NAME issues a certificate
+that may call every procedure and serves masterd (the same names);
+--observer NAME a client certificate that may only read (Version,
+ListFunctions, ListCalls, WaitForFunction, /metrics; masterd's nodes and
+configuration).
 The role is written as the URI name noderpc:role:ROLE (doc/security.md).
 
 Keys are written with mode 0600 and every file through a rename, so a

@@ -51,7 +51,8 @@ func TestCertsIssue(t *testing.T) {
 		wantDays int
 	}{
 		{"node1.example.com", rpc.RoleNode, []string{"node1.example.com", "node1"}, []string{"127.0.0.1", "::1", "10.0.0.1"}, ca.DefaultCertDays},
-		{"master1", rpc.RoleMaster, nil, nil, ca.DefaultCertDays},
+		// A master's certificate also serves masterd.
+		{"master1", rpc.RoleMaster, []string{"master1"}, []string{"127.0.0.1", "::1"}, ca.DefaultCertDays},
 		{"monitoring", rpc.RoleObserver, nil, nil, 7},
 	} {
 		c := nodetest.LoadCert(t, filepath.Join(dir, tt.name+".crt"))

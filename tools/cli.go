@@ -1,7 +1,7 @@
 // Package tools is the noderpc command line: Run parses the global flags
 // and one subcommand (call, start, wait, cancel, release, functions,
-// calls, version, ping, bench, certs), talks to the nodes through
-// package master, prints, and returns the exit status. The certificate
+// calls, version, ping, nodes, node, config, bench, certs), talks to the
+// nodes and to masterd through package master, prints, and returns the exit status. The certificate
 // authority (tools/ca) and the load generator (tools/bench) are libraries
 // it drives; flags, output and exit statuses stay here. The noderpc
 // binary only calls Run, so tests run the whole command in-process.
@@ -44,6 +44,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(io.Discard) // errors are reported once, by usageError
 	fs.BoolVar(&a.insecure, "insecure", false, "talk plain HTTP to nodes started with --insecure (loopback only) instead of mutual TLS")
 	a.tlsFlags(fs)
+	a.masterFlag(fs)
 	fs.BoolVar(&a.json, "json", false, "print every output as JSON, one object per line")
 	fs.DurationVar(&a.socketTimeout, "socket-timeout", master.DefaultTimeout, "longest wait for any one answer; a node is asked to wait at most half of it")
 	fs.DurationVar(&a.unreachableAfter, "unreachable-after", master.DefaultRetryPolicies().Wait.MaxElapsed, "give up on a node that has answered nothing for this long (retries included)")
@@ -130,6 +131,7 @@ type app struct {
 	certFile         string
 	keyFile          string
 	caFile           string
+	masters          masterURLs
 	tls              *tls.Config // from loadTLS; nil with --insecure
 	json             bool
 	socketTimeout    time.Duration
@@ -173,9 +175,10 @@ func (a *app) usage(fs *flag.FlagSet) {
 
 noderpc calls functions on noded nodes, as a master does: every answer is
 bounded in time, and a node that does not answer is reported unreachable.
-NODE is host:port (not a URL). Global flags come before COMMAND, the
-command's flags after it. Run noderpc COMMAND --help for a command's
-flags and examples.
+NODE is host:port (not a URL); nodes, node, config and call --all ask
+masterd (--master URL) for the nodes instead. Global flags come before
+COMMAND, the command's flags after it. Run noderpc COMMAND --help for a
+command's flags and examples.
 
 Commands:
 `)
@@ -184,7 +187,8 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Exit status: 0 succeeded, 1 a function failed, 2 bad usage,
-3 a node could not be reached, answered outside the protocol, or lost the call.
+3 a node (or masterd) could not be reached, answered outside the
+protocol, or lost the call.
 
 Global flags:
 `)
@@ -196,6 +200,7 @@ Examples:
   noderpc --insecure call 127.0.0.1:1811 echo '{"hello": "node"}'
   noderpc --insecure call 10.0.0.1:1811 10.0.0.2:1811 node_info
   noderpc --insecure --json calls 127.0.0.1:1811
+  noderpc --master https://master1:1812 nodes
 `)
 }
 
@@ -254,7 +259,7 @@ func (a *app) help(global *flag.FlagSet, args []string) int {
 func (a *app) flagAfterArgs(global, cmd *flag.FlagSet, args []string) (code int, ok bool) {
 	rest := cmd.Args()
 	name, isGlobal, found := trailingFlag(global, cmd, rest)
-	if !found || a.cmd.local { // certs reads its subcommands' flags itself
+	if !found || a.cmd.local || (a.cmd.ownFlags != nil && a.cmd.ownFlags(rest)) { // certs and bench sessions read their subcommands' flags themselves
 
 		return 0, false
 	}

@@ -30,6 +30,10 @@ type command struct {
 	setup func(fs *flag.FlagSet) runFunc
 	// local commands talk to no node and need no certificate.
 	local bool
+	// ownFlags, when set, reports whether the command parses the flags
+	// among these arguments itself (a subcommand's), so that they are
+	// not refused as flags given after the arguments.
+	ownFlags func(args []string) bool
 }
 
 // printHelp prints the command's --help to w.
@@ -56,6 +60,9 @@ var commands = []*command{
 	callsCommand,
 	versionCommand,
 	pingCommand,
+	nodesCommand,
+	nodeCommand,
+	configCommand,
 	certsCommand,
 	benchCommand,
 }

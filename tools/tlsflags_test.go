@@ -43,12 +43,12 @@ func TestTLSFlags(t *testing.T) {
 	if code, _, stderr := runGlobal(args...); code != ExitUnreachable {
 		t.Errorf("noderpc version with ~/.config/noderpc = %d, %q; want 3 (the files are found, the node is dead)", code, stderr)
 	}
-	// The environment wins over the directory: a node's certificate is
-	// refused as a client certificate.
-	t.Setenv(EnvCert, filepath.Join(dir, "n.crt"))
+	// The environment wins over the directory: a certificate it names
+	// that does not exist is refused.
+	t.Setenv(EnvCert, filepath.Join(dir, "missing.crt"))
 	t.Setenv(EnvKey, filepath.Join(dir, "n.key"))
-	if code, _, stderr := runGlobal(args...); code != ExitUsage || !strings.Contains(stderr, "not a client certificate") {
-		t.Errorf("noderpc version with a node certificate in $%s = %d, %q; want 2, not a client certificate", EnvCert, code, stderr)
+	if code, _, stderr := runGlobal(args...); code != ExitUsage || !strings.Contains(stderr, "missing.crt") {
+		t.Errorf("noderpc version with a missing certificate in $%s = %d, %q; want 2 naming it", EnvCert, code, stderr)
 	}
 	// A flag wins over the environment.
 	flagArgs := append([]string{"--cert", filepath.Join(dir, "m.crt"), "--key", filepath.Join(dir, "m.key")}, args...)
@@ -96,9 +96,10 @@ func TestCLIOverTLS(t *testing.T) {
 	if code, _, stderr := as("o", "list", node); code != ExitOK {
 		t.Errorf("list as observer = %d, %q; want 0", code, stderr)
 	}
-	// A node certificate is refused by the CLI before any connection.
-	if code, _, stderr := as("localhost", "list", node); code != ExitUsage {
-		t.Errorf("list with the node's own certificate = %d, %q; want 2", code, stderr)
+	// A node certificate is a client certificate too (a node says hello
+	// to masterd with it), and noded refuses its role: forbidden.
+	if code, _, stderr := as("localhost", "list", node); code != ExitFailed || !strings.Contains(stderr, "has role node") {
+		t.Errorf("list with the node's own certificate = %d, %q; want 1, forbidden for the node role", code, stderr)
 	}
 	// A client of another CA is refused by the node; the CLI says so in
 	// one line and does not retry for --unreachable-after.
