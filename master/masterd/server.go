@@ -344,7 +344,12 @@ func newServer(a *api, cfg *Config, log *slog.Logger) *fasthttp.Server {
 		WriteTimeout:   30 * time.Second,
 		IdleTimeout:    cfg.MaxSessionTimeout + 30*time.Second,
 		ReadBufferSize: headBufferSize,
-		Concurrency:    cfg.MaxConns,
+		// Read and write buffers go back to their pools while a renewal
+		// is held and while a connection waits for the next one: with
+		// 10,000 sessions they would otherwise be most of masterd's
+		// memory (doc/membership.md, Scale).
+		ReduceMemoryUsage: true,
+		Concurrency:       cfg.MaxConns,
 		// Every node of the fleet may sit behind one address (a NAT, or
 		// the load tool on loopback): no bound per IP.
 		MaxConnsPerIP:         0,

@@ -1,6 +1,9 @@
 // Package service is what noded and masterd share as daemons serving
 // HTTP+JSON: the TCP settings that let either end of a long-lived
-// connection see a dead peer within seconds.
+// connection see a dead peer within seconds, the TLS certificate store
+// reloaded on SIGHUP, the configuration file derived from the flag set,
+// the systemd notifier, the refusal of a client speaking the wrong
+// protocol, the checks of --listen and --insecure, and the logger.
 package service
 
 import (
