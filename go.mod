@@ -10,6 +10,7 @@ require (
 	github.com/oklog/run v1.2.0
 	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/valyala/fasthttp v1.74.0
+	go.etcd.io/bbolt v1.5.0
 	golang.org/x/sys v0.47.0
 )
 

@@ -7,10 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"regexp"
-	"strconv"
+	"net"
 	"strings"
 	"time"
 	"unicode"
@@ -18,6 +17,7 @@ import (
 	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/noded/membership"
+	"github.com/noderpc/noderpc/noded/service"
 )
 
 // Config is everything noded can be told on its command line or in its
@@ -245,7 +245,7 @@ func (c *Config) parse(set *flag.FlagSet, args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the configuration file: %w", err)
 	}
-	if err := applyConfig(set, data, onCommandLine); err != nil {
+	if err := service.ApplyConfig(set, data, onCommandLine, commandLineOnly); err != nil {
 		return fmt.Errorf("configuration file %s: %w", c.ConfigFile, err)
 	}
 	return nil
@@ -297,7 +297,7 @@ func (c *Config) validate() error {
 	if _, err := c.Logger(io.Discard); err != nil {
 		return err
 	}
-	if err := checkListen(c.Listen); err != nil {
+	if err := service.CheckListen(c.Listen); err != nil {
 		return err
 	}
 	if err := checkFunctionsDir(c.FunctionsDir); err != nil {
@@ -311,7 +311,7 @@ func (c *Config) validate() error {
 	case c.Insecure && given:
 		return errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
 	case c.Insecure:
-		return checkLoopback(c.Listen)
+		return service.CheckLoopback(c.Listen)
 	case c.Cert == "" || c.Key == "" || c.ClientCA == "":
 		return errors.New("noded serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
 			"(keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME), " +
@@ -438,63 +438,15 @@ func checkFunctionBinary(given string) error {
 	return bin.Close()
 }
 
-// checkListen refuses a --listen address net.Listen would refuse for its
-// form, so that --check-config finds it and the daemon exits 2, not 1.
-func checkListen(listen string) error {
-	_, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:1811 or [::1]:1811: %v", listen, err)
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
-		return fmt.Errorf("--listen %q: the port must be a number from 0 to 65535", listen)
-	}
-	return nil
-}
-
-// checkLoopback refuses a plain-HTTP listen address that is not loopback:
-// whoever reaches noded can run anything on the node.
-func checkLoopback(listen string) error {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return fmt.Errorf("--listen %q: %v", listen, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("--insecure refuses --listen %q: plain HTTP is only served on loopback addresses (127.0.0.1, ::1)", listen)
-	}
-	return nil
-}
-
 // Logger returns the logger --log-format and --log-level ask for,
 // writing to w.
 func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
-	}
-	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: readableDuration}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
-}
-
-// readableDuration writes a duration as Go does ("713.77ms", "2m3s") in
-// either log format: slog's JSON handler would write bare nanoseconds,
-// and a duration should read the same in the journal and in a shipper.
-func readableDuration(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
-		a.Value = slog.StringValue(a.Value.Duration().String())
-	}
-	return a
+	return service.Logger(w, c.LogFormat, c.LogLevel)
 }
 
 // tlsFiles returns the files of c's TLS identity.
-func (c *Config) tlsFiles() tlsFiles {
-	return tlsFiles{cert: c.Cert, key: c.Key, clientCA: c.ClientCA}
+func (c *Config) tlsFiles() service.TLSFiles {
+	return service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA, IssueHint: "noderpc certs issue --node NAME"}
 }
 
 // jobsConfig is the part of c the job table takes.

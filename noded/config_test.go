@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/noded/service"
 )
 
 // newFlags returns noded's flag set bound to c, silent on errors.
@@ -83,8 +84,8 @@ func TestConfigFileRoundTripsEveryFlag(t *testing.T) {
 	})
 
 	var file bytes.Buffer
-	if err := writeConfig(&file, wantFlags); err != nil {
-		t.Fatalf("writeConfig: %v", err)
+	if err := service.WriteConfig(&file, wantFlags, commandLineOnly); err != nil {
+		t.Fatalf("service.WriteConfig: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "noded.conf")
 	if err := os.WriteFile(path, file.Bytes(), 0o644); err != nil {

@@ -6,12 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/noderpc/noderpc/backend"
+	"github.com/noderpc/noderpc/noded/service"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -80,13 +80,13 @@ func runCommand(ctx context.Context, reg *backend.Registry, args []string, reloa
 		fmt.Fprintf(stdout, "noded %s (protocol %d)\n", rpc.Version, rpc.ProtocolVersion)
 		return nil
 	case cfg.PrintConfig:
-		return writeConfig(stdout, fs)
+		return service.WriteConfig(stdout, fs, commandLineOnly)
 	}
 	log, err := cfg.Logger(stderr)
 	if err != nil {
 		return &UsageError{err}
 	}
-	d, err := New(cfg, Options{Registry: reg, Logger: log, notify: systemdFromEnv(log)})
+	d, err := New(cfg, Options{Registry: reg, Logger: log, notify: service.NotifierFromEnv(log)})
 	if err != nil {
 		return err
 	}
@@ -102,19 +102,4 @@ func runCommand(ctx context.Context, reg *backend.Registry, args []string, reloa
 		return nil
 	}
 	return d.Run(ctx, reload)
-}
-
-// systemdFromEnv reads the service manager's variables and removes them
-// from the environment, as sd_notify(3) does with unset_environment: the
-// function processes inherit noded's environment and must not speak for
-// it.
-func systemdFromEnv(log *slog.Logger) *notifier {
-	n, err := newNotifier(os.Getenv("NOTIFY_SOCKET"), os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"), os.Getpid())
-	for _, k := range []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
-		os.Unsetenv(k)
-	}
-	if err != nil {
-		log.Warn("not notifying systemd", "err", err)
-	}
-	return n
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/noded/membership"
+	"github.com/noderpc/noderpc/noded/service"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -52,7 +53,7 @@ type Options struct {
 
 	// notify tells systemd how the daemon is doing; Main sets it from
 	// the environment it owns, nil does nothing.
-	notify *notifier
+	notify *service.Notifier
 }
 
 // Daemon is one node daemon: a job table, the HTTP server in front of it,
@@ -62,8 +63,8 @@ type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
 	reg    *backend.Registry
-	notify *notifier
-	certs  *certStore // nil: plain HTTP (--insecure)
+	notify *service.Notifier
+	certs  *service.CertStore // nil: plain HTTP (--insecure)
 }
 
 // New checks cfg and loads the TLS material it names. It starts nothing:
@@ -79,12 +80,12 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	if !cfg.Insecure {
-		certs, err := newCertStore(cfg.tlsFiles(), time.Now)
+		certs, err := service.NewCertStore(cfg.tlsFiles(), time.Now)
 		if err != nil {
 			return nil, &UsageError{err}
 		}
 		d.certs = certs
-		if err := checkNodeCert(cfg, certs.current()); err != nil {
+		if err := checkNodeCert(cfg, certs.Current()); err != nil {
 			return nil, &UsageError{err}
 		}
 	}
@@ -160,7 +161,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.logServing(ln.Addr().String(), a.version.BootID, table.Containment())
 	// The listening socket already queues connections, so noded is ready
 	// for systemd, and for units ordered after it, from here on.
-	if err := d.notify.notify("READY=1", "STATUS=serving on "+ln.Addr().String()); err != nil {
+	if err := d.notify.Notify("READY=1", "STATUS=serving on "+ln.Addr().String()); err != nil {
 		d.log.Warn("telling systemd noded is ready", "err", err)
 	}
 
@@ -209,7 +210,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	// function is reaped: run.Group interrupts actors in the order they
 	// were added, so the pings go on through the shutdown, which
 	// systemd's watchdog also covers.
-	if d.notify.watchdogInterval() > 0 {
+	if d.notify.WatchdogInterval() > 0 {
 		g.Add(actor(func(stop <-chan struct{}) { d.watchdog(table, stop) }))
 	}
 	if err = g.Run(); err == nil {
@@ -235,7 +236,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 func (d *Daemon) shutdown(table *jobs.Table, srv *fasthttp.Server, ln *admission) error {
 	running, _ := table.Counts()
 	d.log.Info("shutting down: stopping every function", "running", running, "grace", d.cfg.ShutdownGrace)
-	if err := d.notify.notify("STOPPING=1", fmt.Sprintf("STATUS=stopping %d running calls", running)); err != nil {
+	if err := d.notify.Notify("STOPPING=1", fmt.Sprintf("STATUS=stopping %d running calls", running)); err != nil {
 		d.log.Warn("telling systemd noded is stopping", "err", err)
 	}
 	err := d.stopTable(table)
@@ -288,17 +289,12 @@ func (d *Daemon) member(addr, bootID string, fns *functions.Resolver, table *job
 }
 
 // masterTLS is the configuration of a connection to a master at
-// serverName: the node's certificate in force, and the cluster CA its
-// clients' certificates chain to, which masters' do too. Read at each
-// dial, so a SIGHUP reload applies to the next connection.
+// serverName: the node's certificate in force and the cluster CA. Read
+// at each dial, so a SIGHUP reload applies to the next connection.
 func (d *Daemon) masterTLS(serverName string) (*tls.Config, error) {
-	cur := d.certs.cur.Load()
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: cur.Certificates,
-		RootCAs:      cur.ClientCAs,
-		ServerName:   serverName,
-	}, nil
+	cfg := d.certs.ClientConfig()
+	cfg.ServerName = serverName
+	return cfg, nil
 }
 
 // actor adapts a task that runs until stop is closed to run.Group.
@@ -322,7 +318,7 @@ func (d *Daemon) listen(counts admissionCounts) (*admission, error) {
 	addr := ln.Addr().String()
 	var tlsConfig *tls.Config
 	if d.certs != nil {
-		tlsConfig = d.certs.listenerConfig()
+		tlsConfig = d.certs.ListenerConfig()
 	}
 	// A connection that finds noded full waits for one of the holders'
 	// head timeout to pass, and a second more.
@@ -345,7 +341,7 @@ func (d *Daemon) logServing(addr, bootID string, containment jobs.Containment) {
 		d.log.Warn("serving plain HTTP without authentication (--insecure)", "addr", addr)
 	} else {
 		d.log.Info("serving HTTPS to clients with a certificate of the cluster CA",
-			append([]any{"addr", addr, "client_ca", d.cfg.ClientCA}, certAttrs(d.certs.current())...)...)
+			append([]any{"addr", addr, "client_ca", d.cfg.ClientCA}, service.CertAttrs(d.certs.Current())...)...)
 	}
 	d.log.Info("noded serving", "addr", addr, "version", rpc.Version, "pid", os.Getpid(), "boot_id", bootID, "containment", containment)
 }
@@ -402,11 +398,11 @@ func janitorPeriod(retention time.Duration) time.Duration {
 // follows a look at the job table, so a daemon whose table is deadlocked
 // stops pinging and is restarted, not just one whose process is gone.
 func (d *Daemon) watchdog(table *jobs.Table, stop <-chan struct{}) {
-	tick := time.NewTicker(d.notify.watchdogInterval())
+	tick := time.NewTicker(d.notify.WatchdogInterval())
 	defer tick.Stop()
 	for {
 		running, finished := table.Counts()
-		if err := d.notify.notify("WATCHDOG=1", fmt.Sprintf("STATUS=%d calls running, %d finished held", running, finished)); err != nil {
+		if err := d.notify.Notify("WATCHDOG=1", fmt.Sprintf("STATUS=%d calls running, %d finished held", running, finished)); err != nil {
 			d.log.Warn("pinging systemd's watchdog", "err", err)
 		}
 		select {

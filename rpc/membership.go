@@ -185,6 +185,11 @@ type Node struct {
 	// SessionTimeout is the node's session timeout in seconds.
 	SessionTimeout float64    `json:"session_timeout" unit:"seconds"`
 	Functions      []Function `json:"functions"`
+	// Reachable is set once masterd, after the node's last hello, called
+	// the node at URL and found the boot id of that hello; Problem says
+	// why not when it is not ("" while the check is under way).
+	Reachable bool   `json:"reachable"`
+	Problem   string `json:"problem,omitempty"`
 	// Calls and Config are filled by GetNode only.
 	Calls  []NodeCall `json:"calls,omitempty"`
 	Config Config     `json:"config,omitempty"`

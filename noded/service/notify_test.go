@@ -1,4 +1,4 @@
-package noded
+package service
 
 import (
 	"crypto/rand"
@@ -28,16 +28,16 @@ func TestNewNotifier(t *testing.T) {
 		{name: "zero watchdog", socket: "/s", usec: "0", wantAddr: "/s", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n, err := newNotifier(tc.socket, tc.usec, tc.watchdogPID, 42)
+			n, err := NewNotifier(tc.socket, tc.usec, tc.watchdogPID, 42)
 			if (err != nil) != tc.wantErr {
-				t.Errorf("newNotifier(%q, %q, %q, 42) error = %v, want error: %v", tc.socket, tc.usec, tc.watchdogPID, err, tc.wantErr)
+				t.Errorf("NewNotifier(%q, %q, %q, 42) error = %v, want error: %v", tc.socket, tc.usec, tc.watchdogPID, err, tc.wantErr)
 			}
 			gotAddr := ""
 			if n.addr != nil {
 				gotAddr = n.addr.Name
 			}
 			if gotAddr != tc.wantAddr || n.watchdog != tc.wantWatchdog {
-				t.Errorf("newNotifier(%q, %q, %q, 42) = socket %q, watchdog %s; want %q, %s", tc.socket, tc.usec, tc.watchdogPID, gotAddr, n.watchdog, tc.wantAddr, tc.wantWatchdog)
+				t.Errorf("NewNotifier(%q, %q, %q, 42) = socket %q, watchdog %s; want %q, %s", tc.socket, tc.usec, tc.watchdogPID, gotAddr, n.watchdog, tc.wantAddr, tc.wantWatchdog)
 			}
 		})
 	}
@@ -57,11 +57,11 @@ func TestNotifySends(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			n, err := newNotifier(name, "", "", 1)
+			n, err := NewNotifier(name, "", "", 1)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := n.notify("READY=1", "STATUS=serving"); err != nil {
+			if err := n.Notify("READY=1", "STATUS=serving"); err != nil {
 				t.Fatalf("notify to %s: %v", name, err)
 			}
 			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -78,11 +78,11 @@ func TestNotifySends(t *testing.T) {
 }
 
 func TestNotifyWithoutSocketDoesNothing(t *testing.T) {
-	n, err := newNotifier("", "", "", 1)
+	n, err := NewNotifier("", "", "", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.notify("READY=1"); err != nil {
+	if err := n.Notify("READY=1"); err != nil {
 		t.Errorf("notify without NOTIFY_SOCKET = %v, want nil", err)
 	}
 }

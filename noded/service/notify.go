@@ -1,30 +1,32 @@
-package noded
+package service
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// notifier tells systemd how the daemon is doing, by the sd_notify(3)
+// Notifier tells systemd how the daemon is doing, by the sd_notify(3)
 // protocol: one datagram of "KEY=VALUE" lines to the unix socket named in
 // $NOTIFY_SOCKET. The protocol is small and stable enough to speak
 // directly, which keeps a dependency (and its D-Bus code) out of the
-// daemon. A notifier without a socket does nothing, so noded runs the same
+// daemon. A notifier without a socket does nothing, so the daemon runs the same
 // outside systemd.
-type notifier struct {
+type Notifier struct {
 	addr *net.UnixAddr
 	// watchdog is how often to ping: half of $WATCHDOG_USEC, as
 	// sd_watchdog_enabled(3) advises; zero when systemd asked for none.
 	watchdog time.Duration
 }
 
-// newNotifier returns the notifier for the given values of NOTIFY_SOCKET,
+// NewNotifier returns the notifier for the given values of NOTIFY_SOCKET,
 // WATCHDOG_USEC and WATCHDOG_PID in a process of PID pid.
-func newNotifier(socket, watchdogUsec, watchdogPID string, pid int) (*notifier, error) {
-	n := &notifier{}
+func NewNotifier(socket, watchdogUsec, watchdogPID string, pid int) (*Notifier, error) {
+	n := &Notifier{}
 	switch {
 	case socket == "":
 	case strings.HasPrefix(socket, "/"), strings.HasPrefix(socket, "@"):
@@ -48,18 +50,18 @@ func newNotifier(socket, watchdogUsec, watchdogPID string, pid int) (*notifier, 
 	return n, nil
 }
 
-// watchdogInterval is how often to ping systemd's watchdog; zero when it
+// WatchdogInterval is how often to ping systemd's watchdog; zero when it
 // asked for no pings.
-func (n *notifier) watchdogInterval() time.Duration {
+func (n *Notifier) WatchdogInterval() time.Duration {
 	if n == nil {
 		return 0
 	}
 	return n.watchdog
 }
 
-// notify sends the state lines, e.g. "READY=1". Without a socket it does
+// Notify sends the state lines, e.g. "READY=1". Without a socket it does
 // nothing.
-func (n *notifier) notify(state ...string) error {
+func (n *Notifier) Notify(state ...string) error {
 	if n == nil || n.addr == nil {
 		return nil
 	}
@@ -72,4 +74,19 @@ func (n *notifier) notify(state ...string) error {
 		return fmt.Errorf("notifying systemd on %s: %w", n.addr.Name, err)
 	}
 	return nil
+}
+
+// NotifierFromEnv reads the service manager's variables and removes them
+// from the environment, as sd_notify(3) does with unset_environment: the
+// processes a daemon starts inherit its environment and must not speak
+// for it. A bad variable is logged and notifies nothing.
+func NotifierFromEnv(log *slog.Logger) *Notifier {
+	n, err := NewNotifier(os.Getenv("NOTIFY_SOCKET"), os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"), os.Getpid())
+	for _, k := range []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
+		os.Unsetenv(k)
+	}
+	if err != nil {
+		log.Warn("not notifying systemd", "err", err)
+	}
+	return n
 }

@@ -1,4 +1,4 @@
-package noded
+package service
 
 import (
 	"bytes"
@@ -14,14 +14,15 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-// The configuration file: a flat TOML document whose keys are noded's
+// The configuration file: a flat TOML document whose keys are a daemon's
 // flag names, read under the command line and written by --print-config.
 
-// applyConfig sets the flags of fs from a TOML document whose keys are
-// flag names, except those in skip (given on the command line). Unknown
-// keys and values of the wrong type are errors: a typo in a key must not
+// ApplyConfig sets the flags of fs from a TOML document whose keys are
+// flag names, except those in skip (given on the command line) and
+// those in commandLineOnly, which are not keys at all. Unknown keys and
+// values of the wrong type are errors: a typo in a key must not
 // silently leave the default in force.
-func applyConfig(fs *flag.FlagSet, data []byte, skip map[string]bool) error {
+func ApplyConfig(fs *flag.FlagSet, data []byte, skip, commandLineOnly map[string]bool) error {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		var de *toml.DecodeError
@@ -46,7 +47,7 @@ func applyConfig(fs *flag.FlagSet, data []byte, skip map[string]bool) error {
 				errs = append(errs, fmt.Errorf("unknown key %q: write %s, as the flag --%s is spelled", k, alt, alt))
 				continue
 			}
-			errs = append(errs, fmt.Errorf("unknown key %q (the keys are the flag names of noded --help, without the dashes, except %s)", k, strings.Join(sortedKeys(commandLineOnly), ", ")))
+			errs = append(errs, fmt.Errorf("unknown key %q (the keys are the flag names of %s --help, without the dashes, except %s)", k, fs.Name(), strings.Join(sortedKeys(commandLineOnly), ", ")))
 			continue
 		}
 		if skip[k] {
@@ -125,11 +126,12 @@ func tomlType(v any) string {
 	}
 }
 
-// writeConfig writes the values of fs's flags as a configuration file that
-// applyConfig reads back to the same values, each key under its help text.
-func writeConfig(w io.Writer, fs *flag.FlagSet) error {
+// WriteConfig writes the values of fs's flags but those in
+// commandLineOnly as a configuration file that ApplyConfig reads back to
+// the same values, each key under its help text.
+func WriteConfig(w io.Writer, fs *flag.FlagSet, commandLineOnly map[string]bool) error {
 	var buf bytes.Buffer
-	buf.WriteString("# noded configuration: every key is the flag of the same name (noded --help);\n# a flag given on the command line wins over its key here.\n")
+	fmt.Fprintf(&buf, "# %s configuration: every key is the flag of the same name (%s --help);\n# a flag given on the command line wins over its key here.\n", fs.Name(), fs.Name())
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if err != nil || commandLineOnly[f.Name] {

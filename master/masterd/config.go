@@ -1,0 +1,264 @@
+package masterd
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/noderpc/noderpc/noded/service"
+)
+
+// Config is everything masterd can be told on its command line or in its
+// configuration file.
+type Config struct {
+	Listen string
+	// Advertise is masterd's own URL as nodes reach it, listed in every
+	// Session.Masters; empty means derived from Listen.
+	Advertise         string
+	StateDir          string
+	SessionTimeout    time.Duration
+	MaxSessionTimeout time.Duration
+	Insecure          bool
+	Cert              string
+	Key               string
+	ClientCA          string
+	MaxConns          int
+	HeadTimeout       time.Duration
+	AddrFile          string
+	// CheckNodes has masterd call each node at its advertised URL after
+	// its hello, to record whether it answers (rpc.Node.Reachable).
+	CheckNodes bool
+	LogFormat  string
+	LogLevel   string
+	Version    bool
+
+	ConfigFile  string
+	CheckConfig bool
+	PrintConfig bool
+}
+
+// Defaults of masterd's flags.
+const (
+	// DefaultListen is loopback only, as noded's: a master must be
+	// opened to the network on purpose. 1812 is the port after noded's.
+	DefaultListen = "127.0.0.1:1812"
+	// DefaultStateDir holds the registry file.
+	DefaultStateDir = "/var/lib/masterd"
+	// DefaultSessionTimeout is how long a node's session lives without a
+	// renewal, unless the node asks for longer.
+	DefaultSessionTimeout = 10 * time.Second
+	// DefaultMaxSessionTimeout bounds the session timeout a node may ask
+	// for: a node that asks for more gets this.
+	DefaultMaxSessionTimeout = 60 * time.Second
+	// DefaultMaxConns holds a fleet of 10,000 nodes, each with one
+	// session connection, and room for clients.
+	DefaultMaxConns = 65536
+	// DefaultHeadTimeout is noded's: a TLS handshake and a request head
+	// across a slow link.
+	DefaultHeadTimeout = 10 * time.Second
+	// DefaultConfigFile is read when it exists.
+	DefaultConfigFile = "/etc/masterd/masterd.conf"
+)
+
+// minSessionTimeout is the shortest --session-timeout: below it a node's
+// renewals (a third of it apart) would be a busy loop.
+const minSessionTimeout = 300 * time.Millisecond
+
+// commandLineOnly are the flags that are not keys of the configuration
+// file.
+var commandLineOnly = map[string]bool{
+	"config":       true,
+	"check-config": true,
+	"print-config": true,
+	"version":      true,
+}
+
+// UsageError is a command line or configuration masterd cannot run with;
+// Main exits 2 for it.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+const usage = `masterd: the noderpc master daemon. Nodes say hello to it and hold a
+session; it knows every node, up or down, and their configuration.
+
+  masterd --cert /etc/masterd/master.crt --key /etc/masterd/master.key \
+      --client-ca /etc/masterd/ca.crt --listen 0.0.0.0:1812 --state-dir /var/lib/masterd
+  masterd --insecure --listen 127.0.0.1:1812 --state-dir /tmp/m   # plain HTTP, loopback only
+
+Every flag but --config, --check-config, --print-config and --version is
+also a key of the configuration file (TOML), e.g. session-timeout = "10s".
+See doc/membership.md.
+
+Flags:
+`
+
+// ParseFlags parses masterd's command line, with the configuration file
+// it names (or the default one, when it exists) under it. --help writes
+// the usage to help and returns flag.ErrHelp; other errors are
+// *UsageError.
+func ParseFlags(args []string, help io.Writer) (Config, *flag.FlagSet, error) {
+	var c Config
+	set := flag.NewFlagSet("masterd", flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	c.flags(set)
+	set.Usage = func() {}
+	if err := c.parse(set, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			set.SetOutput(help)
+			fmt.Fprint(help, usage)
+			set.PrintDefaults()
+			return c, set, err
+		}
+		return c, set, &UsageError{err}
+	}
+	return c, set, nil
+}
+
+func (c *Config) flags(set *flag.FlagSet) {
+	set.StringVar(&c.Listen, "listen", DefaultListen, "`address` to serve on (host:port; port 0 picks a free one)")
+	set.StringVar(&c.Advertise, "advertise", "", "this master's `URL` as nodes reach it, sent to every node in its list of masters (default: derived from --listen)")
+	set.StringVar(&c.StateDir, "state-dir", DefaultStateDir, "`directory` of the registry file (nodes, their facts, configuration, membership version)")
+	set.DurationVar(&c.SessionTimeout, "session-timeout", DefaultSessionTimeout, "how long a node's session lives without a renewal, unless the node asks for longer")
+	set.DurationVar(&c.MaxSessionTimeout, "max-session-timeout", DefaultMaxSessionTimeout, "the longest session timeout a node may ask for")
+	set.BoolVar(&c.Insecure, "insecure", false, "serve plain HTTP without authentication (loopback addresses only) instead of HTTPS with client certificates")
+	set.StringVar(&c.Cert, "cert", "", "this master's certificate `file` (PEM), from noderpc certs issue --master; reloaded on SIGHUP")
+	set.StringVar(&c.Key, "key", "", "the private key `file` (PEM) of --cert; reloaded on SIGHUP")
+	set.StringVar(&c.ClientCA, "client-ca", "", "the cluster CA `file` (PEM) client certificates must chain to; reloaded on SIGHUP")
+	set.IntVar(&c.MaxConns, "max-conns", DefaultMaxConns, "most connections served at once (each node holds one for its session)")
+	set.DurationVar(&c.HeadTimeout, "head-timeout", DefaultHeadTimeout, "time a connection has for its TLS handshake and each request's line and headers")
+	set.StringVar(&c.AddrFile, "addr-file", "", "write the address actually served on to `file` once listening (for scripts and port 0)")
+	set.BoolVar(&c.CheckNodes, "check-nodes", true, "after each hello, call the node at its advertised URL and record whether it answers")
+	set.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	set.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	set.BoolVar(&c.Version, "version", false, "print the version and exit")
+	set.StringVar(&c.ConfigFile, "config", DefaultConfigFile, "configuration `file` (TOML; keys are the flag names, flags given on the command line win); '' for none")
+	set.BoolVar(&c.CheckConfig, "check-config", false, "check the configuration file and flags, then exit: 0 when valid, 2 when not")
+	set.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration as a configuration file and exit")
+}
+
+func (c *Config) parse(set *flag.FlagSet, args []string) error {
+	if err := set.Parse(args); err != nil {
+		return err
+	}
+	if set.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", set.Args())
+	}
+	onCommandLine := make(map[string]bool)
+	set.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	if c.ConfigFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(c.ConfigFile)
+	if errors.Is(err, fs.ErrNotExist) && !onCommandLine["config"] {
+		c.ConfigFile = ""
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the configuration file: %w", err)
+	}
+	if err := service.ApplyConfig(set, data, onCommandLine, commandLineOnly); err != nil {
+		return fmt.Errorf("configuration file %s: %w", c.ConfigFile, err)
+	}
+	return nil
+}
+
+// validate reports what no daemon could run with.
+func (c *Config) validate() error {
+	switch {
+	case c.SessionTimeout < minSessionTimeout:
+		return fmt.Errorf("--session-timeout must be at least %s, got %s", minSessionTimeout, c.SessionTimeout)
+	case c.MaxSessionTimeout < c.SessionTimeout:
+		return fmt.Errorf("--max-session-timeout (%s) must be at least --session-timeout (%s)", c.MaxSessionTimeout, c.SessionTimeout)
+	case c.MaxConns <= 0:
+		return fmt.Errorf("--max-conns must be > 0, got %d", c.MaxConns)
+	case c.HeadTimeout <= 0:
+		return fmt.Errorf("--head-timeout must be > 0, got %s", c.HeadTimeout)
+	case c.StateDir == "":
+		return errors.New("--state-dir is required: masterd keeps its registry there")
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
+	}
+	if _, err := service.Logger(io.Discard, c.LogFormat, c.LogLevel); err != nil {
+		return err
+	}
+	if err := service.CheckListen(c.Listen); err != nil {
+		return err
+	}
+	if c.Advertise != "" {
+		if _, err := checkURL(c.Advertise, c.Insecure); err != nil {
+			return fmt.Errorf("--advertise: %w", err)
+		}
+	}
+	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
+	switch {
+	case c.Insecure && given:
+		return errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
+	case c.Insecure:
+		return service.CheckLoopback(c.Listen)
+	case c.Cert == "" || c.Key == "" || c.ClientCA == "":
+		return errors.New("masterd serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
+			"(make them with noderpc certs init and noderpc certs issue --master NAME), " +
+			"or --insecure to serve plain HTTP on a loopback --listen address")
+	}
+	return nil
+}
+
+// checkURL parses u as the URL of a daemon: http or https (https unless
+// insecure), a host and a port, nothing else.
+func checkURL(u string, insecure bool) (*url.URL, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL: %v", u, err)
+	}
+	want := "https"
+	if insecure {
+		want = "http"
+	}
+	switch {
+	case p.Scheme != want:
+		return nil, fmt.Errorf("%q: want a %s:// URL", u, want)
+	case p.Host == "" || p.Port() == "":
+		return nil, fmt.Errorf("%q: want %s://HOST:PORT", u, want)
+	case p.Path != "" && p.Path != "/", p.RawQuery != "", p.User != nil:
+		return nil, fmt.Errorf("%q: want %s://HOST:PORT with nothing after the port", u, want)
+	}
+	return p, nil
+}
+
+// advertised is the URL masterd lists for itself: --advertise, or the
+// address served on with its scheme. An unspecified host (0.0.0.0, ::)
+// is replaced by the loopback address, which only suits tests:
+// production sets --advertise.
+func (c *Config) advertised(served string) string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	scheme := "https"
+	if c.Insecure {
+		scheme = "http"
+	}
+	host, port, err := net.SplitHostPort(served)
+	if err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			host = "127.0.0.1"
+			if ip.To4() == nil {
+				host = "::1"
+			}
+		}
+		served = net.JoinHostPort(host, port)
+	}
+	return scheme + "://" + served
+}
+
+// tlsFiles are the files of masterd's TLS identity.
+func (c *Config) tlsFiles() service.TLSFiles {
+	return service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA, IssueHint: "noderpc certs issue --master NAME"}
+}

@@ -1,0 +1,299 @@
+// Package masterd is the master daemon: nodes say hello to it and hold a
+// session it renews; it knows every node, up or down, with the facts of
+// its last hello, and the configuration of the group and of each node,
+// and keeps them in a registry.Store across restarts. doc/membership.md
+// describes the exchange and its rules.
+//
+// Main owns the process; a Daemon is built from a Config by New and runs
+// until its context ends, so a test can run several in one process.
+package masterd
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/google/renameio/v2"
+	"github.com/oklog/run"
+
+	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/registry"
+	"github.com/noderpc/noderpc/noded/service"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// Options are what a daemon takes from the program that runs it rather
+// than from its configuration.
+type Options struct {
+	// Logger receives the daemon's log; nil discards it.
+	Logger *slog.Logger
+	// Store is the registry; nil opens the bbolt one in Config.StateDir.
+	// Run closes it either way.
+	Store registry.Store
+	// Clock runs the sessions; nil is the system's.
+	Clock Clock
+	// Notify tells systemd how the daemon is doing; nil does nothing.
+	Notify *service.Notifier
+	// Listener, if set, is served instead of one opened on Config.Listen.
+	Listener net.Listener
+}
+
+// Daemon is one master daemon.
+type Daemon struct {
+	cfg   Config
+	opts  Options
+	log   *slog.Logger
+	certs *service.CertStore // nil: plain HTTP (--insecure)
+}
+
+// New checks cfg and loads the TLS material it names. It starts nothing
+// and opens no file but the certificates; Run does. Errors in cfg are
+// *UsageError.
+func New(cfg Config, opts Options) (*Daemon, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, &UsageError{err}
+	}
+	d := &Daemon{cfg: cfg, opts: opts, log: opts.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.opts.Clock == nil {
+		d.opts.Clock = realClock{}
+	}
+	if !cfg.Insecure {
+		certs, err := service.NewCertStore(cfg.tlsFiles(), time.Now)
+		if err != nil {
+			return nil, &UsageError{err}
+		}
+		d.certs = certs
+	}
+	return d, nil
+}
+
+// Run serves until ctx ends. Each receive from reload reloads the
+// certificates. Run is called once.
+func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	store := d.opts.Store
+	if store == nil {
+		b, err := registry.OpenBolt(d.cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		store = b
+		d.log.Info("registry opened", "path", b.Path())
+	}
+	defer store.Close()
+	ln, err := d.listen()
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	self := d.cfg.advertised(addr)
+	ms, err := loadMembers(store, d.opts.Clock, d.log, d.cfg.SessionTimeout, d.cfg.MaxSessionTimeout, self)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if d.cfg.CheckNodes {
+		ms.joined = newChecker(d, ms).check
+	}
+	a := &api{members: ms, log: d.log, tls: d.certs != nil}
+	srv := newServer(a, &d.cfg, d.log)
+	if d.cfg.AddrFile != "" {
+		// Through a rename, so a reader never sees half an address.
+		if err := renameio.WriteFile(d.cfg.AddrFile, []byte(addr+"\n"), 0o644); err != nil {
+			ln.Close()
+			return fmt.Errorf("writing --addr-file: %w", err)
+		}
+	}
+	d.logServing(addr, self)
+	if err := d.opts.Notify.Notify("READY=1", "STATUS=serving on "+addr); err != nil {
+		d.log.Warn("telling systemd masterd is ready", "err", err)
+	}
+
+	var g run.Group
+	g.Add(func() error {
+		<-ctx.Done()
+		return nil
+	}, func(error) {})
+	g.Add(actor(func(stop <-chan struct{}) { d.reloadCerts(reload, stop) }))
+	g.Add(func() error {
+		return srv.Serve(ln)
+	}, func(error) {
+		d.log.Info("shutting down")
+		d.opts.Notify.Notify("STOPPING=1")
+		// Held renewals answer at once, so the shutdown does not wait
+		// for their holds; no node is marked down on disk: a restarted
+		// masterd marks them all down itself.
+		ms.close()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if err := srv.ShutdownWithContext(sctx); err != nil {
+			d.log.Debug("connections still open at the end of the shutdown", "err", err)
+		}
+	})
+	if err := g.Run(); err != nil {
+		return err
+	}
+	d.log.Info("masterd stopped")
+	return nil
+}
+
+// shutdownGrace is how long open connections have to take their last
+// answers when masterd stops.
+const shutdownGrace = 2 * time.Second
+
+// listen opens the listening socket, in TLS unless --insecure; every
+// connection gets the TCP settings that see a dead peer within seconds.
+func (d *Daemon) listen() (net.Listener, error) {
+	ln := d.opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", d.cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listening: %w", err)
+		}
+	}
+	l := &listener{Listener: ln, log: d.log}
+	if d.certs != nil {
+		l.tls = d.certs.ListenerConfig()
+	}
+	return l, nil
+}
+
+// listener sets service.DefaultDeadPeer on each connection it accepts,
+// and wraps it in TLS when masterd serves TLS.
+type listener struct {
+	net.Listener
+	tls *tls.Config
+	log *slog.Logger
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if err := service.DefaultDeadPeer.Apply(c); err != nil {
+		l.log.Warn("a connection without keepalive: a dead node is seen only when its session lapses", "remote", c.RemoteAddr().String(), "err", err)
+	}
+	if l.tls != nil {
+		return tls.Server(c, l.tls), nil
+	}
+	return c, nil
+}
+
+func (d *Daemon) logServing(addr, self string) {
+	if d.certs == nil {
+		d.log.Warn("serving plain HTTP without authentication (--insecure)", "addr", addr)
+	} else {
+		d.log.Info("serving HTTPS to clients with a certificate of the cluster CA",
+			append([]any{"addr", addr, "client_ca", d.cfg.ClientCA}, service.CertAttrs(d.certs.Current())...)...)
+	}
+	d.log.Info("masterd serving", "addr", addr, "url", self, "version", rpc.Version, "pid", os.Getpid(),
+		"session_timeout", d.cfg.SessionTimeout, "max_session_timeout", d.cfg.MaxSessionTimeout)
+}
+
+// reloadCerts reloads the certificates at each receive from reload, until
+// stop is closed. A reload that fails is logged and changes nothing.
+func (d *Daemon) reloadCerts(reload <-chan struct{}, stop <-chan struct{}) {
+	for {
+		select {
+		case <-reload:
+			if d.certs == nil {
+				d.log.Info("SIGHUP: nothing to reload, masterd serves plain HTTP (--insecure)")
+				continue
+			}
+			leaf, err := d.certs.Reload()
+			if err != nil {
+				d.log.Error("SIGHUP: certificates not reloaded, the previous ones stay in use", "err", err)
+				continue
+			}
+			d.log.Info("SIGHUP: certificates reloaded; new connections use them", service.CertAttrs(leaf)...)
+		case <-stop:
+			return
+		}
+	}
+}
+
+// actor adapts a task that runs until stop is closed to run.Group.
+func actor(task func(stop <-chan struct{})) (execute func() error, interrupt func(error)) {
+	stop := make(chan struct{})
+	return func() error {
+			task(stop)
+			return nil
+		}, func(error) {
+			close(stop)
+		}
+}
+
+// checker calls each node that said hello at the URL it advertised, with
+// masterd's own certificate, and records whether the node answers with
+// the boot id of its hello: a node that masterd lists as up but nobody
+// can call is a misconfigured --advertise, and its operator must hear of
+// it.
+type checker struct {
+	d  *Daemon
+	ms *members
+	// slots bounds the checks at once: a storm of joins must not become
+	// a storm of connections.
+	slots chan struct{}
+}
+
+// checkTimeout bounds one check, retries included.
+const checkTimeout = 10 * time.Second
+
+func newChecker(d *Daemon, ms *members) *checker {
+	return &checker{d: d, ms: ms, slots: make(chan struct{}, 32)}
+}
+
+// check runs one check; it is called on a goroutine of its own.
+func (c *checker) check(node, nodeURL, bootID string) {
+	c.slots <- struct{}{}
+	defer func() { <-c.slots }()
+	problem := c.call(nodeURL, bootID)
+	if problem != "" {
+		c.d.log.Warn("a node that said hello does not answer at the URL it advertised: masters cannot call it (check its --advertise)",
+			"node", node, "url", nodeURL, "problem", problem)
+	}
+	c.ms.setReachable(node, bootID, problem)
+}
+
+// call returns "" if the node at nodeURL answers GET /Version with
+// bootID, and otherwise what went wrong.
+func (c *checker) call(nodeURL, bootID string) string {
+	u, err := url.Parse(nodeURL)
+	if err != nil || u.Host == "" {
+		return fmt.Sprintf("%q is not a URL", nodeURL)
+	}
+	opts := master.Options{Timeout: checkTimeout / 2}
+	switch {
+	case u.Scheme == "http":
+		opts.Insecure = true
+	case u.Scheme == "https" && c.d.certs != nil:
+		opts.TLS = c.d.certs.ClientConfig()
+	case u.Scheme == "https":
+		return "masterd serves plain HTTP (--insecure) and has no certificate to call an https node with"
+	default:
+		return fmt.Sprintf("%q: want an http:// or https:// URL", nodeURL)
+	}
+	client, err := master.New(u.Host, opts)
+	if err != nil {
+		return err.Error()
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	v, err := client.Version(ctx)
+	switch {
+	case err != nil:
+		return err.Error()
+	case v.BootID != bootID:
+		return fmt.Sprintf("the node there has boot id %s, not %s of the hello: another node answers at that URL", v.BootID, bootID)
+	}
+	return ""
+}

@@ -1,0 +1,525 @@
+package masterd
+
+import (
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/noderpc/noderpc/master/registry"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// groupWakeDelay is how long a change of the group version waits before
+// it wakes the held renewals, so that a storm of joins wakes each at
+// most once per window instead of once per join: with 10,000 sessions
+// held, every wake is 10,000 answers and as many renewals.
+const groupWakeDelay = time.Second
+
+// members is masterd's registry in memory: every node it knows, the
+// session of each node that is up, the configuration, and the group
+// version. Changes that must survive a restart (joins, leaves, expiries,
+// configuration) are written to the store before they are acknowledged;
+// renewals only touch memory.
+type members struct {
+	clock      Clock
+	store      registry.Store
+	log        *slog.Logger
+	timeout    time.Duration // a session's timeout unless the node asks for more
+	maxTimeout time.Duration // the most a node may ask for
+	// joined, if set, is told of each hello once it is acknowledged
+	// (masterd checks that the node answers at its URL).
+	joined func(node, url, bootID string)
+
+	// cfgMu orders configuration changes, each a read, a write to the
+	// store and an install that must not interleave with another's.
+	cfgMu sync.Mutex
+
+	mu      sync.Mutex
+	version uint64 // the group version
+	stamp   uint64 // the last configuration stamp
+	nodes   map[string]*member
+	group   registry.Entry
+	configs map[string]registry.Entry // the nodes' own, members or not
+	masters []string
+	// groupWake is closed, and replaced, groupWakeDelay after the group
+	// version changes: every held renewal waits on it.
+	groupWake   chan struct{}
+	wakePending bool
+	// stopped is closed when masterd stops: held renewals answer at once.
+	stopped chan struct{}
+	closed  bool
+}
+
+// errShuttingDown answers a hello or renewal that comes while masterd
+// stops: the node tries another master, or this one once restarted.
+var errShuttingDown = rpc.Errorf(rpc.KindShuttingDown, "masterd is stopping; say hello again to it once restarted, or to another master")
+
+// member is one node masterd knows.
+type member struct {
+	node rpc.Node // its facts, state and last contact
+	// written is the group version of the last change of the node, so
+	// that two changes installed out of order keep the later one.
+	written uint64
+	// session is the ID of its live session, "" when it is down.
+	session  string
+	timeout  time.Duration
+	deadline time.Time
+	timer    Timer // its expiry, while it has a session
+	// cfgWake is closed, and replaced, when its effective configuration
+	// changes.
+	cfgWake chan struct{}
+}
+
+// loadMembers builds the registry from the store: every node it holds,
+// each down until it says hello again, which is one write (with a new
+// group version) when any was up. self is masterd's own URL, the list of
+// masters.
+func loadMembers(store registry.Store, clock Clock, log *slog.Logger, timeout, maxTimeout time.Duration, self string) (*members, error) {
+	snap, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	ms := &members{
+		clock: clock, store: store, log: log, timeout: timeout, maxTimeout: maxTimeout,
+		version: snap.Version, stamp: snap.Stamp,
+		nodes: make(map[string]*member, len(snap.Nodes)), group: snap.Group, configs: snap.Configs,
+		masters:   []string{self},
+		groupWake: make(chan struct{}), stopped: make(chan struct{}),
+	}
+	var down []registry.Record
+	for name, r := range snap.Nodes {
+		n := r.Node
+		// Whether it answered was learned by the masterd before.
+		n.Reachable, n.Problem = false, ""
+		if n.State != rpc.NodeDown {
+			n.State = rpc.NodeDown
+			down = append(down, registry.Record{Node: n})
+		}
+		ms.nodes[name] = &member{node: n, written: r.Version, cfgWake: make(chan struct{})}
+	}
+	change := registry.Change{}
+	if !slices.Equal(snap.Masters, ms.masters) {
+		change.Masters = ms.masters
+	}
+	if len(down) > 0 {
+		ms.version++
+		for i := range down {
+			down[i].Version = ms.version
+			ms.nodes[down[i].Node.Name].written = ms.version
+		}
+		change.Version, change.Nodes = ms.version, down
+	}
+	if change.Nodes != nil || change.Masters != nil {
+		if err := store.Write(change); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("registry loaded; every node is down until it says hello",
+		"nodes", len(ms.nodes), "were_up", len(down), "group_version", ms.version, "masters", ms.masters)
+	return ms, nil
+}
+
+// groupVersion is the membership version now.
+func (ms *members) groupVersion() uint64 {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.version
+}
+
+// sessionTimeout is the timeout of a session whose node asked for
+// asked seconds (0: no wish).
+func (ms *members) sessionTimeout(asked float64) time.Duration {
+	return min(max(ms.timeout, rpc.Duration(asked)), ms.maxTimeout)
+}
+
+// hello opens a session for the node of req, once its facts are
+// committed. A hello with a new boot id marks the calls of the old boot
+// that had not finished as lost.
+func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
+	timeout := ms.sessionTimeout(req.SessionTimeout)
+	ms.mu.Lock()
+	if ms.closed {
+		ms.mu.Unlock()
+		return rpc.Session{}, errShuttingDown
+	}
+	now := ms.clock.Now()
+	node := rpc.Node{
+		Name: req.Node, State: rpc.NodeUp, URL: req.URL, LastContact: now, Joined: now,
+		BootID: req.BootID, Version: req.Version, Protocol: req.Protocol,
+		SessionTimeout: timeout.Seconds(), Functions: req.Functions,
+	}
+	lost := 0
+	if m := ms.nodes[req.Node]; m != nil {
+		node.Calls, lost = earlierCalls(m.node, req.BootID)
+		// The old session ends here: an expiry of it during the write
+		// would record the node down over the hello.
+		m.endSession()
+	}
+	for _, c := range req.Calls {
+		node.Calls = append(node.Calls, rpc.NodeCall{CallSummary: c})
+	}
+	ms.version++
+	v := ms.version
+	ms.mu.Unlock()
+
+	if err := ms.store.Write(registry.Change{Version: v, Nodes: []registry.Record{{Node: node, Version: v}}}); err != nil {
+		ms.log.Error("a hello was not recorded", "node", req.Node, "err", err)
+		return rpc.Session{}, rpc.Errorf(rpc.KindInternal, "recording the hello of %s: %v", req.Node, err)
+	}
+
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m := ms.nodes[req.Node]
+	if m == nil {
+		m = &member{cfgWake: make(chan struct{})}
+		ms.nodes[req.Node] = m
+	}
+	if m.written > v || ms.closed {
+		// Another hello of the node came after this one and won; this
+		// one's session never lived.
+		return rpc.Session{}, rpc.Errorf(rpc.KindUnknownSession, "a later hello of node %s replaced this one; say hello again", req.Node)
+	}
+	m.endSession()
+	m.written, m.node = v, node
+	m.session, m.timeout, m.deadline = uuid.NewString(), timeout, now.Add(timeout)
+	sid := m.session
+	m.timer = ms.clock.AfterFunc(m.deadline.Sub(ms.clock.Now()), func() { ms.expire(req.Node, sid) })
+	ms.wakeGroupLocked()
+	attrs := []any{"node", req.Node, "url", req.URL, "boot_id", req.BootID, "version", req.Version,
+		"session_timeout", timeout, "group_version", v}
+	if lost > 0 {
+		attrs = append(attrs, "calls_lost", lost)
+	}
+	ms.log.Info("node joined", attrs...)
+	if ms.joined != nil {
+		go ms.joined(req.Node, req.URL, req.BootID)
+	}
+	return ms.sessionLocked(req.Node, m), nil
+}
+
+// earlierCalls are the calls of n that a hello with bootID keeps: those
+// already lost, and, when bootID is a new boot, those of the old boot
+// that had not finished, now lost too; lost is how many became lost.
+func earlierCalls(n rpc.Node, bootID string) (calls []rpc.NodeCall, lost int) {
+	if n.BootID == bootID {
+		// The same boot: its calls come again with the hello.
+		for _, c := range n.Calls {
+			if c.Lost {
+				calls = append(calls, c)
+			}
+		}
+		return calls, 0
+	}
+	for _, c := range n.Calls {
+		if !c.Lost && !c.State.Finished() {
+			c.Lost = true
+			lost++
+		}
+		if c.Lost {
+			calls = append(calls, c)
+		}
+	}
+	return calls, lost
+}
+
+// endSession stops m's session, if it has one.
+func (m *member) endSession() {
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
+	m.session = ""
+}
+
+// renew renews the session of req and answers when the group version or
+// the node's configuration version differs from what the node knows, or
+// when the hold ends, or at once when masterd stops.
+func (ms *members) renew(req *rpc.RenewRequest) (rpc.Session, error) {
+	ms.mu.Lock()
+	if ms.closed {
+		ms.mu.Unlock()
+		return rpc.Session{}, errShuttingDown
+	}
+	m, err := ms.sessionOf(req.Node, req.Session)
+	if err != nil {
+		ms.mu.Unlock()
+		return rpc.Session{}, err
+	}
+	now := ms.clock.Now()
+	m.deadline = now.Add(m.timeout)
+	m.timer.Reset(m.timeout)
+	m.node.LastContact = now
+	s := ms.sessionLocked(req.Node, m)
+	hold := min(rpc.Duration(req.Hold), maxHold(m.timeout))
+	groupWake, cfgWake, stopped := ms.groupWake, m.cfgWake, ms.stopped
+	ms.mu.Unlock()
+	if s.GroupVersion != req.GroupVersion || s.ConfigVersion != req.ConfigVersion || hold <= 0 {
+		return s, nil
+	}
+	held := make(chan struct{})
+	t := ms.clock.AfterFunc(hold, func() { close(held) })
+	select {
+	case <-held:
+	case <-groupWake:
+	case <-cfgWake:
+	case <-stopped:
+	}
+	t.Stop()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if m, err = ms.sessionOf(req.Node, req.Session); err != nil {
+		return rpc.Session{}, err
+	}
+	return ms.sessionLocked(req.Node, m), nil
+}
+
+// maxHold is the longest a renewal is held in a session of timeout: the
+// node then has two thirds of the timeout left to send the next.
+func maxHold(timeout time.Duration) time.Duration { return timeout / 3 }
+
+// sessionOf returns the member whose live session is sid.
+func (ms *members) sessionOf(node, sid string) (*member, error) {
+	m := ms.nodes[node]
+	if m == nil || m.session == "" || m.session != sid {
+		return nil, rpc.Errorf(rpc.KindUnknownSession, "node %s holds no session %s here (it lapsed, was replaced, or masterd restarted): say hello again", node, sid)
+	}
+	return m, nil
+}
+
+// leave closes the session of req: the node is down, at once.
+func (ms *members) leave(req *rpc.LeaveRequest) error {
+	ms.mu.Lock()
+	m, err := ms.sessionOf(req.Node, req.Session)
+	if err != nil {
+		ms.mu.Unlock()
+		return err
+	}
+	m.node.LastContact = ms.clock.Now()
+	rec := ms.downLocked(m)
+	ms.mu.Unlock()
+	if err := ms.store.Write(registry.Change{Version: rec.Version, Nodes: []registry.Record{rec}}); err != nil {
+		ms.log.Error("a leave was not recorded", "node", req.Node, "err", err)
+		return rpc.Errorf(rpc.KindInternal, "recording the leave of %s: %v", req.Node, err)
+	}
+	ms.log.Info("node left", "node", req.Node, "group_version", rec.Version)
+	return nil
+}
+
+// expire marks the node down if its session sid has lapsed. It runs on
+// the session's timer.
+func (ms *members) expire(node, sid string) {
+	ms.mu.Lock()
+	m := ms.nodes[node]
+	if m == nil || m.session != sid || ms.closed {
+		ms.mu.Unlock()
+		return
+	}
+	now := ms.clock.Now()
+	if left := m.deadline.Sub(now); left > 0 {
+		// A renewal moved the deadline as the timer fired.
+		m.timer.Reset(left)
+		ms.mu.Unlock()
+		return
+	}
+	last := m.node.LastContact
+	rec := ms.downLocked(m)
+	ms.mu.Unlock()
+	ms.log.Warn("node down: its session lapsed", "node", node, "last_contact", last.UTC().Format(time.RFC3339Nano),
+		"silent_for", now.Sub(last).Round(time.Millisecond), "group_version", rec.Version)
+	if err := ms.store.Write(registry.Change{Version: rec.Version, Nodes: []registry.Record{rec}}); err != nil {
+		ms.log.Error("an expiry was not recorded", "node", node, "err", err)
+	}
+}
+
+// downLocked ends m's session, marks it down with a new group version
+// and returns the record to write.
+func (ms *members) downLocked(m *member) registry.Record {
+	m.endSession()
+	m.node.State = rpc.NodeDown
+	ms.version++
+	m.written = ms.version
+	ms.wakeGroupLocked()
+	return registry.Record{Node: m.node, Version: ms.version}
+}
+
+// wakeGroupLocked wakes the held renewals groupWakeDelay from now,
+// unless a wake is already due.
+func (ms *members) wakeGroupLocked() {
+	if ms.wakePending {
+		return
+	}
+	ms.wakePending = true
+	ms.clock.AfterFunc(groupWakeDelay, func() {
+		ms.mu.Lock()
+		defer ms.mu.Unlock()
+		close(ms.groupWake)
+		ms.groupWake = make(chan struct{})
+		ms.wakePending = false
+	})
+}
+
+// sessionLocked is the answer to a hello or renewal of m.
+func (ms *members) sessionLocked(name string, m *member) rpc.Session {
+	return rpc.Session{
+		ID:            m.session,
+		Timeout:       m.timeout.Seconds(),
+		RenewWithin:   maxHold(m.timeout).Seconds(),
+		GroupVersion:  ms.version,
+		ConfigVersion: ms.configVersionLocked(name),
+		Config:        ms.effectiveLocked(name),
+		Masters:       slices.Clone(ms.masters),
+	}
+}
+
+// configVersionLocked is the version of name's effective configuration.
+func (ms *members) configVersionLocked(name string) uint64 {
+	return max(ms.group.Stamp, ms.configs[name].Stamp)
+}
+
+// effectiveLocked is name's effective configuration: the group's keys
+// overridden by its own.
+func (ms *members) effectiveLocked(name string) rpc.Config {
+	eff := make(rpc.Config, len(ms.group.Keys)+len(ms.configs[name].Keys))
+	maps.Copy(eff, ms.group.Keys)
+	maps.Copy(eff, ms.configs[name].Keys)
+	return eff
+}
+
+// list is every node, sorted by name, without calls or configuration.
+func (ms *members) list() rpc.ListNodesResponse {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	nodes := make([]rpc.Node, 0, len(ms.nodes))
+	for _, m := range ms.nodes {
+		n := m.node
+		n.Calls, n.Config = nil, nil
+		nodes = append(nodes, n)
+	}
+	slices.SortFunc(nodes, func(a, b rpc.Node) int { return strings.Compare(a.Name, b.Name) })
+	return rpc.ListNodesResponse{GroupVersion: ms.version, Nodes: nodes}
+}
+
+// get is one node with its calls and effective configuration.
+func (ms *members) get(name string) (rpc.Node, error) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m := ms.nodes[name]
+	if m == nil {
+		return rpc.Node{}, unknownNode(name)
+	}
+	n := m.node
+	n.Calls = slices.Clone(n.Calls)
+	n.Config = ms.effectiveLocked(name)
+	return n, nil
+}
+
+func unknownNode(name string) error {
+	return rpc.Errorf(rpc.KindUnknownNode, "no node %q has ever said hello to this master", name)
+}
+
+// config is the configuration of name ("" for the group's).
+func (ms *members) config(name string) rpc.ConfigResponse {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.configLocked(name)
+}
+
+func (ms *members) configLocked(name string) rpc.ConfigResponse {
+	r := rpc.ConfigResponse{Node: name, Group: orEmpty(ms.group.Keys), Effective: ms.effectiveLocked(name)}
+	if name != "" {
+		r.Own = orEmpty(ms.configs[name].Keys)
+	}
+	return r
+}
+
+func orEmpty(c rpc.Config) rpc.Config {
+	if c == nil {
+		return rpc.Config{}
+	}
+	return maps.Clone(c)
+}
+
+// setConfig applies req once committed, and wakes the held renewals of
+// every node whose effective configuration it changes.
+func (ms *members) setConfig(req *rpc.SetConfigRequest) (rpc.ConfigResponse, error) {
+	ms.cfgMu.Lock()
+	defer ms.cfgMu.Unlock()
+	ms.mu.Lock()
+	old := ms.group
+	if req.Node != "" {
+		old = ms.configs[req.Node]
+	}
+	keys := orEmpty(old.Keys)
+	for _, k := range req.Delete {
+		delete(keys, k)
+	}
+	maps.Copy(keys, req.Set)
+	ms.stamp++
+	entry := registry.Entry{Keys: keys, Stamp: ms.stamp}
+	ms.mu.Unlock()
+
+	if err := ms.store.Write(registry.Change{Config: &registry.ConfigChange{Node: req.Node, Entry: entry}}); err != nil {
+		ms.log.Error("a configuration change was not recorded", "node", req.Node, "err", err)
+		return rpc.ConfigResponse{}, rpc.Errorf(rpc.KindInternal, "recording the configuration: %v", err)
+	}
+
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if req.Node == "" {
+		ms.group = entry
+		for _, m := range ms.nodes {
+			m.wakeConfig()
+		}
+	} else {
+		ms.configs[req.Node] = entry
+		if m := ms.nodes[req.Node]; m != nil {
+			m.wakeConfig()
+		}
+	}
+	scope := req.Node
+	if scope == "" {
+		scope = "(group)"
+	}
+	ms.log.Info("configuration changed", "node", scope, "set", slices.Sorted(maps.Keys(req.Set)), "deleted", req.Delete, "stamp", entry.Stamp)
+	return ms.configLocked(req.Node), nil
+}
+
+func (m *member) wakeConfig() {
+	close(m.cfgWake)
+	m.cfgWake = make(chan struct{})
+}
+
+// setReachable records what calling the node at its URL found, if the
+// node is still on the boot that was checked.
+func (ms *members) setReachable(node, bootID string, problem string) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m := ms.nodes[node]
+	if m == nil || m.node.BootID != bootID {
+		return
+	}
+	m.node.Reachable, m.node.Problem = problem == "", problem
+}
+
+// close ends every session's timer without marking any node down (a
+// restarted masterd marks them all down itself) and answers the held
+// renewals.
+func (ms *members) close() {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.closed {
+		return
+	}
+	ms.closed = true
+	for _, m := range ms.nodes {
+		if m.timer != nil {
+			m.timer.Stop()
+		}
+	}
+	close(ms.stopped)
+}

@@ -1,0 +1,366 @@
+package masterd
+
+import (
+	"bytes"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// api serves masterd's procedures (rpc/membership.go) over HTTP.
+type api struct {
+	members *members
+	log     *slog.Logger
+	// tls is true when masterd serves HTTPS: every request then carries a
+	// verified client certificate whose role (and, for a node, name) is
+	// checked.
+	tls bool
+}
+
+// procedure is one of masterd's procedures: how it is called, who may
+// call it, and how large its body may be.
+type procedure struct {
+	method string
+	roles  []rpc.Role
+	// maxBody bounds the body, read only once the head is admitted.
+	maxBody int
+	serve   func(a *api, ctx *fasthttp.RequestCtx, body []byte) error
+}
+
+// Body bounds. A hello carries the node's functions and calls, up to
+// the thousands; every other body is names and numbers.
+const (
+	maxHelloBody  = 8 << 20
+	maxConfigBody = 1 << 20
+	smallBody     = 64 << 10
+)
+
+var (
+	nodeRoles   = []rpc.Role{rpc.RoleNode}
+	readerRoles = []rpc.Role{rpc.RoleMaster, rpc.RoleObserver}
+	masterRoles = []rpc.Role{rpc.RoleMaster}
+)
+
+// procedures are what masterd serves, by path.
+var procedures = map[string]procedure{
+	rpc.PathHello:     {fasthttp.MethodPut, nodeRoles, maxHelloBody, (*api).hello},
+	rpc.PathRenew:     {fasthttp.MethodPut, nodeRoles, smallBody, (*api).renew},
+	rpc.PathLeave:     {fasthttp.MethodPut, nodeRoles, smallBody, (*api).leave},
+	rpc.PathListNodes: {fasthttp.MethodGet, readerRoles, 0, (*api).listNodes},
+	rpc.PathGetNode:   {fasthttp.MethodPut, readerRoles, smallBody, (*api).getNode},
+	rpc.PathGetConfig: {fasthttp.MethodPut, readerRoles, smallBody, (*api).getConfig},
+	rpc.PathSetConfig: {fasthttp.MethodPut, masterRoles, maxConfigBody, (*api).setConfig},
+}
+
+// headerReceived sets the body bound of a request from its head, before
+// fasthttp reads any of the body: a body over it is refused unread.
+func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
+	limit := smallBody
+	if p, ok := procedures[string(path)]; ok && p.maxBody > 0 {
+		limit = p.maxBody
+	}
+	return fasthttp.RequestConfig{MaxRequestBodySize: limit}
+}
+
+// handle routes one request, and stamps every answer, errors included,
+// with the group version.
+func (a *api) handle(ctx *fasthttp.RequestCtx) {
+	defer a.stamp(ctx)
+	defer a.recoverPanic(ctx)
+	path := string(ctx.Path())
+	p, ok := procedures[path]
+	switch {
+	case !ok:
+		a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q; masterd serves %s", path, strings.Join(slices.Sorted(maps.Keys(procedures)), ", ")))
+		return
+	case string(ctx.Method()) != p.method:
+		a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "%s %s: this procedure takes %s", ctx.Method(), path, p.method))
+		return
+	}
+	if err := a.authorize(ctx, path, p.roles); err != nil {
+		a.fail(ctx, err)
+		return
+	}
+	body := ctx.Request.Body()
+	if p.method == fasthttp.MethodGet && len(body) > 0 {
+		a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "GET %s takes no body", path))
+		return
+	}
+	if err := p.serve(a, ctx, body); err != nil {
+		a.fail(ctx, err)
+	}
+}
+
+// stamp sets X-Group-Version, unless the answer set it already (a
+// session's, which must match its body).
+func (a *api) stamp(ctx *fasthttp.RequestCtx) {
+	if len(ctx.Response.Header.Peek(rpc.HeaderGroupVersion)) == 0 {
+		ctx.Response.Header.Set(rpc.HeaderGroupVersion, strconv.FormatUint(a.members.groupVersion(), 10))
+	}
+}
+
+// recoverPanic answers internal for a handler that panicked: a bug in
+// one request must not end masterd and every session it holds.
+func (a *api) recoverPanic(ctx *fasthttp.RequestCtx) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	a.log.Error("panic serving a request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	ctx.ResetBody()
+	ctx.SetConnectionClose()
+	writeError(ctx, rpc.Errorf(rpc.KindInternal, "masterd failed serving this request; its log has the details"))
+}
+
+// authorize refuses a request whose certificate's role may not call
+// path. Plain HTTP (--insecure, loopback only) is not checked.
+func (a *api) authorize(ctx *fasthttp.RequestCtx, path string, roles []rpc.Role) error {
+	if !a.tls {
+		return nil
+	}
+	leaf, err := peerCert(ctx)
+	if err != nil {
+		return err
+	}
+	role, err := rpc.RoleOf(leaf)
+	if err == nil && !slices.Contains(roles, role) {
+		err = rpc.Errorf(rpc.KindForbidden, "certificate %q has role %s, which may not call %s (roles allowed: %v)", leaf.Subject.CommonName, role, path, roles)
+	}
+	if err != nil {
+		a.log.Warn("refused a request", "path", path, "remote", ctx.RemoteAddr().String(), "subject", leaf.Subject.CommonName, "err", err)
+	}
+	return err
+}
+
+// errNoClientCert is a TLS connection without a verified client
+// certificate, which the handshake should already have refused.
+var errNoClientCert = rpc.Errorf(rpc.KindForbidden, "no verified client certificate")
+
+func peerCert(ctx *fasthttp.RequestCtx) (leaf *x509.Certificate, err error) {
+	state := ctx.TLSConnectionState()
+	if state == nil || len(state.VerifiedChains) == 0 {
+		return nil, errNoClientCert
+	}
+	return state.VerifiedChains[0][0], nil
+}
+
+// checkNode refuses a node procedure for node unless the certificate it
+// came with names that node: a node speaks for itself only.
+func (a *api) checkNode(ctx *fasthttp.RequestCtx, node string) error {
+	if !a.tls {
+		return nil
+	}
+	leaf, err := peerCert(ctx)
+	if err != nil {
+		return err
+	}
+	if leaf.Subject.CommonName != node {
+		err := rpc.Errorf(rpc.KindForbidden, "the certificate is node %q's and the request speaks for node %q: a node may only speak for itself", leaf.Subject.CommonName, node)
+		a.log.Warn("refused a node speaking for another", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(),
+			"certificate", leaf.Subject.CommonName, "node", node)
+		return err
+	}
+	return nil
+}
+
+func (a *api) hello(ctx *fasthttp.RequestCtx, body []byte) error {
+	var req rpc.HelloRequest
+	if err := decode(body, &req); err != nil {
+		return err
+	}
+	if err := a.checkNode(ctx, req.Node); err != nil {
+		return err
+	}
+	s, err := a.members.hello(&req)
+	if err != nil {
+		return err
+	}
+	return a.replySession(ctx, s)
+}
+
+func (a *api) renew(ctx *fasthttp.RequestCtx, body []byte) error {
+	var req rpc.RenewRequest
+	if err := decode(body, &req); err != nil {
+		return err
+	}
+	if err := a.checkNode(ctx, req.Node); err != nil {
+		return err
+	}
+	s, err := a.members.renew(&req)
+	if err != nil {
+		return err
+	}
+	return a.replySession(ctx, s)
+}
+
+func (a *api) leave(ctx *fasthttp.RequestCtx, body []byte) error {
+	var req rpc.LeaveRequest
+	if err := decode(body, &req); err != nil {
+		return err
+	}
+	if err := a.checkNode(ctx, req.Node); err != nil {
+		return err
+	}
+	if err := a.members.leave(&req); err != nil {
+		return err
+	}
+	// An empty object, so that a client decodes every answer alike.
+	return reply(ctx, struct{}{})
+}
+
+func (a *api) listNodes(ctx *fasthttp.RequestCtx, _ []byte) error {
+	l := a.members.list()
+	ctx.Response.Header.Set(rpc.HeaderGroupVersion, strconv.FormatUint(l.GroupVersion, 10))
+	return reply(ctx, l)
+}
+
+func (a *api) getNode(ctx *fasthttp.RequestCtx, body []byte) error {
+	var req rpc.NodeRequest
+	if err := decode(body, &req); err != nil {
+		return err
+	}
+	if req.Node == "" {
+		return rpc.Errorf(rpc.KindBadRequest, "node is required")
+	}
+	n, err := a.members.get(req.Node)
+	if err != nil {
+		return err
+	}
+	return reply(ctx, n)
+}
+
+func (a *api) getConfig(ctx *fasthttp.RequestCtx, body []byte) error {
+	var req rpc.NodeRequest
+	if err := decode(body, &req); err != nil {
+		return err
+	}
+	return reply(ctx, a.members.config(req.Node))
+}
+
+func (a *api) setConfig(ctx *fasthttp.RequestCtx, body []byte) error {
+	var req rpc.SetConfigRequest
+	if err := decode(body, &req); err != nil {
+		return err
+	}
+	r, err := a.members.setConfig(&req)
+	if err != nil {
+		return err
+	}
+	return reply(ctx, r)
+}
+
+// replySession answers s with its group version in the header.
+func (a *api) replySession(ctx *fasthttp.RequestCtx, s rpc.Session) error {
+	ctx.Response.Header.Set(rpc.HeaderGroupVersion, strconv.FormatUint(s.GroupVersion, 10))
+	return reply(ctx, s)
+}
+
+// decode decodes a request body strictly and validates its values.
+func decode(body []byte, v interface{ Validate() error }) error {
+	if err := rpc.Decode(body, v); err != nil {
+		return err
+	}
+	return v.Validate()
+}
+
+func reply(ctx *fasthttp.RequestCtx, v any) error {
+	body, err := rpc.Marshal(v)
+	if err != nil {
+		return rpc.Errorf(rpc.KindInternal, "encoding the answer: %v", err)
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+	return nil
+}
+
+// fail answers with the error's kind and status. An error that is not an
+// *rpc.Error is a bug below and answers internal, logged.
+func (a *api) fail(ctx *fasthttp.RequestCtx, err error) {
+	var e *rpc.Error
+	if !errors.As(err, &e) {
+		a.log.Error("unexpected error serving a request", "path", string(ctx.Path()), "err", err)
+		e = rpc.Errorf(rpc.KindInternal, "%v", err)
+	}
+	writeError(ctx, e)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, e *rpc.Error) {
+	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: e}) // plain strings: cannot fail
+	ctx.SetStatusCode(e.Kind.HTTPStatus())
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+// serverError answers requests fasthttp refused before any handler ran
+// (a head that is malformed, too large or too slow, a body over its
+// bound) in the same JSON shape, and closes the connection.
+func (a *api) serverError(ctx *fasthttp.RequestCtx, err error) {
+	ctx.SetConnectionClose()
+	defer a.stamp(ctx)
+	var small *fasthttp.ErrSmallBuffer
+	var timeout interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request body is larger than masterd takes for %s", ctx.Path()))
+	case errors.As(err, &small):
+		writeError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request head is larger than the %d bytes masterd reads", headBufferSize))
+	case errors.As(err, &timeout) && timeout.Timeout():
+		writeError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive within --head-timeout"))
+	default:
+		msg := err.Error()
+		if len(msg) > 200 {
+			msg = msg[:200] + "..."
+		}
+		writeError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", msg))
+	}
+}
+
+// headBufferSize bounds a request's line and headers.
+const headBufferSize = 16 << 10
+
+// newServer returns the fasthttp server for a. Its idle timeout is well
+// above the longest gap between a node's renewals (a third of the
+// longest session timeout), so a session's connection is kept; held
+// renewals run in the handler, which no read or write timeout covers.
+func newServer(a *api, cfg *Config, log *slog.Logger) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:        a.handle,
+		ErrorHandler:   a.serverError,
+		HeaderReceived: a.headerReceived,
+		Name:           "masterd",
+		ReadTimeout:    cfg.HeadTimeout,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    cfg.MaxSessionTimeout + 30*time.Second,
+		ReadBufferSize: headBufferSize,
+		Concurrency:    cfg.MaxConns,
+		// Every node of the fleet may sit behind one address (a NAT, or
+		// the load tool on loopback): no bound per IP.
+		MaxConnsPerIP:         0,
+		Logger:                slogPrinter{log},
+		CloseOnShutdown:       true,
+		SecureErrorLogMessage: true,
+	}
+}
+
+// slogPrinter hands fasthttp's own log lines to slog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > 300 {
+		msg = msg[:300] + "... (cut)"
+	}
+	p.log.Warn("http server", "detail", msg)
+}
