@@ -298,10 +298,11 @@ func (m *Member) merge(learned []string) []string {
 // hold renews the session s with master back to back until a renewal
 // fails or ctx ends.
 func (m *Member) hold(ctx context.Context, master string, s rpc.Session) error {
-	// Half the timeout: a held renewal ends at most that long after
-	// masterd received it, so the next one reaches it with half the
-	// timeout to spare even if masterd counts from the receipt.
-	hold := rpc.Duration(s.Timeout) / 2
+	// A third of the timeout (masterd's cap): masterd counts the
+	// session from the receipt of a renewal, and a held one ends at
+	// most that long after it, leaving two thirds of the timeout for
+	// the next to arrive.
+	hold := rpc.Duration(s.Timeout) / 3
 	gap := min(minRenewGap, rpc.Duration(s.RenewWithin)/2)
 	for {
 		req := rpc.RenewRequest{
@@ -323,7 +324,7 @@ func (m *Member) hold(ctx context.Context, master string, s rpc.Session) error {
 		unchanged := next.GroupVersion == s.GroupVersion && next.ConfigVersion == s.ConfigVersion
 		next.ID = s.ID
 		if next.Timeout > 0 && next.Timeout != s.Timeout {
-			hold = rpc.Duration(next.Timeout) / 2
+			hold = rpc.Duration(next.Timeout) / 3
 		}
 		s = next
 		if wait := gap - time.Since(sent); unchanged && wait > 0 {
