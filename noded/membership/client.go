@@ -137,8 +137,13 @@ func requireMaster(cs tls.ConnectionState) error {
 // held renewal at once: fasthttp has no other way to abandon a request.
 func (c *client) closeConns() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	conns := make([]net.Conn, 0, len(c.conns))
 	for conn := range c.conns {
+		conns = append(conns, conn)
+	}
+	c.mu.Unlock()
+	// Outside the lock, which each Close takes to leave the set.
+	for _, conn := range conns {
 		conn.Close()
 	}
 }

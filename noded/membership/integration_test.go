@@ -1,0 +1,394 @@
+package membership_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/noderpc/noderpc/master/nodetest"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+func TestMain(m *testing.M) { nodetest.Main(m) }
+
+// masterdPkg is the master daemon the nodes of these tests join.
+const masterdPkg = "github.com/noderpc/noderpc/master/cmd/masterd"
+
+// masterd is one master daemon of a test, restartable on its address
+// with its state directory.
+type masterd struct {
+	t      *testing.T
+	bin    string
+	dir    string
+	flags  []string
+	scheme string
+	client *http.Client
+	addr   string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	starts int
+}
+
+// startMasterd starts masterd on a free loopback port, plain HTTP
+// without pki, else with a master certificate of p; flags come last.
+// The test's cleanup stops it.
+func startMasterd(t *testing.T, p *nodetest.PKI, flags ...string) *masterd {
+	t.Helper()
+	m := &masterd{t: t, bin: nodetest.Binary(t, masterdPkg), dir: t.TempDir(), scheme: "http", client: &http.Client{Timeout: 10 * time.Second}}
+	if p == nil {
+		m.flags = []string{"--insecure"}
+	} else {
+		crt, key := p.Issue(t, rpc.RoleMaster, "master1")
+		m.flags = []string{"--cert", crt, "--key", key, "--client-ca", p.CA()}
+		m.scheme = "https"
+		m.client.Transport = &http.Transport{TLSClientConfig: observerTLS(t, p)}
+	}
+	m.flags = append(m.flags, flags...)
+	m.start("127.0.0.1:0")
+	t.Cleanup(m.stop)
+	return m
+}
+
+// observerTLS is a client configuration of the observer role, which may
+// list nodes.
+func observerTLS(t *testing.T, p *nodetest.PKI) *tls.Config {
+	t.Helper()
+	crt, key := p.Issue(t, rpc.RoleObserver, "observer")
+	pair, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(p.CA())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS13}
+}
+
+func (m *masterd) start(listen string) {
+	m.t.Helper()
+	m.starts++
+	addrFile := filepath.Join(m.dir, fmt.Sprintf("addr-%d", m.starts))
+	logFile, err := os.Create(filepath.Join(m.dir, fmt.Sprintf("masterd-%d.log", m.starts)))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	defer logFile.Close()
+	args := append([]string{"--config=", "--listen", listen, "--state-dir", filepath.Join(m.dir, "state"), "--addr-file", addrFile}, m.flags...)
+	m.cmd = exec.Command(m.bin, args...)
+	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
+	if err := m.cmd.Start(); err != nil {
+		m.t.Fatalf("starting masterd: %v", err)
+	}
+	done := make(chan struct{})
+	m.done = done
+	go func(cmd *exec.Cmd) { cmd.Wait(); close(done) }(m.cmd)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(addrFile); err == nil && strings.HasSuffix(string(b), "\n") {
+			m.addr = strings.TrimSpace(string(b))
+			return
+		}
+		select {
+		case <-done:
+			m.t.Fatalf("masterd %q exited at start; its log:\n%s", args, m.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("masterd did not listen within 30s; its log:\n%s", m.log())
+		}
+		time.Sleep(10 * time.Millisecond) // polling a file, which has no event to wait on
+	}
+}
+
+// log returns the log of the latest start.
+func (m *masterd) log() string {
+	b, _ := os.ReadFile(filepath.Join(m.dir, fmt.Sprintf("masterd-%d.log", m.starts)))
+	return string(b)
+}
+
+// URL is where nodes say hello.
+func (m *masterd) URL() string { return m.scheme + "://" + m.addr }
+
+// stop stops masterd with SIGCONT and SIGTERM, and SIGKILL past 20s.
+// It is idempotent.
+func (m *masterd) stop() {
+	select {
+	case <-m.done:
+		return
+	default:
+	}
+	m.cmd.Process.Signal(syscall.SIGCONT)
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.done:
+	case <-time.After(20 * time.Second):
+		m.cmd.Process.Kill()
+		<-m.done
+		m.t.Errorf("masterd did not stop within 20s of SIGTERM; its log:\n%s", m.log())
+	}
+}
+
+// restart stops masterd and starts it again on the same address with
+// the same state.
+func (m *masterd) restart() {
+	m.t.Helper()
+	m.stop()
+	m.start(m.addr)
+}
+
+// nodes lists the nodes masterd knows.
+func (m *masterd) nodes() (rpc.ListNodesResponse, error) {
+	var list rpc.ListNodesResponse
+	resp, err := m.client.Get(m.URL() + rpc.PathListNodes)
+	if err != nil {
+		return list, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return list, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return list, fmt.Errorf("GET %s: %s: %s", rpc.PathListNodes, resp.Status, body)
+	}
+	return list, rpc.UnmarshalStrict(body, &list, rpc.IgnoreUnknownFields)
+}
+
+// node returns what masterd knows of name, if anything.
+func (m *masterd) node(name string) (rpc.Node, uint64, bool) {
+	list, err := m.nodes()
+	if err != nil {
+		m.t.Fatalf("listing the nodes of masterd: %v", err)
+	}
+	for _, n := range list.Nodes {
+		if n.Name == name {
+			return n, list.GroupVersion, true
+		}
+	}
+	return rpc.Node{}, list.GroupVersion, false
+}
+
+// awaitNode polls masterd's list until node name satisfies ok, and
+// returns it; the test fails past within.
+func (m *masterd) awaitNode(name, what string, within time.Duration, ok func(rpc.Node) bool) rpc.Node {
+	m.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		n, _, found := m.node(name)
+		if found && ok(n) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("masterd: node %s not %s within %s; it lists %+v (found: %v); masterd's log:\n%s", name, what, within, n, found, m.log())
+		}
+		time.Sleep(20 * time.Millisecond) // polling masterd's list, which has no event to wait on
+	}
+}
+
+func up(n rpc.Node) bool   { return n.State == rpc.NodeUp }
+func down(n rpc.Node) bool { return n.State == rpc.NodeDown }
+
+// startNode starts noded joined to masters under name.
+func startNode(t *testing.T, name string, tlsFiles *nodetest.TLS, masters ...string) *nodetest.Node {
+	t.Helper()
+	flags := []string{"--node-name", name}
+	for _, m := range masters {
+		flags = append(flags, "--master", m)
+	}
+	return nodetest.Start(t, nodetest.Options{Flags: flags, TLS: tlsFiles})
+}
+
+// sessionHeld waits until noded reports a session held (1) or not (0).
+func sessionHeld(t *testing.T, n *nodetest.Node, want float64) {
+	t.Helper()
+	n.AwaitMetric(t, "noded_master_session", fmt.Sprintf("%v", want), func(v float64) bool { return v == want })
+}
+
+// A node joins with its facts, and its renewals keep it up well past
+// the session timeout.
+func TestNodeJoinsAndRenews(t *testing.T) {
+	const timeout = time.Second
+	md := startMasterd(t, nil, "--session-timeout", timeout.String())
+	n := startNode(t, "node1", nil, md.URL())
+	got := md.awaitNode("node1", "up", 20*time.Second, up)
+	if want := "http://" + n.Addr(); got.URL != want {
+		t.Errorf("masterd lists node1 at %q, want the address it serves on, %q", got.URL, want)
+	}
+	if got.Version != rpc.Version || got.Protocol != rpc.ProtocolVersion || got.BootID == "" {
+		t.Errorf("masterd lists node1 with version %q, protocol %d, boot id %q; want %q, %d and a boot id", got.Version, got.Protocol, got.BootID, rpc.Version, rpc.ProtocolVersion)
+	}
+	if got.SessionTimeout != timeout.Seconds() {
+		t.Errorf("session timeout = %vs, want masterd's default %v", got.SessionTimeout, timeout)
+	}
+	sessionHeld(t, n, 1)
+	line := n.AwaitLogLine(t, "joined the group", "master="+md.URL(), "session_timeout=1s")
+	if !strings.Contains(line, "group_version=") {
+		t.Errorf("the join line has no group version: %s", line)
+	}
+	// Renewals are what keep it up: three timeouts later it was heard
+	// from within the last timeout and never went down.
+	joined := got.Joined
+	renewed := md.awaitNode("node1", "renewed three session timeouts after its join", 20*time.Second, func(n rpc.Node) bool {
+		return n.LastContact.Sub(joined) > 3*timeout
+	})
+	if renewed.State != rpc.NodeUp || !renewed.Joined.Equal(joined) {
+		t.Errorf("after renewals node1 is %s, joined %v; want up in the session joined at %v", renewed.State, renewed.Joined, joined)
+	}
+	if lines := strings.Count(n.Log(), "joined the group"); lines != 1 {
+		t.Errorf("noded logged %d joins, want 1; its log:\n%s", lines, n.Log())
+	}
+}
+
+// A node whose master stops logs the loss once, keeps saying hello, and
+// joins again when masterd is back on the same address.
+func TestNodeRejoinsRestartedMaster(t *testing.T) {
+	md := startMasterd(t, nil, "--session-timeout", "2s")
+	n := startNode(t, "node1", nil, md.URL())
+	first := md.awaitNode("node1", "up", 20*time.Second, up)
+	sessionHeld(t, n, 1)
+
+	md.stop()
+	n.AwaitLogLine(t, "lost the session", "master="+md.URL())
+	sessionHeld(t, n, 0)
+	md.start(md.addr)
+	again := md.awaitNode("node1", "up again", 30*time.Second, func(x rpc.Node) bool { return up(x) && x.Joined.After(first.Joined) })
+	if again.BootID != first.BootID {
+		t.Errorf("node1 said hello again with boot id %s, want its own %s (noded did not restart)", again.BootID, first.BootID)
+	}
+	sessionHeld(t, n, 1)
+	log := n.Log()
+	if got := strings.Count(log, "joined the group"); got != 2 {
+		t.Errorf("noded logged %d joins, want 2; its log:\n%s", got, log)
+	}
+	if got := strings.Count(log, "lost the session"); got != 1 {
+		t.Errorf("noded logged the loss %d times, want once; its log:\n%s", got, log)
+	}
+}
+
+// With two masters in its list, one of them a closed port, a node joins
+// the live one whatever order it tries them in.
+func TestNodeJoinsTheLiveOfTwoMasters(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	md := startMasterd(t, nil)
+	for _, name := range []string{"node1", "node2", "node3"} {
+		n := startNode(t, name, nil, dead, md.URL())
+		md.awaitNode(name, "up", 20*time.Second, up)
+		n.AwaitLogLine(t, "joined the group", "master="+md.URL())
+	}
+}
+
+// SIGTERM sends a leave: masterd lists the node down at once, long
+// before its session would lapse.
+func TestNodeLeavesOnSIGTERM(t *testing.T) {
+	md := startMasterd(t, nil, "--session-timeout", "60s")
+	n := startNode(t, "node1", nil, md.URL())
+	md.awaitNode("node1", "up", 20*time.Second, up)
+	_, before, _ := md.node("node1")
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.LogLine("left the group", "master="+md.URL()); !ok {
+		t.Errorf("noded did not log its leave; its log:\n%s", n.Log())
+	}
+	md.awaitNode("node1", "down", 5*time.Second, down)
+	if _, after, _ := md.node("node1"); after <= before {
+		t.Errorf("group version %d after the leave, want above %d", after, before)
+	}
+}
+
+// A master that does not answer the leave (stopped) delays noded's
+// shutdown by the leave's bound only.
+func TestLeaveToAStoppedMasterIsBounded(t *testing.T) {
+	md := startMasterd(t, nil, "--session-timeout", "60s")
+	n := startNode(t, "node1", nil, md.URL())
+	md.awaitNode("node1", "up", 20*time.Second, up)
+	sessionHeld(t, n, 1)
+	if err := md.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer md.cmd.Process.Signal(syscall.SIGCONT)
+	start := time.Now()
+	if err := n.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Wait(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The leave's second, and the rest of the shutdown of a node with
+	// no call, which takes well under one more.
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("noded took %s to stop with its master stopped, want about 1s (the leave's bound)", took)
+	}
+	n.AwaitLogLine(t, "leaving the group: the master did not hear it")
+}
+
+// A node with TLS joins a masterd with TLS, each checking the other's
+// certificate; masterd refuses a node whose certificate names another
+// node, and the node refuses a "master" that serves with a node
+// certificate.
+func TestNodeJoinsOverTLS(t *testing.T) {
+	p := nodetest.NewPKI(t)
+	md := startMasterd(t, p)
+	n := startNode(t, "node1", p.NodeTLS(t, "node1"), md.URL())
+	got := md.awaitNode("node1", "up", 20*time.Second, up)
+	if want := "https://" + n.Addr(); got.URL != want {
+		t.Errorf("masterd lists node1 at %q, want %q", got.URL, want)
+	}
+	sessionHeld(t, n, 1)
+
+	// node2's own certificate, but it says it is node3 in its hello:
+	// noded refuses to start like that, so the test speaks for it.
+	t.Run("impostor", func(t *testing.T) {
+		crt, key := p.Issue(t, rpc.RoleNode, "node2")
+		pair, err := tls.LoadX509KeyPair(crt, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := observerTLS(t, p)
+		cfg.Certificates = []tls.Certificate{pair}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		body := `{"node":"node3","url":"https://127.0.0.1:1","version":"x","protocol":2,"boot_id":"b","functions":[],"calls":[]}`
+		req, _ := http.NewRequest(http.MethodPut, md.URL()+rpc.PathHello, strings.NewReader(body))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), string(rpc.KindForbidden)) {
+			t.Errorf("hello for node3 with node2's certificate: %s %s, want 403 forbidden", resp.Status, b)
+		}
+		if _, _, found := md.node("node3"); found {
+			t.Errorf("masterd lists node3 after a hello with node2's certificate")
+		}
+	})
+
+	t.Run("node certificate as master", func(t *testing.T) {
+		crt, key := p.Issue(t, rpc.RoleNode, "fake-master")
+		fake := &masterd{t: t, bin: nodetest.Binary(t, masterdPkg), dir: t.TempDir(), scheme: "https",
+			flags: []string{"--cert", crt, "--key", key, "--client-ca", p.CA()}}
+		fake.start("127.0.0.1:0")
+		t.Cleanup(fake.stop)
+		n2 := startNode(t, "node2", p.NodeTLS(t, "node2"), fake.URL())
+		n2.AwaitLogLine(t, "hello failed", "does not carry the master role")
+		sessionHeld(t, n2, 0)
+	})
+}
