@@ -394,3 +394,29 @@ func TestNodeJoinsOverTLS(t *testing.T) {
 		}
 	})
 }
+
+// A node frozen past its session timeout is listed down; thawed, its
+// next renewal is refused as unknown_session and it says hello again,
+// with the same boot id.
+func TestFrozenNodeSaysHelloAgain(t *testing.T) {
+	const timeout = time.Second
+	md := startMasterd(t, nil, "--session-timeout", timeout.String())
+	n := startNode(t, "node1", nil, md.URL())
+	first := md.awaitNode("node1", "up", 20*time.Second, up)
+	if err := n.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	md.awaitNode("node1", "down", 10*time.Second, down)
+	if took := time.Since(stopped); took > timeout+time.Second {
+		t.Errorf("masterd listed the frozen node down after %s, want within the session timeout and a second (%s)", took, timeout+time.Second)
+	}
+	if err := n.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	again := md.awaitNode("node1", "up again", 20*time.Second, func(x rpc.Node) bool { return up(x) && x.Joined.After(first.Joined) })
+	if again.BootID != first.BootID {
+		t.Errorf("node1 came back with boot id %s, want %s", again.BootID, first.BootID)
+	}
+	n.AwaitLogLine(t, "lost the session", "unknown_session")
+}
