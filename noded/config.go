@@ -180,6 +180,8 @@ Examples:
   noded --cert /etc/noded/node1.crt --key /etc/noded/node1.key \
         --client-ca /etc/noded/ca.crt --listen 0.0.0.0:1811
   noded --insecure --listen 127.0.0.1:1811   # plain HTTP, loopback only
+  noded ... --listen 0.0.0.0:1811 --master https://master1:1812 \
+        --node-name node1 --advertise https://node1:1811   # join a masterd
 
 Every flag but --config, --check-config, --print-config and --version is
 also a key of the configuration file (TOML), e.g. max-running = 500.
