@@ -3,8 +3,6 @@ package noded
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,12 +15,9 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/noderpc/noderpc/noded/service"
 	"github.com/noderpc/noderpc/rpc"
 )
-
-// refusalTimeout bounds the work spent on a connection that is refused:
-// its TLS handshake and the write of the refusal.
-const refusalTimeout = 2 * time.Second
 
 // maxPending bounds the connections being refused at once, and apart from
 // them those waiting for a slot. Past it a connection over the limits is
@@ -339,29 +334,15 @@ func (l *admission) open() int {
 	return len(l.conns)
 }
 
-// refuse answers c busy with status and closes it, within refusalTimeout.
+// refuse answers c busy with status and closes it, within service.RefusalTimeout.
 func (l *admission) refuse(c net.Conn, status int) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(refusalTimeout))
+	c.SetDeadline(time.Now().Add(service.RefusalTimeout))
 	rw := c
 	if l.tls != nil {
 		rw = tls.Server(c, l.tls)
 	}
-	writeAndDrain(rw, refusal(status))
-}
-
-// writeAndDrain writes a closing answer to rw, then reads what the client
-// sent until the client closes too (within rw's deadline): closing with
-// unread bytes would send a reset, which can destroy the answer before
-// the client reads it.
-func writeAndDrain(rw net.Conn, answer []byte) {
-	if _, err := rw.Write(answer); err != nil {
-		return
-	}
-	if cw, ok := rw.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
-	io.Copy(io.Discard, rw)
+	service.WriteAndDrain(rw, refusal(status))
 }
 
 // refusal is the HTTP answer to a connection over a limit: kind busy, so
@@ -371,16 +352,7 @@ func refusal(status int) []byte {
 	if status == http.StatusTooManyRequests {
 		msg = "this address holds as many connections as --max-conns-per-ip allows; retry later"
 	}
-	return closingAnswer(status, rpc.KindBusy, msg, "Retry-After: 1\r\n")
-}
-
-// closingAnswer is a whole HTTP answer of status whose body is an rpc
-// error of kind with msg, for a connection noded closes after it; headers
-// are extra header lines, each ending in CRLF.
-func closingAnswer(status int, kind rpc.Kind, msg, headers string) []byte {
-	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(kind, "%s", msg)}) // plain strings: cannot fail
-	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%sConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-		status, http.StatusText(status), headers, len(body), body)
+	return service.ClosingAnswer(status, rpc.KindBusy, msg, "Retry-After: 1\r\n")
 }
 
 // admissionCounts are the counters admission feeds: connections refused

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -99,8 +100,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		ln.Close()
 		return err
 	}
+	ln.headers = func() string {
+		return fmt.Sprintf("%s: %d\r\n", rpc.HeaderGroupVersion, ms.groupVersion())
+	}
+	checks := newChecker(d, ms)
+	defer checks.stop()
 	if d.cfg.CheckNodes {
-		ms.joined = newChecker(d, ms).check
+		ms.joined = checks.start
 	}
 	a := &api{members: ms, log: d.log, tls: d.certs != nil}
 	srv := newServer(a, &d.cfg, d.log)
@@ -150,7 +156,7 @@ const shutdownGrace = 2 * time.Second
 
 // listen opens the listening socket, in TLS unless --insecure; every
 // connection gets the TCP settings that see a dead peer within seconds.
-func (d *Daemon) listen() (net.Listener, error) {
+func (d *Daemon) listen() (*listener, error) {
 	ln := d.opts.Listener
 	if ln == nil {
 		var err error
@@ -166,11 +172,15 @@ func (d *Daemon) listen() (net.Listener, error) {
 }
 
 // listener sets service.DefaultDeadPeer on each connection it accepts,
-// and wraps it in TLS when masterd serves TLS.
+// checks the protocol of its first bytes, and wraps it in TLS when
+// masterd serves TLS.
 type listener struct {
 	net.Listener
 	tls *tls.Config
 	log *slog.Logger
+	// headers are the header lines of a refusal: the group version,
+	// which every answer carries.
+	headers func() string
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -181,6 +191,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err := service.DefaultDeadPeer.Apply(c); err != nil {
 		l.log.Warn("a connection without keepalive: a dead node is seen only when its session lapses", "remote", c.RemoteAddr().String(), "err", err)
 	}
+	// A client speaking plain HTTP to TLS, or TLS to plain HTTP, is told
+	// so instead of seeing the connection drop.
+	c = &service.SniffConn{Conn: c, ServesTLS: l.tls != nil, Daemon: "masterd", Log: l.log, Headers: l.headers}
 	if l.tls != nil {
 		return tls.Server(c, l.tls), nil
 	}
@@ -242,20 +255,61 @@ type checker struct {
 	// slots bounds the checks at once: a storm of joins must not become
 	// a storm of connections.
 	slots chan struct{}
+	// ctx ends when masterd stops, ending the checks under way, which
+	// Run waits for.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// mu orders the start of a check with stop, so that none starts
+	// once stop waits.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // checkTimeout bounds one check, retries included.
 const checkTimeout = 10 * time.Second
 
 func newChecker(d *Daemon, ms *members) *checker {
-	return &checker{d: d, ms: ms, slots: make(chan struct{}, 32)}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &checker{d: d, ms: ms, slots: make(chan struct{}, 32), ctx: ctx, cancel: cancel}
 }
 
-// check runs one check; it is called on a goroutine of its own.
+// stop ends the checks under way and waits for them.
+func (c *checker) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+}
+
+// start starts the check of a node that said hello, on a goroutine of
+// its own: it must not delay the answer to the hello.
+func (c *checker) start(node, nodeURL, bootID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.check(node, nodeURL, bootID)
+	}()
+}
+
+// check runs one check.
 func (c *checker) check(node, nodeURL, bootID string) {
-	c.slots <- struct{}{}
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.ctx.Done():
+		return
+	}
 	defer func() { <-c.slots }()
 	problem := c.call(nodeURL, bootID)
+	if c.ctx.Err() != nil {
+		return // masterd stops: the failure is its own, not the node's
+	}
 	if problem != "" {
 		c.d.log.Warn("a node that said hello does not answer at the URL it advertised: masters cannot call it (check its --advertise)",
 			"node", node, "url", nodeURL, "problem", problem)
@@ -286,7 +340,7 @@ func (c *checker) call(nodeURL, bootID string) string {
 		return err.Error()
 	}
 	defer client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, checkTimeout)
 	defer cancel()
 	v, err := client.Version(ctx)
 	switch {

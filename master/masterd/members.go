@@ -31,8 +31,9 @@ type members struct {
 	log        *slog.Logger
 	timeout    time.Duration // a session's timeout unless the node asks for more
 	maxTimeout time.Duration // the most a node may ask for
-	// joined, if set, is told of each hello once it is acknowledged
-	// (masterd checks that the node answers at its URL).
+	// joined, if set, is told of each hello once it is committed
+	// (masterd checks that the node answers at its URL); it must not
+	// block, as it is called under mu.
 	joined func(node, url, bootID string)
 
 	// cfgMu orders configuration changes, each a read, a write to the
@@ -197,7 +198,7 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	}
 	ms.log.Info("node joined", attrs...)
 	if ms.joined != nil {
-		go ms.joined(req.Node, req.URL, req.BootID)
+		ms.joined(req.Node, req.URL, req.BootID)
 	}
 	return ms.sessionLocked(req.Node, m), nil
 }

@@ -1,0 +1,97 @@
+package masterd
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestParseFlags checks flags, the configuration file under them, and
+// the refusals of what masterd cannot run with.
+func TestParseFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "masterd.conf")
+	os.WriteFile(file, []byte("session-timeout = \"4s\"\nstate-dir = \"/from/file\"\n"), 0o644)
+	cfg, _, err := ParseFlags([]string{"--config", file, "--insecure", "--state-dir", "/from/flag"}, nil)
+	if err != nil {
+		t.Fatalf("ParseFlags: %v", err)
+	}
+	if cfg.SessionTimeout != 4*time.Second || cfg.StateDir != "/from/flag" || !cfg.Insecure {
+		t.Errorf("ParseFlags = timeout %s, state dir %s, insecure %v; want 4s from the file, /from/flag from the flag, true", cfg.SessionTimeout, cfg.StateDir, cfg.Insecure)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Errorf("validate of a good configuration: %v", err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--session-timeout", "10ms", "--insecure"}, "--session-timeout must be at least"},
+		{[]string{"--max-session-timeout", "5s", "--insecure"}, "--max-session-timeout (5s) must be at least"},
+		{[]string{"--insecure", "--listen", "0.0.0.0:1812"}, "loopback"},
+		{[]string{"--cert", "x"}, "--cert FILE --key FILE --client-ca FILE"},
+		{[]string{"--insecure", "--cert", "x"}, "takes no --cert"},
+		{[]string{"--insecure", "--advertise", "https://m:1812"}, "want a http:// URL"},
+		{[]string{"--insecure", "--advertise", "http://m"}, "HOST:PORT"},
+		{[]string{"--insecure", "--state-dir", ""}, "--state-dir is required"},
+		{[]string{"--insecure", "--log-level", "loud"}, "--log-level"},
+	} {
+		cfg, _, err := ParseFlags(append([]string{"--config="}, tc.args...), nil)
+		if err == nil {
+			err = cfg.validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("masterd %q: %v; want an error saying %q", tc.args, err, tc.want)
+		}
+	}
+	_, _, err = ParseFlags([]string{"--config=", "--nope"}, nil)
+	var usage *UsageError
+	if !errors.As(err, &usage) {
+		t.Errorf("ParseFlags(--nope) = %v, want a *UsageError", err)
+	}
+}
+
+// TestPrintConfigRoundTrip checks that --print-config writes a file that
+// reads back to the same configuration.
+func TestPrintConfigRoundTrip(t *testing.T) {
+	args := []string{"--config=", "--insecure", "--session-timeout", "7s", "--max-session-timeout", "70s", "--state-dir", "/s", "--check-nodes=false"}
+	var out bytes.Buffer
+	if err := Command(t.Context(), append(args, "--print-config"), nil, &out, &out); err != nil {
+		t.Fatalf("--print-config: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "masterd.conf")
+	os.WriteFile(path, out.Bytes(), 0o644)
+	want, _, _ := ParseFlags(args, nil)
+	got, _, err := ParseFlags([]string{"--config", path}, nil)
+	if err != nil {
+		t.Fatalf("reading the printed configuration: %v\n%s", err, out.String())
+	}
+	got.ConfigFile, want.ConfigFile = "", ""
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("configuration read back = %+v\nwant %+v\nfile:\n%s", got, want, out.String())
+	}
+}
+
+// TestAdvertised checks masterd's own URL when --advertise is not given.
+func TestAdvertised(t *testing.T) {
+	for _, tc := range []struct {
+		cfg    Config
+		served string
+		want   string
+	}{
+		{Config{Insecure: true}, "127.0.0.1:1812", "http://127.0.0.1:1812"},
+		{Config{}, "0.0.0.0:1812", "https://127.0.0.1:1812"},
+		{Config{}, "[::]:1812", "https://[::1]:1812"},
+		{Config{Advertise: "https://m1:1812"}, "0.0.0.0:1812", "https://m1:1812"},
+	} {
+		if got := tc.cfg.advertised(tc.served); got != tc.want {
+			t.Errorf("advertised(%s) with --advertise %q = %s, want %s", tc.served, tc.cfg.Advertise, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,262 @@
+package masterd
+
+import (
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/noderpc/noderpc/master/registry"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+const testTimeout = 3 * time.Second
+
+// newTestMembers is a registry over a bbolt store in a directory of the
+// test's, on a fake clock, with a 3 s session timeout and a 30 s bound.
+func newTestMembers(t *testing.T, dir string) (*members, *fakeClock, *registry.Bolt) {
+	t.Helper()
+	store, err := registry.OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	ms, err := loadMembers(store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ms.close()
+		store.Close()
+	})
+	return ms, clock, store
+}
+
+func helloOf(name, boot string, calls ...rpc.CallSummary) *rpc.HelloRequest {
+	return &rpc.HelloRequest{Node: name, URL: "http://127.0.0.1:1811", BootID: boot, Version: "v1", Protocol: 1, Calls: calls}
+}
+
+func mustHello(t *testing.T, ms *members, req *rpc.HelloRequest) rpc.Session {
+	t.Helper()
+	s, err := ms.hello(req)
+	if err != nil {
+		t.Fatalf("hello(%s): %v", req.Node, err)
+	}
+	return s
+}
+
+func stateOf(t *testing.T, ms *members, name string) rpc.NodeState {
+	t.Helper()
+	n, err := ms.get(name)
+	if err != nil {
+		t.Fatalf("get(%s): %v", name, err)
+	}
+	return n.State
+}
+
+// TestExpiry checks that a session lapses exactly one timeout after the
+// last hello or renewal, no sooner, and that the node is then down on
+// disk too, with a new group version.
+func TestExpiry(t *testing.T) {
+	ms, clock, store := newTestMembers(t, t.TempDir())
+	s := mustHello(t, ms, helloOf("n1", "b1"))
+	clock.Advance(testTimeout - time.Millisecond)
+	if got := stateOf(t, ms, "n1"); got != rpc.NodeUp {
+		t.Fatalf("1ms before the timeout: state %s, want up", got)
+	}
+	if _, err := ms.renew(&rpc.RenewRequest{Node: "n1", Session: s.ID}); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	clock.Advance(testTimeout - time.Millisecond)
+	if got := stateOf(t, ms, "n1"); got != rpc.NodeUp {
+		t.Fatalf("1ms before the timeout from the renewal: state %s, want up", got)
+	}
+	before := ms.groupVersion()
+	clock.Advance(time.Millisecond)
+	if got := stateOf(t, ms, "n1"); got != rpc.NodeDown {
+		t.Fatalf("at the timeout from the renewal: state %s, want down", got)
+	}
+	if after := ms.groupVersion(); after != before+1 {
+		t.Errorf("group version %d after the expiry, want %d", after, before+1)
+	}
+	snap, err := store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := snap.Nodes["n1"]; r.Node.State != rpc.NodeDown || snap.Version != before+1 {
+		t.Errorf("on disk after the expiry: n1 %s, version %d; want down, %d", r.Node.State, snap.Version, before+1)
+	}
+	if _, err := ms.renew(&rpc.RenewRequest{Node: "n1", Session: s.ID}); !errors.Is(err, rpc.ErrUnknownSession) {
+		t.Errorf("renew of a lapsed session = %v, want unknown_session", err)
+	}
+}
+
+// TestSessionTimeoutAsked checks the bounds on what a node may ask.
+func TestSessionTimeoutAsked(t *testing.T) {
+	ms, _, _ := newTestMembers(t, t.TempDir())
+	for _, tc := range []struct {
+		asked float64
+		want  float64
+	}{{0, 3}, {1, 3}, {10, 10}, {100, 30}} {
+		req := helloOf("n1", "b1")
+		req.SessionTimeout = tc.asked
+		s := mustHello(t, ms, req)
+		within := maxHold(rpc.Duration(tc.want)).Seconds()
+		if s.Timeout != tc.want || s.RenewWithin != within {
+			t.Errorf("hello asking %vs: timeout %v, renew within %v; want %v, %v", tc.asked, s.Timeout, s.RenewWithin, tc.want, within)
+		}
+	}
+}
+
+// held starts a renewal of s holding up to hold seconds, once the
+// clock's pending timers are wantPending, and returns where its answer
+// arrives.
+func held(t *testing.T, ms *members, clock *fakeClock, node string, s rpc.Session, hold float64) <-chan rpc.Session {
+	t.Helper()
+	n := clock.pending()
+	got := make(chan rpc.Session, 1)
+	go func() {
+		a, err := ms.renew(&rpc.RenewRequest{Node: node, Session: s.ID, GroupVersion: s.GroupVersion, ConfigVersion: s.ConfigVersion, Hold: hold})
+		if err != nil {
+			t.Errorf("held renew: %v", err)
+		}
+		got <- a
+	}()
+	clock.awaitPending(t, n+1) // its hold's timer
+	return got
+}
+
+func answered(t *testing.T, got <-chan rpc.Session, what string) rpc.Session {
+	t.Helper()
+	select {
+	case s := <-got:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: the renewal did not answer", what)
+		return rpc.Session{}
+	}
+}
+
+func notAnswered(t *testing.T, got <-chan rpc.Session, what string) {
+	t.Helper()
+	select {
+	case s := <-got:
+		t.Fatalf("%s: the renewal answered %+v, want it held", what, s)
+	default:
+	}
+}
+
+// TestRenewHold checks when a renewal answers: at once when the node is
+// behind, at the end of its hold (capped at a third of the timeout), or
+// early on a change of the group or of its configuration.
+func TestRenewHold(t *testing.T) {
+	ms, clock, _ := newTestMembers(t, t.TempDir())
+	s := mustHello(t, ms, helloOf("n1", "b1"))
+	clock.Advance(groupWakeDelay) // the wake of the hello itself
+
+	behind, err := ms.renew(&rpc.RenewRequest{Node: "n1", Session: s.ID, GroupVersion: s.GroupVersion - 1, Hold: 1})
+	if err != nil || behind.GroupVersion != s.GroupVersion {
+		t.Fatalf("renew of a node behind = %+v, %v; want an answer at once", behind, err)
+	}
+
+	got := held(t, ms, clock, "n1", s, 60)
+	clock.Advance(testTimeout/3 - time.Millisecond)
+	notAnswered(t, got, "1ms before the hold cap")
+	clock.Advance(time.Millisecond)
+	if a := answered(t, got, "at the hold cap (a third of the timeout)"); a.GroupVersion != s.GroupVersion || a.ID != s.ID {
+		t.Errorf("answer at the hold cap = %+v, want the same session and version", a)
+	}
+
+	got = held(t, ms, clock, "n1", s, 60)
+	cfg, err := ms.setConfig(&rpc.SetConfigRequest{Node: "n1", Set: rpc.Config{"k": []byte(`2`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := answered(t, got, "after a change of the node's configuration")
+	if a.ConfigVersion == s.ConfigVersion || string(a.Config["k"]) != "2" || string(cfg.Effective["k"]) != "2" {
+		t.Errorf("answer after SetConfig = %+v, want the new configuration and its version", a)
+	}
+	s = a
+
+	got = held(t, ms, clock, "n1", s, 60)
+	mustHello(t, ms, helloOf("n2", "b2"))
+	notAnswered(t, got, "before the group wake")
+	clock.Advance(groupWakeDelay)
+	if a := answered(t, got, "after another node joined"); a.GroupVersion != s.GroupVersion+1 {
+		t.Errorf("answer after a join: group version %d, want %d", a.GroupVersion, s.GroupVersion+1)
+	}
+}
+
+// TestUnknownSession checks that renewals and leaves of sessions masterd
+// does not hold are refused with unknown_session, and that a leave marks
+// the node down at once.
+func TestUnknownSession(t *testing.T) {
+	ms, _, _ := newTestMembers(t, t.TempDir())
+	s := mustHello(t, ms, helloOf("n1", "b1"))
+	for _, tc := range []struct{ node, session string }{{"n1", "other"}, {"nobody", s.ID}} {
+		if _, err := ms.renew(&rpc.RenewRequest{Node: tc.node, Session: tc.session}); !errors.Is(err, rpc.ErrUnknownSession) {
+			t.Errorf("renew(%s, %s) = %v, want unknown_session", tc.node, tc.session, err)
+		}
+		if err := ms.leave(&rpc.LeaveRequest{Node: tc.node, Session: tc.session}); !errors.Is(err, rpc.ErrUnknownSession) {
+			t.Errorf("leave(%s, %s) = %v, want unknown_session", tc.node, tc.session, err)
+		}
+	}
+	if err := ms.leave(&rpc.LeaveRequest{Node: "n1", Session: s.ID}); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	if got := stateOf(t, ms, "n1"); got != rpc.NodeDown {
+		t.Errorf("after the leave: %s, want down", got)
+	}
+	if _, err := ms.get("nobody"); !errors.Is(err, rpc.ErrUnknownNode) {
+		t.Errorf("get(nobody) = %v, want unknown_node", err)
+	}
+}
+
+// TestNewBootLosesCalls checks that a hello with a new boot id marks the
+// unfinished calls of the old boot lost, keeps the finished ones out,
+// and keeps the lost ones across further hellos of the new boot.
+func TestNewBootLosesCalls(t *testing.T) {
+	ms, _, _ := newTestMembers(t, t.TempDir())
+	running := rpc.CallSummary{ID: "c1", FnName: "sleep", State: rpc.StateRunning}
+	done := rpc.CallSummary{ID: "c2", FnName: "echo", State: rpc.StateSucceeded}
+	mustHello(t, ms, helloOf("n1", "b1", running, done))
+	fresh := rpc.CallSummary{ID: "c3", FnName: "echo", State: rpc.StateRunning}
+	mustHello(t, ms, helloOf("n1", "b2", fresh))
+	mustHello(t, ms, helloOf("n1", "b2", fresh))
+	n, err := ms.get("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []rpc.NodeCall{{CallSummary: running, Lost: true}, {CallSummary: fresh}}
+	if len(n.Calls) != len(want) || n.Calls[0] != want[0] || n.Calls[1] != want[1] {
+		t.Errorf("calls after a new boot = %+v, want %+v", n.Calls, want)
+	}
+}
+
+// TestRestartMarksDown checks that a registry loaded from the store of
+// a masterd that stopped knows every node, each down, with the
+// configuration, in one new group version.
+func TestRestartMarksDown(t *testing.T) {
+	dir := t.TempDir()
+	ms, _, store := newTestMembers(t, dir)
+	mustHello(t, ms, helloOf("n1", "b1"))
+	mustHello(t, ms, helloOf("n2", "b2"))
+	if _, err := ms.setConfig(&rpc.SetConfigRequest{Node: "later", Set: rpc.Config{"k": []byte(`true`)}}); err != nil {
+		t.Fatal(err)
+	}
+	version := ms.groupVersion()
+	ms.close()
+	store.Close()
+
+	ms2, _, _ := newTestMembers(t, dir)
+	l := ms2.list()
+	if len(l.Nodes) != 2 || l.Nodes[0].State != rpc.NodeDown || l.Nodes[1].State != rpc.NodeDown {
+		t.Errorf("nodes after a restart = %+v, want n1 and n2, both down", l.Nodes)
+	}
+	if l.GroupVersion != version+1 {
+		t.Errorf("group version after a restart = %d, want %d", l.GroupVersion, version+1)
+	}
+	if c := ms2.config("later"); string(c.Own["k"]) != "true" {
+		t.Errorf("configuration of a node that never joined, after a restart = %+v, want k=true", c)
+	}
+}

@@ -1,0 +1,347 @@
+package masterd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// serve runs a Daemon of cfg (its Listen and StateDir filled in) in this
+// process on a loopback port until the test ends, and returns its base
+// URL.
+func serve(t *testing.T, cfg Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = ln.Addr().String()
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = DefaultSessionTimeout
+	}
+	cfg.MaxSessionTimeout = max(cfg.MaxSessionTimeout, cfg.SessionTimeout)
+	cfg.MaxConns, cfg.HeadTimeout, cfg.LogFormat, cfg.LogLevel = DefaultMaxConns, DefaultHeadTimeout, "text", "info"
+	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return cfg.advertised(cfg.Listen)
+}
+
+// call sends method path with body and returns the status, the decoded
+// error kind (if any), the group version header and the body.
+func call(t *testing.T, c *http.Client, base, method, path string, body []byte) (int, rpc.Kind, uint64, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	v, err := strconv.ParseUint(resp.Header.Get(rpc.HeaderGroupVersion), 10, 64)
+	if err != nil {
+		t.Errorf("%s %s answered %d without a valid %s: %q", method, path, resp.StatusCode, rpc.HeaderGroupVersion, resp.Header.Get(rpc.HeaderGroupVersion))
+	}
+	var e rpc.ErrorResponse
+	if resp.StatusCode >= 300 {
+		if err := json.Unmarshal(out, &e); err != nil || e.Error == nil {
+			t.Errorf("%s %s answered %d with a body that is no error object: %s", method, path, resp.StatusCode, out)
+			return resp.StatusCode, "", v, out
+		}
+		return resp.StatusCode, e.Error.Kind, v, out
+	}
+	return resp.StatusCode, "", v, out
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestServeInsecure runs the whole exchange over real HTTP: hello,
+// renewal, list, configuration, leave; and refuses bad requests with
+// their kinds, every answer with the group version.
+func TestServeInsecure(t *testing.T) {
+	base := serve(t, Config{Insecure: true})
+	c := &http.Client{Timeout: 20 * time.Second}
+
+	status, kind, v, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n1", "b1")))
+	var s rpc.Session
+	if status != 200 || json.Unmarshal(body, &s) != nil || s.ID == "" || v != s.GroupVersion || v != 1 {
+		t.Fatalf("hello = %d %s, header version %d, %s; want 200, a session, version 1 in both", status, kind, v, body)
+	}
+	if len(s.Masters) != 1 || s.Masters[0] != base {
+		t.Errorf("hello: masters %v, want [%s]", s.Masters, base)
+	}
+	renew := rpc.RenewRequest{Node: "n1", Session: s.ID, GroupVersion: s.GroupVersion, ConfigVersion: s.ConfigVersion}
+	if status, kind, _, body = call(t, c, base, "PUT", rpc.PathRenew, mustJSON(t, renew)); status != 200 {
+		t.Fatalf("renew = %d %s %s, want 200", status, kind, body)
+	}
+	status, _, _, body = call(t, c, base, "GET", rpc.PathListNodes, nil)
+	var l rpc.ListNodesResponse
+	if status != 200 || json.Unmarshal(body, &l) != nil || len(l.Nodes) != 1 || l.Nodes[0].State != rpc.NodeUp || l.Nodes[0].BootID != "b1" {
+		t.Fatalf("list = %d %s, want n1 up", status, body)
+	}
+	set := rpc.SetConfigRequest{Set: rpc.Config{"color": []byte(`"blue"`)}}
+	if status, kind, _, body = call(t, c, base, "PUT", rpc.PathSetConfig, mustJSON(t, set)); status != 200 || !strings.Contains(string(body), `"blue"`) {
+		t.Fatalf("set config = %d %s %s", status, kind, body)
+	}
+	status, _, _, body = call(t, c, base, "PUT", rpc.PathGetConfig, []byte(`{"node":"n1"}`))
+	var cfg rpc.ConfigResponse
+	if status != 200 || json.Unmarshal(body, &cfg) != nil || string(cfg.Effective["color"]) != `"blue"` {
+		t.Errorf("get config of n1 = %d %s, want the group's color in its effective configuration", status, body)
+	}
+	if status, kind, _, body = call(t, c, base, "PUT", rpc.PathLeave, mustJSON(t, rpc.LeaveRequest{Node: "n1", Session: s.ID})); status != 200 {
+		t.Fatalf("leave = %d %s %s", status, kind, body)
+	}
+	status, _, v, body = call(t, c, base, "PUT", rpc.PathGetNode, []byte(`{"node":"n1"}`))
+	var n rpc.Node
+	if status != 200 || json.Unmarshal(body, &n) != nil || n.State != rpc.NodeDown || v != 2 {
+		t.Errorf("get node after the leave = %d, version %d, %s; want n1 down at version 2", status, v, body)
+	}
+
+	for _, tc := range []struct {
+		name, method, path string
+		body               []byte
+		status             int
+		kind               rpc.Kind
+	}{
+		{"malformed JSON", "PUT", rpc.PathHello, []byte(`{"node":`), 400, rpc.KindBadRequest},
+		{"unknown field", "PUT", rpc.PathHello, []byte(`{"node":"n1","url":"http://x:1","boot_id":"b","nope":1}`), 400, rpc.KindBadRequest},
+		{"missing boot id", "PUT", rpc.PathHello, []byte(`{"node":"n1","url":"http://x:1"}`), 400, rpc.KindBadRequest},
+		{"empty body", "PUT", rpc.PathRenew, nil, 400, rpc.KindBadRequest},
+		{"unknown session", "PUT", rpc.PathRenew, []byte(`{"node":"n1","session":"gone"}`), 404, rpc.KindUnknownSession},
+		{"unknown node", "PUT", rpc.PathGetNode, []byte(`{"node":"nobody"}`), 404, rpc.KindUnknownNode},
+		{"no node named", "PUT", rpc.PathGetNode, []byte(`{}`), 400, rpc.KindBadRequest},
+		{"set nothing", "PUT", rpc.PathSetConfig, []byte(`{"node":"n1"}`), 400, rpc.KindBadRequest},
+		{"wrong method", "GET", rpc.PathHello, nil, 400, rpc.KindBadRequest},
+		{"no such path", "GET", "/Nope", nil, 400, rpc.KindBadRequest},
+		{"GET with a body", "GET", rpc.PathListNodes, []byte(`{}`), 400, rpc.KindBadRequest},
+	} {
+		status, kind, _, body := call(t, c, base, tc.method, tc.path, tc.body)
+		if status != tc.status || kind != tc.kind {
+			t.Errorf("%s: %s %s = %d %s %s; want %d %s", tc.name, tc.method, tc.path, status, kind, clipped(body), tc.status, tc.kind)
+		}
+	}
+}
+
+// TestOversizeBody checks that a body over its procedure's bound is
+// refused from the declared length alone, before a byte of it is read.
+func TestOversizeBody(t *testing.T) {
+	base := serve(t, Config{Insecure: true})
+	for _, tc := range []struct {
+		path string
+		size int
+	}{{rpc.PathRenew, smallBody + 1}, {rpc.PathHello, maxHelloBody + 1}, {rpc.PathSetConfig, maxConfigBody + 1}} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: m\r\nContent-Length: %d\r\n\r\n", tc.path, tc.size)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("PUT %s of %d bytes: %v", tc.path, tc.size, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		c.Close()
+		var e rpc.ErrorResponse
+		if resp.StatusCode != 413 || json.Unmarshal(body, &e) != nil || e.Error.Kind != rpc.KindTooLarge || resp.Header.Get(rpc.HeaderGroupVersion) == "" {
+			t.Errorf("PUT %s of %d bytes = %d %s %s; want 413 too_large with the group version", tc.path, tc.size, resp.StatusCode, resp.Header, body)
+		}
+	}
+}
+
+func clipped(b []byte) string {
+	if len(b) > 300 {
+		return string(b[:300]) + "..."
+	}
+	return string(b)
+}
+
+// TestCheckNode checks that masterd calls a real noded at the URL its
+// hello advertised, and records whether the boot id matches.
+func TestCheckNode(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	base := serve(t, Config{Insecure: true, CheckNodes: true})
+	mc, err := master.New(node.Addr(), master.Options{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	v, err := mc.Version(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 20 * time.Second}
+	for _, tc := range []struct {
+		name, url, boot string
+		reachable       bool
+		problem         string
+	}{
+		{"good", node.URL(), v.BootID, true, ""},
+		{"another boot", node.URL(), "not-" + v.BootID, false, "boot id"},
+		{"nobody there", "http://127.0.0.1:1", "b", false, "unreachable"},
+	} {
+		req := helloOf(tc.name, tc.boot)
+		req.URL = tc.url
+		if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
+			t.Fatalf("hello = %d %s %s", status, kind, body)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, _, _, body := call(t, c, base, "PUT", rpc.PathGetNode, mustJSON(t, rpc.NodeRequest{Node: tc.name}))
+			var n rpc.Node
+			if err := json.Unmarshal(body, &n); err != nil {
+				t.Fatal(err)
+			}
+			if n.Reachable || n.Problem != "" {
+				if n.Reachable != tc.reachable || !strings.Contains(n.Problem, tc.problem) {
+					t.Errorf("%s: reachable %v, problem %q; want %v, %q", tc.name, n.Reachable, n.Problem, tc.reachable, tc.problem)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not checked within 30s", tc.name)
+			}
+			time.Sleep(20 * time.Millisecond) // the check runs on its own; nothing to wait on
+		}
+	}
+}
+
+// TestTLSRoles checks masterd's mutual TLS: a node may speak only for
+// the node its certificate names, and only masters and observers read,
+// only masters write configuration.
+func TestTLSRoles(t *testing.T) {
+	pki := nodetest.NewPKI(t)
+	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
+	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA()})
+	client := func(role rpc.Role, name string) *http.Client {
+		crt, key := pki.Issue(t, role, name)
+		cfg, err := master.LoadTLS(crt, key, pki.CA())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	n1, observer, admin := client(rpc.RoleNode, "n1"), client(rpc.RoleObserver, "o1"), client(rpc.RoleMaster, "m2")
+
+	plain := &http.Client{Timeout: 20 * time.Second}
+	if status, kind, _, body := call(t, plain, "http"+strings.TrimPrefix(base, "https"), "GET", rpc.PathListNodes, nil); status != 400 || kind != rpc.KindTLSMismatch {
+		t.Errorf("plain HTTP to masterd serving TLS = %d %s %s; want 400 tls_mismatch", status, kind, body)
+	}
+
+	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n2", "b")))
+	if status != 403 || kind != rpc.KindForbidden || !strings.Contains(string(body), `\"n1\"`) || !strings.Contains(string(body), `\"n2\"`) {
+		t.Errorf("hello for n2 with n1's certificate = %d %s %s; want 403 forbidden naming both", status, kind, body)
+	}
+	if status, kind, _, body = call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n1", "b"))); status != 200 {
+		t.Errorf("hello for n1 with its certificate = %d %s %s; want 200", status, kind, body)
+	}
+	for _, tc := range []struct {
+		who    string
+		c      *http.Client
+		method string
+		path   string
+		body   string
+		status int
+	}{
+		{"node", n1, "GET", rpc.PathListNodes, "", 403},
+		{"observer", observer, "GET", rpc.PathListNodes, "", 200},
+		{"observer", observer, "PUT", rpc.PathSetConfig, `{"set":{"a":1}}`, 403},
+		{"observer", observer, "PUT", rpc.PathHello, string(mustJSON(t, helloOf("o1", "b"))), 403},
+		{"master", admin, "PUT", rpc.PathSetConfig, `{"set":{"a":1}}`, 200},
+		{"master", admin, "PUT", rpc.PathGetNode, `{"node":"n1"}`, 200},
+	} {
+		if status, kind, _, body := call(t, tc.c, base, tc.method, tc.path, []byte(tc.body)); status != tc.status {
+			t.Errorf("%s: %s %s = %d %s %s; want %d", tc.who, tc.method, tc.path, status, kind, body, tc.status)
+		}
+	}
+}
+
+// TestCheckNodeTLS checks that masterd calls a node serving TLS with its
+// master certificate, which the node accepts.
+func TestCheckNodeTLS(t *testing.T) {
+	pki := nodetest.NewPKI(t)
+	node := nodetest.Start(t, nodetest.Options{TLS: pki.NodeTLS(t, "n1")})
+	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
+	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA(), CheckNodes: true})
+	ncrt, nkey := pki.Issue(t, rpc.RoleNode, "n1")
+	cfg, err := master.LoadTLS(ncrt, nkey, pki.CA())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	adminCfg, err := master.LoadTLS(crt, key, pki.CA())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := master.New(node.Addr(), master.Options{TLS: adminCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	v, err := mc.Version(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := helloOf("n1", v.BootID)
+	req.URL = node.URL()
+	if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
+		t.Fatalf("hello = %d %s %s", status, kind, body)
+	}
+	admin := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: adminCfg}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, _, body := call(t, admin, base, "PUT", rpc.PathGetNode, []byte(`{"node":"n1"}`))
+		var n rpc.Node
+		if err := json.Unmarshal(body, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n.Reachable {
+			return
+		}
+		if n.Problem != "" {
+			t.Fatalf("masterd could not call the node over TLS: %s", n.Problem)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the node was not checked within 30s")
+		}
+		time.Sleep(20 * time.Millisecond) // the check runs on its own; nothing to wait on
+	}
+}
