@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,41 +19,32 @@ import (
 
 func TestMain(m *testing.M) { nodetest.Main(m) }
 
-// masterdPkg is the master daemon the nodes of these tests join.
-const masterdPkg = "github.com/noderpc/noderpc/master/cmd/masterd"
-
-// masterd is one master daemon of a test, restartable on its address
-// with its state directory.
+// masterd is one master daemon of a test (the harness's), with a client
+// that lists its nodes.
 type masterd struct {
+	*nodetest.Masterd
 	t      *testing.T
-	bin    string
-	dir    string
-	flags  []string
-	scheme string
 	client *http.Client
-	addr   string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	starts int
 }
 
 // startMasterd starts masterd on a free loopback port, plain HTTP
 // without pki, else with a master certificate of p; flags come last.
-// The test's cleanup stops it.
 func startMasterd(t *testing.T, p *nodetest.PKI, flags ...string) *masterd {
 	t.Helper()
-	m := &masterd{t: t, bin: nodetest.Binary(t, masterdPkg), dir: t.TempDir(), scheme: "http", client: &http.Client{Timeout: 10 * time.Second}}
-	if p == nil {
-		m.flags = []string{"--insecure"}
-	} else {
-		crt, key := p.Issue(t, rpc.RoleMaster, "master1")
-		m.flags = []string{"--cert", crt, "--key", key, "--client-ca", p.CA()}
-		m.scheme = "https"
+	return startMasterdAs(t, p, rpc.RoleMaster, flags...)
+}
+
+// startMasterdAs is startMasterd serving with a certificate of role.
+func startMasterdAs(t *testing.T, p *nodetest.PKI, role rpc.Role, flags ...string) *masterd {
+	t.Helper()
+	opts := nodetest.MasterdOptions{Flags: flags}
+	m := &masterd{t: t, client: &http.Client{Timeout: 10 * time.Second}}
+	if p != nil {
+		crt, key := p.Issue(t, role, "master-"+string(role))
+		opts.TLS = &nodetest.TLS{Cert: crt, Key: key, ClientCA: p.CA()}
 		m.client.Transport = &http.Transport{TLSClientConfig: observerTLS(t, p)}
 	}
-	m.flags = append(m.flags, flags...)
-	m.start("127.0.0.1:0")
-	t.Cleanup(m.stop)
+	m.Masterd = nodetest.StartMasterd(t, opts)
 	return m
 }
 
@@ -75,78 +64,6 @@ func observerTLS(t *testing.T, p *nodetest.PKI) *tls.Config {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
 	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS13}
-}
-
-func (m *masterd) start(listen string) {
-	m.t.Helper()
-	m.starts++
-	addrFile := filepath.Join(m.dir, fmt.Sprintf("addr-%d", m.starts))
-	logFile, err := os.Create(filepath.Join(m.dir, fmt.Sprintf("masterd-%d.log", m.starts)))
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	defer logFile.Close()
-	args := append([]string{"--config=", "--listen", listen, "--state-dir", filepath.Join(m.dir, "state"), "--addr-file", addrFile}, m.flags...)
-	m.cmd = exec.Command(m.bin, args...)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatalf("starting masterd: %v", err)
-	}
-	done := make(chan struct{})
-	m.done = done
-	go func(cmd *exec.Cmd) { cmd.Wait(); close(done) }(m.cmd)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, err := os.ReadFile(addrFile); err == nil && strings.HasSuffix(string(b), "\n") {
-			m.addr = strings.TrimSpace(string(b))
-			return
-		}
-		select {
-		case <-done:
-			m.t.Fatalf("masterd %q exited at start; its log:\n%s", args, m.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("masterd did not listen within 30s; its log:\n%s", m.log())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a file, which has no event to wait on
-	}
-}
-
-// log returns the log of the latest start.
-func (m *masterd) log() string {
-	b, _ := os.ReadFile(filepath.Join(m.dir, fmt.Sprintf("masterd-%d.log", m.starts)))
-	return string(b)
-}
-
-// URL is where nodes say hello.
-func (m *masterd) URL() string { return m.scheme + "://" + m.addr }
-
-// stop stops masterd with SIGCONT and SIGTERM, and SIGKILL past 20s.
-// It is idempotent.
-func (m *masterd) stop() {
-	select {
-	case <-m.done:
-		return
-	default:
-	}
-	m.cmd.Process.Signal(syscall.SIGCONT)
-	m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.done:
-	case <-time.After(20 * time.Second):
-		m.cmd.Process.Kill()
-		<-m.done
-		m.t.Errorf("masterd did not stop within 20s of SIGTERM; its log:\n%s", m.log())
-	}
-}
-
-// restart stops masterd and starts it again on the same address with
-// the same state.
-func (m *masterd) restart() {
-	m.t.Helper()
-	m.stop()
-	m.start(m.addr)
 }
 
 // nodes lists the nodes masterd knows.
@@ -192,7 +109,7 @@ func (m *masterd) awaitNode(name, what string, within time.Duration, ok func(rpc
 			return n
 		}
 		if time.Now().After(deadline) {
-			m.t.Fatalf("masterd: node %s not %s within %s; it lists %+v (found: %v); masterd's log:\n%s", name, what, within, n, found, m.log())
+			m.t.Fatalf("masterd: node %s not %s within %s; it lists %+v (found: %v); masterd's log:\n%s", name, what, within, n, found, m.Log())
 		}
 		time.Sleep(20 * time.Millisecond) // polling masterd's list, which has no event to wait on
 	}
@@ -260,10 +177,14 @@ func TestNodeRejoinsRestartedMaster(t *testing.T) {
 	first := md.awaitNode("node1", "up", 20*time.Second, up)
 	sessionHeld(t, n, 1)
 
-	md.stop()
+	if err := md.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	n.AwaitLogLine(t, "lost the session", "master="+md.URL())
 	sessionHeld(t, n, 0)
-	md.start(md.addr)
+	if err := md.Relaunch(); err != nil {
+		t.Fatal(err)
+	}
 	again := md.awaitNode("node1", "up again", 30*time.Second, func(x rpc.Node) bool { return up(x) && x.Joined.After(first.Joined) })
 	if again.BootID != first.BootID {
 		t.Errorf("node1 said hello again with boot id %s, want its own %s (noded did not restart)", again.BootID, first.BootID)
@@ -321,10 +242,10 @@ func TestLeaveToAStoppedMasterIsBounded(t *testing.T) {
 	n := startNode(t, "node1", nil, md.URL())
 	md.awaitNode("node1", "up", 20*time.Second, up)
 	sessionHeld(t, n, 1)
-	if err := md.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := md.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer md.cmd.Process.Signal(syscall.SIGCONT)
+	defer md.Signal(syscall.SIGCONT)
 	start := time.Now()
 	if err := n.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -382,11 +303,7 @@ func TestNodeJoinsOverTLS(t *testing.T) {
 	})
 
 	t.Run("node certificate as master", func(t *testing.T) {
-		crt, key := p.Issue(t, rpc.RoleNode, "fake-master")
-		fake := &masterd{t: t, bin: nodetest.Binary(t, masterdPkg), dir: t.TempDir(), scheme: "https",
-			flags: []string{"--cert", crt, "--key", key, "--client-ca", p.CA()}}
-		fake.start("127.0.0.1:0")
-		t.Cleanup(fake.stop)
+		fake := startMasterdAs(t, p, rpc.RoleNode)
 		n2 := startNode(t, "node2", p.NodeTLS(t, "node2"), fake.URL())
 		n2.AwaitLogLine(t, "hello failed", "does not carry the master role")
 		if _, joined := n2.LogLine("joined the group"); joined {
