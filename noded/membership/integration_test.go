@@ -337,3 +337,35 @@ func TestFrozenNodeSaysHelloAgain(t *testing.T) {
 	}
 	n.AwaitLogLine(t, "lost the session", "unknown_session")
 }
+
+// A configuration set on masterd reaches the node through its held
+// renewal, which masterd answers at once, long before the hold ends;
+// the node logs the new keys and version once.
+func TestConfigurationReachesTheNode(t *testing.T) {
+	md := startMasterd(t, nil, "--session-timeout", "60s") // a hold of 20s
+	n := startNode(t, "node1", nil, md.URL())
+	md.awaitNode("node1", "up", 20*time.Second, up)
+	n.AwaitLogLine(t, "msg=configuration", "keys=[]")
+
+	set := time.Now()
+	req, _ := http.NewRequest(http.MethodPut, md.URL()+rpc.PathSetConfig, strings.NewReader(`{"node":"node1","set":{"color":"blue"}}`))
+	resp, err := md.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT %s: %s %s, want 200", rpc.PathSetConfig, resp.Status, body)
+	}
+	line := n.AwaitLogLine(t, "msg=configuration", "keys=[color]")
+	if took := time.Since(set); took > 5*time.Second {
+		t.Errorf("the node heard of the configuration %s after it was set, want at once (its renewal is held 20s)", took)
+	}
+	if strings.Contains(line, "version=0 ") {
+		t.Errorf("the configuration line has version 0: %s", line)
+	}
+	if got := strings.Count(n.Log(), "msg=configuration"); got != 2 {
+		t.Errorf("noded logged the configuration %d times, want twice (at the join and at the change); its log:\n%s", got, n.Log())
+	}
+}
