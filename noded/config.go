@@ -7,12 +7,16 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"regexp"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/noded/functions"
+	"github.com/noderpc/noderpc/noded/membership"
 	"github.com/noderpc/noderpc/noded/service"
 )
 
@@ -45,6 +49,19 @@ type Config struct {
 	Version        bool
 	Warm           int
 	Containment    string
+
+	// Masters are the masterd URLs noded says hello to (--master,
+	// repeatable); none leaves the node out of any group.
+	Masters MasterList
+	// NodeName is the name the node joins under: the common name of its
+	// certificate.
+	NodeName string
+	// Advertise is where masters should call the node; empty derives it
+	// from the address served on.
+	Advertise string
+	// SessionTimeout, above 0, asks masterd for a longer session timeout
+	// than its default.
+	SessionTimeout time.Duration
 
 	// ConfigFile is the configuration file read before the command
 	// line is applied; empty means none.
@@ -163,6 +180,8 @@ Examples:
   noded --cert /etc/noded/node1.crt --key /etc/noded/node1.key \
         --client-ca /etc/noded/ca.crt --listen 0.0.0.0:1811
   noded --insecure --listen 127.0.0.1:1811   # plain HTTP, loopback only
+  noded ... --listen 0.0.0.0:1811 --master https://master1:1812 \
+        --node-name node1 --advertise https://node1:1811   # join a masterd
 
 Every flag but --config, --check-config, --print-config and --version is
 also a key of the configuration file (TOML), e.g. max-running = 500.
@@ -196,6 +215,10 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	fs.IntVar(&c.Warm, "warm", DefaultWarm, "Go function processes kept started and ready for a call (0: every call starts cold)")
 	fs.StringVar(&c.Containment, "containment", string(jobs.ContainAuto), "how a call's processes are kept together to be killed: auto, cgroup (a call that cannot have its own cgroup fails) or process-group")
+	fs.Var(&c.Masters, "master", "`URL` of a masterd to say hello to (https://HOST:PORT; http:// on loopback with --insecure); repeat it, or separate URLs with commas, for several")
+	fs.StringVar(&c.NodeName, "node-name", hostname(), "`name` the node joins its masters under: its certificate's common name")
+	fs.StringVar(&c.Advertise, "advertise", "", "`URL` masters call this node at (default: the address served on, with https://, or http:// under --insecure)")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", 0, "session timeout to ask masterd for, within its bound (0: masterd's default)")
 	fs.StringVar(&c.ConfigFile, "config", DefaultConfigFile, "configuration `file` (TOML; keys are the flag names, flags given on the command line win); '' for none")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "check the configuration file and flags, then exit: 0 when valid, 2 when not")
 	fs.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration as a configuration file and exit")
@@ -282,6 +305,9 @@ func (c *Config) validate() error {
 	if err := checkFunctionsDir(c.FunctionsDir); err != nil {
 		return err
 	}
+	if err := c.checkMembership(); err != nil {
+		return err
+	}
 	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
 	switch {
 	case c.Insecure && given:
@@ -292,6 +318,82 @@ func (c *Config) validate() error {
 		return errors.New("noded serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
 			"(keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME), " +
 			"or --insecure to serve plain HTTP on a loopback --listen address")
+	}
+	return nil
+}
+
+// checkMembership refuses master and advertised URLs of the wrong form
+// or of the wrong scheme for --insecure, and a node that could not tell
+// its masters its name or where to call it.
+func (c *Config) checkMembership() error {
+	if c.SessionTimeout < 0 {
+		return fmt.Errorf("--session-timeout must be >= 0, got %v", c.SessionTimeout)
+	}
+	if c.Advertise != "" {
+		if _, err := membership.CheckURL("--advertise", c.Advertise, c.Insecure); err != nil {
+			return err
+		}
+	}
+	if len(c.Masters) == 0 {
+		return nil
+	}
+	for _, m := range c.Masters {
+		if _, err := membership.CheckURL("--master", m, c.Insecure); err != nil {
+			return err
+		}
+	}
+	if c.NodeName == "" {
+		return errors.New("--node-name is required with --master: the host name is not known")
+	}
+	if strings.ContainsFunc(c.NodeName, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return fmt.Errorf("--node-name %q: a name without spaces or control characters, as its certificate's common name", c.NodeName)
+	}
+	if c.Advertise == "" {
+		// The listen address is called as is: one that means every
+		// address of the host names none a master could call.
+		host, _, _ := net.SplitHostPort(c.Listen) // checkListen passed
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return fmt.Errorf("--listen %q serves every address of the host, which a master cannot call: pass --advertise https://NAME:PORT with a name of the node's certificate", c.Listen)
+		}
+	}
+	return nil
+}
+
+// advertised is the URL masters call the node at: --advertise, or the
+// address served on, addr, with the scheme noded serves.
+func (c *Config) advertised(addr string) string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	if c.Insecure {
+		return "http://" + addr
+	}
+	return "https://" + addr
+}
+
+// hostname is the default --node-name; empty when the kernel has none.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// MasterList is the value of the repeatable --master flag: each use adds
+// one URL, or several separated by commas (the form of the configuration
+// file key, a string).
+type MasterList []string
+
+// String joins the URLs with commas, the form Set reads back.
+func (l *MasterList) String() string { return strings.Join(*l, ",") }
+
+// Get returns the URLs, for flag.Getter.
+func (l *MasterList) Get() any { return []string(*l) }
+
+// Set adds the comma-separated URLs of v.
+func (l *MasterList) Set(v string) error {
+	for u := range strings.SplitSeq(v, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			*l = append(*l, u)
+		}
 	}
 	return nil
 }

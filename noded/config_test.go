@@ -50,6 +50,8 @@ func otherValue(f *flag.Flag) (string, bool) {
 		return strconv.FormatUint(v+7, 10), true
 	case float64:
 		return strconv.FormatFloat(v+0.5, 'g', -1, 64), true
+	case []string:
+		return "https://m1.example:1812,https://m2.example:1812", true
 	case string:
 		// Quotes, a backslash and spaces check the file's quoting.
 		return `/srv/it's a "` + f.Name + `" \ value`, true

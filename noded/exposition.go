@@ -37,6 +37,7 @@ var families = map[string]family{
 	"noded_connections_limit":             {"gauge", "The most connections admitted at once (max-conns)."},
 	"noded_connections_refused_total":     {"counter", "Connections refused at the listener, by the limit that refused them."},
 	"noded_connections_idle_closed_total": {"counter", "Idle keep-alive connections closed to admit a new one at max-conns."},
+	"noded_master_session":                {"gauge", "1 while the node holds a session with a master (noded --master), 0 otherwise."},
 	"noded_spawn_seconds":                 {"histogram", "Time to start a function process."},
 	"noded_call_duration_seconds":         {"histogram", "Time from a call's start to its end, by function."},
 

@@ -22,10 +22,12 @@ package noded
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -36,6 +38,7 @@ import (
 	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/noded/functions"
+	"github.com/noderpc/noderpc/noded/membership"
 	"github.com/noderpc/noderpc/noded/service"
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -82,8 +85,29 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			return nil, &UsageError{err}
 		}
 		d.certs = certs
+		if err := checkNodeCert(cfg, certs.Current()); err != nil {
+			return nil, &UsageError{err}
+		}
 	}
 	return d, nil
+}
+
+// checkNodeCert refuses, when noded says hello to masters, a certificate
+// masterd would refuse every hello from: one naming another node, or one
+// made for serving only (issued before node certificates carried client
+// auth).
+func checkNodeCert(cfg Config, leaf *x509.Certificate) error {
+	if len(cfg.Masters) == 0 {
+		return nil
+	}
+	if leaf.Subject.CommonName != cfg.NodeName {
+		return fmt.Errorf("--cert %s names %q, and --node-name is %q: masterd takes a hello only from the certificate of the node it names; pass --node-name %s or the node's own certificate",
+			cfg.Cert, leaf.Subject.CommonName, cfg.NodeName, leaf.Subject.CommonName)
+	}
+	if eku := leaf.ExtKeyUsage; len(eku) > 0 && !slices.Contains(eku, x509.ExtKeyUsageClientAuth) && !slices.Contains(eku, x509.ExtKeyUsageAny) {
+		return fmt.Errorf("--cert %s is not a client certificate too (no client auth key usage), which saying hello to a master needs: issue it again with noderpc certs issue --node %s", cfg.Cert, leaf.Subject.CommonName)
+	}
+	return nil
 }
 
 // Run serves until ctx ends, then stops every function process and
@@ -146,6 +170,34 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		<-ctx.Done()
 		return nil
 	}, func(error) {})
+	member, err := d.member(ln.Addr().String(), a.version.BootID, fns, table)
+	if err != nil {
+		d.stopTable(table)
+		ln.Close()
+		return &UsageError{err}
+	}
+	m.set.NewGauge("noded_master_session", func() float64 {
+		if member != nil && member.Held() {
+			return 1
+		}
+		return 0
+	})
+	if member != nil {
+		// Before the server: run.Group interrupts actors in the order
+		// they were added, and this interrupt returns once the leave is
+		// sent (within membership.LeaveTimeout), so masters list the
+		// node down before it refuses new calls.
+		mctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		g.Add(func() error {
+			defer close(done)
+			member.Run(mctx)
+			return nil
+		}, func(error) {
+			cancel()
+			<-done
+		})
+	}
 	g.Add(actor(func(stop <-chan struct{}) { d.reloadCerts(reload, stop) }))
 	g.Add(actor(func(stop <-chan struct{}) { d.expire(table, stop) }))
 	var stopErr error
@@ -211,6 +263,38 @@ func (d *Daemon) stopTable(table *jobs.Table) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownGrace+5*time.Second)
 	defer cancel()
 	return table.Shutdown(ctx)
+}
+
+// member is the node's membership of the group of its --master list,
+// nil without one. addr is the address served on.
+func (d *Daemon) member(addr, bootID string, fns *functions.Resolver, table *jobs.Table) (*membership.Member, error) {
+	if len(d.cfg.Masters) == 0 {
+		return nil, nil
+	}
+	cfg := membership.Config{
+		Masters:        d.cfg.Masters,
+		Node:           d.cfg.NodeName,
+		URL:            d.cfg.advertised(addr),
+		BootID:         bootID,
+		SessionTimeout: d.cfg.SessionTimeout,
+		Facts: func() ([]rpc.Function, []rpc.CallSummary) {
+			return fns.List(), table.List()
+		},
+		Logger: d.log.With("component", "membership"),
+	}
+	if d.certs != nil {
+		cfg.TLS = d.masterTLS
+	}
+	return membership.New(cfg)
+}
+
+// masterTLS is the configuration of a connection to a master at
+// serverName: the node's certificate in force and the cluster CA. Read
+// at each dial, so a SIGHUP reload applies to the next connection.
+func (d *Daemon) masterTLS(serverName string) (*tls.Config, error) {
+	cfg := d.certs.ClientConfig()
+	cfg.ServerName = serverName
+	return cfg, nil
 }
 
 // actor adapts a task that runs until stop is closed to run.Group.
