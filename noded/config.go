@@ -18,6 +18,7 @@ import (
 	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/noded/membership"
 	"github.com/noderpc/noderpc/noded/service"
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // Config is everything noded can be told on its command line or in its
@@ -448,7 +449,7 @@ func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
 
 // tlsFiles returns the files of c's TLS identity.
 func (c *Config) tlsFiles() service.TLSFiles {
-	return service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA, IssueHint: "noderpc certs issue --node NAME"}
+	return service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA, Role: rpc.RoleNode, IssueHint: "noderpc certs issue --node NAME"}
 }
 
 // jobsConfig is the part of c the job table takes.

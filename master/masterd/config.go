@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/noderpc/noderpc/noded/service"
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // Config is everything masterd can be told on its command line or in its
@@ -260,5 +261,5 @@ func (c *Config) advertised(served string) string {
 
 // tlsFiles are the files of masterd's TLS identity.
 func (c *Config) tlsFiles() service.TLSFiles {
-	return service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA, IssueHint: "noderpc certs issue --master NAME"}
+	return service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA, Role: rpc.RoleMaster, IssueHint: "noderpc certs issue --master NAME"}
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // TLSFiles name the files of a daemon's TLS identity, as given by
@@ -15,6 +17,11 @@ import (
 // SIGHUP.
 type TLSFiles struct {
 	Cert, Key, ClientCA string
+	// Role is the role the certificate must carry: noded serves as a
+	// node, masterd as a master. Now that both kinds may serve and call,
+	// the role is what keeps one daemon from being run with the other's
+	// identity.
+	Role rpc.Role
 	// IssueHint is the command that issues a certificate the daemon can
 	// serve with, quoted in the error for one it cannot
 	// ("noderpc certs issue --node NAME").
@@ -103,6 +110,13 @@ func (s *CertStore) load() (*tls.Config, error) {
 	}
 	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		return nil, fmt.Errorf("--cert %s is not a server certificate (no server auth key usage): issue one with %s", s.files.Cert, s.files.IssueHint)
+	}
+	role, err := rpc.RoleOf(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("--cert %s: %w: issue one with %s", s.files.Cert, err, s.files.IssueHint)
+	}
+	if role != s.files.Role {
+		return nil, fmt.Errorf("--cert %s is a %s certificate; this daemon serves with a %s certificate: issue one with %s", s.files.Cert, role, s.files.Role, s.files.IssueHint)
 	}
 	caPEM, err := os.ReadFile(s.files.ClientCA)
 	if err != nil {

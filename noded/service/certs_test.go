@@ -16,7 +16,7 @@ import (
 func TestCertStoreReload(t *testing.T) {
 	p := nodetest.NewPKI(t)
 	crt, key := p.IssueRequest(t, ca.IssueRequest{Name: "n", Role: rpc.RoleNode, Days: 10})
-	files := TLSFiles{Cert: crt, Key: key, ClientCA: p.CA()}
+	files := TLSFiles{Cert: crt, Key: key, ClientCA: p.CA(), Role: rpc.RoleNode}
 	now := time.Now()
 	s, err := NewCertStore(files, func() time.Time { return now })
 	if err != nil {
@@ -54,6 +54,12 @@ func TestCertStoreReload(t *testing.T) {
 		now = time.Now()
 		os.WriteFile(files.Cert, goodCert, 0o644)
 		os.WriteFile(files.ClientCA, goodCA, 0o644)
+	}
+	// Node and master certificates may both serve; the role tells
+	// which daemon a certificate is for.
+	mCrt, mKey := p.Issue(t, rpc.RoleMaster, "m")
+	if _, err := NewCertStore(TLSFiles{Cert: mCrt, Key: mKey, ClientCA: p.CA(), Role: rpc.RoleNode}, time.Now); err == nil || !strings.Contains(err.Error(), "is a master certificate; this daemon serves with a node certificate") {
+		t.Errorf("a store for a node loading a master certificate = %v; want it refused by its role", err)
 	}
 	cfg, err := s.ListenerConfig().GetConfigForClient(nil)
 	if err != nil || cfg.Certificates[0].Leaf.SerialNumber.Cmp(second) != 0 || !cfg.SessionTicketsDisabled {
