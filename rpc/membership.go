@@ -32,6 +32,11 @@ const (
 // membership version, bumped by every join, leave and expiry.
 const HeaderGroupVersion = "X-Group-Version"
 
+// HeaderActiveMaster is the header of a not_active answer (421): the URL
+// of the active master, absent while no master is active (an election
+// is under way). Nodes say hello there and clients ask there, at once.
+const HeaderActiveMaster = "X-Active-Master"
+
 // NodeState is whether masterd holds a live session with a node.
 type NodeState string
 

@@ -91,7 +91,8 @@ func TestKindsAndStatuses(t *testing.T) {
 		KindBadRequest: http.StatusBadRequest, KindForbidden: http.StatusForbidden,
 		KindUnknownFunction: http.StatusNotFound, KindUnknownCall: http.StatusNotFound,
 		KindUnknownSession: http.StatusNotFound, KindUnknownNode: http.StatusNotFound,
-		KindLost: http.StatusGone, KindTooLarge: http.StatusRequestEntityTooLarge,
+		KindNotActive: http.StatusMisdirectedRequest,
+		KindLost:      http.StatusGone, KindTooLarge: http.StatusRequestEntityTooLarge,
 		KindBusy: http.StatusServiceUnavailable, KindShuttingDown: http.StatusServiceUnavailable,
 		KindInternal: http.StatusInternalServerError, KindFunctionFailed: http.StatusInternalServerError,
 	} {

@@ -31,6 +31,7 @@ const (
 	KindTLSMismatch     = wire.KindTLSMismatch
 	KindUnknownSession  = wire.KindUnknownSession
 	KindUnknownNode     = wire.KindUnknownNode
+	KindNotActive       = wire.KindNotActive
 	KindInternal        = wire.KindInternal
 	KindFunctionFailed  = wire.KindFunctionFailed
 	KindProtocolError   = wire.KindProtocolError
@@ -55,6 +56,7 @@ var (
 	ErrTLSMismatch     = wire.ErrTLSMismatch
 	ErrUnknownSession  = wire.ErrUnknownSession
 	ErrUnknownNode     = wire.ErrUnknownNode
+	ErrNotActive       = wire.ErrNotActive
 	ErrInternal        = wire.ErrInternal
 	ErrFunctionFailed  = wire.ErrFunctionFailed
 	ErrProtocolError   = wire.ErrProtocolError

@@ -23,6 +23,7 @@ const (
 	KindTLSMismatch     Kind = "tls_mismatch"     // plain HTTP to a port serving TLS, or TLS to one serving plain HTTP
 	KindUnknownSession  Kind = "unknown_session"  // masterd holds no such session (it lapsed, or masterd restarted): say hello again
 	KindUnknownNode     Kind = "unknown_node"     // masterd knows no node of that name
+	KindNotActive       Kind = "not_active"       // this masterd is a standby: the active master (if one is) is named in X-Active-Master
 	KindInternal        Kind = "internal"         // a bug or an unexpected system failure
 )
 
@@ -55,6 +56,7 @@ var (
 	ErrTLSMismatch     = &Error{Kind: KindTLSMismatch}
 	ErrUnknownSession  = &Error{Kind: KindUnknownSession}
 	ErrUnknownNode     = &Error{Kind: KindUnknownNode}
+	ErrNotActive       = &Error{Kind: KindNotActive}
 	ErrInternal        = &Error{Kind: KindInternal}
 	ErrFunctionFailed  = &Error{Kind: KindFunctionFailed}
 	ErrProtocolError   = &Error{Kind: KindProtocolError}
@@ -128,6 +130,7 @@ var statusOfKind = []struct {
 	{KindUnknownCall, 404},
 	{KindUnknownSession, 404},
 	{KindUnknownNode, 404},
+	{KindNotActive, 421},
 	{KindLost, 410},
 	{KindTooLarge, 413},
 	{KindBusy, 503},
