@@ -15,6 +15,15 @@ const (
 	// thousand nodes that keep trying send a thousand hellos a second at
 	// most, which masterd refuses cheaply.
 	backoffCap = 10 * time.Second
+	// electionStep is the highest step of the back-off after a
+	// standby's not_active answer, a ceiling of 1.6 s. A standby that
+	// answers reports an election that ends within the lease TTL (5 s
+	// by default), after which the first hello to any master finds the
+	// active one (a standby names it); backing off to the cap would
+	// leave a node waiting up to 10 s past it. Ten thousand nodes
+	// waiting out an election so send some 12,500 hellos a second, for
+	// the few seconds it lasts, each answered by a standby from memory.
+	electionStep = 5
 )
 
 // backoff returns the wait after the failed-th consecutive failure

@@ -195,22 +195,31 @@ func TestFollowingIsBounded(t *testing.T) {
 }
 
 // A standby that names no master (an election is under way) is backed
-// off from at once, as any failure.
+// off from at once, as any failure, but the wait stops growing at
+// electionStep's ceiling, well short of the cap.
 func TestNotActiveWithoutMasterBacksOff(t *testing.T) {
 	sb := standby(t, "")
 	clk := &clock{waits: make(chan wait)}
 	var log syncBuffer
 	m := startMember(t, []string{sb.URL}, clk, &log)
-	select {
-	case w := <-clk.waits:
-		if w.d != ceiling(1) {
-			t.Errorf("back-off %v, want %v", w.d, ceiling(1))
+	for i := 1; i <= electionStep+3; i++ {
+		select {
+		case w := <-clk.waits:
+			if want := ceiling(min(i, electionStep)); w.d != want {
+				t.Errorf("back-off after failure %d = %v, want %v", i, w.d, want)
+			}
+			if got := sb.called(); len(got) != i {
+				t.Errorf("the standby was called %d times before back-off %d, want once each", len(got), i)
+			}
+			if i <= electionStep+2 {
+				w.fire <- time.Now()
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the node never backed off from a standby naming no master (failure %d)", i)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the node never backed off from a standby naming no master")
 	}
-	if got := sb.called(); len(got) != 1 {
-		t.Errorf("the standby was called %q before the back-off, want one hello", got)
+	if ceiling(electionStep) >= backoffCap/4 {
+		t.Errorf("electionStep's ceiling %v is not well short of the cap %v", ceiling(electionStep), backoffCap)
 	}
 	if got := m.Status().Masters; !slices.Equal(got, []string{sb.URL}) {
 		t.Errorf("Status().Masters = %q, want the standby alone", got)

@@ -162,9 +162,12 @@ func (m *Member) Held() bool {
 // next hello there at once, without back-off, as does a renewal the
 // master answers not_active because it stepped down; an answer naming
 // no master (an election is under way) is backed off from as any
-// failure is.
+// failure is, except that the wait stops growing at electionStep's
+// ceiling: the node must not sleep through the election's end.
 func (m *Member) Run(ctx context.Context) {
-	failed := 0
+	// failed counts the failed hellos since the last session; step is
+	// the back-off's, which standbys' answers hold down.
+	failed, step := 0, 0
 	var lastErr error
 	// next is the master to say hello to now, named by a standby; empty,
 	// the picker chooses. follows counts the standbys followed since
@@ -190,17 +193,21 @@ func (m *Member) Run(ctx context.Context) {
 			}
 			follows = 0
 			failed++
+			step++
+			if errors.Is(err, rpc.ErrNotActive) {
+				step = min(step, electionStep)
+			}
 			lastErr = err
-			m.logFailure(failed, err)
+			m.logFailure(failed, step, err)
 			select {
-			case <-m.cfg.After(backoff(failed, m.cfg.Rand)):
+			case <-m.cfg.After(backoff(step, m.cfg.Rand)):
 			case <-ctx.Done():
 				return
 			}
 			continue
 		}
 		m.joined(master, s, failed, lastErr)
-		failed, lastErr, follows = 0, nil, 0
+		failed, step, lastErr, follows = 0, 0, nil, 0
 		err = m.hold(ctx, master, s)
 		m.drop()
 		if ctx.Err() != nil {
@@ -264,11 +271,12 @@ func (m *Member) follow(from string, err error, follows int) (active string, cha
 // logFailure logs the failures of hellos that change what an operator
 // should know: the first (the node has no session now) and the one from
 // which the node tries at the capped interval. The others are at debug.
-func (m *Member) logFailure(failed int, err error) {
+// step is the back-off's step after it.
+func (m *Member) logFailure(failed, step int, err error) {
 	switch {
 	case failed == 1:
 		m.log.Warn("hello failed; trying the masters with back-off", "err", err, "masters", m.Status().Masters)
-	case ceiling(failed) == backoffCap && ceiling(failed-1) < backoffCap:
+	case ceiling(step) == backoffCap && ceiling(step-1) < backoffCap:
 		m.log.Warn("no master took the hello; trying at the capped interval as long as noded runs",
 			"attempts", failed, "interval", backoffCap, "err", err)
 	default:
