@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -11,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
 // These tests answer as standbys do from loopback servers, for the cases
 // a real group produces only in races too short to catch (an election
 // that lasts as long as a test wants, standbys naming each other).
-// TestClusterFollowsRealStandbys runs real masterd standbys.
+// TestClusterFollowsRealStandbys runs real masterd standbys on etcd.
 
 // fakeMasterd counts its calls and answers each with answer.
 type fakeMasterd struct {
@@ -166,4 +168,137 @@ func TestClusterGivesUpOnAnElection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// haGroup starts n masterd on one etcd, plain HTTP, with a lease TTL of
+// 2 s, and returns them with the index of the active one once every
+// other names it.
+func haGroup(t *testing.T, n int) ([]*nodetest.Masterd, int) {
+	t.Helper()
+	eps := strings.Join(nodetest.EtcdEndpoints(t), ",")
+	prefix := nodetest.EtcdPrefix(t)
+	var ms []*nodetest.Masterd
+	for range n {
+		ms = append(ms, nodetest.StartMasterd(t, nodetest.MasterdOptions{
+			Flags: []string{"--etcd", eps, "--etcd-prefix", prefix, "--lease-ttl", "2s"}}))
+	}
+	return ms, awaitActive(t, ms, nil)
+}
+
+// awaitActive polls the masters but skip until one is active and every
+// other names it, and returns its index.
+func awaitActive(t *testing.T, ms []*nodetest.Masterd, skip *nodetest.Masterd) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if i, ok := activeNamed(ms, skip); ok {
+			return i
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no masterd became active with the others naming it within 30s")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the masters' answers, which have no event to wait on
+	}
+}
+
+// activeNamed returns the index of the one master of ms but skip that
+// answers, if every other answers not_active naming it.
+func activeNamed(ms []*nodetest.Masterd, skip *nodetest.Masterd) (int, bool) {
+	active, named := -1, map[string]bool{}
+	for i, m := range ms {
+		if m == skip {
+			continue
+		}
+		switch status, leader := probeMasterd(m); status {
+		case http.StatusOK:
+			if active >= 0 {
+				return 0, false
+			}
+			active = i
+		case http.StatusMisdirectedRequest:
+			named[leader] = true
+		default:
+			return 0, false
+		}
+	}
+	if active < 0 {
+		return 0, false
+	}
+	for leader := range named {
+		if leader != ms[active].URL() {
+			return 0, false
+		}
+	}
+	return active, true
+}
+
+// probeMasterd lists m's nodes and returns the status, and the master a
+// standby names.
+func probeMasterd(m *nodetest.Masterd) (int, string) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get(m.URL() + rpc.PathListNodes)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get(rpc.HeaderActiveMaster)
+}
+
+// A Cluster given one standby of three real masterd asks the active
+// master it names; a request sent right after the active master is
+// killed waits out the election and is answered by the new one, with
+// the registry it took over.
+func TestClusterFollowsRealStandbys(t *testing.T) {
+	ms, a := haGroup(t, 3)
+	active, standby := ms[a], ms[(a+1)%3]
+	var urls []string
+	for _, m := range ms {
+		urls = append(urls, m.URL())
+	}
+	nodetest.Start(t, nodetest.Options{Flags: []string{"--node-name", "n1", "--master", strings.Join(urls, ",")}})
+
+	c, err := NewCluster([]string{standby.URL()}, Options{Insecure: true, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		list, err := c.Nodes(ctx)
+		if err != nil {
+			t.Fatalf("Nodes() through the standby %s = %v, want the active master's list", standby.URL(), err)
+		}
+		if len(list.Nodes) == 1 && list.Nodes[0].State == rpc.NodeUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 is not listed up within 20s: %+v", list)
+		}
+		time.Sleep(20 * time.Millisecond) // polling masterd's list, which has no event to wait on
+	}
+	if got := c.Active(); got != active.URL() {
+		t.Errorf("Active() = %q, want the active master %q", got, active.URL())
+	}
+	if got, want := c.Masters(), []string{standby.URL(), active.URL()}; !slices.Equal(got, want) {
+		t.Errorf("Masters() = %q, want the standby given, then the active master it named: %q", got, want)
+	}
+
+	killed := time.Now()
+	if err := active.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.Nodes(ctx)
+	took := time.Since(killed)
+	if err != nil {
+		t.Fatalf("Nodes() sent right after the active master was killed = %v, want the new active master's answer", err)
+	}
+	if len(list.Nodes) != 1 || list.Nodes[0].Name != "n1" {
+		t.Errorf("the new active master lists %+v, want n1, taken over from the registry", list.Nodes)
+	}
+	if got := c.Active(); got == active.URL() {
+		t.Errorf("Active() is still the killed master %s", got)
+	}
+	t.Logf("Nodes() sent at the kill was answered by the new active master %s after %v", c.Active(), took.Round(time.Millisecond))
 }
