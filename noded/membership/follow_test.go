@@ -271,3 +271,88 @@ func TestRenewalNotActiveFollowsAtOnce(t *testing.T) {
 		t.Errorf("the step-down is not logged; log:\n%s", log.String())
 	}
 }
+
+// Once a standby has answered, a master that refuses the hello (the
+// dead active master, which standbys name until its lease lapses) does
+// not grow the back-off past electionStep's ceiling either, for
+// electionWindow from the first failure; past it the back-off grows as
+// after any failure: the masters are waiting for etcd.
+func TestStandbysHoldTheBackoffDownForAWindow(t *testing.T) {
+	sb := standby(t, "")
+	var mu sync.Mutex
+	now := time.Now()
+	clk := &clock{waits: make(chan wait)}
+	m, err := New(Config{
+		Masters: []string{sb.URL, "http://" + closedPort(t)},
+		Node:    "node1", URL: "http://127.0.0.1:1811", BootID: "boot1", Facts: facts,
+		Rand:  func(n int64) int64 { return n - 1 },
+		After: clk.after,
+		Now: func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return now
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	next := func(i int) wait {
+		t.Helper()
+		select {
+		case w := <-clk.waits:
+			return w
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no back-off after failure %d", i)
+		}
+		panic("unreachable")
+	}
+	const within = 2*electionStep + 2
+	for i := 1; i <= within; i++ {
+		w := next(i)
+		if want := ceiling(min(i, electionStep)); w.d != want {
+			t.Errorf("back-off after failure %d (standby and refusing master in turn) = %v, want %v", i, w.d, want)
+		}
+		w.fire <- time.Now()
+	}
+	mu.Lock()
+	now = now.Add(electionWindow)
+	mu.Unlock()
+	if w := next(within + 1); w.d <= ceiling(electionStep) {
+		t.Errorf("back-off past electionWindow = %v, want it growing past %v again", w.d, ceiling(electionStep))
+	}
+	if got := len(sb.called()); got < within/2 {
+		t.Errorf("the standby was asked %d times in %d failures, want every other", got, within)
+	}
+}
+
+// A standby that still names the dead active master (its lease has not
+// lapsed) holds the back-off down too: the node follows it, is refused,
+// and backs off no longer than electionStep's ceiling.
+func TestStandbyNamingADeadMasterHoldsTheBackoffDown(t *testing.T) {
+	dead := "http://" + closedPort(t)
+	sb := standby(t, dead)
+	clk := &clock{waits: make(chan wait)}
+	var log syncBuffer
+	startMember(t, []string{sb.URL}, clk, &log)
+	for i := 1; i <= 2*electionStep; i++ {
+		select {
+		case w := <-clk.waits:
+			if want := ceiling(min(i, electionStep)); w.d != want {
+				t.Errorf("back-off after failure %d (the named master refusing) = %v, want %v", i, w.d, want)
+			}
+			if i < 2*electionStep {
+				w.fire <- time.Now()
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no back-off after failure %d", i)
+		}
+	}
+	if !strings.Contains(log.String(), "connection refused") {
+		t.Errorf("the dead master's refusal is not logged; log:\n%s", log.String())
+	}
+}

@@ -70,6 +70,8 @@ type Config struct {
 	Rand func(n int64) int64
 	// After is time.After; tests set a clock of their own.
 	After func(time.Duration) <-chan time.Time
+	// Now is time.Now; tests set a clock of their own.
+	Now func() time.Time
 }
 
 // Status is what a node knows of its group at one moment.
@@ -131,6 +133,9 @@ func New(cfg Config) (*Member, error) {
 	if cfg.After == nil {
 		cfg.After = time.After
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	m := &Member{cfg: cfg, log: cfg.Logger, pick: picker{rand: cfg.Rand}, clients: make(map[string]*client)}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -162,12 +167,16 @@ func (m *Member) Held() bool {
 // next hello there at once, without back-off, as does a renewal the
 // master answers not_active because it stepped down; an answer naming
 // no master (an election is under way) is backed off from as any
-// failure is, except that the wait stops growing at electionStep's
-// ceiling: the node must not sleep through the election's end.
+// failure is, except that once a standby has answered, the wait stops
+// growing at electionStep's ceiling for electionWindow: the node must
+// not sleep through the election's end.
 func (m *Member) Run(ctx context.Context) {
 	// failed counts the failed hellos since the last session; step is
-	// the back-off's, which standbys' answers hold down.
+	// the back-off's, which standbys' answers hold down from since, when
+	// the node lost its session or started without one, on.
 	failed, step := 0, 0
+	since := m.cfg.Now()
+	standbys := false
 	var lastErr error
 	// next is the master to say hello to now, named by a standby; empty,
 	// the picker chooses. follows counts the standbys followed since
@@ -183,6 +192,9 @@ func (m *Member) Run(ctx context.Context) {
 			return
 		}
 		if err != nil {
+			// A standby followed counts, though its answer is no
+			// failure: the master it names may be the dead one.
+			standbys = standbys || errors.Is(err, rpc.ErrNotActive)
 			var changed bool
 			if next, changed = m.follow(master, err, follows); next != "" {
 				follows++
@@ -194,7 +206,7 @@ func (m *Member) Run(ctx context.Context) {
 			follows = 0
 			failed++
 			step++
-			if errors.Is(err, rpc.ErrNotActive) {
+			if standbys && m.cfg.Now().Sub(since) < electionWindow {
 				step = min(step, electionStep)
 			}
 			lastErr = err
@@ -207,7 +219,7 @@ func (m *Member) Run(ctx context.Context) {
 			continue
 		}
 		m.joined(master, s, failed, lastErr)
-		failed, step, lastErr, follows = 0, 0, nil, 0
+		failed, step, standbys, lastErr, follows = 0, 0, false, nil, 0
 		err = m.hold(ctx, master, s)
 		m.drop()
 		if ctx.Err() != nil {
@@ -215,6 +227,7 @@ func (m *Member) Run(ctx context.Context) {
 			return
 		}
 		m.pick.reset()
+		since, standbys = m.cfg.Now(), errors.Is(err, rpc.ErrNotActive)
 		if next, _ = m.follow(master, err, 0); next != "" {
 			follows = 1
 			m.log.Warn("lost the session: the master is no longer active; saying hello to the active master it named",
