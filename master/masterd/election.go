@@ -72,6 +72,11 @@ type elector struct {
 	goneAt time.Time
 	// shown is the active master last logged, to log a change once.
 	shown string
+	// stale is the lease of an earlier term that could not be revoked
+	// (etcd was unreachable), revoked once etcd answers again: etcd
+	// extends every lease when it restarts, and the campaign of that
+	// lease would hold the election for a TTL more.
+	stale clientv3.LeaseID
 }
 
 // term is one candidacy: a lease, a campaign, and, if won, a time as
@@ -133,8 +138,8 @@ func (e *elector) term(parent context.Context) (leased bool, err error) {
 		if guard != nil {
 			guard.stop()
 		}
-		if lease != nil {
-			e.revoke(lease.ID)
+		if lease != nil && !e.revoke(lease.ID) {
+			e.stale = lease.ID
 		}
 		wg.Wait()
 	}()
@@ -146,6 +151,9 @@ func (e *elector) term(parent context.Context) (leased bool, err error) {
 	if err != nil {
 		lease = nil
 		return false, fmt.Errorf("granting a lease: %w", err)
+	}
+	if e.stale != clientv3.NoLease && e.revoke(e.stale) {
+		e.stale = clientv3.NoLease
 	}
 	t.mu.Lock()
 	t.guard = newLeaseGuard(e.clock, e.timings.limit(), sent, func(last time.Time) {
@@ -183,13 +191,17 @@ func orCause(ctx context.Context, err error) error {
 }
 
 // revoke revokes a term's lease, which deletes its keys at once: its
-// campaign, and its candidate key.
-func (e *elector) revoke(id clientv3.LeaseID) {
+// campaign, and its candidate key. It reports whether the lease is
+// gone.
+func (e *elector) revoke(id clientv3.LeaseID) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), e.timings.limit())
 	defer cancel()
-	if _, err := e.cli.Revoke(ctx, id); err != nil {
-		e.log.Debug("the lease was not revoked; it lapses on its own", "lease", fmt.Sprintf("%x", id), "err", err)
+	_, err := e.cli.Revoke(ctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		e.log.Debug("the lease was not revoked; it lapses on its own, or is revoked once etcd answers", "lease", fmt.Sprintf("%x", id), "err", err)
+		return false
 	}
+	return true
 }
 
 // keepAlive renews the lease every interval, each keepalive on a
@@ -293,11 +305,17 @@ func (v view) masters(self string) []string {
 // master never campaigns while another is active, so it never queues
 // behind one and takes over ahead of a better candidate.
 func (e *elector) await(ctx context.Context) error {
+	var leader string
 	for {
 		v, err := e.look(ctx)
 		if err != nil {
 			return err
 		}
+		if leader != "" && v.leader == "" && e.goneAt.IsZero() {
+			// Its deletion came on the watch of the candidates.
+			e.goneAt = e.clock.Now()
+		}
+		leader = v.leader
 		best, _ := v.best()
 		switch {
 		case v.leader == e.self:
@@ -341,16 +359,23 @@ func (e *elector) awaitChange(ctx context.Context, rev int64) error {
 	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(rev + 1)}
 	campaigns := e.cli.Watch(wctx, e.prefix+electionDir+"/", opts...)
 	candidates := e.cli.Watch(wctx, e.prefix+candidatesDir, opts...)
+	var r clientv3.WatchResponse
+	ok := true
 	select {
-	case r := <-campaigns:
+	case r, ok = <-campaigns:
 		for _, ev := range r.Events {
 			if ev.Type == clientv3.EventTypeDelete {
 				e.goneAt = e.clock.Now()
 			}
 		}
-	case <-candidates:
+	case r, ok = <-candidates:
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	}
+	if !ok || r.Err() != nil {
+		// etcd is gone or lost its leader: the active master named
+		// until now may have stepped down already.
+		e.showStandby("", "etcd is unreachable or has no leader")
 	}
 	return nil
 }
