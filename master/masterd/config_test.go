@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"reflect"
 	"strings"
 	"testing"
@@ -41,6 +42,15 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--insecure", "--advertise", "http://m"}, "HOST:PORT"},
 		{[]string{"--insecure", "--state-dir", ""}, "--state-dir is required"},
 		{[]string{"--insecure", "--log-level", "loud"}, "--log-level"},
+		{[]string{"--insecure", "--etcd", "127.0.0.1"}, "want HOST:PORT or http(s)://HOST:PORT"},
+		{[]string{"--insecure", "--etcd", "127.0.0.1:2379,"}, `endpoint ""`},
+		{[]string{"--insecure", "--etcd", "http://127.0.0.1:2379/x"}, "nothing after the port"},
+		{[]string{"--insecure", "--etcd-cert", "c"}, "they need --etcd"},
+		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--etcd-cert", "c"}, "all of --etcd-cert, --etcd-key and --etcd-ca, or none"},
+		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--etcd-prefix", "noderpc"}, "--etcd-prefix must start with /"},
+		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--etcd-prefix", "/noderpc/"}, "--etcd-prefix must start with /"},
+		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--lease-ttl", "1s"}, "--lease-ttl must be at least 2s"},
+		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--lease-ttl", "2500ms"}, "whole seconds"},
 	} {
 		cfg, _, err := ParseFlags(append([]string{"--config="}, tc.args...), nil)
 		if err == nil {
@@ -49,6 +59,13 @@ func TestParseFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("masterd %q: %v; want an error saying %q", tc.args, err, tc.want)
 		}
+	}
+	good, _, err := ParseFlags([]string{"--config=", "--insecure", "--etcd", "127.0.0.1:2379, http://127.0.0.2:2379", "--lease-ttl", "3s", "--priority", "-2"}, nil)
+	if err == nil {
+		err = good.validate()
+	}
+	if eps, _ := good.etcdEndpoints(); err != nil || good.Priority != -2 || good.LeaseTTL != 3*time.Second || !slices.Equal(eps, []string{"127.0.0.1:2379", "http://127.0.0.2:2379"}) {
+		t.Errorf("masterd --etcd ... = %v, endpoints %q, priority %d, TTL %s; want valid, two endpoints, -2, 3s", err, eps, good.Priority, good.LeaseTTL)
 	}
 	_, _, err = ParseFlags([]string{"--config=", "--nope"}, nil)
 	var usage *UsageError

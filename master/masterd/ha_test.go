@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -360,4 +361,74 @@ func etcdKeys(t *testing.T, cli *clientv3.Client, prefix string) map[string]int6
 		mods[string(kv.Key)] = kv.ModRevision
 	}
 	return mods
+}
+
+// TestFencing cuts the active master off from etcd (a proxy between
+// them stalls): it steps down before its lease could lapse, so before
+// the standby is elected, and writes nothing after: a SetConfig sent to
+// it answers not_active, and etcd's registry keys keep the revisions
+// they had at the cut until the new active master writes.
+func TestFencing(t *testing.T) {
+	etcd := nodetest.StartEtcd(t)
+	proxy := nodetest.StartProxy(t, etcd.ClientAddr())
+	g := newGroup(t, etcd.Endpoints())
+	cutOff := g.start(0, "http://"+proxy.Addr())
+	g.active(20*time.Second, cutOff)
+	other := g.start(0, "")
+	other.AwaitLogLine(t, "standby; the active master is "+cutOff.URL())
+	for i := range 3 {
+		g.hello(cutOff.URL(), fmt.Sprintf("n%d", i))
+	}
+	if a, err := g.ask(cutOff.URL(), "PUT", rpc.PathSetConfig, []byte(`{"set":{"k":1}}`)); err != nil || a.status != 200 {
+		t.Fatalf("set config on the active master = %+v %v", a, err)
+	}
+	cli := etcd.Client(t)
+	before := etcdKeys(t, cli, g.prefix)
+
+	proxy.Set(nodetest.ProxyStall, 0)
+	cut := time.Now()
+	line := cutOff.AwaitLogLine(t, "stepped down")
+	down := logTime(t, line)
+	until, ok := logAttr(line, "lease_lives_until_at_least")
+	if !ok {
+		t.Fatalf("the step-down line says not until when the lease lives: %s", line)
+	}
+	lives, err := time.Parse(time.RFC3339Nano, until)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stepped down %s after the cut, %s before its lease could lapse", down.Sub(cut).Round(time.Millisecond), lives.Sub(down).Round(time.Millisecond))
+	if !down.Before(lives) {
+		t.Errorf("stepped down at %s, not before the earliest expiry of its lease %s", down, lives)
+	}
+	if a, err := g.ask(cutOff.URL(), "PUT", rpc.PathSetConfig, []byte(`{"set":{"k":2}}`)); err != nil || a.status != 421 || a.kind != rpc.KindNotActive {
+		t.Errorf("set config on the master cut off, after its step-down = %+v %v, want not_active", a, err)
+	}
+
+	g.active(10*time.Second, other)
+	elected := logTime(t, other.AwaitLogLine(t, "msg=active"))
+	t.Logf("the standby was active %s after the cut, %s after the step-down", elected.Sub(cut).Round(time.Millisecond), elected.Sub(down).Round(time.Millisecond))
+	if !down.Before(elected) {
+		t.Errorf("the master cut off stepped down at %s, after the other was elected at %s", down, elected)
+	}
+	if after := etcdKeys(t, cli, g.prefix); !maps.Equal(before, after) {
+		t.Errorf("the registry in etcd changed after the cut:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// Back in touch with etcd, the deposed master is a standby naming
+	// the new one, and still writes nothing.
+	proxy.Set(nodetest.ProxyPass, 0)
+	cutOff.AwaitLogLine(t, "standby; the active master is "+other.URL())
+	if a, err := g.ask(cutOff.URL(), "PUT", rpc.PathSetConfig, []byte(`{"set":{"k":3}}`)); err != nil || a.status != 421 || a.active != other.URL() {
+		t.Errorf("set config on the deposed master = %+v %v, want not_active naming %s", a, err, other.URL())
+	}
+	if after := etcdKeys(t, cli, g.prefix); !maps.Equal(before, after) {
+		t.Errorf("the registry in etcd changed with no write to the active master:\nbefore %v\nafter  %v", before, after)
+	}
+	if a, err := g.ask(other.URL(), "PUT", rpc.PathSetConfig, []byte(`{"set":{"k":4}}`)); err != nil || a.status != 200 {
+		t.Fatalf("set config on the new active master = %+v %v", a, err)
+	}
+	if after := etcdKeys(t, cli, g.prefix); maps.Equal(before, after) {
+		t.Errorf("a write of the new active master changed no key of the registry in etcd: the comparison above sees nothing")
+	}
 }
