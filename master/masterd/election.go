@@ -433,21 +433,29 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 			return context.Cause(ctx)
 		case <-session.Done():
 			t.end(errors.New("its etcd session ended"))
+			return context.Cause(ctx)
 		case r, ok := <-mine:
 			for _, ev := range r.Events {
 				if ev.Type == clientv3.EventTypeDelete {
-					t.end(errors.New("its campaign key was deleted from etcd"))
+					t.end(errCampaignGone)
+					return context.Cause(ctx)
 				}
 			}
 			if !ok || r.Err() != nil {
-				// etcd lost its leader or this connection: the lease
-				// guard decides, and the watch starts again from rev,
-				// which replays a deletion missed.
-				mine = e.rewatch(ctx, wctx, key, clientv3.WithRev(rev))
+				// etcd lost its leader or this connection, or compacted
+				// the revisions the watch needs: the lease guard
+				// decides while etcd is away, and the key is read
+				// again before it is watched again.
+				e.pause(ctx)
+				if mine, err = e.watchCampaign(ctx, wctx, key, rev); err != nil {
+					t.end(err)
+					return context.Cause(ctx)
+				}
 			}
 		case r, ok := <-candidates:
 			if !ok || r.Err() != nil {
-				candidates = e.rewatch(ctx, wctx, e.prefix+candidatesDir, clientv3.WithPrefix())
+				e.pause(ctx)
+				candidates = e.cli.Watch(wctx, e.prefix+candidatesDir, clientv3.WithPrefix())
 			}
 			if v, err := e.look(ctx); err == nil {
 				ms.setMasters(v.masters(e.self))
@@ -456,14 +464,34 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 	}
 }
 
-// rewatch opens a watch again after one ended, a keepalive interval
-// later, so that an etcd without a leader costs no busy loop.
-func (e *elector) rewatch(ctx, wctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+// pause waits a keepalive interval before a watch that ended is opened
+// again, so that an etcd without a leader costs no busy loop.
+func (e *elector) pause(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 	case <-time.After(e.timings.interval):
 	}
-	return e.cli.Watch(wctx, key, opts...)
+}
+
+// errCampaignGone deposes a master whose campaign key is gone or was
+// replaced: another master may be elected.
+var errCampaignGone = errors.New("its campaign key is gone from etcd")
+
+// watchCampaign watches this master's campaign key again from now, once
+// a read says it still holds the election (errCampaignGone if not). If
+// etcd does not answer, the watch starts from the campaign's revision,
+// to replay a deletion missed meanwhile.
+func (e *elector) watchCampaign(ctx, wctx context.Context, key string, rev int64) (clientv3.WatchChan, error) {
+	gctx, cancel := context.WithTimeout(ctx, e.timings.limit())
+	defer cancel()
+	resp, err := e.cli.Get(gctx, key)
+	switch {
+	case err != nil:
+		return e.cli.Watch(wctx, key, clientv3.WithRev(rev)), nil
+	case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != rev:
+		return nil, errCampaignGone
+	}
+	return e.cli.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1)), nil
 }
 
 // activate makes masterd the active master of ms, unless the term has

@@ -432,3 +432,30 @@ func TestFencing(t *testing.T) {
 		t.Errorf("a write of the new active master changed no key of the registry in etcd: the comparison above sees nothing")
 	}
 }
+
+// TestResign stops the active master with SIGTERM: it revokes its
+// lease, so the standby takes over at once rather than when the lease
+// would have lapsed.
+func TestResign(t *testing.T) {
+	g := newGroup(t, nodetest.EtcdEndpoints(t))
+	m1, m2 := g.start(0, ""), g.start(0, "")
+	first := g.active(20*time.Second, m1, m2)
+	other := m2
+	if first == m2 {
+		other = m1
+	}
+	other.AwaitLogLine(t, "standby; the active master is "+first.URL())
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	g.active(10*time.Second, other)
+	took := time.Since(stopped)
+	t.Logf("the standby was active %s after the active master stopped", took.Round(time.Millisecond))
+	if took >= haTTL {
+		t.Errorf("the standby took over %s after the active master stopped, want well within the lease TTL %s: the lease was not revoked", took, haTTL)
+	}
+	if _, ok := first.LogLine("resigning"); !ok {
+		t.Errorf("the stopped master did not log its resignation")
+	}
+}
