@@ -125,6 +125,8 @@ session; it knows every node, up or down, and their configuration.
   masterd --cert /etc/masterd/master.crt --key /etc/masterd/master.key \
       --client-ca /etc/masterd/ca.crt --listen 0.0.0.0:1812 --state-dir /var/lib/masterd
   masterd --insecure --listen 127.0.0.1:1812 --state-dir /tmp/m   # plain HTTP, loopback only
+  masterd ... --advertise https://m1.example:1812 --etcd e1:2379,e2:2379,e3:2379 --priority 1
+      # one of several masters: one is elected active through etcd (doc/ha.md)
 
 Every flag but --config, --check-config, --print-config and --version is
 also a key of the configuration file (TOML), e.g. session-timeout = "10s".
