@@ -101,11 +101,14 @@ func (e *elector) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if leased {
-			wait = retryMin
-		}
 		e.api.setStandby("")
-		e.log.Warn("not a candidate until etcd answers; trying again", "err", err, "retry_in", wait)
+		if leased || wait == retryMin {
+			wait = retryMin
+			e.log.Warn("not a candidate until etcd answers; trying again", "err", err, "retry_in", wait)
+		} else {
+			// Once per outage at WARN, not once per retry.
+			e.log.Debug("etcd still does not answer", "err", err, "retry_in", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return
