@@ -459,3 +459,26 @@ func TestResign(t *testing.T) {
 		t.Errorf("the stopped master did not log its resignation")
 	}
 }
+
+// TestCampaignKeyDeleted deletes the active master's campaign key
+// behind its back, as an operator might: it steps down at once, then
+// campaigns again and, the only candidate, is active again with the
+// registry it had.
+func TestCampaignKeyDeleted(t *testing.T) {
+	endpoints := nodetest.EtcdEndpoints(t)
+	g := newGroup(t, endpoints)
+	m := g.start(0, "")
+	g.active(20*time.Second, m)
+	g.hello(m.URL(), "n1")
+	cli := nodetest.EtcdClient(t, endpoints)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Delete(ctx, g.prefix+electionDir+"/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	m.AwaitLogLine(t, "stepped down: "+errCampaignGone.Error())
+	g.active(10*time.Second, m)
+	if n, ok := g.nodes(m.URL())["n1"]; !ok || n.State != rpc.NodeUp {
+		t.Errorf("n1 after the new term: %+v (listed: %t), want up", n, ok)
+	}
+}
