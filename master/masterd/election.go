@@ -86,11 +86,10 @@ type term struct {
 	cancel context.CancelCauseFunc
 	guard  *leaseGuard
 
-	mu     sync.Mutex
-	over   bool
-	ms     *members   // while active
-	store  *termStore // while active
-	checks *checker   // while active
+	mu    sync.Mutex
+	over  bool
+	ms    *members   // while active
+	store *termStore // while active
 }
 
 // run campaigns until ctx ends.
@@ -375,6 +374,9 @@ func (e *elector) awaitChange(ctx context.Context, rev int64) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	if !ok || r.Err() != nil {
 		// etcd is gone or lost its leader: the active master named
 		// until now may have stepped down already.
@@ -411,7 +413,7 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 	if cfg.CheckNodes {
 		ms.joined = checks.start
 	}
-	if !t.activate(ms, store, checks) {
+	if !t.activate(ms, store) {
 		ms.close()
 		return context.Cause(ctx)
 	}
@@ -499,13 +501,13 @@ func (e *elector) watchCampaign(ctx, wctx context.Context, key string, rev int64
 
 // activate makes masterd the active master of ms, unless the term has
 // already ended.
-func (t *term) activate(ms *members, store *termStore, checks *checker) bool {
+func (t *term) activate(ms *members, store *termStore) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.over {
 		return false
 	}
-	t.ms, t.store, t.checks = ms, store, checks
+	t.ms, t.store = ms, store
 	t.e.api.setActive(ms)
 	return true
 }
