@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/noderpc/noderpc/master/nodetest"
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // TestParseFlags checks flags, the configuration file under them, and
@@ -47,6 +50,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--insecure", "--etcd", "http://127.0.0.1:2379/x"}, "nothing after the port"},
 		{[]string{"--insecure", "--etcd-cert", "c"}, "they need --etcd"},
 		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--etcd-cert", "c"}, "all of --etcd-cert, --etcd-key and --etcd-ca, or none"},
+		{[]string{"--insecure", "--etcd", "http://127.0.0.1:2379", "--etcd-cert", "c", "--etcd-key", "k", "--etcd-ca", "a"}, "not spoken to over TLS"},
 		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--etcd-prefix", "noderpc"}, "--etcd-prefix must start with /"},
 		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--etcd-prefix", "/noderpc/"}, "--etcd-prefix must start with /"},
 		{[]string{"--insecure", "--etcd", "127.0.0.1:2379", "--lease-ttl", "1s"}, "--lease-ttl must be at least 2s"},
@@ -109,6 +113,41 @@ func TestAdvertised(t *testing.T) {
 	} {
 		if got := tc.cfg.advertised(tc.served); got != tc.want {
 			t.Errorf("advertised(%s) with --advertise %q = %s, want %s", tc.served, tc.cfg.Advertise, got, tc.want)
+		}
+	}
+}
+
+// TestEtcdTLSFiles checks that New refuses etcd TLS files it cannot
+// load, as a usage error naming the flag.
+func TestEtcdTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "x.pem")
+	os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600)
+	pki := nodetest.NewPKI(t)
+	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
+	for _, tc := range []struct {
+		cert, key, ca, want string
+	}{
+		{filepath.Join(dir, "missing.crt"), notPEM, notPEM, "--etcd-cert and --etcd-key"},
+		{notPEM, notPEM, notPEM, "--etcd-cert and --etcd-key"},
+		{crt, key, filepath.Join(dir, "missing.crt"), "--etcd-ca"},
+		{crt, key, notPEM, "holds no PEM certificate"},
+		{crt, key, pki.CA(), ""},
+	} {
+		cfg, _, err := ParseFlags([]string{"--config=", "--insecure", "--etcd", "127.0.0.1:2379", "--etcd-cert", tc.cert, "--etcd-key", tc.key, "--etcd-ca", tc.ca}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := New(cfg, Options{})
+		if tc.want == "" {
+			if err != nil || d.etcdTLS == nil || len(d.etcdTLS.Certificates) != 1 {
+				t.Errorf("New with good etcd TLS files: %v, want its TLS configuration", err)
+			}
+			continue
+		}
+		var usage *UsageError
+		if !errors.As(err, &usage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New with --etcd-cert %s --etcd-key %s --etcd-ca %s = %v, want a *UsageError saying %q", tc.cert, tc.key, tc.ca, err, tc.want)
 		}
 	}
 }
