@@ -84,9 +84,10 @@ type elector struct {
 type term struct {
 	e      *elector
 	cancel context.CancelCauseFunc
-	guard  *leaseGuard
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// guard is set once the lease is granted, before any keepalive.
+	guard *leaseGuard
 	over  bool
 	ms    *members   // while active
 	store *termStore // while active
@@ -281,14 +282,15 @@ func (e *elector) look(ctx context.Context) (view, error) {
 }
 
 // best is the candidate that takes over when no master is active: the
-// highest priority, then the oldest key.
-func (v view) best() (candidate, bool) {
+// highest priority, then the oldest key. A view has at least the
+// candidate that read it.
+func (v view) best() candidate {
 	if len(v.candidates) == 0 {
-		return candidate{}, false
+		return candidate{}
 	}
 	return slices.MinFunc(v.candidates, func(a, b candidate) int {
 		return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.created, b.created))
-	}), true
+	})
 }
 
 // masters are the URLs of the live candidates, sorted, with self.
@@ -318,7 +320,7 @@ func (e *elector) await(ctx context.Context) error {
 			e.goneAt = e.clock.Now()
 		}
 		leader = v.leader
-		best, _ := v.best()
+		best := v.best()
 		switch {
 		case v.leader == e.self:
 			// The campaign of an earlier term of this master, whose
