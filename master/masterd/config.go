@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/noderpc/noderpc/noded/service"
@@ -35,9 +37,28 @@ type Config struct {
 	// CheckNodes has masterd call each node at its advertised URL after
 	// its hello, to record whether it answers (rpc.Node.Reachable).
 	CheckNodes bool
-	LogFormat  string
-	LogLevel   string
-	Version    bool
+	// Etcd are the endpoints of the etcd cluster masterd is elected
+	// through and keeps its registry in, comma-separated; empty runs a
+	// single master on the bbolt store in StateDir.
+	Etcd string
+	// EtcdCert, EtcdKey and EtcdCA are the etcd client's TLS files: all
+	// or none.
+	EtcdCert string
+	EtcdKey  string
+	EtcdCA   string
+	// EtcdPrefix is the root of masterd's keys in etcd, shared by every
+	// master of one group.
+	EtcdPrefix string
+	// LeaseTTL is the TTL of the etcd lease a master holds while a
+	// candidate: how long a dead active master stays active in etcd's
+	// eyes, so about how long a failover takes.
+	LeaseTTL time.Duration
+	// Priority prefers a candidate when no master is active: the highest
+	// takes over. It never deposes an active master.
+	Priority  int
+	LogFormat string
+	LogLevel  string
+	Version   bool
 
 	ConfigFile  string
 	CheckConfig bool
@@ -63,9 +84,21 @@ const (
 	// DefaultHeadTimeout is noded's: a TLS handshake and a request head
 	// across a slow link.
 	DefaultHeadTimeout = 10 * time.Second
+	// DefaultEtcdPrefix roots masterd's keys in etcd.
+	DefaultEtcdPrefix = "/noderpc"
+	// DefaultLeaseTTL bounds a failover after a crash to about 5 s: long
+	// enough that a busy etcd or a slow network does not depose a live
+	// master, short next to a node's 10 s session.
+	DefaultLeaseTTL = 5 * time.Second
 	// DefaultConfigFile is read when it exists.
 	DefaultConfigFile = "/etc/masterd/masterd.conf"
 )
+
+// minLeaseTTL is the shortest --lease-ttl: the active master steps
+// down max(TTL/3, 1s) before its lease could lapse and renews it three
+// times within what is left, which below 2 s is a busy loop. etcd also
+// refuses shorter leases on its default timings.
+const minLeaseTTL = 2 * time.Second
 
 // minSessionTimeout is the shortest --session-timeout: below it a node's
 // renewals (a third of it apart) would be a busy loop.
@@ -93,6 +126,8 @@ session; it knows every node, up or down, and their configuration.
   masterd --cert /etc/masterd/master.crt --key /etc/masterd/master.key \
       --client-ca /etc/masterd/ca.crt --listen 0.0.0.0:1812 --state-dir /var/lib/masterd
   masterd --insecure --listen 127.0.0.1:1812 --state-dir /tmp/m   # plain HTTP, loopback only
+  masterd ... --advertise https://m1.example:1812 --etcd e1:2379,e2:2379,e3:2379 --priority 1
+      # one of several masters: one is elected active through etcd (doc/ha.md)
 
 Every flag but --config, --check-config, --print-config and --version is
 also a key of the configuration file (TOML), e.g. session-timeout = "10s".
@@ -137,6 +172,13 @@ func (c *Config) flags(set *flag.FlagSet) {
 	set.DurationVar(&c.HeadTimeout, "head-timeout", DefaultHeadTimeout, "time a connection has for its TLS handshake and each request's line and headers")
 	set.StringVar(&c.AddrFile, "addr-file", "", "write the address actually served on to `file` once listening (for scripts and port 0)")
 	set.BoolVar(&c.CheckNodes, "check-nodes", true, "after each hello, call the node at its advertised URL and record whether it answers")
+	set.StringVar(&c.Etcd, "etcd", "", "etcd `endpoints` (comma-separated host:port or URLs): elect one active master among all those of --etcd-prefix and keep the registry in etcd; empty: a single master with its registry in --state-dir (doc/ha.md)")
+	set.StringVar(&c.EtcdCert, "etcd-cert", "", "the etcd client's certificate `file` (PEM); with --etcd-key and --etcd-ca")
+	set.StringVar(&c.EtcdKey, "etcd-key", "", "the private key `file` (PEM) of --etcd-cert")
+	set.StringVar(&c.EtcdCA, "etcd-ca", "", "the CA `file` (PEM) etcd's server certificates must chain to")
+	set.StringVar(&c.EtcdPrefix, "etcd-prefix", DefaultEtcdPrefix, "the `key prefix` of this group's election, candidates and registry in etcd")
+	set.DurationVar(&c.LeaseTTL, "lease-ttl", DefaultLeaseTTL, "TTL of this master's etcd lease, whole seconds, at least 2s: a crashed active master is replaced about this long after it died")
+	set.IntVar(&c.Priority, "priority", 0, "preference of this master when no master is active: the live candidate of highest priority takes over (ties: the oldest); it never deposes an active master")
 	set.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	set.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	set.BoolVar(&c.Version, "version", false, "print the version and exit")
@@ -190,6 +232,9 @@ func (c *Config) validate() error {
 	if _, err := service.Logger(io.Discard, c.LogFormat, c.LogLevel); err != nil {
 		return err
 	}
+	if err := c.validateEtcd(); err != nil {
+		return err
+	}
 	if err := service.CheckListen(c.Listen); err != nil {
 		return err
 	}
@@ -210,6 +255,59 @@ func (c *Config) validate() error {
 			"or --insecure to serve plain HTTP on a loopback --listen address")
 	}
 	return nil
+}
+
+// validateEtcd checks the flags of the election. Without --etcd, none
+// of the etcd client's own may be given: they would be silently unused.
+func (c *Config) validateEtcd() error {
+	tlsGiven := c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdCA != ""
+	if c.Etcd == "" {
+		if tlsGiven {
+			return errors.New("--etcd-cert, --etcd-key and --etcd-ca are the etcd client's: they need --etcd")
+		}
+		return nil
+	}
+	eps, err := c.etcdEndpoints()
+	if err != nil {
+		return err
+	}
+	switch {
+	case tlsGiven && (c.EtcdCert == "" || c.EtcdKey == "" || c.EtcdCA == ""):
+		return errors.New("the etcd client's TLS takes all of --etcd-cert, --etcd-key and --etcd-ca, or none")
+	case tlsGiven && slices.ContainsFunc(eps, func(ep string) bool { return strings.HasPrefix(ep, "http://") }):
+		// The etcd client speaks plain HTTP to an http:// endpoint
+		// whatever TLS it is given.
+		return fmt.Errorf("--etcd %s: an http:// endpoint is not spoken to over TLS; with --etcd-cert write https://HOST:PORT or HOST:PORT", c.Etcd)
+	case !strings.HasPrefix(c.EtcdPrefix, "/") || len(c.EtcdPrefix) < 2 || strings.HasSuffix(c.EtcdPrefix, "/"):
+		return fmt.Errorf("--etcd-prefix must start with / and not end with one, e.g. %s; got %q", DefaultEtcdPrefix, c.EtcdPrefix)
+	case c.LeaseTTL < minLeaseTTL:
+		return fmt.Errorf("--lease-ttl must be at least %s, got %s", minLeaseTTL, c.LeaseTTL)
+	case c.LeaseTTL%time.Second != 0:
+		// etcd counts a lease's TTL in whole seconds.
+		return fmt.Errorf("--lease-ttl must be whole seconds (etcd's unit), got %s", c.LeaseTTL)
+	}
+	return nil
+}
+
+// etcdEndpoints splits --etcd into its endpoints: host:port, or an
+// http(s) URL of one.
+func (c *Config) etcdEndpoints() ([]string, error) {
+	var eps []string
+	for ep := range strings.SplitSeq(c.Etcd, ",") {
+		ep = strings.TrimSpace(ep)
+		hostPort := ep
+		if u, err := url.Parse(ep); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+			hostPort = u.Host
+			if u.Path != "" && u.Path != "/" {
+				return nil, fmt.Errorf("--etcd: endpoint %q: want HOST:PORT or a URL with nothing after the port", ep)
+			}
+		}
+		if _, port, err := net.SplitHostPort(hostPort); err != nil || port == "" {
+			return nil, fmt.Errorf("--etcd: endpoint %q: want HOST:PORT or http(s)://HOST:PORT", ep)
+		}
+		eps = append(eps, ep)
+	}
+	return eps, nil
 }
 
 // checkURL parses u as the URL of a daemon: http or https (https unless

@@ -4,6 +4,10 @@
 // and keeps them in a registry.Store across restarts. doc/membership.md
 // describes the exchange and its rules.
 //
+// With --etcd, several masterds share one registry in etcd and one of
+// them, elected through etcd, is active; the others answer not_active
+// naming it and take over when it is gone (election.go, doc/ha.md).
+//
 // Main owns the process; a Daemon is built from a Config by New and runs
 // until its context ends, so a test can run several in one process.
 package masterd
@@ -33,8 +37,9 @@ import (
 type Options struct {
 	// Logger receives the daemon's log; nil discards it.
 	Logger *slog.Logger
-	// Store is the registry; nil opens the bbolt one in Config.StateDir.
-	// Run closes it either way.
+	// Store is the registry of a single master (no Config.Etcd); nil
+	// opens the bbolt one in Config.StateDir. Run closes it either way.
+	// With Config.Etcd the registry is in etcd and Store is unused.
 	Store registry.Store
 	// Clock runs the sessions; nil is the system's.
 	Clock Clock
@@ -50,6 +55,8 @@ type Daemon struct {
 	opts  Options
 	log   *slog.Logger
 	certs *service.CertStore // nil: plain HTTP (--insecure)
+	// etcdTLS is the etcd client's TLS, nil for plain etcd.
+	etcdTLS *tls.Config
 }
 
 // New checks cfg and loads the TLS material it names. It starts nothing
@@ -73,42 +80,70 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		}
 		d.certs = certs
 	}
+	if cfg.EtcdCert != "" {
+		t, err := cfg.etcdTLSConfig()
+		if err != nil {
+			return nil, &UsageError{err}
+		}
+		d.etcdTLS = t
+	}
 	return d, nil
 }
 
 // Run serves until ctx ends. Each receive from reload reloads the
 // certificates. Run is called once.
 func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
-	store := d.opts.Store
-	if store == nil {
-		b, err := registry.OpenBolt(d.cfg.StateDir)
-		if err != nil {
-			return err
+	var store registry.Store
+	if d.cfg.Etcd == "" {
+		store = d.opts.Store
+		if store == nil {
+			b, err := registry.OpenBolt(d.cfg.StateDir)
+			if err != nil {
+				return err
+			}
+			store = b
+			d.log.Info("registry opened", "path", b.Path())
 		}
-		store = b
-		d.log.Info("registry opened", "path", b.Path())
+		defer store.Close()
 	}
-	defer store.Close()
 	ln, err := d.listen()
 	if err != nil {
 		return err
 	}
 	addr := ln.Addr().String()
 	self := d.cfg.advertised(addr)
-	ms, err := loadMembers(store, d.opts.Clock, d.log, d.cfg.SessionTimeout, d.cfg.MaxSessionTimeout, self)
-	if err != nil {
-		ln.Close()
-		return err
+	a := &api{self: self, log: d.log, tls: d.certs != nil}
+	ln.headers = a.groupVersionHeader
+	var g run.Group
+	if store != nil {
+		ms, err := loadMembers(store, d.opts.Clock, d.log, d.cfg.SessionTimeout, d.cfg.MaxSessionTimeout, self)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		checks := newChecker(d, ms)
+		defer checks.stop()
+		if d.cfg.CheckNodes {
+			ms.joined = checks.start
+		}
+		a.setActive(ms)
+	} else {
+		// A standby until elected; the election runs next to the
+		// server.
+		a.setStandby("")
+		cli, err := d.etcdClient()
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer cli.Close()
+		el := d.newElector(cli, a, self)
+		ectx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			el.run(ectx)
+			return nil
+		}, func(error) { cancel() })
 	}
-	ln.headers = func() string {
-		return fmt.Sprintf("%s: %d\r\n", rpc.HeaderGroupVersion, ms.groupVersion())
-	}
-	checks := newChecker(d, ms)
-	defer checks.stop()
-	if d.cfg.CheckNodes {
-		ms.joined = checks.start
-	}
-	a := &api{members: ms, log: d.log, tls: d.certs != nil}
 	srv := newServer(a, &d.cfg, d.log)
 	if d.cfg.AddrFile != "" {
 		// Through a rename, so a reader never sees half an address.
@@ -122,7 +157,6 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		d.log.Warn("telling systemd masterd is ready", "err", err)
 	}
 
-	var g run.Group
 	g.Add(func() error {
 		<-ctx.Done()
 		return nil
@@ -135,8 +169,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		d.opts.Notify.Notify("STOPPING=1")
 		// Held renewals answer at once, so the shutdown does not wait
 		// for their holds; no node is marked down on disk: a restarted
-		// masterd marks them all down itself.
-		ms.close()
+		// masterd marks them all down itself, and a master elected
+		// after this one waits for their hellos.
+		if ms := a.members(); ms != nil {
+			ms.close()
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
 		if err := srv.ShutdownWithContext(sctx); err != nil {
@@ -207,8 +244,12 @@ func (d *Daemon) logServing(addr, self string) {
 		d.log.Info("serving HTTPS to clients with a certificate of the cluster CA",
 			append([]any{"addr", addr, "client_ca", d.cfg.ClientCA}, service.CertAttrs(d.certs.Current())...)...)
 	}
-	d.log.Info("masterd serving", "addr", addr, "url", self, "version", rpc.Version, "pid", os.Getpid(),
-		"session_timeout", d.cfg.SessionTimeout, "max_session_timeout", d.cfg.MaxSessionTimeout)
+	attrs := []any{"addr", addr, "url", self, "version", rpc.Version, "pid", os.Getpid(),
+		"session_timeout", d.cfg.SessionTimeout, "max_session_timeout", d.cfg.MaxSessionTimeout}
+	if d.cfg.Etcd != "" {
+		attrs = append(attrs, "etcd", d.cfg.Etcd, "etcd_prefix", d.cfg.EtcdPrefix, "lease_ttl", d.cfg.LeaseTTL, "priority", d.cfg.Priority)
+	}
+	d.log.Info("masterd serving", attrs...)
 }
 
 // reloadCerts reloads the certificates at each receive from reload, until

@@ -1,6 +1,7 @@
 package masterd
 
 import (
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -51,14 +52,44 @@ type members struct {
 	// version changes: every held renewal waits on it.
 	groupWake   chan struct{}
 	wakePending bool
-	// stopped is closed when masterd stops: held renewals answer at once.
+	// stopped is closed when masterd stops or steps down: held renewals
+	// answer at once.
 	stopped chan struct{}
 	closed  bool
+	// deposed is set when masterd stepped down: every answer is then
+	// errNotActive, a held renewal's too.
+	deposed bool
 }
 
 // errShuttingDown answers a hello or renewal that comes while masterd
 // stops: the node tries another master, or this one once restarted.
 var errShuttingDown = rpc.Errorf(rpc.KindShuttingDown, "masterd is stopping; say hello again to it once restarted, or to another master")
+
+// errNotActive is the answer of a master that is not, or no longer, the
+// active one. The server turns it into rpc.KindNotActive naming the
+// active master as it knows it when it answers.
+var errNotActive = errors.New("masterd: not the active master")
+
+// closedErr is the answer of a closed registry: not_active once masterd
+// stepped down, shutting_down when it stops.
+func (ms *members) closedErr() error {
+	if ms.deposed {
+		return errNotActive
+	}
+	return errShuttingDown
+}
+
+// writeErr is the answer to a request whose write to the store failed:
+// not_active when the write was refused because masterd is no longer
+// the active master, internal otherwise.
+func (ms *members) writeErr(err error, what string) error {
+	if errors.Is(err, errNotActive) || errors.Is(err, registry.ErrFenced) {
+		ms.log.Warn("a write refused: masterd is no longer the active master", "write", what, "err", err)
+		return errNotActive
+	}
+	ms.log.Error("a change was not recorded", "write", what, "err", err)
+	return rpc.Errorf(rpc.KindInternal, "recording %s: %v", what, err)
+}
 
 // member is one node masterd knows.
 type member struct {
@@ -85,13 +116,7 @@ func loadMembers(store registry.Store, clock Clock, log *slog.Logger, timeout, m
 	if err != nil {
 		return nil, err
 	}
-	ms := &members{
-		clock: clock, store: store, log: log, timeout: timeout, maxTimeout: maxTimeout,
-		version: snap.Version, stamp: snap.Stamp,
-		nodes: make(map[string]*member, len(snap.Nodes)), group: snap.Group, configs: snap.Configs,
-		masters:   []string{self},
-		groupWake: make(chan struct{}), stopped: make(chan struct{}),
-	}
+	ms := newMembers(snap, store, clock, log, timeout, maxTimeout, []string{self})
 	var down []registry.Record
 	for name, r := range snap.Nodes {
 		n := r.Node
@@ -125,6 +150,61 @@ func loadMembers(store registry.Store, clock Clock, log *slog.Logger, timeout, m
 	return ms, nil
 }
 
+// newMembers is the registry of snap, before any node's session.
+func newMembers(snap *registry.Snapshot, store registry.Store, clock Clock, log *slog.Logger, timeout, maxTimeout time.Duration, masters []string) *members {
+	configs := snap.Configs
+	if configs == nil {
+		configs = make(map[string]registry.Entry)
+	}
+	return &members{
+		clock: clock, store: store, log: log, timeout: timeout, maxTimeout: maxTimeout,
+		version: snap.Version, stamp: snap.Stamp,
+		nodes: make(map[string]*member, len(snap.Nodes)), group: snap.Group, configs: configs,
+		masters:   masters,
+		groupWake: make(chan struct{}), stopped: make(chan struct{}),
+	}
+}
+
+// takeOver builds the registry of a master just elected from what the
+// store holds, written by the previous active master. A node listed up
+// stays up, on a session of its timeout from now whose ID no node
+// holds: its next renewal is unknown_session and it says hello, which
+// replaces that session; a node that does not within the timeout is
+// marked down as any whose session lapsed. Nothing is written: the
+// nodes that say hello in time are never seen down.
+func takeOver(snap *registry.Snapshot, store registry.Store, clock Clock, log *slog.Logger, timeout, maxTimeout time.Duration, masters []string) *members {
+	ms := newMembers(snap, store, clock, log, timeout, maxTimeout, masters)
+	now := clock.Now()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	up := 0
+	for name, r := range snap.Nodes {
+		n := r.Node
+		// Whether it answered was learned by the previous master.
+		n.Reachable, n.Problem = false, ""
+		m := &member{node: n, written: r.Version, cfgWake: make(chan struct{})}
+		ms.nodes[name] = m
+		if n.State != rpc.NodeUp {
+			continue
+		}
+		up++
+		sid := "takeover-" + uuid.NewString()
+		m.session, m.timeout = sid, ms.sessionTimeout(n.SessionTimeout)
+		m.deadline = now.Add(m.timeout)
+		m.timer = clock.AfterFunc(m.timeout, func() { ms.expire(name, sid) })
+	}
+	log.Info("registry taken over; nodes listed up stay up until their session timeout unless they say hello",
+		"nodes", len(ms.nodes), "up", up, "group_version", ms.version, "masters", masters)
+	return ms
+}
+
+// setMasters replaces the list of masters every session is told of.
+func (ms *members) setMasters(masters []string) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.masters = masters
+}
+
 // groupVersion is the membership version now.
 func (ms *members) groupVersion() uint64 {
 	ms.mu.Lock()
@@ -146,7 +226,7 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	ms.mu.Lock()
 	if ms.closed {
 		ms.mu.Unlock()
-		return rpc.Session{}, errShuttingDown
+		return rpc.Session{}, ms.closedErr()
 	}
 	now := ms.clock.Now()
 	node := rpc.Node{
@@ -169,8 +249,7 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	ms.mu.Unlock()
 
 	if err := ms.store.Write(registry.Change{Version: v, Nodes: []registry.Record{{Node: node, Version: v}}}); err != nil {
-		ms.log.Error("a hello was not recorded", "node", req.Node, "err", err)
-		return rpc.Session{}, rpc.Errorf(rpc.KindInternal, "recording the hello of %s: %v", req.Node, err)
+		return rpc.Session{}, ms.writeErr(err, "the hello of "+req.Node)
 	}
 
 	ms.mu.Lock()
@@ -179,6 +258,9 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	if m == nil {
 		m = &member{cfgWake: make(chan struct{})}
 		ms.nodes[req.Node] = m
+	}
+	if ms.deposed {
+		return rpc.Session{}, errNotActive
 	}
 	if m.written > v || ms.closed {
 		// Another hello of the node came after this one and won; this
@@ -244,7 +326,7 @@ func (ms *members) renew(req *rpc.RenewRequest) (rpc.Session, error) {
 	ms.mu.Lock()
 	if ms.closed {
 		ms.mu.Unlock()
-		return rpc.Session{}, errShuttingDown
+		return rpc.Session{}, ms.closedErr()
 	}
 	m, err := ms.sessionOf(req.Node, req.Session)
 	if err != nil {
@@ -273,6 +355,11 @@ func (ms *members) renew(req *rpc.RenewRequest) (rpc.Session, error) {
 	t.Stop()
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	if ms.deposed {
+		// The session is the deposed master's: the node must go to the
+		// active one.
+		return rpc.Session{}, errNotActive
+	}
 	if m, err = ms.sessionOf(req.Node, req.Session); err != nil {
 		return rpc.Session{}, err
 	}
@@ -295,6 +382,10 @@ func (ms *members) sessionOf(node, sid string) (*member, error) {
 // leave closes the session of req: the node is down, at once.
 func (ms *members) leave(req *rpc.LeaveRequest) error {
 	ms.mu.Lock()
+	if ms.deposed {
+		ms.mu.Unlock()
+		return errNotActive
+	}
 	m, err := ms.sessionOf(req.Node, req.Session)
 	if err != nil {
 		ms.mu.Unlock()
@@ -304,8 +395,7 @@ func (ms *members) leave(req *rpc.LeaveRequest) error {
 	rec := ms.downLocked(m)
 	ms.mu.Unlock()
 	if err := ms.store.Write(registry.Change{Version: rec.Version, Nodes: []registry.Record{rec}}); err != nil {
-		ms.log.Error("a leave was not recorded", "node", req.Node, "err", err)
-		return rpc.Errorf(rpc.KindInternal, "recording the leave of %s: %v", req.Node, err)
+		return ms.writeErr(err, "the leave of "+req.Node)
 	}
 	ms.log.Info("node left", "node", req.Node, "group_version", rec.Version)
 	return nil
@@ -333,7 +423,7 @@ func (ms *members) expire(node, sid string) {
 	ms.log.Warn("node down: its session lapsed", "node", node, "last_contact", last.UTC().Format(time.RFC3339Nano),
 		"silent_for", now.Sub(last).Round(time.Millisecond), "group_version", rec.Version)
 	if err := ms.store.Write(registry.Change{Version: rec.Version, Nodes: []registry.Record{rec}}); err != nil {
-		ms.log.Error("an expiry was not recorded", "node", node, "err", err)
+		ms.writeErr(err, "the expiry of "+node)
 	}
 }
 
@@ -451,6 +541,10 @@ func (ms *members) setConfig(req *rpc.SetConfigRequest) (rpc.ConfigResponse, err
 	ms.cfgMu.Lock()
 	defer ms.cfgMu.Unlock()
 	ms.mu.Lock()
+	if ms.deposed {
+		ms.mu.Unlock()
+		return rpc.ConfigResponse{}, errNotActive
+	}
 	old := ms.group
 	if req.Node != "" {
 		old = ms.configs[req.Node]
@@ -465,8 +559,7 @@ func (ms *members) setConfig(req *rpc.SetConfigRequest) (rpc.ConfigResponse, err
 	ms.mu.Unlock()
 
 	if err := ms.store.Write(registry.Change{Config: &registry.ConfigChange{Node: req.Node, Entry: entry}}); err != nil {
-		ms.log.Error("a configuration change was not recorded", "node", req.Node, "err", err)
-		return rpc.ConfigResponse{}, rpc.Errorf(rpc.KindInternal, "recording the configuration: %v", err)
+		return rpc.ConfigResponse{}, ms.writeErr(err, "a configuration change")
 	}
 
 	ms.mu.Lock()
@@ -513,6 +606,20 @@ func (ms *members) setReachable(node, bootID string, problem string) {
 func (ms *members) close() {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	ms.closeLocked()
+}
+
+// depose closes the registry of a master that stepped down: every held
+// renewal, and every request after, answers errNotActive, and no timer
+// of it writes again.
+func (ms *members) depose() {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.deposed = true
+	ms.closeLocked()
+}
+
+func (ms *members) closeLocked() {
 	if ms.closed {
 		return
 	}

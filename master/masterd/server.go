@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -20,12 +21,39 @@ import (
 
 // api serves masterd's procedures (rpc/membership.go) over HTTP.
 type api struct {
-	members *members
-	log     *slog.Logger
+	// role is what masterd is now: the active master serves with its
+	// registry, a standby answers not_active. A single master (no
+	// --etcd) is always active.
+	role atomic.Pointer[role]
+	// self is masterd's own URL, which a standby never names as the
+	// active master.
+	self string
+	log  *slog.Logger
 	// tls is true when masterd serves HTTPS: every request then carries a
 	// verified client certificate whose role (and, for a node, name) is
 	// checked.
 	tls bool
+}
+
+// role is one state of masterd: active with ms, or a standby (ms nil)
+// that knows the active master's URL, leader, "" while it knows none.
+type role struct {
+	ms     *members
+	leader string
+}
+
+// setActive makes masterd the active master of ms.
+func (a *api) setActive(ms *members) { a.role.Store(&role{ms: ms}) }
+
+// setStandby makes masterd a standby naming leader.
+func (a *api) setStandby(leader string) { a.role.Store(&role{leader: leader}) }
+
+// members is the registry of the active master, nil on a standby.
+func (a *api) members() *members {
+	if r := a.role.Load(); r != nil {
+		return r.ms
+	}
+	return nil
 }
 
 // procedure is one of masterd's procedures: how it is called, who may
@@ -35,7 +63,7 @@ type procedure struct {
 	roles  []rpc.Role
 	// maxBody bounds the body, read only once the head is admitted.
 	maxBody int
-	serve   func(a *api, ctx *fasthttp.RequestCtx, body []byte) error
+	serve   func(a *api, ms *members, ctx *fasthttp.RequestCtx, body []byte) error
 }
 
 // Body bounds. A hello carries the node's functions and calls, up to
@@ -93,22 +121,40 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 		a.fail(ctx, err)
 		return
 	}
+	ms := a.members()
+	if ms == nil {
+		a.fail(ctx, errNotActive)
+		return
+	}
 	body := ctx.Request.Body()
 	if p.method == fasthttp.MethodGet && len(body) > 0 {
 		a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "GET %s takes no body", path))
 		return
 	}
-	if err := p.serve(a, ctx, body); err != nil {
+	if err := p.serve(a, ms, ctx, body); err != nil {
 		a.fail(ctx, err)
 	}
 }
 
 // stamp sets X-Group-Version, unless the answer set it already (a
-// session's, which must match its body).
+// session's, which must match its body). A standby has no group
+// version: its answers carry none.
 func (a *api) stamp(ctx *fasthttp.RequestCtx) {
-	if len(ctx.Response.Header.Peek(rpc.HeaderGroupVersion)) == 0 {
-		ctx.Response.Header.Set(rpc.HeaderGroupVersion, strconv.FormatUint(a.members.groupVersion(), 10))
+	if len(ctx.Response.Header.Peek(rpc.HeaderGroupVersion)) != 0 {
+		return
 	}
+	if ms := a.members(); ms != nil {
+		ctx.Response.Header.Set(rpc.HeaderGroupVersion, strconv.FormatUint(ms.groupVersion(), 10))
+	}
+}
+
+// groupVersionHeader is the header line of X-Group-Version of a refusal
+// before any request, "" on a standby.
+func (a *api) groupVersionHeader() string {
+	if ms := a.members(); ms != nil {
+		return fmt.Sprintf("%s: %d\r\n", rpc.HeaderGroupVersion, ms.groupVersion())
+	}
+	return ""
 }
 
 // recoverPanic answers internal for a handler that panicked: a bug in
@@ -175,7 +221,7 @@ func (a *api) checkNode(ctx *fasthttp.RequestCtx, node string) error {
 	return nil
 }
 
-func (a *api) hello(ctx *fasthttp.RequestCtx, body []byte) error {
+func (a *api) hello(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	var req rpc.HelloRequest
 	if err := decode(body, &req); err != nil {
 		return err
@@ -183,14 +229,14 @@ func (a *api) hello(ctx *fasthttp.RequestCtx, body []byte) error {
 	if err := a.checkNode(ctx, req.Node); err != nil {
 		return err
 	}
-	s, err := a.members.hello(&req)
+	s, err := ms.hello(&req)
 	if err != nil {
 		return err
 	}
 	return a.replySession(ctx, s)
 }
 
-func (a *api) renew(ctx *fasthttp.RequestCtx, body []byte) error {
+func (a *api) renew(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	var req rpc.RenewRequest
 	if err := decode(body, &req); err != nil {
 		return err
@@ -198,14 +244,14 @@ func (a *api) renew(ctx *fasthttp.RequestCtx, body []byte) error {
 	if err := a.checkNode(ctx, req.Node); err != nil {
 		return err
 	}
-	s, err := a.members.renew(&req)
+	s, err := ms.renew(&req)
 	if err != nil {
 		return err
 	}
 	return a.replySession(ctx, s)
 }
 
-func (a *api) leave(ctx *fasthttp.RequestCtx, body []byte) error {
+func (a *api) leave(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	var req rpc.LeaveRequest
 	if err := decode(body, &req); err != nil {
 		return err
@@ -213,20 +259,20 @@ func (a *api) leave(ctx *fasthttp.RequestCtx, body []byte) error {
 	if err := a.checkNode(ctx, req.Node); err != nil {
 		return err
 	}
-	if err := a.members.leave(&req); err != nil {
+	if err := ms.leave(&req); err != nil {
 		return err
 	}
 	// An empty object, so that a client decodes every answer alike.
 	return reply(ctx, struct{}{})
 }
 
-func (a *api) listNodes(ctx *fasthttp.RequestCtx, _ []byte) error {
-	l := a.members.list()
+func (a *api) listNodes(ms *members, ctx *fasthttp.RequestCtx, _ []byte) error {
+	l := ms.list()
 	ctx.Response.Header.Set(rpc.HeaderGroupVersion, strconv.FormatUint(l.GroupVersion, 10))
 	return reply(ctx, l)
 }
 
-func (a *api) getNode(ctx *fasthttp.RequestCtx, body []byte) error {
+func (a *api) getNode(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	var req rpc.NodeRequest
 	if err := decode(body, &req); err != nil {
 		return err
@@ -234,27 +280,27 @@ func (a *api) getNode(ctx *fasthttp.RequestCtx, body []byte) error {
 	if req.Node == "" {
 		return rpc.Errorf(rpc.KindBadRequest, "node is required")
 	}
-	n, err := a.members.get(req.Node)
+	n, err := ms.get(req.Node)
 	if err != nil {
 		return err
 	}
 	return reply(ctx, n)
 }
 
-func (a *api) getConfig(ctx *fasthttp.RequestCtx, body []byte) error {
+func (a *api) getConfig(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	var req rpc.NodeRequest
 	if err := decode(body, &req); err != nil {
 		return err
 	}
-	return reply(ctx, a.members.config(req.Node))
+	return reply(ctx, ms.config(req.Node))
 }
 
-func (a *api) setConfig(ctx *fasthttp.RequestCtx, body []byte) error {
+func (a *api) setConfig(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	var req rpc.SetConfigRequest
 	if err := decode(body, &req); err != nil {
 		return err
 	}
-	r, err := a.members.setConfig(&req)
+	r, err := ms.setConfig(&req)
 	if err != nil {
 		return err
 	}
@@ -288,12 +334,32 @@ func reply(ctx *fasthttp.RequestCtx, v any) error {
 // fail answers with the error's kind and status. An error that is not an
 // *rpc.Error is a bug below and answers internal, logged.
 func (a *api) fail(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, errNotActive) {
+		a.notActive(ctx)
+		return
+	}
 	var e *rpc.Error
 	if !errors.As(err, &e) {
 		a.log.Error("unexpected error serving a request", "path", string(ctx.Path()), "err", err)
 		e = rpc.Errorf(rpc.KindInternal, "%v", err)
 	}
 	writeError(ctx, e)
+}
+
+// notActive answers not_active, naming the active master when this
+// standby knows one (never itself: a campaign of its own that outlived
+// its lease names no master a node could follow).
+func (a *api) notActive(ctx *fasthttp.RequestCtx) {
+	var leader string
+	if r := a.role.Load(); r != nil {
+		leader = r.leader
+	}
+	if leader == "" || leader == a.self {
+		writeError(ctx, rpc.Errorf(rpc.KindNotActive, "no master is active; an election is under way"))
+		return
+	}
+	ctx.Response.Header.Set(rpc.HeaderActiveMaster, leader)
+	writeError(ctx, rpc.Errorf(rpc.KindNotActive, "not active; the active master is %s", leader))
 }
 
 func writeError(ctx *fasthttp.RequestCtx, e *rpc.Error) {
