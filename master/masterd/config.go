@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,6 +126,8 @@ session; it knows every node, up or down, and their configuration.
   masterd --cert /etc/masterd/master.crt --key /etc/masterd/master.key \
       --client-ca /etc/masterd/ca.crt --listen 0.0.0.0:1812 --state-dir /var/lib/masterd
   masterd --insecure --listen 127.0.0.1:1812 --state-dir /tmp/m   # plain HTTP, loopback only
+  masterd ... --advertise https://m1.example:1812 --etcd e1:2379,e2:2379,e3:2379 --priority 1
+      # one of several masters: one is elected active through etcd (doc/ha.md)
 
 Every flag but --config, --check-config, --print-config and --version is
 also a key of the configuration file (TOML), e.g. session-timeout = "10s".
@@ -264,12 +267,17 @@ func (c *Config) validateEtcd() error {
 		}
 		return nil
 	}
-	if _, err := c.etcdEndpoints(); err != nil {
+	eps, err := c.etcdEndpoints()
+	if err != nil {
 		return err
 	}
 	switch {
 	case tlsGiven && (c.EtcdCert == "" || c.EtcdKey == "" || c.EtcdCA == ""):
 		return errors.New("the etcd client's TLS takes all of --etcd-cert, --etcd-key and --etcd-ca, or none")
+	case tlsGiven && slices.ContainsFunc(eps, func(ep string) bool { return strings.HasPrefix(ep, "http://") }):
+		// The etcd client speaks plain HTTP to an http:// endpoint
+		// whatever TLS it is given.
+		return fmt.Errorf("--etcd %s: an http:// endpoint is not spoken to over TLS; with --etcd-cert write https://HOST:PORT or HOST:PORT", c.Etcd)
 	case !strings.HasPrefix(c.EtcdPrefix, "/") || len(c.EtcdPrefix) < 2 || strings.HasSuffix(c.EtcdPrefix, "/"):
 		return fmt.Errorf("--etcd-prefix must start with / and not end with one, e.g. %s; got %q", DefaultEtcdPrefix, c.EtcdPrefix)
 	case c.LeaseTTL < minLeaseTTL:

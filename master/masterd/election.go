@@ -72,6 +72,11 @@ type elector struct {
 	goneAt time.Time
 	// shown is the active master last logged, to log a change once.
 	shown string
+	// stale is the lease of an earlier term that could not be revoked
+	// (etcd was unreachable), revoked once etcd answers again: etcd
+	// extends every lease when it restarts, and the campaign of that
+	// lease would hold the election for a TTL more.
+	stale clientv3.LeaseID
 }
 
 // term is one candidacy: a lease, a campaign, and, if won, a time as
@@ -79,13 +84,13 @@ type elector struct {
 type term struct {
 	e      *elector
 	cancel context.CancelCauseFunc
-	guard  *leaseGuard
 
-	mu     sync.Mutex
-	over   bool
-	ms     *members   // while active
-	store  *termStore // while active
-	checks *checker   // while active
+	mu sync.Mutex
+	// guard is set once the lease is granted, before any keepalive.
+	guard *leaseGuard
+	over  bool
+	ms    *members   // while active
+	store *termStore // while active
 }
 
 // run campaigns until ctx ends.
@@ -96,11 +101,14 @@ func (e *elector) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if leased {
-			wait = retryMin
-		}
 		e.api.setStandby("")
-		e.log.Warn("not a candidate until etcd answers; trying again", "err", err, "retry_in", wait)
+		if leased || wait == retryMin {
+			wait = retryMin
+			e.log.Warn("not a candidate until etcd answers; trying again", "err", err, "retry_in", wait)
+		} else {
+			// Once per outage at WARN, not once per retry.
+			e.log.Debug("etcd still does not answer", "err", err, "retry_in", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -133,8 +141,8 @@ func (e *elector) term(parent context.Context) (leased bool, err error) {
 		if guard != nil {
 			guard.stop()
 		}
-		if lease != nil {
-			e.revoke(lease.ID)
+		if lease != nil && !e.revoke(lease.ID) {
+			e.stale = lease.ID
 		}
 		wg.Wait()
 	}()
@@ -146,6 +154,9 @@ func (e *elector) term(parent context.Context) (leased bool, err error) {
 	if err != nil {
 		lease = nil
 		return false, fmt.Errorf("granting a lease: %w", err)
+	}
+	if e.stale != clientv3.NoLease && e.revoke(e.stale) {
+		e.stale = clientv3.NoLease
 	}
 	t.mu.Lock()
 	t.guard = newLeaseGuard(e.clock, e.timings.limit(), sent, func(last time.Time) {
@@ -183,13 +194,17 @@ func orCause(ctx context.Context, err error) error {
 }
 
 // revoke revokes a term's lease, which deletes its keys at once: its
-// campaign, and its candidate key.
-func (e *elector) revoke(id clientv3.LeaseID) {
+// campaign, and its candidate key. It reports whether the lease is
+// gone.
+func (e *elector) revoke(id clientv3.LeaseID) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), e.timings.limit())
 	defer cancel()
-	if _, err := e.cli.Revoke(ctx, id); err != nil {
-		e.log.Debug("the lease was not revoked; it lapses on its own", "lease", fmt.Sprintf("%x", id), "err", err)
+	_, err := e.cli.Revoke(ctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		e.log.Debug("the lease was not revoked; it lapses on its own, or is revoked once etcd answers", "lease", fmt.Sprintf("%x", id), "err", err)
+		return false
 	}
+	return true
 }
 
 // keepAlive renews the lease every interval, each keepalive on a
@@ -267,14 +282,15 @@ func (e *elector) look(ctx context.Context) (view, error) {
 }
 
 // best is the candidate that takes over when no master is active: the
-// highest priority, then the oldest key.
-func (v view) best() (candidate, bool) {
+// highest priority, then the oldest key. A view has at least the
+// candidate that read it.
+func (v view) best() candidate {
 	if len(v.candidates) == 0 {
-		return candidate{}, false
+		return candidate{}
 	}
 	return slices.MinFunc(v.candidates, func(a, b candidate) int {
 		return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.created, b.created))
-	}), true
+	})
 }
 
 // masters are the URLs of the live candidates, sorted, with self.
@@ -293,12 +309,18 @@ func (v view) masters(self string) []string {
 // master never campaigns while another is active, so it never queues
 // behind one and takes over ahead of a better candidate.
 func (e *elector) await(ctx context.Context) error {
+	var leader string
 	for {
 		v, err := e.look(ctx)
 		if err != nil {
 			return err
 		}
-		best, _ := v.best()
+		if leader != "" && v.leader == "" && e.goneAt.IsZero() {
+			// Its deletion came on the watch of the candidates.
+			e.goneAt = e.clock.Now()
+		}
+		leader = v.leader
+		best := v.best()
 		switch {
 		case v.leader == e.self:
 			// The campaign of an earlier term of this master, whose
@@ -341,16 +363,26 @@ func (e *elector) awaitChange(ctx context.Context, rev int64) error {
 	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(rev + 1)}
 	campaigns := e.cli.Watch(wctx, e.prefix+electionDir+"/", opts...)
 	candidates := e.cli.Watch(wctx, e.prefix+candidatesDir, opts...)
+	var r clientv3.WatchResponse
+	ok := true
 	select {
-	case r := <-campaigns:
+	case r, ok = <-campaigns:
 		for _, ev := range r.Events {
 			if ev.Type == clientv3.EventTypeDelete {
 				e.goneAt = e.clock.Now()
 			}
 		}
-	case <-candidates:
+	case r, ok = <-candidates:
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if !ok || r.Err() != nil {
+		// etcd is gone or lost its leader: the active master named
+		// until now may have stepped down already.
+		e.showStandby("", "etcd is unreachable or has no leader")
 	}
 	return nil
 }
@@ -383,7 +415,7 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 	if cfg.CheckNodes {
 		ms.joined = checks.start
 	}
-	if !t.activate(ms, store, checks) {
+	if !t.activate(ms, store) {
 		ms.close()
 		return context.Cause(ctx)
 	}
@@ -408,21 +440,29 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 			return context.Cause(ctx)
 		case <-session.Done():
 			t.end(errors.New("its etcd session ended"))
+			return context.Cause(ctx)
 		case r, ok := <-mine:
 			for _, ev := range r.Events {
 				if ev.Type == clientv3.EventTypeDelete {
-					t.end(errors.New("its campaign key was deleted from etcd"))
+					t.end(errCampaignGone)
+					return context.Cause(ctx)
 				}
 			}
 			if !ok || r.Err() != nil {
-				// etcd lost its leader or this connection: the lease
-				// guard decides, and the watch starts again from rev,
-				// which replays a deletion missed.
-				mine = e.rewatch(ctx, wctx, key, clientv3.WithRev(rev))
+				// etcd lost its leader or this connection, or compacted
+				// the revisions the watch needs: the lease guard
+				// decides while etcd is away, and the key is read
+				// again before it is watched again.
+				e.pause(ctx)
+				if mine, err = e.watchCampaign(ctx, wctx, key, rev); err != nil {
+					t.end(err)
+					return context.Cause(ctx)
+				}
 			}
 		case r, ok := <-candidates:
 			if !ok || r.Err() != nil {
-				candidates = e.rewatch(ctx, wctx, e.prefix+candidatesDir, clientv3.WithPrefix())
+				e.pause(ctx)
+				candidates = e.cli.Watch(wctx, e.prefix+candidatesDir, clientv3.WithPrefix())
 			}
 			if v, err := e.look(ctx); err == nil {
 				ms.setMasters(v.masters(e.self))
@@ -431,25 +471,45 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 	}
 }
 
-// rewatch opens a watch again after one ended, a keepalive interval
-// later, so that an etcd without a leader costs no busy loop.
-func (e *elector) rewatch(ctx, wctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+// pause waits a keepalive interval before a watch that ended is opened
+// again, so that an etcd without a leader costs no busy loop.
+func (e *elector) pause(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 	case <-time.After(e.timings.interval):
 	}
-	return e.cli.Watch(wctx, key, opts...)
+}
+
+// errCampaignGone deposes a master whose campaign key is gone or was
+// replaced: another master may be elected.
+var errCampaignGone = errors.New("its campaign key is gone from etcd")
+
+// watchCampaign watches this master's campaign key again from now, once
+// a read says it still holds the election (errCampaignGone if not). If
+// etcd does not answer, the watch starts from the campaign's revision,
+// to replay a deletion missed meanwhile.
+func (e *elector) watchCampaign(ctx, wctx context.Context, key string, rev int64) (clientv3.WatchChan, error) {
+	gctx, cancel := context.WithTimeout(ctx, e.timings.limit())
+	defer cancel()
+	resp, err := e.cli.Get(gctx, key)
+	switch {
+	case err != nil:
+		return e.cli.Watch(wctx, key, clientv3.WithRev(rev)), nil
+	case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != rev:
+		return nil, errCampaignGone
+	}
+	return e.cli.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1)), nil
 }
 
 // activate makes masterd the active master of ms, unless the term has
 // already ended.
-func (t *term) activate(ms *members, store *termStore, checks *checker) bool {
+func (t *term) activate(ms *members, store *termStore) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.over {
 		return false
 	}
-	t.ms, t.store, t.checks = ms, store, checks
+	t.ms, t.store = ms, store
 	t.e.api.setActive(ms)
 	return true
 }

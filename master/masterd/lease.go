@@ -12,8 +12,8 @@ import (
 // etcd refreshes a lease to its full TTL when it receives a keepalive,
 // so a lease whose keepalive sent at time S was answered lives at least
 // until S + TTL, whatever the network did since. The guard keeps the
-// send time of the latest answered keepalive and fires once more than
-// limit (the TTL less a margin) has passed since it. The etcd client's
+// send time of the latest answered keepalive and fires once limit (the
+// TTL less a margin) has passed since it. The etcd client's
 // own session counts from the time an answer arrived, which is later
 // than the server's refresh by a whole round trip: too late to rely on.
 type leaseGuard struct {

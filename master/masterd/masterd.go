@@ -4,6 +4,10 @@
 // and keeps them in a registry.Store across restarts. doc/membership.md
 // describes the exchange and its rules.
 //
+// With --etcd, several masterds share one registry in etcd and one of
+// them, elected through etcd, is active; the others answer not_active
+// naming it and take over when it is gone (election.go, doc/ha.md).
+//
 // Main owns the process; a Daemon is built from a Config by New and runs
 // until its context ends, so a test can run several in one process.
 package masterd

@@ -150,6 +150,7 @@ func loadMembers(store registry.Store, clock Clock, log *slog.Logger, timeout, m
 	return ms, nil
 }
 
+// newMembers is the registry of snap, before any node's session.
 func newMembers(snap *registry.Snapshot, store registry.Store, clock Clock, log *slog.Logger, timeout, maxTimeout time.Duration, masters []string) *members {
 	configs := snap.Configs
 	if configs == nil {

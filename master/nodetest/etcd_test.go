@@ -87,3 +87,35 @@ func TestEtcdEndpointsEnv(t *testing.T) {
 		t.Errorf("EtcdEndpoints with %s set = %q, want %q", EtcdEndpointsEnv, got, want)
 	}
 }
+
+// TestEtcdThroughProxy cuts a client off etcd with a proxy (as the
+// failover tests cut a masterd off) and lets it back: reads fail while
+// the proxy stalls or cuts, and succeed again once it passes.
+func TestEtcdThroughProxy(t *testing.T) {
+	e := StartEtcd(t)
+	p := StartProxy(t, e.ClientAddr())
+	cli := EtcdClient(t, []string{"http://" + p.Addr()})
+	get := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(t.Context(), d)
+		defer cancel()
+		_, err := cli.Get(ctx, EtcdPrefix(t))
+		return err
+	}
+	if err := get(10 * time.Second); err != nil {
+		t.Fatalf("Get through the passing proxy: %v", err)
+	}
+	for _, mode := range []ProxyMode{ProxyStall, ProxyCut} {
+		p.Set(mode, 0)
+		if err := get(500 * time.Millisecond); err == nil {
+			t.Errorf("Get through the proxy in mode %s succeeded, want an error", mode)
+		}
+		p.Set(ProxyPass, 0)
+		// The client redials with its own back-off.
+		deadline := time.Now().Add(20 * time.Second)
+		for err := get(time.Second); err != nil; err = get(time.Second) {
+			if time.Now().After(deadline) {
+				t.Fatalf("Get after the proxy passes again (was %s): %v", mode, err)
+			}
+		}
+	}
+}

@@ -134,12 +134,27 @@ func Start(t testing.TB, opts Options) *Node {
 // nodes whose close went wrong, and keeps the files of all.
 func StartMany(t testing.TB, count int, opts Options) []*Node {
 	t.Helper()
-	opts = withBinary(t, opts)
-	nodes := make([]*Node, count)
-	errs := make([]error, count)
+	each := make([]Options, count)
+	for i := range each {
+		each[i] = opts
+	}
+	return StartEach(t, each)
+}
+
+// StartEach is [StartMany] for nodes that differ: it starts one node for
+// each of opts at once (a fleet whose nodes each have a name and a
+// certificate of their own, say), and returns them in the same order.
+func StartEach(t testing.TB, opts []Options) []*Node {
+	t.Helper()
+	opts = append([]Options(nil), opts...) // the caller's slice stays as given
+	for i := range opts {
+		opts[i] = withBinary(t, opts[i])
+	}
+	nodes := make([]*Node, len(opts))
+	errs := make([]error, len(opts))
 	var wg sync.WaitGroup
 	for i := range nodes {
-		wg.Go(func() { nodes[i], errs[i] = launch(Sanitize(t.Name()), opts) })
+		wg.Go(func() { nodes[i], errs[i] = launch(Sanitize(t.Name()), opts[i]) })
 	}
 	wg.Wait()
 	t.Cleanup(func() {

@@ -25,10 +25,10 @@ var ErrFenced = errors.New("registry: fenced: this master's election key is gone
 // work with.
 var ErrBadEtcdStore = errors.New("registry: bad etcd store arguments")
 
-// EtcdTimeout bounds one write (every Txn it takes, retries included)
-// and each page of a Load: an etcd that does not answer within it is
-// reported as an error rather than waited for, and Close waits for a
-// write in flight at most this long.
+// EtcdTimeout bounds each Txn of a write (its read and its retries
+// included) and each page of a Load: an etcd that does not answer
+// within it is reported as an error rather than waited for, which also
+// bounds how long Close waits for the writes in flight.
 const EtcdTimeout = 5 * time.Second
 
 // Limits of one Txn. etcd refuses a Txn of more than 128 operations in
@@ -276,15 +276,16 @@ func (s *Etcd) commit(batch []*pending) error {
 	if err != nil {
 		return fmt.Errorf("registry: writing to etcd under %s: %w", s.root, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), EtcdTimeout)
-	defer cancel()
 	for len(items) > 0 {
 		n, size := 0, 0
 		for n < len(items) && n < txnItems && (n == 0 || size+items[n].size <= txnBytes) {
 			size += items[n].size
 			n++
 		}
-		if err := s.txn(ctx, items[:n]); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), EtcdTimeout)
+		err := s.txn(ctx, items[:n])
+		cancel()
+		if err != nil {
 			return err
 		}
 		items = items[n:]

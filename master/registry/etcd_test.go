@@ -216,6 +216,43 @@ func TestEtcdStore(t *testing.T) {
 		})
 	})
 	t.Run("FenceNeverCreated", func(t *testing.T) { testFenceNeverCreated(t, cli) })
+	t.Run("Unreachable", testEtcdUnreachable)
+}
+
+// testEtcdUnreachable: with etcd cut off (a proxy between the store's
+// client and its own etcd), a Write fails within EtcdTimeout, not
+// fenced, and Close returns; once etcd is back, writes succeed again.
+func testEtcdUnreachable(t *testing.T) {
+	e := nodetest.StartEtcd(t)
+	p := nodetest.StartProxy(t, e.ClientAddr())
+	cli := nodetest.EtcdClient(t, []string{"http://" + p.Addr()})
+	s, err := OpenEtcd(cli, nodetest.EtcdPrefix(t), Fence{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(Change{Version: 1}); err != nil {
+		t.Fatalf("Write through the passing proxy: %v", err)
+	}
+	for _, mode := range []nodetest.ProxyMode{nodetest.ProxyStall, nodetest.ProxyCut} {
+		p.Set(mode, 0)
+		start := time.Now()
+		err := s.Write(Change{Version: 2})
+		took := time.Since(start)
+		t.Logf("a Write with etcd cut off (%s) failed after %s: %v", mode, took.Round(time.Millisecond), err)
+		if err == nil || errors.Is(err, ErrFenced) || took > EtcdTimeout+2*time.Second {
+			t.Errorf("Write with etcd cut off (%s) = %v after %s, want an error other than ErrFenced within %s", mode, err, took, EtcdTimeout)
+		}
+		p.Set(nodetest.ProxyPass, 0)
+		deadline := time.Now().Add(20 * time.Second)
+		for err := s.Write(Change{Version: 3}); err != nil; err = s.Write(Change{Version: 3}) {
+			if time.Now().After(deadline) {
+				t.Fatalf("Write once etcd is back (was %s): %v", mode, err)
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 }
 
 func testEtcdBadArguments(t *testing.T, cli *clientv3.Client) {
