@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -47,22 +46,11 @@ func TestNewClusterRefusesBadURLs(t *testing.T) {
 	}
 }
 
-// deadPort is a loopback address nothing listens on.
-func deadPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // With every master unreachable, each is tried once in turn and the
 // error names them all; with one, its own error is returned.
 func TestClusterNoMasterAnswers(t *testing.T) {
-	a, b := deadPort(t), deadPort(t)
+	dead := nodetest.DeadAddrs(t, 2)
+	a, b := dead[0], dead[1]
 	fast := Options{Insecure: true, Timeout: time.Second, Retry: RetryPolicies{List: Policy{MaxAttempts: 1}}}
 	c, err := NewCluster([]string{"http://" + a, "http://" + b, "http://" + a}, fast)
 	if err != nil {
@@ -89,7 +77,7 @@ func TestClusterNoMasterAnswers(t *testing.T) {
 }
 
 func TestClusterRefusesBadRequestsUnsent(t *testing.T) {
-	c, err := NewCluster([]string{"http://" + deadPort(t)}, Options{Insecure: true})
+	c, err := NewCluster([]string{"http://" + nodetest.DeadAddr(t)}, Options{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +153,7 @@ func TestClusterAgainstMasterd(t *testing.T) {
 	})
 
 	ctx := context.Background()
-	dead := deadPort(t)
+	dead := nodetest.DeadAddr(t)
 	// The dead master comes first, and is the first asked.
 	first := func(int64) int64 { return 0 }
 	c, err := NewCluster([]string{"https://" + dead, "https://" + addr}, Options{TLS: admin, Timeout: 2 * time.Second, Retry: RetryPolicies{List: Policy{MaxAttempts: 1}}, randN: first})

@@ -122,7 +122,7 @@ func TestClusterWaitsForAnElection(t *testing.T) {
 		}
 		answerNotActive(w, active.URL)
 	})
-	c, err := NewCluster([]string{sb.URL, "http://" + deadPort(t)}, fastRounds(10*time.Second))
+	c, err := NewCluster([]string{sb.URL, "http://" + nodetest.DeadAddr(t)}, fastRounds(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

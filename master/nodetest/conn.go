@@ -47,3 +47,24 @@ func ReadAnswer(t testing.TB, c net.Conn, within time.Duration) (int, rpc.Kind) 
 	}
 	return resp.StatusCode, ""
 }
+
+// DeadAddrs returns n distinct loopback addresses nothing listens on:
+// ports that were just open, so connecting to them is refused at once.
+// All n are held until each is chosen; one at a time, the kernel may
+// hand the same port out twice.
+func DeadAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	var addrs []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs
+}
+
+// DeadAddr is one of DeadAddrs.
+func DeadAddr(t testing.TB) string { return DeadAddrs(t, 1)[0] }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -283,7 +284,7 @@ func TestStandbysHoldTheBackoffDownForAWindow(t *testing.T) {
 	now := time.Now()
 	clk := &clock{waits: make(chan wait)}
 	m, err := New(Config{
-		Masters: []string{sb.URL, "http://" + closedPort(t)},
+		Masters: []string{sb.URL, "http://" + nodetest.DeadAddr(t)},
 		Node:    "node1", URL: "http://127.0.0.1:1811", BootID: "boot1", Facts: facts,
 		Rand:  func(n int64) int64 { return n - 1 },
 		After: clk.after,
@@ -334,7 +335,7 @@ func TestStandbysHoldTheBackoffDownForAWindow(t *testing.T) {
 // lapsed) holds the back-off down too: the node follows it, is refused,
 // and backs off no longer than electionStep's ceiling.
 func TestStandbyNamingADeadMasterHoldsTheBackoffDown(t *testing.T) {
-	dead := "http://" + closedPort(t)
+	dead := "http://" + nodetest.DeadAddr(t)
 	sb := standby(t, dead)
 	clk := &clock{waits: make(chan wait)}
 	var log syncBuffer

@@ -5,28 +5,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
-
-// closedPort returns a loopback address nothing listens on: a port that
-// was just open, so connecting to it is refused.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // clock is an After that hands each wait to the test, which fires it.
 type clock struct{ waits chan wait }
@@ -69,8 +56,9 @@ func facts() ([]rpc.Function, []rpc.CallSummary) { return nil, nil }
 func TestHelloBacksOffToTheCapAndLogsOnce(t *testing.T) {
 	var log syncBuffer
 	clk := &clock{waits: make(chan wait)}
+	dead := nodetest.DeadAddrs(t, 2)
 	m, err := New(Config{
-		Masters: []string{"http://" + closedPort(t), "http://" + closedPort(t)},
+		Masters: []string{"http://" + dead[0], "http://" + dead[1]},
 		Node:    "node1", URL: "http://127.0.0.1:1811", BootID: "boot1", Facts: facts,
 		Logger: slog.New(slog.NewTextHandler(&log, nil)),
 		Rand:   func(n int64) int64 { return n - 1 }, // the longest wait
