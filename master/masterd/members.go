@@ -203,9 +203,16 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	return ms.sessionLocked(req.Node, m), nil
 }
 
+// maxLostCalls bounds the lost calls kept in a node's record, the most
+// recently lost: without it a node that reboots again and again with
+// unfinished calls grows its record, written whole at every hello, and
+// masterd's memory without end.
+const maxLostCalls = 1000
+
 // earlierCalls are the calls of n that a hello with bootID keeps: those
 // already lost, and, when bootID is a new boot, those of the old boot
-// that had not finished, now lost too; lost is how many became lost.
+// that had not finished, now lost too (at most maxLostCalls in all, the
+// most recent); lost is how many became lost.
 func earlierCalls(n rpc.Node, bootID string) (calls []rpc.NodeCall, lost int) {
 	if n.BootID == bootID {
 		// The same boot: its calls come again with the hello.
@@ -224,6 +231,10 @@ func earlierCalls(n rpc.Node, bootID string) (calls []rpc.NodeCall, lost int) {
 		if c.Lost {
 			calls = append(calls, c)
 		}
+	}
+	if len(calls) > maxLostCalls {
+		// The earlier lost come first: they go.
+		calls = slices.Clone(calls[len(calls)-maxLostCalls:])
 	}
 	return calls, lost
 }

@@ -2,6 +2,7 @@ package masterd
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -258,5 +259,41 @@ func TestRestartMarksDown(t *testing.T) {
 	}
 	if c := ms2.config("later"); string(c.Own["k"]) != "true" {
 		t.Errorf("configuration of a node that never joined, after a restart = %+v, want k=true", c)
+	}
+}
+
+// TestLostCallsBounded checks that a node rebooting again and again with
+// unfinished calls does not grow its record without bound: masterd keeps
+// the maxLostCalls most recently lost.
+func TestLostCallsBounded(t *testing.T) {
+	ms, _, _ := newTestMembers(t, t.TempDir())
+	const perBoot = 100
+	boots := maxLostCalls/perBoot + 3
+	id := 0
+	for b := range boots {
+		calls := make([]rpc.CallSummary, perBoot)
+		for i := range calls {
+			calls[i] = rpc.CallSummary{ID: fmt.Sprintf("c%d", id), FnName: "sleep", State: rpc.StateRunning}
+			id++
+		}
+		mustHello(t, ms, helloOf("n1", fmt.Sprintf("b%d", b), calls...))
+	}
+	n, err := ms.get("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for _, c := range n.Calls {
+		if c.Lost {
+			lost++
+		}
+	}
+	if lost != maxLostCalls || len(n.Calls) != maxLostCalls+perBoot {
+		t.Fatalf("after %d boots: %d calls, %d lost; want %d lost and the %d of the last boot", boots, len(n.Calls), lost, maxLostCalls, perBoot)
+	}
+	// The calls of the last boot are the last perBoot ids; the lost ones
+	// kept are the maxLostCalls before them.
+	if first, want := n.Calls[0].ID, fmt.Sprintf("c%d", id-perBoot-maxLostCalls); first != want {
+		t.Errorf("oldest lost call kept = %s, want %s: the most recently lost are kept", first, want)
 	}
 }
