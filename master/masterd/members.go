@@ -156,6 +156,12 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	}
 	lost := 0
 	if m := ms.nodes[req.Node]; m != nil {
+		if m.session != "" && m.node.URL != req.URL {
+			// A restarted node keeps its URL; two nodes under one name
+			// take each other's session at every renewal, forever.
+			ms.log.Warn("a hello replaces the live session of a node at another URL: do two nodes share this name?",
+				"node", req.Node, "url", req.URL, "live_url", m.node.URL, "boot_id", req.BootID, "live_boot_id", m.node.BootID)
+		}
 		node.Calls, lost = earlierCalls(m.node, req.BootID)
 		// The old session ends here: an expiry of it during the write
 		// would record the node down over the hello.

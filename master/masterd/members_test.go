@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,3 +299,43 @@ func TestLostCallsBounded(t *testing.T) {
 		t.Errorf("oldest lost call kept = %s, want %s: the most recently lost are kept", first, want)
 	}
 }
+
+// TestTwinNodesWarned checks that a hello replacing a live session of
+// the same name from another URL is logged as a warning: two nodes share
+// a name and take each other's session forever, which the log of joins
+// alone does not tell.
+func TestTwinNodesWarned(t *testing.T) {
+	store, err := registry.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	var mu sync.Mutex
+	h := slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return log.Write(p)
+	}), nil)
+	ms, err := loadMembers(store, newFakeClock(), slog.New(h), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ms.close()
+		store.Close()
+	})
+	mustHello(t, ms, helloOf("n1", "b1"))
+	mustHello(t, ms, helloOf("n1", "b1")) // the same node again: no warning
+	twin := helloOf("n1", "b2")
+	twin.URL = "http://127.0.0.1:1911"
+	mustHello(t, ms, twin)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(log.String(), "level=WARN"); n != 1 || !strings.Contains(log.String(), "http://127.0.0.1:1911") {
+		t.Errorf("log has %d warnings, want 1 naming both URLs:\n%s", n, log.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
