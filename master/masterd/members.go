@@ -176,6 +176,15 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 
 	if err := ms.store.Write(registry.Change{Version: v, Nodes: []registry.Record{{Node: node, Version: v}}}); err != nil {
 		ms.log.Error("a hello was not recorded", "node", req.Node, "err", err)
+		ms.mu.Lock()
+		if m := ms.nodes[req.Node]; m != nil && m.session == "" && m.node.State == rpc.NodeUp && m.written < v {
+			// The hello ended the node's session: listed up without one,
+			// nothing would ever mark it down. Its record on disk says
+			// up until the node's next hello, or a restart of masterd,
+			// which marks every node down.
+			ms.downLocked(m)
+		}
+		ms.mu.Unlock()
 		return rpc.Session{}, rpc.Errorf(rpc.KindInternal, "recording the hello of %s: %v", req.Node, err)
 	}
 

@@ -339,3 +339,56 @@ func TestTwinNodesWarned(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// failingStore is a Bolt store whose writes fail while fail is set, as
+// on a full or failing disk.
+type failingStore struct {
+	*registry.Bolt
+	mu   sync.Mutex
+	fail bool
+}
+
+func (s *failingStore) Write(c registry.Change) error {
+	s.mu.Lock()
+	fail := s.fail
+	s.mu.Unlock()
+	if fail {
+		return errors.New("disk failed")
+	}
+	return s.Bolt.Write(c)
+}
+
+// TestFailedHelloLeavesNodeDown checks that a hello whose write fails,
+// having ended the node's live session, leaves the node listed down:
+// listed up without a session, nothing would ever mark it down.
+func TestFailedHelloLeavesNodeDown(t *testing.T) {
+	bolt, err := registry.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &failingStore{Bolt: bolt}
+	clock := newFakeClock()
+	ms, err := loadMembers(store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ms.close()
+		bolt.Close()
+	})
+	mustHello(t, ms, helloOf("n1", "b1"))
+	store.mu.Lock()
+	store.fail = true
+	store.mu.Unlock()
+	before := ms.groupVersion()
+	if _, err := ms.hello(helloOf("n1", "b2")); err == nil {
+		t.Fatal("hello with a failing store succeeded")
+	}
+	n, err := ms.get("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.State != rpc.NodeDown || ms.groupVersion() <= before {
+		t.Errorf("after a failed hello: n1 %s at group version %d (was %d); want down at a new version", n.State, ms.groupVersion(), before)
+	}
+}
