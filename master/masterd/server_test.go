@@ -378,3 +378,38 @@ func TestRefusesBadNamesAndURLs(t *testing.T) {
 		t.Errorf("list after the refusals = version %d, %s; want no node at version 0", v, clipped(body))
 	}
 }
+
+// TestTLSNodeSpeaksForItselfOnly checks that a node certificate cannot
+// renew or end another node's session, even with its session id.
+func TestTLSNodeSpeaksForItselfOnly(t *testing.T) {
+	pki := nodetest.NewPKI(t)
+	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
+	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA()})
+	client := func(name string) *http.Client {
+		crt, key := pki.Issue(t, rpc.RoleNode, name)
+		cfg, err := master.LoadTLS(crt, key, pki.CA())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	n1, n2 := client("n1"), client("n2")
+	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n1", "b")))
+	var s rpc.Session
+	if status != 200 || json.Unmarshal(body, &s) != nil {
+		t.Fatalf("hello of n1 = %d %s %s", status, kind, body)
+	}
+	renew := mustJSON(t, rpc.RenewRequest{Node: "n1", Session: s.ID})
+	leave := mustJSON(t, rpc.LeaveRequest{Node: "n1", Session: s.ID})
+	for _, tc := range []struct {
+		path string
+		body []byte
+	}{{rpc.PathRenew, renew}, {rpc.PathLeave, leave}} {
+		if status, kind, _, body := call(t, n2, base, "PUT", tc.path, tc.body); status != 403 || kind != rpc.KindForbidden {
+			t.Errorf("%s of n1's session with n2's certificate = %d %s %s; want 403 forbidden", tc.path, status, kind, body)
+		}
+	}
+	if status, kind, _, body := call(t, n1, base, "PUT", rpc.PathRenew, renew); status != 200 {
+		t.Errorf("n1's renewal after the attempts = %d %s %s; want 200, its session untouched", status, kind, body)
+	}
+}
