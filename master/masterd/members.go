@@ -190,12 +190,17 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	if ms.closed {
+		// Recorded, but no session is kept: the node tries another
+		// master, or this one once restarted.
+		return rpc.Session{}, errShuttingDown
+	}
 	m := ms.nodes[req.Node]
 	if m == nil {
 		m = &member{cfgWake: make(chan struct{})}
 		ms.nodes[req.Node] = m
 	}
-	if m.written > v || ms.closed {
+	if m.written > v {
 		// Another hello of the node came after this one and won; this
 		// one's session never lived.
 		return rpc.Session{}, rpc.Errorf(rpc.KindUnknownSession, "a later hello of node %s replaced this one; say hello again", req.Node)

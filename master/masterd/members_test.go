@@ -392,3 +392,34 @@ func TestFailedHelloLeavesNodeDown(t *testing.T) {
 		t.Errorf("after a failed hello: n1 %s at group version %d (was %d); want down at a new version", n.State, ms.groupVersion(), before)
 	}
 }
+
+// hookStore is a Bolt store that runs hook before each write.
+type hookStore struct {
+	*registry.Bolt
+	hook func()
+}
+
+func (s *hookStore) Write(c registry.Change) error {
+	s.hook()
+	return s.Bolt.Write(c)
+}
+
+// TestHelloDuringStopIsShuttingDown checks that a hello masterd stops
+// during is answered shutting_down, which sends the node to another
+// master, not that a later hello replaced it.
+func TestHelloDuringStopIsShuttingDown(t *testing.T) {
+	bolt, err := registry.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &hookStore{Bolt: bolt, hook: func() {}}
+	ms, err := loadMembers(store, newFakeClock(), slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	store.hook = ms.close
+	if _, err := ms.hello(helloOf("n1", "b1")); !errors.Is(err, rpc.ErrShuttingDown) {
+		t.Errorf("hello as masterd stops = %v, want shutting_down", err)
+	}
+}
