@@ -87,8 +87,18 @@ func (r *HelloRequest) Validate() error {
 	if r.BootID == "" {
 		return Errorf(KindBadRequest, "boot_id is required")
 	}
+	// Both are printed as they are in noderpc nodes and masterd's log:
+	// a control character would reach the operator's terminal.
+	for _, f := range []struct{ name, v string }{{"boot_id", r.BootID}, {"version", r.Version}} {
+		if len(f.v) > maxFactLen || strings.ContainsFunc(f.v, unicode.IsControl) {
+			return Errorf(KindBadRequest, "%s: at most %d bytes without control characters", f.name, maxFactLen)
+		}
+	}
 	return checkSeconds("session_timeout", r.SessionTimeout)
 }
+
+// maxFactLen bounds a hello's boot id and version.
+const maxFactLen = 255
 
 // MaxNodeNameLen bounds a node name, which masterd keeps as a key of its
 // store (bbolt takes at most 32 KB) and writes in every log line about

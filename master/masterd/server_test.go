@@ -347,9 +347,10 @@ func TestCheckNodeTLS(t *testing.T) {
 }
 
 // TestRefusesBadNamesAndURLs checks that a node name that could not be a
-// certificate's common name, or that the store cannot hold, and a URL no
-// master could call are refused as bad requests before anything is
-// written, and that nothing of them is listed.
+// certificate's common name, or that the store cannot hold, a URL no
+// master could call, and a boot id or version with control characters
+// (printed as they are by noderpc nodes) are refused as bad requests
+// before anything is written, and that nothing of them is listed.
 func TestRefusesBadNamesAndURLs(t *testing.T) {
 	base := serve(t, Config{Insecure: true})
 	c := &http.Client{Timeout: 20 * time.Second}
@@ -364,6 +365,9 @@ func TestRefusesBadNamesAndURLs(t *testing.T) {
 		{"URL that is no URL", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "not a url", BootID: "b"})},
 		{"URL of another scheme", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "ftp://127.0.0.1:1", BootID: "b"})},
 		{"URL without a host", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "http://", BootID: "b"})},
+		{"version with an escape", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1", BootID: "b", Version: "1\x1b]0;owned\x07"})},
+		{"boot id with a newline", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1", BootID: "b\nINFO forged"})},
+		{"boot id of 40 KB", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1", BootID: long})},
 		{"configuration of a 40 KB name", rpc.PathSetConfig, mustJSON(t, rpc.SetConfigRequest{Node: long, Set: rpc.Config{"k": []byte("1")}})},
 		{"configuration of a name with a newline", rpc.PathSetConfig, mustJSON(t, rpc.SetConfigRequest{Node: "a\nb", Set: rpc.Config{"k": []byte("1")}})},
 	} {
