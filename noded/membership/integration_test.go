@@ -31,16 +31,10 @@ type masterd struct {
 // without pki, else with a master certificate of p; flags come last.
 func startMasterd(t *testing.T, p *nodetest.PKI, flags ...string) *masterd {
 	t.Helper()
-	return startMasterdAs(t, p, rpc.RoleMaster, flags...)
-}
-
-// startMasterdAs is startMasterd serving with a certificate of role.
-func startMasterdAs(t *testing.T, p *nodetest.PKI, role rpc.Role, flags ...string) *masterd {
-	t.Helper()
 	opts := nodetest.MasterdOptions{Flags: flags}
 	m := &masterd{t: t, client: &http.Client{Timeout: 10 * time.Second}}
 	if p != nil {
-		crt, key := p.Issue(t, role, "master-"+string(role))
+		crt, key := p.Issue(t, rpc.RoleMaster, "master")
 		opts.TLS = &nodetest.TLS{Cert: crt, Key: key, ClientCA: p.CA()}
 		m.client.Transport = &http.Transport{TLSClientConfig: observerTLS(t, p)}
 	}
@@ -303,7 +297,9 @@ func TestNodeJoinsOverTLS(t *testing.T) {
 	})
 
 	t.Run("node certificate as master", func(t *testing.T) {
-		fake := startMasterdAs(t, p, rpc.RoleNode)
+		// masterd refuses to serve with a node certificate; a noded
+		// serves with one, at the URL a misconfigured --master names.
+		fake := nodetest.Start(t, nodetest.Options{TLS: p.NodeTLS(t, "impostor")})
 		n2 := startNode(t, "node2", p.NodeTLS(t, "node2"), fake.URL())
 		n2.AwaitLogLine(t, "hello failed", "does not carry the master role")
 		if _, joined := n2.LogLine("joined the group"); joined {
