@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/noded/functions"
@@ -346,8 +345,9 @@ func (c *Config) checkMembership() error {
 	if c.NodeName == "" {
 		return errors.New("--node-name is required with --master: the host name is not known")
 	}
-	if strings.ContainsFunc(c.NodeName, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
-		return fmt.Errorf("--node-name %q: a name without spaces or control characters, as its certificate's common name", c.NodeName)
+	if rpc.CheckNodeName(c.NodeName) != nil {
+		// masterd refuses every hello of such a name.
+		return fmt.Errorf("--node-name %.64q: a name of at most %d bytes without spaces or control characters, as its certificate's common name", c.NodeName, rpc.MaxNodeNameLen)
 	}
 	if c.Advertise == "" {
 		// The listen address is called as is: one that means every

@@ -44,6 +44,7 @@ func TestNewChecksMembership(t *testing.T) {
 		{"negative session timeout", append(slices.Clone(insecure), "--master", "http://127.0.0.1:1812", "--session-timeout", "-1s"), "--session-timeout"},
 		{"empty node name", append(slices.Clone(insecure), "--master", "http://127.0.0.1:1812", "--node-name", ""), "--node-name is required"},
 		{"node name with a space", append(slices.Clone(insecure), "--master", "http://127.0.0.1:1812", "--node-name", "node 1"), "--node-name"},
+		{"node name longer than masterd takes", append(slices.Clone(insecure), "--master", "http://127.0.0.1:1812", "--node-name", strings.Repeat("n", 256)), "--node-name"},
 		{"tls master", append(slices.Clone(tlsArgs), "--node-name", "node1", "--master", "https://m1.example:1812"), ""},
 		{"http under tls", append(slices.Clone(tlsArgs), "--node-name", "node1", "--master", "http://m1.example:1812"), "want https://HOST:PORT"},
 		{"unspecified listen", append(slices.Clone(tlsArgs), "--node-name", "node1", "--master", "https://m1.example:1812", "--listen", "0.0.0.0:1811"), "pass --advertise"},

@@ -1,7 +1,10 @@
 package rpc
 
 import (
+	"net/url"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/goccy/go-json"
 )
@@ -80,15 +83,60 @@ type HelloRequest struct {
 
 // Validate reports a bad_request error for a hello no master could take.
 func (r *HelloRequest) Validate() error {
-	switch {
-	case r.Node == "":
-		return Errorf(KindBadRequest, "node is required")
-	case r.URL == "":
-		return Errorf(KindBadRequest, "url is required")
-	case r.BootID == "":
+	if err := CheckNodeName(r.Node); err != nil {
+		return err
+	}
+	if err := checkNodeURL(r.URL); err != nil {
+		return err
+	}
+	if r.BootID == "" {
 		return Errorf(KindBadRequest, "boot_id is required")
 	}
+	// Both are printed as they are in noderpc nodes and masterd's log:
+	// a control character would reach the operator's terminal.
+	for _, f := range []struct{ name, v string }{{"boot_id", r.BootID}, {"version", r.Version}} {
+		if len(f.v) > maxFactLen || strings.ContainsFunc(f.v, unicode.IsControl) {
+			return Errorf(KindBadRequest, "%s: at most %d bytes without control characters", f.name, maxFactLen)
+		}
+	}
 	return checkSeconds("session_timeout", r.SessionTimeout)
+}
+
+// maxFactLen bounds a hello's boot id and version.
+const maxFactLen = 255
+
+// MaxNodeNameLen bounds a node name, which masterd keeps as a key of its
+// store (bbolt takes at most 32 KB) and writes in every log line about
+// the node.
+const MaxNodeNameLen = 255
+
+// CheckNodeName reports a bad_request error for a name no node may have:
+// empty, longer than MaxNodeNameLen bytes, or with a space or control
+// character, which noded's --node-name refuses as well (the name is its
+// certificate's common name).
+func CheckNodeName(name string) error {
+	switch {
+	case name == "":
+		return Errorf(KindBadRequest, "node is required")
+	case len(name) > MaxNodeNameLen:
+		return Errorf(KindBadRequest, "node name of %d bytes: at most %d", len(name), MaxNodeNameLen)
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return Errorf(KindBadRequest, "node name %q has a space or control character", name)
+	}
+	return nil
+}
+
+// checkNodeURL reports a bad_request error for a URL masters and clients
+// could not call a node at.
+func checkNodeURL(raw string) error {
+	if raw == "" {
+		return Errorf(KindBadRequest, "url is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Errorf(KindBadRequest, "url %q: want http://HOST:PORT or https://HOST:PORT", raw)
+	}
+	return nil
 }
 
 // Session is the answer of PUT /Hello and PUT /Renew: the node's
@@ -233,6 +281,11 @@ type SetConfigRequest struct {
 func (r *SetConfigRequest) Validate() error {
 	if len(r.Set) == 0 && len(r.Delete) == 0 {
 		return Errorf(KindBadRequest, "set or delete is required")
+	}
+	if r.Node != "" {
+		if err := CheckNodeName(r.Node); err != nil {
+			return err
+		}
 	}
 	for _, k := range r.Delete {
 		if _, ok := r.Set[k]; ok {

@@ -146,7 +146,9 @@ func (a *app) fnArgs(rest []string) (json.RawMessage, error) {
 			return nil, fmt.Errorf("reading ARGS_JSON from stdin: %v", err)
 		}
 	}
-	if !json.Valid(raw) {
+	// Strictly, as the node decodes it: goccy's json.Valid takes a cut
+	// literal such as "nul" for JSON.
+	if rpc.CheckJSON(raw) != nil {
 		return nil, fmt.Errorf("ARGS_JSON is not valid JSON: %q", clip(string(raw), 80))
 	}
 	return json.RawMessage(raw), nil

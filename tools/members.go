@@ -378,9 +378,11 @@ func configChange(sub string, args []string) (rpc.SetConfigRequest, error) {
 	return req, nil
 }
 
-// configValue is v as JSON if it is JSON, else v as a JSON string.
+// configValue is v as JSON if it is JSON, else v as a JSON string. It is
+// checked strictly: goccy's json.Valid takes a cut literal such as "nul"
+// for JSON, which then failed to encode with an obscure error.
 func configValue(v string) json.RawMessage {
-	if json.Valid([]byte(v)) {
+	if rpc.CheckJSON([]byte(v)) == nil {
 		return json.RawMessage(v)
 	}
 	b, _ := json.Marshal(v) // a string always encodes

@@ -129,6 +129,10 @@ func TestConfigValueIsJSONElseString(t *testing.T) {
 		{"", `""`},
 		{`say "hi"`, `"say \"hi\""`},
 		{"{broken", `"{broken"`},
+		// Cut literals, which goccy's json.Valid takes for JSON.
+		{"nul", `"nul"`},
+		{"tru", `"tru"`},
+		{"fals", `"fals"`},
 	} {
 		if got := string(configValue(tc.in)); got != tc.want {
 			t.Errorf("configValue(%q) = %s, want %s", tc.in, got, tc.want)

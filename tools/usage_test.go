@@ -89,3 +89,14 @@ func TestHelpCommand(t *testing.T) {
 		t.Errorf("noderpc help nope = exit %d, want %d", code, ExitUsage)
 	}
 }
+
+// A cut JSON literal as ARGS_JSON is a usage error before any node is
+// called, as any other malformed ARGS_JSON.
+func TestCutLiteralArgsAreNotJSON(t *testing.T) {
+	for _, lit := range []string{"nul", "tru", "fals"} {
+		args := []string{"call", "127.0.0.1:1", "echo", lit}
+		if code, _, stderr := run(t, "", args...); code != ExitUsage || !strings.Contains(stderr, "ARGS_JSON is not valid JSON") {
+			t.Errorf("noderpc %q = exit %d, %q; want a usage error saying ARGS_JSON is not JSON", args, code, stderr)
+		}
+	}
+}

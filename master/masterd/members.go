@@ -236,6 +236,12 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	}
 	lost := 0
 	if m := ms.nodes[req.Node]; m != nil {
+		if m.session != "" && m.node.URL != req.URL {
+			// A restarted node keeps its URL; two nodes under one name
+			// take each other's session at every renewal, forever.
+			ms.log.Warn("a hello replaces the live session of a node at another URL: do two nodes share this name?",
+				"node", req.Node, "url", req.URL, "live_url", m.node.URL, "boot_id", req.BootID, "live_boot_id", m.node.BootID)
+		}
 		node.Calls, lost = earlierCalls(m.node, req.BootID)
 		// The old session ends here: an expiry of it during the write
 		// would record the node down over the hello.
@@ -249,11 +255,29 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	ms.mu.Unlock()
 
 	if err := ms.store.Write(registry.Change{Version: v, Nodes: []registry.Record{{Node: node, Version: v}}}); err != nil {
-		return rpc.Session{}, ms.writeErr(err, "the hello of "+req.Node)
+		werr := ms.writeErr(err, "the hello of "+req.Node)
+		if errors.Is(werr, errNotActive) {
+			return rpc.Session{}, werr
+		}
+		ms.mu.Lock()
+		if m := ms.nodes[req.Node]; m != nil && m.session == "" && m.node.State == rpc.NodeUp && m.written < v {
+			// The hello ended the node's session: listed up without one,
+			// nothing would ever mark it down. Its record on disk says
+			// up until the node's next hello, or a restart of masterd,
+			// which marks every node down.
+			ms.downLocked(m)
+		}
+		ms.mu.Unlock()
+		return rpc.Session{}, werr
 	}
 
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	if ms.closed {
+		// Recorded, but no session is kept: the node tries another
+		// master, or this one once restarted.
+		return rpc.Session{}, errShuttingDown
+	}
 	m := ms.nodes[req.Node]
 	if m == nil {
 		m = &member{cfgWake: make(chan struct{})}
@@ -262,7 +286,7 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	if ms.deposed {
 		return rpc.Session{}, errNotActive
 	}
-	if m.written > v || ms.closed {
+	if m.written > v {
 		// Another hello of the node came after this one and won; this
 		// one's session never lived.
 		return rpc.Session{}, rpc.Errorf(rpc.KindUnknownSession, "a later hello of node %s replaced this one; say hello again", req.Node)
@@ -285,9 +309,16 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	return ms.sessionLocked(req.Node, m), nil
 }
 
+// maxLostCalls bounds the lost calls kept in a node's record, the most
+// recently lost: without it a node that reboots again and again with
+// unfinished calls grows its record, written whole at every hello, and
+// masterd's memory without end.
+const maxLostCalls = 1000
+
 // earlierCalls are the calls of n that a hello with bootID keeps: those
 // already lost, and, when bootID is a new boot, those of the old boot
-// that had not finished, now lost too; lost is how many became lost.
+// that had not finished, now lost too (at most maxLostCalls in all, the
+// most recent); lost is how many became lost.
 func earlierCalls(n rpc.Node, bootID string) (calls []rpc.NodeCall, lost int) {
 	if n.BootID == bootID {
 		// The same boot: its calls come again with the hello.
@@ -306,6 +337,10 @@ func earlierCalls(n rpc.Node, bootID string) (calls []rpc.NodeCall, lost int) {
 		if c.Lost {
 			calls = append(calls, c)
 		}
+	}
+	if len(calls) > maxLostCalls {
+		// The earlier lost come first: they go.
+		calls = slices.Clone(calls[len(calls)-maxLostCalls:])
 	}
 	return calls, lost
 }

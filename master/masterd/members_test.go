@@ -2,7 +2,10 @@ package masterd
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,5 +261,165 @@ func TestRestartMarksDown(t *testing.T) {
 	}
 	if c := ms2.config("later"); string(c.Own["k"]) != "true" {
 		t.Errorf("configuration of a node that never joined, after a restart = %+v, want k=true", c)
+	}
+}
+
+// TestLostCallsBounded checks that a node rebooting again and again with
+// unfinished calls does not grow its record without bound: masterd keeps
+// the maxLostCalls most recently lost.
+func TestLostCallsBounded(t *testing.T) {
+	ms, _, _ := newTestMembers(t, t.TempDir())
+	const perBoot = 100
+	boots := maxLostCalls/perBoot + 3
+	id := 0
+	for b := range boots {
+		calls := make([]rpc.CallSummary, perBoot)
+		for i := range calls {
+			calls[i] = rpc.CallSummary{ID: fmt.Sprintf("c%d", id), FnName: "sleep", State: rpc.StateRunning}
+			id++
+		}
+		mustHello(t, ms, helloOf("n1", fmt.Sprintf("b%d", b), calls...))
+	}
+	n, err := ms.get("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for _, c := range n.Calls {
+		if c.Lost {
+			lost++
+		}
+	}
+	if lost != maxLostCalls || len(n.Calls) != maxLostCalls+perBoot {
+		t.Fatalf("after %d boots: %d calls, %d lost; want %d lost and the %d of the last boot", boots, len(n.Calls), lost, maxLostCalls, perBoot)
+	}
+	// The calls of the last boot are the last perBoot ids; the lost ones
+	// kept are the maxLostCalls before them.
+	if first, want := n.Calls[0].ID, fmt.Sprintf("c%d", id-perBoot-maxLostCalls); first != want {
+		t.Errorf("oldest lost call kept = %s, want %s: the most recently lost are kept", first, want)
+	}
+}
+
+// TestTwinNodesWarned checks that a hello replacing a live session of
+// the same name from another URL is logged as a warning: two nodes share
+// a name and take each other's session forever, which the log of joins
+// alone does not tell.
+func TestTwinNodesWarned(t *testing.T) {
+	store, err := registry.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	var mu sync.Mutex
+	h := slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return log.Write(p)
+	}), nil)
+	ms, err := loadMembers(store, newFakeClock(), slog.New(h), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ms.close()
+		store.Close()
+	})
+	mustHello(t, ms, helloOf("n1", "b1"))
+	mustHello(t, ms, helloOf("n1", "b1")) // the same node again: no warning
+	twin := helloOf("n1", "b2")
+	twin.URL = "http://127.0.0.1:1911"
+	mustHello(t, ms, twin)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(log.String(), "level=WARN"); n != 1 || !strings.Contains(log.String(), "http://127.0.0.1:1911") {
+		t.Errorf("log has %d warnings, want 1 naming both URLs:\n%s", n, log.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// failingStore is a Bolt store whose writes fail while fail is set, as
+// on a full or failing disk.
+type failingStore struct {
+	*registry.Bolt
+	mu   sync.Mutex
+	fail bool
+}
+
+func (s *failingStore) Write(c registry.Change) error {
+	s.mu.Lock()
+	fail := s.fail
+	s.mu.Unlock()
+	if fail {
+		return errors.New("disk failed")
+	}
+	return s.Bolt.Write(c)
+}
+
+// TestFailedHelloLeavesNodeDown checks that a hello whose write fails,
+// having ended the node's live session, leaves the node listed down:
+// listed up without a session, nothing would ever mark it down.
+func TestFailedHelloLeavesNodeDown(t *testing.T) {
+	bolt, err := registry.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &failingStore{Bolt: bolt}
+	clock := newFakeClock()
+	ms, err := loadMembers(store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ms.close()
+		bolt.Close()
+	})
+	mustHello(t, ms, helloOf("n1", "b1"))
+	store.mu.Lock()
+	store.fail = true
+	store.mu.Unlock()
+	before := ms.groupVersion()
+	if _, err := ms.hello(helloOf("n1", "b2")); err == nil {
+		t.Fatal("hello with a failing store succeeded")
+	}
+	n, err := ms.get("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.State != rpc.NodeDown || ms.groupVersion() <= before {
+		t.Errorf("after a failed hello: n1 %s at group version %d (was %d); want down at a new version", n.State, ms.groupVersion(), before)
+	}
+}
+
+// hookStore is a Bolt store that runs hook before each write.
+type hookStore struct {
+	*registry.Bolt
+	hook func()
+}
+
+func (s *hookStore) Write(c registry.Change) error {
+	s.hook()
+	return s.Bolt.Write(c)
+}
+
+// TestHelloDuringStopIsShuttingDown checks that a hello masterd stops
+// during is answered shutting_down, which sends the node to another
+// master, not that a later hello replaced it.
+func TestHelloDuringStopIsShuttingDown(t *testing.T) {
+	bolt, err := registry.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &hookStore{Bolt: bolt, hook: func() {}}
+	ms, err := loadMembers(store, newFakeClock(), slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	store.hook = ms.close
+	if _, err := ms.hello(helloOf("n1", "b1")); !errors.Is(err, rpc.ErrShuttingDown) {
+		t.Errorf("hello as masterd stops = %v, want shutting_down", err)
 	}
 }

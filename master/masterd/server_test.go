@@ -218,14 +218,14 @@ func TestCheckNode(t *testing.T) {
 		{"another boot", node.URL(), "not-" + v.BootID, false, "boot id"},
 		{"nobody there", "http://127.0.0.1:1", "b", false, "unreachable"},
 	} {
-		req := helloOf(tc.name, tc.boot)
+		req := helloOf(strings.ReplaceAll(tc.name, " ", "-"), tc.boot)
 		req.URL = tc.url
 		if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
 			t.Fatalf("hello = %d %s %s", status, kind, body)
 		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			_, _, _, body := call(t, c, base, "PUT", rpc.PathGetNode, mustJSON(t, rpc.NodeRequest{Node: tc.name}))
+			_, _, _, body := call(t, c, base, "PUT", rpc.PathGetNode, mustJSON(t, rpc.NodeRequest{Node: req.Node}))
 			var n rpc.Node
 			if err := json.Unmarshal(body, &n); err != nil {
 				t.Fatal(err)
@@ -343,5 +343,77 @@ func TestCheckNodeTLS(t *testing.T) {
 			t.Fatal("the node was not checked within 30s")
 		}
 		time.Sleep(20 * time.Millisecond) // the check runs on its own; nothing to wait on
+	}
+}
+
+// TestRefusesBadNamesAndURLs checks that a node name that could not be a
+// certificate's common name, or that the store cannot hold, a URL no
+// master could call, and a boot id or version with control characters
+// (printed as they are by noderpc nodes) are refused as bad requests
+// before anything is written, and that nothing of them is listed.
+func TestRefusesBadNamesAndURLs(t *testing.T) {
+	base := serve(t, Config{Insecure: true})
+	c := &http.Client{Timeout: 20 * time.Second}
+	long := strings.Repeat("x", 40<<10)
+	for _, tc := range []struct {
+		name, path string
+		body       []byte
+	}{
+		{"name with a newline", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "a\nb", URL: "http://127.0.0.1:1", BootID: "b"})},
+		{"name with a space", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "a b", URL: "http://127.0.0.1:1", BootID: "b"})},
+		{"name of 40 KB", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: long, URL: "http://127.0.0.1:1", BootID: "b"})},
+		{"URL that is no URL", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "not a url", BootID: "b"})},
+		{"URL of another scheme", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "ftp://127.0.0.1:1", BootID: "b"})},
+		{"URL without a host", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "http://", BootID: "b"})},
+		{"version with an escape", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1", BootID: "b", Version: "1\x1b]0;owned\x07"})},
+		{"boot id with a newline", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1", BootID: "b\nINFO forged"})},
+		{"boot id of 40 KB", rpc.PathHello, mustJSON(t, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1", BootID: long})},
+		{"configuration of a 40 KB name", rpc.PathSetConfig, mustJSON(t, rpc.SetConfigRequest{Node: long, Set: rpc.Config{"k": []byte("1")}})},
+		{"configuration of a name with a newline", rpc.PathSetConfig, mustJSON(t, rpc.SetConfigRequest{Node: "a\nb", Set: rpc.Config{"k": []byte("1")}})},
+	} {
+		status, kind, _, body := call(t, c, base, "PUT", tc.path, tc.body)
+		if status != 400 || kind != rpc.KindBadRequest || len(body) > 1000 {
+			t.Errorf("%s: PUT %s = %d %s %s; want 400 bad_request with a short message", tc.name, tc.path, status, kind, clipped(body))
+		}
+	}
+	_, _, v, body := call(t, c, base, "GET", rpc.PathListNodes, nil)
+	var l rpc.ListNodesResponse
+	if json.Unmarshal(body, &l) != nil || len(l.Nodes) != 0 || v != 0 {
+		t.Errorf("list after the refusals = version %d, %s; want no node at version 0", v, clipped(body))
+	}
+}
+
+// TestTLSNodeSpeaksForItselfOnly checks that a node certificate cannot
+// renew or end another node's session, even with its session id.
+func TestTLSNodeSpeaksForItselfOnly(t *testing.T) {
+	pki := nodetest.NewPKI(t)
+	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
+	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA()})
+	client := func(name string) *http.Client {
+		crt, key := pki.Issue(t, rpc.RoleNode, name)
+		cfg, err := master.LoadTLS(crt, key, pki.CA())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	n1, n2 := client("n1"), client("n2")
+	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n1", "b")))
+	var s rpc.Session
+	if status != 200 || json.Unmarshal(body, &s) != nil {
+		t.Fatalf("hello of n1 = %d %s %s", status, kind, body)
+	}
+	renew := mustJSON(t, rpc.RenewRequest{Node: "n1", Session: s.ID})
+	leave := mustJSON(t, rpc.LeaveRequest{Node: "n1", Session: s.ID})
+	for _, tc := range []struct {
+		path string
+		body []byte
+	}{{rpc.PathRenew, renew}, {rpc.PathLeave, leave}} {
+		if status, kind, _, body := call(t, n2, base, "PUT", tc.path, tc.body); status != 403 || kind != rpc.KindForbidden {
+			t.Errorf("%s of n1's session with n2's certificate = %d %s %s; want 403 forbidden", tc.path, status, kind, body)
+		}
+	}
+	if status, kind, _, body := call(t, n1, base, "PUT", rpc.PathRenew, renew); status != 200 {
+		t.Errorf("n1's renewal after the attempts = %d %s %s; want 200, its session untouched", status, kind, body)
 	}
 }
