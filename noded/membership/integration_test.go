@@ -1,19 +1,23 @@
 package membership_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/noderpc/noderpc/master/nodetest"
+	"github.com/noderpc/noderpc/noded/membership"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -364,4 +368,72 @@ func TestConfigurationReachesTheNode(t *testing.T) {
 	if got := strings.Count(n.Log(), "msg=configuration"); got != 2 {
 		t.Errorf("noded logged the configuration %d times, want twice (at the join and at the change); its log:\n%s", got, n.Log())
 	}
+}
+
+// Two nodes under one name take each other's session at every hello.
+// Each loss of a session younger than its timeout is waited out with a
+// back-off, so the twins do not make masterd write a join, and wake
+// every held renewal of the fleet, several times a second forever.
+func TestTwinsBackOff(t *testing.T) {
+	md := startMasterd(t, nil)
+	var logA syncLog
+	waitsA := make(chan time.Duration, 64)
+	twin := func(url string, log io.Writer, waits chan<- time.Duration) *membership.Member {
+		m, err := membership.New(membership.Config{
+			Masters: []string{md.URL()}, Node: "twin", URL: url, BootID: "boot-" + url,
+			Facts:  func() ([]rpc.Function, []rpc.CallSummary) { return nil, nil },
+			Logger: slog.New(slog.NewTextHandler(log, nil)),
+			Rand:   func(n int64) int64 { return n - 1 }, // the longest wait
+			After: func(d time.Duration) <-chan time.Time {
+				select {
+				case waits <- d: // nil for B: never
+				default: // the test stopped looking
+				}
+				return time.After(d)
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	a := twin("http://127.0.0.1:1", &logA, waitsA)
+	go a.Run(ctx)
+	md.awaitNode("twin", "up at A's URL", 20*time.Second, func(n rpc.Node) bool { return up(n) && n.URL == "http://127.0.0.1:1" })
+	b := twin("http://127.0.0.1:2", io.Discard, nil)
+	go b.Run(ctx)
+
+	// B's hello takes A's session; A learns it at its next renewal and
+	// must back off before saying hello again.
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(logA.String(), "lost the session soon after joining") {
+		select {
+		case <-waitsA: // renewal pacing; the loss comes later
+		case <-deadline:
+			t.Fatalf("A never backed off after B took its session; A's log:\n%s", logA.String())
+		}
+	}
+	if !strings.Contains(md.Log(), "a hello replaces the live session of a node at another URL") {
+		t.Errorf("masterd did not warn of two nodes under one name; its log:\n%s", md.Log())
+	}
+}
+
+// syncLog is a log written by a member's goroutine and read by the test.
+type syncLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

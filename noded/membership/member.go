@@ -182,6 +182,13 @@ func (m *Member) Run(ctx context.Context) {
 	// the picker chooses. follows counts the standbys followed since
 	// the last back-off or session.
 	next, follows := "", 0
+	// churn counts the sessions in a row lost before they had lived
+	// their timeout to a later hello of this node's name: another node
+	// is using the name, and each hello takes the other's session. Each
+	// such loss waits out a growing back-off, so that two twins cost
+	// masterd a join (a disk write and a group version) every
+	// backoffCap rather than several a second, forever.
+	churn := 0
 	for {
 		master := next
 		if master == "" {
@@ -220,6 +227,7 @@ func (m *Member) Run(ctx context.Context) {
 		}
 		m.joined(master, s, failed, lastErr)
 		failed, step, standbys, lastErr, follows = 0, 0, false, nil, 0
+		joinedAt := m.cfg.Now()
 		err = m.hold(ctx, master, s)
 		m.drop()
 		if ctx.Err() != nil {
@@ -227,6 +235,18 @@ func (m *Member) Run(ctx context.Context) {
 			return
 		}
 		m.pick.reset()
+		if errors.Is(err, rpc.ErrUnknownSession) && m.cfg.Now().Sub(joinedAt) < rpc.Duration(s.Timeout) {
+			churn++
+			m.log.Warn("lost the session soon after joining: is another node using this name? backing off",
+				"master", master, "node", m.cfg.Node, "lost_in_a_row", churn, "err", err)
+			select {
+			case <-m.cfg.After(backoff(churn, m.cfg.Rand)):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		churn = 0
 		since, standbys = m.cfg.Now(), errors.Is(err, rpc.ErrNotActive)
 		if next, _ = m.follow(master, err, 0); next != "" {
 			follows = 1
