@@ -203,11 +203,11 @@ func logAttr(line, key string) (string, bool) {
 	return v, true
 }
 
-// TestFailover runs two masterds on one etcd: exactly one is active,
+// TestStandbyTakesOver runs two masterds on one etcd: exactly one is active,
 // the other answers every procedure with not_active naming it; SIGKILL
 // the active one and the other is active within the lease TTL and a
 // second, and lists every node the first had registered, still up.
-func TestFailover(t *testing.T) {
+func TestStandbyTakesOver(t *testing.T) {
 	g := newGroup(t, nodetest.EtcdEndpoints(t))
 	m1, m2 := g.start(0, ""), g.start(0, "")
 	first := g.active(20*time.Second, m1, m2)
