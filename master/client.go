@@ -379,6 +379,9 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 			if rerr.Kind == rpc.KindTLSMismatch {
 				return unanswered, &TLSMismatchError{Node: c.node, Procedure: proc, NodeServesTLS: c.opts.Insecure, Err: rerr}
 			}
+			if rerr.Kind == rpc.KindNotActive {
+				return unanswered, &NotActiveError{Master: c.node, Procedure: proc, Active: a.activeMaster, Err: rerr}
+			}
 			if rerr.Kind != rpc.KindBusy {
 				return unanswered, fmt.Errorf("%s: %s: %w", c.node, proc, rerr)
 			}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
@@ -22,8 +24,18 @@ import (
 // the others in random order, so that many clients starting together do
 // not all land on the first master of their list, and a client that has
 // found the active master stays with it. Only a master that could not be
-// reached sends the request on to the next: an answer, even an error,
-// is the group's answer.
+// reached, or a standby, sends the request on to the next: any other
+// answer, even an error, is the group's answer.
+//
+// A standby answers not_active ([*NotActiveError]) naming the active
+// master: the request goes there at once, and the Cluster adds that
+// master to its own if it was not given, as a node learns masters. A
+// standby naming none (an election is under way) makes the Cluster try
+// the masters again, backing off as the List policy says, until one is
+// active or the policy's MaxElapsed has passed: a request sent during a
+// failover waits for the new active master rather than failing. The
+// policy's MaxAttempts bounds each master's attempts within a round,
+// not the rounds.
 //
 // Each master is reached through a [Client] of its own, so a master is
 // bounded in time and size, retried and reported exactly as a node is:
@@ -31,9 +43,13 @@ import (
 // a [*CertificateError], and so on. The list-procedures' retry policy
 // ([RetryPolicies].List) applies to every masterd request.
 type Cluster struct {
+	opts Options
+
+	// mu guards urls and masters, which grow as standbys name masters
+	// the Cluster was not given; an index, once given, stays valid.
+	mu      sync.Mutex
 	urls    []string
 	masters []*Client
-	opts    Options
 	// last is the index of the master that answered last.
 	last atomic.Int32
 }
@@ -67,6 +83,9 @@ func NewCluster(masterURLs []string, opts Options) (*Cluster, error) {
 	}
 	if opts.randN == nil {
 		c.opts.randN = randN
+	}
+	if opts.clock == nil {
+		c.opts.clock = realClock{}
 	}
 	c.last.Store(int32(c.opts.randN(int64(len(c.masters)))))
 	return c, nil
@@ -117,19 +136,91 @@ func addrOfURL(raw string, insecure bool) (string, error) {
 	return u.Host, nil
 }
 
-// Masters returns the URLs of the masters, as given to NewCluster less
-// repeats.
-func (c *Cluster) Masters() []string { return append([]string(nil), c.urls...) }
+// Masters returns the URLs of the masters: those given to NewCluster
+// less repeats, then those standbys named as active.
+func (c *Cluster) Masters() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.urls...)
+}
 
 // Active returns the URL of the master that answered last: the one the
 // next request goes to first.
-func (c *Cluster) Active() string { return c.urls[c.last.Load()] }
+func (c *Cluster) Active() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.urls[c.last.Load()]
+}
 
 // Close drops the idle connections to the masters.
 func (c *Cluster) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, m := range c.masters {
 		m.Close()
 	}
+}
+
+// NotActiveError is the answer of a standby masterd, which serves no
+// procedure: it names the active master, or none while an election is
+// under way. A [Cluster] follows it by itself; it reaches the caller
+// only within a [*NoMasterError], when no master was active within the
+// List policy's MaxElapsed. It matches rpc.ErrNotActive with errors.Is.
+type NotActiveError struct {
+	// Master is the standby's host:port; Procedure the procedure it
+	// refused, e.g. "ListNodes".
+	Master, Procedure string
+	// Active is the URL of the active master the standby named
+	// (rpc.HeaderActiveMaster), as it sent it; "" during an election.
+	Active string
+	// Err is the standby's answer, of kind not_active.
+	Err *rpc.Error
+}
+
+// Error reads "10.0.0.2:1812: ListNodes: not_active: not active; the
+// active master is https://10.0.0.1:1812".
+func (e *NotActiveError) Error() string {
+	return fmt.Sprintf("%s: %s: %v", e.Master, e.Procedure, e.Err)
+}
+
+// Unwrap returns the standby's answer.
+func (e *NotActiveError) Unwrap() error { return e.Err }
+
+// maxFollow is how many standbys naming another master one round
+// follows: a standby may name an active master that has just stepped
+// down, so one more hop is normal; masters naming each other (an
+// election flapping) end the round, which is tried again after a
+// back-off.
+const maxFollow = 3
+
+// master returns the i-th master.
+func (c *Cluster) master(i int) *Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.masters[i]
+}
+
+// learn returns the index of the master at raw, a URL a standby named,
+// adding it to the masters if it is new.
+func (c *Cluster) learn(raw string) (int, error) {
+	addr, err := addrOfURL(raw, c.opts.Insecure)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range c.masters {
+		if m.node == addr {
+			return i, nil
+		}
+	}
+	m, err := New(addr, c.opts)
+	if err != nil {
+		return 0, err
+	}
+	c.urls = append(c.urls, raw)
+	c.masters = append(c.masters, m)
+	return len(c.masters) - 1, nil
 }
 
 // NoMasterError says that no master of the group could be reached: each
@@ -156,12 +247,69 @@ func (e *NoMasterError) Error() string {
 func (e *NoMasterError) Unwrap() []error { return e.Errs }
 
 // do sends one masterd procedure to the masters, the last to answer
-// first, the others in random order, until one answers.
+// first, the others in random order, until one answers; a standby's
+// answer naming the active master sends it there next. When a round
+// ends with a standby that named no master, an election is under way:
+// the masters are tried again, after the List policy's back-off, until
+// its MaxElapsed.
 func (c *Cluster) do(ctx context.Context, method, path string, in, out any) error {
+	pol := c.master(0).policies.List
+	clk := c.opts.clock
+	giveUp := clk.Now().Add(pol.MaxElapsed)
+	// The last error of each master, in the order first tried.
+	var tried []int
+	last := map[int]error{}
+	noMaster := func() error {
+		if len(tried) == 1 {
+			return last[tried[0]]
+		}
+		errs := make([]error, len(tried))
+		for k, i := range tried {
+			errs[k] = last[i]
+		}
+		return &NoMasterError{Errs: errs}
+	}
+	for round := 1; ; round++ {
+		answered, electing, err := c.round(ctx, method, path, in, out, pol, func(i int, err error) {
+			if _, ok := last[i]; !ok {
+				tried = append(tried, i)
+			}
+			last[i] = err
+		})
+		switch {
+		case answered:
+			return nil
+		case err != nil:
+			return err
+		case !electing:
+			return noMaster()
+		}
+		delay := pol.backoff(round, c.opts.randN)
+		if !clk.Now().Add(delay).Before(giveUp) {
+			return noMaster()
+		}
+		c.log().Debug("no master is active; trying the masters again", "procedure", path, "round", round, "delay", delay)
+		if err := clk.Sleep(ctx, delay); err != nil {
+			return fmt.Errorf("%w, waiting for an active master: %w", err, noMaster())
+		}
+	}
+}
+
+// round tries each master once, the last to answer first, following
+// standbys to the master they name. answered reports that a master
+// answered the procedure, out filled; err is an error answer that is
+// the group's (neither a standby's nor one that leaves another master
+// worth asking), or ctx's end. electing reports that a standby named no
+// master, or only masters tried already this round: an election is
+// under way. fail records each master's error.
+func (c *Cluster) round(ctx context.Context, method, path string, in, out any, pol Policy,
+	fail func(i int, err error)) (answered, electing bool, err error) {
+	c.mu.Lock()
+	n := len(c.masters)
+	c.mu.Unlock()
 	first := int(c.last.Load())
-	order := []int{first}
-	rest := make([]int, 0, len(c.masters)-1)
-	for i := range c.masters {
+	rest := make([]int, 0, n-1)
+	for i := range n {
 		if i != first {
 			rest = append(rest, i)
 		}
@@ -171,23 +319,57 @@ func (c *Cluster) do(ctx context.Context, method, path string, in, out any) erro
 		j := int(c.opts.randN(int64(i + 1)))
 		rest[i], rest[j] = rest[j], rest[i]
 	}
-	order = append(order, rest...)
-	var errs []error
-	for _, i := range order {
-		m := c.masters[i]
-		_, err := m.invoke(ctx, method, path, m.policies.List, in, out)
-		if err == nil || !otherMasterMayAnswer(err) || ctx.Err() != nil {
-			if err == nil {
-				c.last.Store(int32(i))
-			}
-			return err
+	queue := append([]int{first}, rest...)
+	done := map[int]bool{}
+	follows := 0
+	for len(queue) > 0 {
+		i := queue[0]
+		queue = queue[1:]
+		if done[i] {
+			continue
 		}
-		errs = append(errs, err)
+		done[i] = true
+		m := c.master(i)
+		_, err := m.invoke(ctx, method, path, pol, in, out)
+		if err == nil {
+			c.last.Store(int32(i))
+			return true, false, nil
+		}
+		if ctx.Err() != nil {
+			return false, false, err
+		}
+		var na *NotActiveError
+		switch {
+		case errors.As(err, &na) && na.Active != "":
+			j, lerr := c.learn(na.Active)
+			switch {
+			case lerr != nil:
+				err = fmt.Errorf("%w; the active master it names cannot be called: %w", err, lerr)
+			case done[j] || follows == maxFollow:
+				// Named already tried this round, or a chain of
+				// standbys: their view is stale, an election is on.
+				electing = true
+			default:
+				follows++
+				c.log().Debug("following a standby to the active master", "standby", m.node, "active", na.Active)
+				queue = append([]int{j}, queue...)
+			}
+		case errors.As(err, &na):
+			electing = true
+		case !otherMasterMayAnswer(err):
+			return false, false, err
+		}
+		fail(i, err)
 	}
-	if len(errs) == 1 {
-		return errs[0]
+	return false, electing, nil
+}
+
+// log is the logger of the Options, or one that discards.
+func (c *Cluster) log() *slog.Logger {
+	if c.opts.Logger != nil {
+		return c.opts.Logger
 	}
-	return &NoMasterError{Errs: errs}
+	return slog.New(slog.DiscardHandler)
 }
 
 // otherMasterMayAnswer reports whether err, from one master, leaves

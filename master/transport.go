@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // answer is what a node answered one HTTP request with.
@@ -19,6 +21,9 @@ type answer struct {
 	body   []byte
 	// retryAfter is the Retry-After of a busy answer, 0 if none.
 	retryAfter time.Duration
+	// activeMaster is the rpc.HeaderActiveMaster of a standby masterd's
+	// not_active answer: the URL of the active master, "" if none.
+	activeMaster string
 }
 
 // transport sends one HTTP request to one node and returns its answer, or
@@ -154,6 +159,7 @@ func (t *httpTransport) do(req *fasthttp.Request, deadline time.Time) (answer, e
 		return answer{}, err
 	}
 	a.body = body
+	a.activeMaster = string(resp.Header.Peek(rpc.HeaderActiveMaster))
 	if v := resp.Header.Peek("Retry-After"); len(v) > 0 {
 		if secs, err := strconv.Atoi(string(v)); err == nil && secs > 0 {
 			a.retryAfter = time.Duration(secs) * time.Second

@@ -307,6 +307,10 @@ func statusOf(err error) int {
 		return ExitOK
 	case errors.Is(err, rpc.ErrUnreachable), errors.Is(err, rpc.ErrLost):
 		return ExitUnreachable
+	case errors.Is(err, rpc.ErrNotActive):
+		// Every master reached was a standby for as long as the command
+		// waited: the group's master is as unavailable as unreachable.
+		return ExitUnreachable
 	case errors.Is(err, rpc.ErrProtocolError) && !errors.As(err, &ce):
 		// The node's answer broke the protocol (a function's broken
 		// frame is a CallError, the function's failure).

@@ -15,6 +15,22 @@ const (
 	// thousand nodes that keep trying send a thousand hellos a second at
 	// most, which masterd refuses cheaply.
 	backoffCap = 10 * time.Second
+	// electionStep is the highest step of the back-off once a standby
+	// has answered not_active, a ceiling of 1.6 s. A standby that
+	// answers reports a failover that ends within the lease TTL (5 s by
+	// default): the election, and before it the lease of a dead active
+	// master lapsing, while standbys still name it and the node finds
+	// it refusing. After it the first hello to any master finds the
+	// active one (a standby names it); backing off to the cap would
+	// leave a node waiting up to 10 s past it. Ten thousand nodes
+	// waiting out a failover so send some 12,500 hellos a second, for
+	// the few seconds it lasts, each answered from memory.
+	electionStep = 5
+	// electionWindow is how long after the first failed hello standbys'
+	// answers hold the back-off down. A failover ends well within it;
+	// past it the masters are waiting for etcd, for as long as that
+	// takes, and the back-off grows to its cap as after any failure.
+	electionWindow = 30 * time.Second
 )
 
 // backoff returns the wait after the failed-th consecutive failure

@@ -38,6 +38,25 @@ func (e *MasterError) Error() string {
 // holds for a renewal masterd no longer knows.
 func (e *MasterError) Unwrap() error { return e.Err }
 
+// NotActiveError is the answer of a standby master (rpc.KindNotActive,
+// HTTP 421): it holds no sessions, and names the active master if one
+// is. It matches rpc.ErrNotActive with errors.Is.
+type NotActiveError struct {
+	// Active is the URL of the active master, as the standby's
+	// rpc.HeaderActiveMaster gave it (not checked); empty while no
+	// master is active, during an election.
+	Active string
+	// Err is the standby's answer.
+	Err *rpc.Error
+}
+
+// Error is the standby's message, e.g. "not_active: not active; the
+// active master is https://m2:1812".
+func (e *NotActiveError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the standby's answer, of kind not_active.
+func (e *NotActiveError) Unwrap() error { return e.Err }
+
 // ErrNotMaster is the cause of a *MasterError whose peer presented a
 // certificate of the cluster CA without the master role: a node
 // certificate must not let a node pass for a master.
@@ -202,7 +221,11 @@ func (c *client) roundTrip(ctx context.Context, path string, body, answer any, d
 	}
 	status := resp.StatusCode()
 	if status < 200 || status > 299 {
-		return decodeError(status, resp.Body())
+		rerr := decodeError(status, resp.Body())
+		if rerr.Kind == rpc.KindNotActive {
+			return &NotActiveError{Active: string(resp.Header.Peek(rpc.HeaderActiveMaster)), Err: rerr}
+		}
+		return rerr
 	}
 	if answer == nil {
 		return nil

@@ -70,6 +70,8 @@ type Config struct {
 	Rand func(n int64) int64
 	// After is time.After; tests set a clock of their own.
 	After func(time.Duration) <-chan time.Time
+	// Now is time.Now; tests set a clock of their own.
+	Now func() time.Time
 }
 
 // Status is what a node knows of its group at one moment.
@@ -101,6 +103,9 @@ type Member struct {
 	// heard is set by the first answer: its configuration is logged
 	// whatever its version.
 	heard bool
+	// followed is the active master a standby named last, so a node
+	// backing off during an election logs each new one once.
+	followed string
 }
 
 // New checks cfg and returns its Member; it starts nothing.
@@ -128,6 +133,9 @@ func New(cfg Config) (*Member, error) {
 	if cfg.After == nil {
 		cfg.After = time.After
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	m := &Member{cfg: cfg, log: cfg.Logger, pick: picker{rand: cfg.Rand}, clients: make(map[string]*client)}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -154,47 +162,134 @@ func (m *Member) Held() bool {
 
 // Run says hello and holds the session until ctx ends, then leaves,
 // within LeaveTimeout, and returns.
+//
+// A standby's not_active answer naming the active master sends the
+// next hello there at once, without back-off, as does a renewal the
+// master answers not_active because it stepped down; an answer naming
+// no master (an election is under way) is backed off from as any
+// failure is, except that once a standby has answered, the wait stops
+// growing at electionStep's ceiling for electionWindow: the node must
+// not sleep through the election's end.
 func (m *Member) Run(ctx context.Context) {
-	failed := 0
+	// failed counts the failed hellos since the last session; step is
+	// the back-off's, which standbys' answers hold down from since, when
+	// the node lost its session or started without one, on.
+	failed, step := 0, 0
+	since := m.cfg.Now()
+	standbys := false
 	var lastErr error
+	// next is the master to say hello to now, named by a standby; empty,
+	// the picker chooses. follows counts the standbys followed since
+	// the last back-off or session.
+	next, follows := "", 0
 	for {
-		master := m.pick.next(m.Status().Masters)
+		master := next
+		if master == "" {
+			master = m.pick.next(m.Status().Masters)
+		}
 		s, err := m.hello(ctx, master)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
+			// A standby followed counts, though its answer is no
+			// failure: the master it names may be the dead one.
+			standbys = standbys || errors.Is(err, rpc.ErrNotActive)
+			var changed bool
+			if next, changed = m.follow(master, err, follows); next != "" {
+				follows++
+				if changed {
+					m.log.Info("not the active master; saying hello to the one it named", "master", master, "active", next)
+				}
+				continue
+			}
+			follows = 0
 			failed++
+			step++
+			if standbys && m.cfg.Now().Sub(since) < electionWindow {
+				step = min(step, electionStep)
+			}
 			lastErr = err
-			m.logFailure(failed, err)
+			m.logFailure(failed, step, err)
 			select {
-			case <-m.cfg.After(backoff(failed, m.cfg.Rand)):
+			case <-m.cfg.After(backoff(step, m.cfg.Rand)):
 			case <-ctx.Done():
 				return
 			}
 			continue
 		}
 		m.joined(master, s, failed, lastErr)
-		failed, lastErr = 0, nil
+		failed, step, standbys, lastErr, follows = 0, 0, false, nil, 0
 		err = m.hold(ctx, master, s)
 		m.drop()
 		if ctx.Err() != nil {
 			m.leave(master, s.ID)
 			return
 		}
-		m.log.Warn("lost the session; saying hello again", "master", master, "err", err)
 		m.pick.reset()
+		since, standbys = m.cfg.Now(), errors.Is(err, rpc.ErrNotActive)
+		if next, _ = m.follow(master, err, 0); next != "" {
+			follows = 1
+			m.log.Warn("lost the session: the master is no longer active; saying hello to the active master it named",
+				"master", master, "active", next)
+			continue
+		}
+		m.log.Warn("lost the session; saying hello again", "master", master, "err", err)
 	}
+}
+
+// maxFollow is how many not_active answers in a row a node follows to
+// the master each names before it backs off. A standby names the active
+// master it last heard of, which may have stepped down since, so one
+// more hop is normal; masters naming each other (an election flapping)
+// must not make the node send hellos in a tight loop.
+const maxFollow = 3
+
+// follow returns the active master named by err, a not_active answer of
+// the master from, checked as a configured master is and added to the
+// known masters; "" when err is no such answer, names no master (an
+// election is under way), names one this node cannot speak to or from
+// itself, or the node has followed maxFollow answers in a row already.
+// changed reports whether it is another master than the one followed
+// last: the caller logs it then, so a node that backs off during an
+// election and is sent to the same master again logs it once.
+func (m *Member) follow(from string, err error, follows int) (active string, changed bool) {
+	var na *NotActiveError
+	if !errors.As(err, &na) || na.Active == "" {
+		return "", false
+	}
+	if follows >= maxFollow {
+		m.log.Warn("masters keep naming another as active; backing off", "follows", follows, "master", from, "active", na.Active)
+		return "", false
+	}
+	u, err := CheckURL("the active master a standby named", na.Active, m.cfg.TLS == nil)
+	if err != nil {
+		m.log.Warn("ignoring the active master a standby named", "master", from, "err", err)
+		return "", false
+	}
+	if u == from {
+		// Not active, and naming itself: it is not the one to ask.
+		return "", false
+	}
+	m.mu.Lock()
+	if !slices.Contains(m.status.Masters, u) {
+		m.status.Masters = append(m.status.Masters, u)
+	}
+	changed = m.followed != u
+	m.followed = u
+	m.mu.Unlock()
+	return u, changed
 }
 
 // logFailure logs the failures of hellos that change what an operator
 // should know: the first (the node has no session now) and the one from
 // which the node tries at the capped interval. The others are at debug.
-func (m *Member) logFailure(failed int, err error) {
+// step is the back-off's step after it.
+func (m *Member) logFailure(failed, step int, err error) {
 	switch {
 	case failed == 1:
 		m.log.Warn("hello failed; trying the masters with back-off", "err", err, "masters", m.Status().Masters)
-	case ceiling(failed) == backoffCap && ceiling(failed-1) < backoffCap:
+	case ceiling(step) == backoffCap && ceiling(step-1) < backoffCap:
 		m.log.Warn("no master took the hello; trying at the capped interval as long as noded runs",
 			"attempts", failed, "interval", backoffCap, "err", err)
 	default:
