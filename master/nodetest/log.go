@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,39 @@ func (n *Node) AwaitLogLine(t testing.TB, parts ...string) string {
 		}
 		time.Sleep(10 * time.Millisecond) // polling the log file, which has no event to wait on
 	}
+}
+
+// LogAttr returns the value of key in a log line of slog's text format
+// (as noded and masterd write), unquoted.
+func LogAttr(line, key string) (string, bool) {
+	_, rest, ok := strings.Cut(" "+line, " "+key+"=")
+	if !ok {
+		return "", false
+	}
+	if strings.HasPrefix(rest, `"`) {
+		v, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return "", false
+		}
+		s, err := strconv.Unquote(v)
+		return s, err == nil
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	return strings.TrimSpace(v), true
+}
+
+// LogTime returns the time attribute key of a log line of slog's text
+// format, such as "time", the moment the line was written.
+func LogTime(line, key string) (time.Time, error) {
+	v, ok := LogAttr(line, key)
+	if !ok {
+		return time.Time{}, fmt.Errorf("nodetest: no %s in the log line %q", key, line)
+	}
+	at, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("nodetest: the %s of the log line %q: %w", key, line, err)
+	}
+	return at, nil
 }
 
 func containsAll(s string, parts []string) bool {
