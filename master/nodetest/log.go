@@ -70,22 +70,32 @@ func (n *Node) AwaitLogLine(t testing.TB, parts ...string) string {
 }
 
 // LogAttr returns the value of key in a log line of slog's text format
-// (as noded and masterd write), unquoted.
+// (as noded and masterd write), unquoted. The line is read pair by pair,
+// so a key=value inside a quoted value is not taken for an attribute.
 func LogAttr(line, key string) (string, bool) {
-	_, rest, ok := strings.Cut(" "+line, " "+key+"=")
-	if !ok {
-		return "", false
-	}
-	if strings.HasPrefix(rest, `"`) {
-		v, err := strconv.QuotedPrefix(rest)
-		if err != nil {
+	rest := strings.TrimSpace(line)
+	for rest != "" {
+		k, after, ok := strings.Cut(rest, "=")
+		if !ok {
 			return "", false
 		}
-		s, err := strconv.Unquote(v)
-		return s, err == nil
+		var v string
+		if strings.HasPrefix(after, `"`) {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return "", false
+			}
+			v, _ = strconv.Unquote(q)
+			after = after[len(q):]
+		} else {
+			v, after, _ = strings.Cut(after, " ")
+		}
+		if k == key {
+			return v, true
+		}
+		rest = strings.TrimLeft(after, " ")
 	}
-	v, _, _ := strings.Cut(rest, " ")
-	return strings.TrimSpace(v), true
+	return "", false
 }
 
 // LogTime returns the time attribute key of a log line of slog's text
