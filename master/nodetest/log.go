@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,49 @@ func (n *Node) AwaitLogLine(t testing.TB, parts ...string) string {
 		}
 		time.Sleep(10 * time.Millisecond) // polling the log file, which has no event to wait on
 	}
+}
+
+// LogAttr returns the value of key in a log line of slog's text format
+// (as noded and masterd write), unquoted. The line is read pair by pair,
+// so a key=value inside a quoted value is not taken for an attribute.
+func LogAttr(line, key string) (string, bool) {
+	rest := strings.TrimSpace(line)
+	for rest != "" {
+		k, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			return "", false
+		}
+		var v string
+		if strings.HasPrefix(after, `"`) {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return "", false
+			}
+			v, _ = strconv.Unquote(q)
+			after = after[len(q):]
+		} else {
+			v, after, _ = strings.Cut(after, " ")
+		}
+		if k == key {
+			return v, true
+		}
+		rest = strings.TrimLeft(after, " ")
+	}
+	return "", false
+}
+
+// LogTime returns the time attribute key of a log line of slog's text
+// format, such as "time", the moment the line was written.
+func LogTime(line, key string) (time.Time, error) {
+	v, ok := LogAttr(line, key)
+	if !ok {
+		return time.Time{}, fmt.Errorf("nodetest: no %s in the log line %q", key, line)
+	}
+	at, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("nodetest: the %s of the log line %q: %w", key, line, err)
+	}
+	return at, nil
 }
 
 func containsAll(s string, parts []string) bool {

@@ -53,9 +53,15 @@ func ceiling(failed int) time.Duration {
 // random order, each once, then again in a new order. A node thus tries
 // every master before any twice, and nodes that start together spread
 // over them, as OpenPBS's MOMs pick among equal servers at random.
+// A new round never starts with the master the last one ended with:
+// with one master dead, two hellos in a row to it would add a second
+// back-off before the node finds the active master after a failover.
 type picker struct {
 	rand  func(n int64) int64
 	order []string
+	// last is the master picked last in this run of rounds; "" after
+	// reset.
+	last string
 }
 
 // next returns the master to try now, among known (which must not be
@@ -66,6 +72,7 @@ func (p *picker) next(known []string) string {
 		p.order = p.order[1:]
 		for _, k := range known {
 			if k == m {
+				p.last = m
 				return m
 			}
 		}
@@ -75,11 +82,15 @@ func (p *picker) next(known []string) string {
 		j := int(p.rand(int64(i + 1)))
 		p.order[i], p.order[j] = p.order[j], p.order[i]
 	}
-	m := p.order[0]
+	if n := len(p.order); n > 1 && p.order[0] == p.last {
+		j := 1 + int(p.rand(int64(n-1)))
+		p.order[0], p.order[j] = p.order[j], p.order[0]
+	}
+	p.last = p.order[0]
 	p.order = p.order[1:]
-	return m
+	return p.last
 }
 
 // reset starts a new round, as after a session: the next hello goes to
 // any master, the one just lost included.
-func (p *picker) reset() { p.order = p.order[:0] }
+func (p *picker) reset() { p.order, p.last = p.order[:0], "" }

@@ -75,3 +75,33 @@ func TestPickerSkipsForgottenMastersAndResets(t *testing.T) {
 		t.Errorf("pick after reset = %q, want a (a new round)", got)
 	}
 }
+
+// TestPickerNeverPicksTheSameMasterTwiceInARow: a new round that would
+// start with the master the last round ended with starts with another,
+// so a dead master costs one back-off, not two in a row.
+func TestPickerNeverPicksTheSameMasterTwiceInARow(t *testing.T) {
+	p := picker{rand: func(n int64) int64 { return n - 1 }} // no shuffle swaps
+	for _, want := range []string{"a", "b", "c"} {
+		if got := p.next([]string{"a", "b", "c"}); got != want {
+			t.Fatalf("pick = %q, want %q", got, want)
+		}
+	}
+	// Unshuffled, the new round is c a b: c, picked last, is swapped
+	// with the draw's master, b.
+	if got := p.next([]string{"c", "a", "b"}); got != "b" {
+		t.Errorf("first pick of a new round = %q, want b: c ended the last round", got)
+	}
+	if got := p.next([]string{"c", "a", "b"}); got != "a" {
+		t.Errorf("second pick = %q, want a", got)
+	}
+	if got := p.next([]string{"c", "a", "b"}); got != "c" {
+		t.Errorf("third pick = %q, want c: each master once a round still", got)
+	}
+	// One master: it is the only one to pick.
+	one := picker{rand: func(n int64) int64 { return 0 }}
+	for range 2 {
+		if got := one.next([]string{"a"}); got != "a" {
+			t.Errorf("pick among one master = %q, want a", got)
+		}
+	}
+}
