@@ -174,33 +174,11 @@ func (g *group) checkStandby(base, active string) {
 // logTime is the time of a masterd log line (slog's text format).
 func logTime(t *testing.T, line string) time.Time {
 	t.Helper()
-	v, ok := logAttr(line, "time")
-	if !ok {
-		t.Fatalf("no time in the log line %q", line)
-	}
-	at, err := time.Parse(time.RFC3339Nano, v)
+	at, err := nodetest.LogTime(line, "time")
 	if err != nil {
-		t.Fatalf("the time of the log line %q: %v", line, err)
+		t.Fatal(err)
 	}
 	return at
-}
-
-// logAttr is the value of key in a log line of slog's text format.
-func logAttr(line, key string) (string, bool) {
-	_, rest, ok := strings.Cut(" "+line, " "+key+"=")
-	if !ok {
-		return "", false
-	}
-	if strings.HasPrefix(rest, `"`) {
-		v, err := strconv.QuotedPrefix(rest)
-		if err != nil {
-			return "", false
-		}
-		s, _ := strconv.Unquote(v)
-		return s, true
-	}
-	v, _, _ := strings.Cut(rest, " ")
-	return v, true
 }
 
 // TestStandbyTakesOver runs two masterds on one etcd: exactly one is active,
@@ -389,13 +367,9 @@ func TestFencing(t *testing.T) {
 	cut := time.Now()
 	line := cutOff.AwaitLogLine(t, "stepped down")
 	down := logTime(t, line)
-	until, ok := logAttr(line, "lease_lives_until_at_least")
-	if !ok {
-		t.Fatalf("the step-down line says not until when the lease lives: %s", line)
-	}
-	lives, err := time.Parse(time.RFC3339Nano, until)
+	lives, err := nodetest.LogTime(line, "lease_lives_until_at_least")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the step-down line says not until when the lease lives: %v", err)
 	}
 	t.Logf("stepped down %s after the cut, %s before its lease could lapse", down.Sub(cut).Round(time.Millisecond), lives.Sub(down).Round(time.Millisecond))
 	if !down.Before(lives) {
