@@ -2,6 +2,7 @@ package nodetest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -233,6 +234,24 @@ func (e *Etcd) Restart() error {
 // Close stops etcd and checks that no process of it outlives it. It is
 // idempotent.
 func (e *Etcd) Close() error { return e.shutdown() }
+
+// EtcdRevisions returns the modification revision of every key under
+// prefix in the etcd of cli: what a test compares to tell whether
+// anything wrote there meanwhile.
+func EtcdRevisions(t testing.TB, cli *clientv3.Client, prefix string) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("nodetest: reading the keys under %s in etcd: %v", prefix, err)
+	}
+	revs := make(map[string]int64)
+	for _, kv := range resp.Kvs {
+		revs[string(kv.Key)] = kv.ModRevision
+	}
+	return revs
+}
 
 // EtcdEndpoints returns the client URLs of an etcd for the test t: the
 // shared one named by NODERPC_ETCD_ENDPOINTS when set (CI starts one
