@@ -285,18 +285,8 @@ func (c *Config) validate() error {
 	if err := c.checkMembership(); err != nil {
 		return err
 	}
-	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
-	switch {
-	case c.Insecure && given:
-		return errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
-	case c.Insecure:
-		return service.CheckLoopback(c.Listen)
-	case c.Cert == "" || c.Key == "" || c.ClientCA == "":
-		return errors.New("noded serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
-			"(keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME), " +
-			"or --insecure to serve plain HTTP on a loopback --listen address")
-	}
-	return nil
+	return service.CheckServing("noded", c.Insecure, service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA}, c.Listen,
+		"keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME")
 }
 
 // checkMembership refuses master and advertised URLs of the wrong form

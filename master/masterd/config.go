@@ -212,18 +212,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("--advertise: %w", err)
 		}
 	}
-	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
-	switch {
-	case c.Insecure && given:
-		return errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
-	case c.Insecure:
-		return service.CheckLoopback(c.Listen)
-	case c.Cert == "" || c.Key == "" || c.ClientCA == "":
-		return errors.New("masterd serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
-			"(make them with noderpc certs init and noderpc certs issue --master NAME), " +
-			"or --insecure to serve plain HTTP on a loopback --listen address")
-	}
-	return nil
+	return service.CheckServing("masterd", c.Insecure, service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA}, c.Listen,
+		"make them with noderpc certs init and noderpc certs issue --master NAME")
 }
 
 // validateEtcd checks the flags of the election. Without --etcd, none
