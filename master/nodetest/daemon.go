@@ -100,6 +100,28 @@ func (d *daemon) spawn(args, env []string, ready func(*incarnation) error) error
 // listens on.
 func (d *daemon) addrFile() string { return filepath.Join(d.dir, "addr") }
 
+// serveArgs begin the command line of a daemon that serves the noderpc
+// API (noded, masterd): no configuration file, HTTPS with the files of
+// tls or plain HTTP with --insecure, on listen, with --addr-file.
+func (d *daemon) serveArgs(tls *TLS, listen string) []string {
+	args := []string{"--config="}
+	if tls != nil {
+		args = append(args, "--cert", tls.Cert, "--key", tls.Key, "--client-ca", tls.ClientCA)
+	} else {
+		args = append(args, "--insecure")
+	}
+	return append(args, "--listen", listen, "--addr-file", d.addrFile())
+}
+
+// url returns the daemon's base URL: https://ADDR when it serves tls,
+// else http://ADDR.
+func (d *daemon) url(tls *TLS) string {
+	if tls != nil {
+		return "https://" + d.address()
+	}
+	return "http://" + d.address()
+}
+
 // listen spawns an incarnation whose command line has --addr-file
 // [daemon.addrFile], waits until it listens and keeps the first address
 // it listened on.

@@ -69,13 +69,7 @@ func (m *Masterd) StateDir() string { return filepath.Join(m.dir, "state") }
 
 // start runs a new incarnation on listen and waits until it listens.
 func (m *Masterd) start(listen string) error {
-	args := []string{"--config="}
-	if t := m.opts.TLS; t != nil {
-		args = append(args, "--cert", t.Cert, "--key", t.Key, "--client-ca", t.ClientCA)
-	} else {
-		args = append(args, "--insecure")
-	}
-	args = append(args, "--listen", listen, "--addr-file", m.addrFile(), "--state-dir", m.StateDir())
+	args := append(m.serveArgs(m.opts.TLS, listen), "--state-dir", m.StateDir())
 	args = append(args, m.opts.Flags...)
 	return m.listen(args, append(environ(), m.opts.Env...))
 }
@@ -85,12 +79,7 @@ func (m *Masterd) start(listen string) error {
 func (m *Masterd) Addr() string { return m.address() }
 
 // URL returns masterd's base URL, what a noded's --master takes.
-func (m *Masterd) URL() string {
-	if m.opts.TLS != nil {
-		return "https://" + m.Addr()
-	}
-	return "http://" + m.Addr()
-}
+func (m *Masterd) URL() string { return m.url(m.opts.TLS) }
 
 // PID returns the process ID of the latest incarnation.
 func (m *Masterd) PID() int { return m.pid() }

@@ -231,13 +231,7 @@ func (n *Node) start(listen string) error {
 
 // args are the command line of an incarnation.
 func (n *Node) args(listen string) []string {
-	args := []string{"--config="}
-	if t := n.opts.TLS; t != nil {
-		args = append(args, "--cert", t.Cert, "--key", t.Key, "--client-ca", t.ClientCA)
-	} else {
-		args = append(args, "--insecure")
-	}
-	args = append(args, "--listen", listen, "--addr-file", n.addrFile(), "--functions-dir", n.FunctionsDir())
+	args := append(n.serveArgs(n.opts.TLS, listen), "--functions-dir", n.FunctionsDir())
 	return append(args, n.opts.Flags...)
 }
 
@@ -247,12 +241,7 @@ func (n *Node) Addr() string { return n.address() }
 
 // URL returns the base URL of the node: http://ADDR, or https://ADDR
 // when it serves TLS.
-func (n *Node) URL() string {
-	if n.opts.TLS != nil {
-		return "https://" + n.Addr()
-	}
-	return "http://" + n.Addr()
-}
+func (n *Node) URL() string { return n.url(n.opts.TLS) }
 
 // PID returns the process ID of the latest incarnation.
 func (n *Node) PID() int { return n.pid() }
