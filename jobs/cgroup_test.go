@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,13 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/goccy/go-json"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -102,7 +101,7 @@ func TestStaleCgroupsOfADeadDaemonAreKilled(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- orphan.cmd.Wait() }()
 
-	var logged syncBuffer
+	var logged nodetest.SyncBuffer
 	if n := KillOrphans(slog.New(slog.NewTextHandler(&logged, nil))); n < 1 {
 		t.Errorf("KillOrphans = %d, want at least the process in the stale cgroup", n)
 	}
@@ -197,23 +196,4 @@ func TestStrictCgroupRefusalFailsTheCall(t *testing.T) {
 	if c.State != rpc.StateSucceeded {
 		t.Errorf("the next start, with cgroups working = %s %v, want it to succeed", c.State, c.Error)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger that may write from several
-// goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

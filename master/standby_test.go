@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -37,20 +36,6 @@ func newFakeMasterd(t *testing.T, answer func(w http.ResponseWriter, call int32)
 	return f
 }
 
-// answerNotActive answers as a standby: 421 not_active, naming active
-// unless it is empty.
-func answerNotActive(w http.ResponseWriter, active string) {
-	msg := "no master is active; an election is under way"
-	if active != "" {
-		w.Header().Set(rpc.HeaderActiveMaster, active)
-		msg = "not active; the active master is " + active
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusMisdirectedRequest)
-	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindNotActive, "%s", msg)})
-	w.Write(body)
-}
-
 var oneNode = rpc.ListNodesResponse{GroupVersion: 7, Nodes: []rpc.Node{{Name: "n1", State: rpc.NodeUp, URL: "http://127.0.0.1:1811"}}}
 
 // activeMasterd answers every call with oneNode.
@@ -72,7 +57,7 @@ func fastRounds(maxElapsed time.Duration) Options {
 // A Client meets a standby's answer as a *NotActiveError naming the
 // active master, at once, without retrying it.
 func TestClientNotActiveError(t *testing.T) {
-	sb := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { answerNotActive(w, "http://127.0.0.1:1812") })
+	sb := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { nodetest.WriteNotActive(w, "http://127.0.0.1:1812") })
 	c := mustNew(t, strings.TrimPrefix(sb.URL, "http://"), Options{Insecure: true})
 	_, err := c.invoke(context.Background(), http.MethodGet, rpc.PathListNodes, c.policies.List, nil, nil)
 	var na *NotActiveError
@@ -88,7 +73,7 @@ func TestClientNotActiveError(t *testing.T) {
 // once, learns it, and asks it first from then on.
 func TestClusterFollowsTheNamedActiveMaster(t *testing.T) {
 	active := activeMasterd(t)
-	sb := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { answerNotActive(w, active.URL) })
+	sb := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { nodetest.WriteNotActive(w, active.URL) })
 	c, err := NewCluster([]string{sb.URL}, fastRounds(time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -117,10 +102,10 @@ func TestClusterWaitsForAnElection(t *testing.T) {
 	const electing = 4
 	sb := newFakeMasterd(t, func(w http.ResponseWriter, call int32) {
 		if call <= electing {
-			answerNotActive(w, "")
+			nodetest.WriteNotActive(w, "")
 			return
 		}
-		answerNotActive(w, active.URL)
+		nodetest.WriteNotActive(w, active.URL)
 	})
 	c, err := NewCluster([]string{sb.URL, "http://" + nodetest.DeadAddr(t)}, fastRounds(10*time.Second))
 	if err != nil {
@@ -139,9 +124,9 @@ func TestClusterWaitsForAnElection(t *testing.T) {
 // each other are followed a bounded number of times per round.
 func TestClusterGivesUpOnAnElection(t *testing.T) {
 	var b *fakeMasterd
-	a := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { answerNotActive(w, b.URL) })
-	b = newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { answerNotActive(w, a.URL) })
-	electing := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { answerNotActive(w, "") })
+	a := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { nodetest.WriteNotActive(w, b.URL) })
+	b = newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { nodetest.WriteNotActive(w, a.URL) })
+	electing := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { nodetest.WriteNotActive(w, "") })
 	for _, tc := range []struct {
 		name    string
 		masters []string
@@ -189,60 +174,8 @@ func haGroup(t *testing.T, n int) ([]*nodetest.Masterd, int) {
 // other names it, and returns its index.
 func awaitActive(t *testing.T, ms []*nodetest.Masterd, skip *nodetest.Masterd) int {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if i, ok := activeNamed(ms, skip); ok {
-			return i
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no masterd became active with the others naming it within 30s")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the masters' answers, which have no event to wait on
-	}
-}
-
-// activeNamed returns the index of the one master of ms but skip that
-// answers, if every other answers not_active naming it.
-func activeNamed(ms []*nodetest.Masterd, skip *nodetest.Masterd) (int, bool) {
-	active, named := -1, map[string]bool{}
-	for i, m := range ms {
-		if m == skip {
-			continue
-		}
-		switch status, leader := probeMasterd(m); status {
-		case http.StatusOK:
-			if active >= 0 {
-				return 0, false
-			}
-			active = i
-		case http.StatusMisdirectedRequest:
-			named[leader] = true
-		default:
-			return 0, false
-		}
-	}
-	if active < 0 {
-		return 0, false
-	}
-	for leader := range named {
-		if leader != ms[active].URL() {
-			return 0, false
-		}
-	}
-	return active, true
-}
-
-// probeMasterd lists m's nodes and returns the status, and the master a
-// standby names.
-func probeMasterd(m *nodetest.Masterd) (int, string) {
 	hc := &http.Client{Timeout: 5 * time.Second}
-	resp, err := hc.Get(m.URL() + rpc.PathListNodes)
-	if err != nil {
-		return 0, ""
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, resp.Header.Get(rpc.HeaderActiveMaster)
+	return nodetest.AwaitActive(t, ms, skip, func(m *nodetest.Masterd) (int, string) { return nodetest.ProbeMaster(hc, m.URL()) })
 }
 
 // A Cluster given one standby of three real masterd asks the active

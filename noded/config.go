@@ -131,7 +131,7 @@ func ParseFlags(args []string, help io.Writer) (Config, *flag.FlagSet, error) {
 			fs.PrintDefaults()
 			return c, fs, err
 		}
-		return c, fs, &UsageError{withWant(fs, err)}
+		return c, fs, &UsageError{Err: withWant(fs, err)}
 	}
 	return c, fs, nil
 }
@@ -227,30 +227,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 // parse parses args into c, with the values of the configuration file
 // under those of the command line. set must hold c's flags.
 func (c *Config) parse(set *flag.FlagSet, args []string) error {
-	if err := set.Parse(args); err != nil {
-		return err
-	}
-	if set.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", set.Args())
-	}
-	onCommandLine := make(map[string]bool)
-	set.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
-	if c.ConfigFile == "" {
-		return nil
-	}
-	data, err := os.ReadFile(c.ConfigFile)
-	if errors.Is(err, fs.ErrNotExist) && !onCommandLine["config"] {
-		// The default file is optional: noded runs on flags alone.
-		c.ConfigFile = ""
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading the configuration file: %w", err)
-	}
-	if err := service.ApplyConfig(set, data, onCommandLine, commandLineOnly); err != nil {
-		return fmt.Errorf("configuration file %s: %w", c.ConfigFile, err)
-	}
-	return nil
+	return service.Parse(set, args, &c.ConfigFile, commandLineOnly)
 }
 
 // check reports flag values no daemon could run with.
@@ -308,18 +285,8 @@ func (c *Config) validate() error {
 	if err := c.checkMembership(); err != nil {
 		return err
 	}
-	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
-	switch {
-	case c.Insecure && given:
-		return errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
-	case c.Insecure:
-		return service.CheckLoopback(c.Listen)
-	case c.Cert == "" || c.Key == "" || c.ClientCA == "":
-		return errors.New("noded serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
-			"(keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME), " +
-			"or --insecure to serve plain HTTP on a loopback --listen address")
-	}
-	return nil
+	return service.CheckServing("noded", c.Insecure, service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA}, c.Listen,
+		"keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME")
 }
 
 // checkMembership refuses master and advertised URLs of the wrong form

@@ -1,10 +1,10 @@
 package noded_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/noderpc/noderpc/noded"
@@ -58,18 +58,26 @@ func TestNewChecksConfiguration(t *testing.T) {
 		{"bad log level", []string{"--insecure", "--log-level", "loud"}, "--log-level"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, _, err := noded.ParseFlags(append([]string{"--config", ""}, tc.args...), io.Discard)
-			if err != nil {
-				t.Fatalf("ParseFlags(%q): %v", tc.args, err)
-			}
-			_, err = noded.New(cfg, noded.Options{})
-			var usage *noded.UsageError
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("New(%q) = %v, want nil", tc.args, err)
-			case tc.want != "" && (!errors.As(err, &usage) || !bytes.Contains([]byte(err.Error()), []byte(tc.want))):
-				t.Errorf("New(%q) = %v, want a *UsageError containing %q", tc.args, err, tc.want)
-			}
+			checkNew(t, tc.args, tc.want)
 		})
+	}
+}
+
+// checkNew parses args (without a configuration file) and checks that
+// New refuses them with a *UsageError containing want, or, when want is
+// empty, accepts them.
+func checkNew(t *testing.T, args []string, want string) {
+	t.Helper()
+	cfg, _, err := noded.ParseFlags(append([]string{"--config", ""}, args...), io.Discard)
+	if err != nil {
+		t.Fatalf("ParseFlags(%q): %v", args, err)
+	}
+	_, err = noded.New(cfg, noded.Options{})
+	var usage *noded.UsageError
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("New(%q) = %v, want nil", args, err)
+	case want != "" && (!errors.As(err, &usage) || !strings.Contains(err.Error(), want)):
+		t.Errorf("New(%q) = %v, want a *UsageError containing %q", args, err, want)
 	}
 }

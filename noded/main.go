@@ -2,13 +2,9 @@ package noded
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/noderpc/noderpc/backend"
 	"github.com/noderpc/noderpc/noded/service"
@@ -18,10 +14,7 @@ import (
 // UsageError is a command line or configuration noded cannot run with;
 // Main exits 2 for it, so that systemd does not restart a daemon that
 // would only fail again.
-type UsageError struct{ Err error }
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
+type UsageError = service.UsageError
 
 // Main runs noded with reg's functions and returns the exit status. When
 // the process was started by noded as a function process, it serves that
@@ -36,36 +29,13 @@ func Main(reg *backend.Registry) int {
 	}
 	// Signals are caught before anything starts: a SIGTERM that arrives
 	// while noded starts must stop it cleanly, not kill it with function
-	// processes left behind.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// processes left behind. SIGHUP, whose default action would also end
+	// noded, reloads the certificates instead.
+	ctx, reload, stop := service.Signals()
 	defer stop()
-	// SIGHUP, whose default action would also end noded, reloads the
-	// certificates instead.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default: // a reload is already pending
-			}
-		}
-	}()
 
 	err := runCommand(ctx, reg, os.Args[1:], reload, os.Stdout, os.Stderr)
-	var usage *UsageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &usage):
-		fmt.Fprintf(os.Stderr, "noded: %v\nRun noded --help for the flags.\n", err)
-		return 2
-	default:
-		fmt.Fprintf(os.Stderr, "noded: %v\n", err)
-		return 1
-	}
+	return service.ExitStatus("noded", err, os.Stderr)
 }
 
 // runCommand parses args and runs the daemon until ctx ends. --version,
@@ -84,7 +54,7 @@ func runCommand(ctx context.Context, reg *backend.Registry, args []string, reloa
 	}
 	log, err := cfg.Logger(stderr)
 	if err != nil {
-		return &UsageError{err}
+		return &UsageError{Err: err}
 	}
 	d, err := New(cfg, Options{Registry: reg, Logger: log, notify: service.NotifierFromEnv(log)})
 	if err != nil {
@@ -92,7 +62,7 @@ func runCommand(ctx context.Context, reg *backend.Registry, args []string, reloa
 	}
 	if cfg.CheckConfig {
 		if err := checkFunctionBinary(cfg.FunctionBinary); err != nil {
-			return &UsageError{err}
+			return &UsageError{Err: err}
 		}
 		source := "no configuration file, flags only"
 		if cfg.ConfigFile != "" {

@@ -1,7 +1,6 @@
 package noded_test
 
 import (
-	"errors"
 	"io"
 	"slices"
 	"strings"
@@ -54,18 +53,7 @@ func TestNewChecksMembership(t *testing.T) {
 		{"certificate of another node", append(slices.Clone(tlsArgs), "--node-name", "node2", "--master", "https://m1.example:1812"), `names "node1", and --node-name is "node2"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, _, err := noded.ParseFlags(append([]string{"--config", ""}, tc.args...), io.Discard)
-			if err != nil {
-				t.Fatalf("ParseFlags(%q): %v", tc.args, err)
-			}
-			_, err = noded.New(cfg, noded.Options{})
-			var usage *noded.UsageError
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("New(%q) = %v, want nil", tc.args, err)
-			case tc.want != "" && (!errors.As(err, &usage) || !strings.Contains(err.Error(), tc.want)):
-				t.Errorf("New(%q) = %v, want a *UsageError containing %q", tc.args, err, tc.want)
-			}
+			checkNew(t, tc.args, tc.want)
 		})
 	}
 }

@@ -73,7 +73,7 @@ type Daemon struct {
 // them.
 func New(cfg Config, opts Options) (*Daemon, error) {
 	if err := cfg.validate(); err != nil {
-		return nil, &UsageError{err}
+		return nil, &UsageError{Err: err}
 	}
 	d := &Daemon{cfg: cfg, log: opts.Logger, reg: opts.Registry, notify: opts.notify}
 	if d.log == nil {
@@ -82,11 +82,11 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if !cfg.Insecure {
 		certs, err := service.NewCertStore(cfg.tlsFiles(), time.Now)
 		if err != nil {
-			return nil, &UsageError{err}
+			return nil, &UsageError{Err: err}
 		}
 		d.certs = certs
 		if err := checkNodeCert(cfg, certs.Current()); err != nil {
-			return nil, &UsageError{err}
+			return nil, &UsageError{Err: err}
 		}
 	}
 	return d, nil
@@ -117,7 +117,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	jobs.KillOrphans(d.log)
 	bin, err := functions.OpenBinary(d.cfg.FunctionBinary)
 	if err != nil {
-		return &UsageError{err}
+		return &UsageError{Err: err}
 	}
 	defer bin.Close()
 	d.logFunctionBinary(bin)
@@ -174,7 +174,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	if err != nil {
 		d.stopTable(table)
 		ln.Close()
-		return &UsageError{err}
+		return &UsageError{Err: err}
 	}
 	m.set.NewGauge("noded_master_session", func() float64 {
 		if member != nil && member.Held() {
@@ -198,8 +198,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			<-done
 		})
 	}
-	g.Add(actor(func(stop <-chan struct{}) { d.reloadCerts(reload, stop) }))
-	g.Add(actor(func(stop <-chan struct{}) { d.expire(table, stop) }))
+	g.Add(service.Actor(func(stop <-chan struct{}) { service.ReloadCerts(d.log, "noded", d.certs, reload, stop) }))
+	g.Add(service.Actor(func(stop <-chan struct{}) { d.expire(table, stop) }))
 	var stopErr error
 	g.Add(func() error {
 		return srv.Serve(ln)
@@ -211,7 +211,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	// were added, so the pings go on through the shutdown, which
 	// systemd's watchdog also covers.
 	if d.notify.WatchdogInterval() > 0 {
-		g.Add(actor(func(stop <-chan struct{}) { d.watchdog(table, stop) }))
+		g.Add(service.Actor(func(stop <-chan struct{}) { d.watchdog(table, stop) }))
 	}
 	if err = g.Run(); err == nil {
 		err = stopErr
@@ -295,17 +295,6 @@ func (d *Daemon) masterTLS(serverName string) (*tls.Config, error) {
 	cfg := d.certs.ClientConfig()
 	cfg.ServerName = serverName
 	return cfg, nil
-}
-
-// actor adapts a task that runs until stop is closed to run.Group.
-func actor(task func(stop <-chan struct{})) (execute func() error, interrupt func(error)) {
-	stop := make(chan struct{})
-	return func() error {
-			task(stop)
-			return nil
-		}, func(error) {
-			close(stop)
-		}
 }
 
 // listen opens the listening socket, behind the connection limits and in

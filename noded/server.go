@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/noded/functions"
+	"github.com/noderpc/noderpc/noded/service"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -116,7 +116,7 @@ func (a *api) bodyLimit(p procedure) int {
 // and only then reads its body, within its limit and the memory budget.
 // A panic below it answers internal and leaves noded serving.
 func (a *api) handle(ctx *fasthttp.RequestCtx) {
-	defer a.recoverPanic(ctx)
+	defer service.RecoverPanic(ctx, a.log, "noded", writeError)
 	path := string(ctx.Path())
 	p, ok := procedures[path]
 	refused := string(ctx.Request.Header.Peek(refusedHeader))
@@ -154,20 +154,6 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 		defer release()
 	}
 	p.serve(a, ctx, body)
-}
-
-// recoverPanic answers internal for a handler that panicked, and logs the
-// panic with its stack: a bug in one request must not end the daemon and
-// every call it runs. fasthttp itself does not recover.
-func (a *api) recoverPanic(ctx *fasthttp.RequestCtx) {
-	v := recover()
-	if v == nil {
-		return
-	}
-	a.log.Error("panic serving a request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-	ctx.ResetBody()
-	ctx.SetConnectionClose()
-	writeError(ctx, rpc.Errorf(rpc.KindInternal, "noded failed serving this request; its log has the details"))
 }
 
 func (a *api) startFunction(ctx *fasthttp.RequestCtx, body []byte) {

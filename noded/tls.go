@@ -9,28 +9,6 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// reloadCerts reloads the certificates at each receive from reload, until
-// stop is closed. A reload that fails is logged and changes nothing.
-func (d *Daemon) reloadCerts(reload <-chan struct{}, stop <-chan struct{}) {
-	for {
-		select {
-		case <-reload:
-			if d.certs == nil {
-				d.log.Info("SIGHUP: nothing to reload, noded serves plain HTTP (--insecure)")
-				continue
-			}
-			leaf, err := d.certs.Reload()
-			if err != nil {
-				d.log.Error("SIGHUP: certificates not reloaded, the previous ones stay in use", "err", err)
-				continue
-			}
-			d.log.Info("SIGHUP: certificates reloaded; new connections use them", service.CertAttrs(leaf)...)
-		case <-stop:
-			return
-		}
-	}
-}
-
 // mayCall is the table of doc/security.md: a master may call every
 // procedure, an observer only those that read; any other role nothing.
 func mayCall(role rpc.Role, path string) bool {

@@ -5,10 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -115,10 +113,7 @@ var commandLineOnly = map[string]bool{
 
 // UsageError is a command line or configuration masterd cannot run with;
 // Main exits 2 for it.
-type UsageError struct{ Err error }
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
+type UsageError = service.UsageError
 
 const usage = `masterd: the noderpc master daemon. Nodes say hello to it and hold a
 session; it knows every node, up or down, and their configuration.
@@ -146,14 +141,14 @@ func ParseFlags(args []string, help io.Writer) (Config, *flag.FlagSet, error) {
 	set.SetOutput(io.Discard)
 	c.flags(set)
 	set.Usage = func() {}
-	if err := c.parse(set, args); err != nil {
+	if err := service.Parse(set, args, &c.ConfigFile, commandLineOnly); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			set.SetOutput(help)
 			fmt.Fprint(help, usage)
 			set.PrintDefaults()
 			return c, set, err
 		}
-		return c, set, &UsageError{err}
+		return c, set, &UsageError{Err: err}
 	}
 	return c, set, nil
 }
@@ -187,32 +182,6 @@ func (c *Config) flags(set *flag.FlagSet) {
 	set.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration as a configuration file and exit")
 }
 
-func (c *Config) parse(set *flag.FlagSet, args []string) error {
-	if err := set.Parse(args); err != nil {
-		return err
-	}
-	if set.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", set.Args())
-	}
-	onCommandLine := make(map[string]bool)
-	set.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
-	if c.ConfigFile == "" {
-		return nil
-	}
-	data, err := os.ReadFile(c.ConfigFile)
-	if errors.Is(err, fs.ErrNotExist) && !onCommandLine["config"] {
-		c.ConfigFile = ""
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading the configuration file: %w", err)
-	}
-	if err := service.ApplyConfig(set, data, onCommandLine, commandLineOnly); err != nil {
-		return fmt.Errorf("configuration file %s: %w", c.ConfigFile, err)
-	}
-	return nil
-}
-
 // validate reports what no daemon could run with.
 func (c *Config) validate() error {
 	switch {
@@ -243,18 +212,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("--advertise: %w", err)
 		}
 	}
-	given := c.Cert != "" || c.Key != "" || c.ClientCA != ""
-	switch {
-	case c.Insecure && given:
-		return errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
-	case c.Insecure:
-		return service.CheckLoopback(c.Listen)
-	case c.Cert == "" || c.Key == "" || c.ClientCA == "":
-		return errors.New("masterd serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
-			"(make them with noderpc certs init and noderpc certs issue --master NAME), " +
-			"or --insecure to serve plain HTTP on a loopback --listen address")
-	}
-	return nil
+	return service.CheckServing("masterd", c.Insecure, service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA}, c.Listen,
+		"make them with noderpc certs init and noderpc certs issue --master NAME")
 }
 
 // validateEtcd checks the flags of the election. Without --etcd, none

@@ -43,7 +43,7 @@ var etcdReconnect = grpc.ConnectParams{
 func (d *Daemon) etcdClient() (*clientv3.Client, error) {
 	eps, err := d.cfg.etcdEndpoints()
 	if err != nil {
-		return nil, &UsageError{err}
+		return nil, &UsageError{Err: err}
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   eps,

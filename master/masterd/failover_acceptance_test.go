@@ -135,7 +135,7 @@ func TestFailoverAcceptance(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the election revision in %q: %v", activeLine, err)
 	}
-	for key, rev := range registryRevisions(t, cli, prefix) {
+	for key, rev := range nodetest.EtcdRevisions(t, cli, prefix+"/registry/") {
 		if rev > cutRev && rev < termRev {
 			t.Errorf("%s was written at revision %d, after the cut (%d) and before the new master's term (%d): the master cut off wrote", key, rev, cutRev, termRev)
 		}
@@ -244,23 +244,6 @@ func etcdRevision(t *testing.T, cli *clientv3.Client) int64 {
 		t.Fatal(err)
 	}
 	return resp.Header.Revision
-}
-
-// registryRevisions is the modification revision of every key of the
-// registry under prefix.
-func registryRevisions(t *testing.T, cli *clientv3.Client, prefix string) map[string]int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, prefix+"/registry/", clientv3.WithPrefix())
-	if err != nil {
-		t.Fatal(err)
-	}
-	revs := make(map[string]int64)
-	for _, kv := range resp.Kvs {
-		revs[string(kv.Key)] = kv.ModRevision
-	}
-	return revs
 }
 
 // logTime is the time attribute key of a log line.

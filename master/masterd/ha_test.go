@@ -181,6 +181,17 @@ func logTime(t *testing.T, line string) time.Time {
 	return at
 }
 
+// pair waits until one of m1 and m2 is active and the other a standby
+// that says so, and returns them in that order.
+func (g *group) pair(m1, m2 *nodetest.Masterd) (active, standby *nodetest.Masterd) {
+	active, standby = g.active(20*time.Second, m1, m2), m2
+	if active == m2 {
+		standby = m1
+	}
+	standby.AwaitLogLine(g.t, "standby; the active master is "+active.URL())
+	return active, standby
+}
+
 // TestStandbyTakesOver runs two masterds on one etcd: exactly one is active,
 // the other answers every procedure with not_active naming it; SIGKILL
 // the active one and the other is active within the lease TTL and a
@@ -188,12 +199,7 @@ func logTime(t *testing.T, line string) time.Time {
 func TestStandbyTakesOver(t *testing.T) {
 	g := newGroup(t, nodetest.EtcdEndpoints(t))
 	m1, m2 := g.start(0, ""), g.start(0, "")
-	first := g.active(20*time.Second, m1, m2)
-	other := m2
-	if first == m2 {
-		other = m1
-	}
-	other.AwaitLogLine(t, "standby; the active master is "+first.URL())
+	first, other := g.pair(m1, m2)
 	g.checkStandby(other.URL(), first.URL())
 
 	const nodes = 10
@@ -324,23 +330,6 @@ func TestEtcdRestart(t *testing.T) {
 	}
 }
 
-// etcdKeys returns the create and modification revisions of every key
-// of the registry under prefix.
-func etcdKeys(t *testing.T, cli *clientv3.Client, prefix string) map[string]int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, prefix+"/registry/", clientv3.WithPrefix())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods := make(map[string]int64)
-	for _, kv := range resp.Kvs {
-		mods[string(kv.Key)] = kv.ModRevision
-	}
-	return mods
-}
-
 // TestFencing cuts the active master off from etcd (a proxy between
 // them stalls): it steps down before its lease could lapse, so before
 // the standby is elected, and writes nothing after: a SetConfig sent to
@@ -361,7 +350,7 @@ func TestFencing(t *testing.T) {
 		t.Fatalf("set config on the active master = %+v %v", a, err)
 	}
 	cli := etcd.Client(t)
-	before := etcdKeys(t, cli, g.prefix)
+	before := nodetest.EtcdRevisions(t, cli, g.prefix+"/registry/")
 
 	proxy.Set(nodetest.ProxyStall, 0)
 	cut := time.Now()
@@ -385,7 +374,7 @@ func TestFencing(t *testing.T) {
 	if !down.Before(elected) {
 		t.Errorf("the master cut off stepped down at %s, after the other was elected at %s", down, elected)
 	}
-	if after := etcdKeys(t, cli, g.prefix); !maps.Equal(before, after) {
+	if after := nodetest.EtcdRevisions(t, cli, g.prefix+"/registry/"); !maps.Equal(before, after) {
 		t.Errorf("the registry in etcd changed after the cut:\nbefore %v\nafter  %v", before, after)
 	}
 
@@ -396,13 +385,13 @@ func TestFencing(t *testing.T) {
 	if a, err := g.ask(cutOff.URL(), "PUT", rpc.PathSetConfig, []byte(`{"set":{"k":3}}`)); err != nil || a.status != 421 || a.active != other.URL() {
 		t.Errorf("set config on the deposed master = %+v %v, want not_active naming %s", a, err, other.URL())
 	}
-	if after := etcdKeys(t, cli, g.prefix); !maps.Equal(before, after) {
+	if after := nodetest.EtcdRevisions(t, cli, g.prefix+"/registry/"); !maps.Equal(before, after) {
 		t.Errorf("the registry in etcd changed with no write to the active master:\nbefore %v\nafter  %v", before, after)
 	}
 	if a, err := g.ask(other.URL(), "PUT", rpc.PathSetConfig, []byte(`{"set":{"k":4}}`)); err != nil || a.status != 200 {
 		t.Fatalf("set config on the new active master = %+v %v", a, err)
 	}
-	if after := etcdKeys(t, cli, g.prefix); maps.Equal(before, after) {
+	if after := nodetest.EtcdRevisions(t, cli, g.prefix+"/registry/"); maps.Equal(before, after) {
 		t.Errorf("a write of the new active master changed no key of the registry in etcd: the comparison above sees nothing")
 	}
 }
@@ -413,12 +402,7 @@ func TestFencing(t *testing.T) {
 func TestResign(t *testing.T) {
 	g := newGroup(t, nodetest.EtcdEndpoints(t))
 	m1, m2 := g.start(0, ""), g.start(0, "")
-	first := g.active(20*time.Second, m1, m2)
-	other := m2
-	if first == m2 {
-		other = m1
-	}
-	other.AwaitLogLine(t, "standby; the active master is "+first.URL())
+	first, other := g.pair(m1, m2)
 	if err := first.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,9 @@ package masterd
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/noderpc/noderpc/noded/service"
 	"github.com/noderpc/noderpc/rpc"
@@ -19,32 +15,10 @@ import (
 // would not fix), 1 otherwise. It owns the process: SIGINT and SIGTERM
 // end the daemon, SIGHUP reloads its certificates.
 func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, reload, stop := service.Signals()
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default: // a reload is already pending
-			}
-		}
-	}()
 	err := Command(ctx, os.Args[1:], reload, os.Stdout, os.Stderr)
-	var usage *UsageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &usage):
-		fmt.Fprintf(os.Stderr, "masterd: %v\nRun masterd --help for the flags.\n", err)
-		return 2
-	default:
-		fmt.Fprintf(os.Stderr, "masterd: %v\n", err)
-		return 1
-	}
+	return service.ExitStatus("masterd", err, os.Stderr)
 }
 
 // Command parses args and runs the daemon until ctx ends; --version,
@@ -63,7 +37,7 @@ func Command(ctx context.Context, args []string, reload <-chan struct{}, stdout,
 	}
 	log, err := service.Logger(stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
-		return &UsageError{err}
+		return &UsageError{Err: err}
 	}
 	d, err := New(cfg, Options{Logger: log, Notify: service.NotifierFromEnv(log)})
 	if err != nil {

@@ -64,7 +64,7 @@ type Daemon struct {
 // *UsageError.
 func New(cfg Config, opts Options) (*Daemon, error) {
 	if err := cfg.validate(); err != nil {
-		return nil, &UsageError{err}
+		return nil, &UsageError{Err: err}
 	}
 	d := &Daemon{cfg: cfg, opts: opts, log: opts.Logger}
 	if d.log == nil {
@@ -76,14 +76,14 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if !cfg.Insecure {
 		certs, err := service.NewCertStore(cfg.tlsFiles(), time.Now)
 		if err != nil {
-			return nil, &UsageError{err}
+			return nil, &UsageError{Err: err}
 		}
 		d.certs = certs
 	}
 	if cfg.EtcdCert != "" {
 		t, err := cfg.etcdTLSConfig()
 		if err != nil {
-			return nil, &UsageError{err}
+			return nil, &UsageError{Err: err}
 		}
 		d.etcdTLS = t
 	}
@@ -161,7 +161,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		<-ctx.Done()
 		return nil
 	}, func(error) {})
-	g.Add(actor(func(stop <-chan struct{}) { d.reloadCerts(reload, stop) }))
+	g.Add(service.Actor(func(stop <-chan struct{}) { service.ReloadCerts(d.log, "masterd", d.certs, reload, stop) }))
 	g.Add(func() error {
 		return srv.Serve(ln)
 	}, func(error) {
@@ -250,39 +250,6 @@ func (d *Daemon) logServing(addr, self string) {
 		attrs = append(attrs, "etcd", d.cfg.Etcd, "etcd_prefix", d.cfg.EtcdPrefix, "lease_ttl", d.cfg.LeaseTTL, "priority", d.cfg.Priority)
 	}
 	d.log.Info("masterd serving", attrs...)
-}
-
-// reloadCerts reloads the certificates at each receive from reload, until
-// stop is closed. A reload that fails is logged and changes nothing.
-func (d *Daemon) reloadCerts(reload <-chan struct{}, stop <-chan struct{}) {
-	for {
-		select {
-		case <-reload:
-			if d.certs == nil {
-				d.log.Info("SIGHUP: nothing to reload, masterd serves plain HTTP (--insecure)")
-				continue
-			}
-			leaf, err := d.certs.Reload()
-			if err != nil {
-				d.log.Error("SIGHUP: certificates not reloaded, the previous ones stay in use", "err", err)
-				continue
-			}
-			d.log.Info("SIGHUP: certificates reloaded; new connections use them", service.CertAttrs(leaf)...)
-		case <-stop:
-			return
-		}
-	}
-}
-
-// actor adapts a task that runs until stop is closed to run.Group.
-func actor(task func(stop <-chan struct{})) (execute func() error, interrupt func(error)) {
-	stop := make(chan struct{})
-	return func() error {
-			task(stop)
-			return nil
-		}, func(error) {
-			close(stop)
-		}
 }
 
 // checker calls each node that said hello at the URL it advertised, with

@@ -23,16 +23,22 @@ func newTestMembers(t *testing.T, dir string) (*members, *fakeClock, *registry.B
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { store.Close() }) // registered first: it runs after the members close
+	ms, clock := loadTestMembers(t, store)
+	return ms, clock, store
+}
+
+// loadTestMembers loads members from store on a fake clock; the test's
+// cleanup closes them (store is the caller's to close).
+func loadTestMembers(t *testing.T, store registry.Store) (*members, *fakeClock) {
+	t.Helper()
 	clock := newFakeClock()
 	ms, err := loadMembers(store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ms.close()
-		store.Close()
-	})
-	return ms, clock, store
+	t.Cleanup(ms.close)
+	return ms, clock
 }
 
 func helloOf(name, boot string, calls ...rpc.CallSummary) *rpc.HelloRequest {
@@ -366,16 +372,9 @@ func TestFailedHelloLeavesNodeDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { bolt.Close() })
 	store := &failingStore{Bolt: bolt}
-	clock := newFakeClock()
-	ms, err := loadMembers(store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ms.close()
-		bolt.Close()
-	})
+	ms, _ := loadTestMembers(t, store)
 	mustHello(t, ms, helloOf("n1", "b1"))
 	store.mu.Lock()
 	store.fail = true

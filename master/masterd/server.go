@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/noderpc/noderpc/noded/service"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -106,7 +106,7 @@ func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 // with the group version.
 func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	defer a.stamp(ctx)
-	defer a.recoverPanic(ctx)
+	defer service.RecoverPanic(ctx, a.log, "masterd", writeError)
 	path := string(ctx.Path())
 	p, ok := procedures[path]
 	switch {
@@ -155,19 +155,6 @@ func (a *api) groupVersionHeader() string {
 		return fmt.Sprintf("%s: %d\r\n", rpc.HeaderGroupVersion, ms.groupVersion())
 	}
 	return ""
-}
-
-// recoverPanic answers internal for a handler that panicked: a bug in
-// one request must not end masterd and every session it holds.
-func (a *api) recoverPanic(ctx *fasthttp.RequestCtx) {
-	v := recover()
-	if v == nil {
-		return
-	}
-	a.log.Error("panic serving a request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-	ctx.ResetBody()
-	ctx.SetConnectionClose()
-	writeError(ctx, rpc.Errorf(rpc.KindInternal, "masterd failed serving this request; its log has the details"))
 }
 
 // authorize refuses a request whose certificate's role may not call

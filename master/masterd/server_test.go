@@ -194,12 +194,10 @@ func clipped(b []byte) string {
 	return string(b)
 }
 
-// TestCheckNode checks that masterd calls a real noded at the URL its
-// hello advertised, and records whether the boot id matches.
-func TestCheckNode(t *testing.T) {
-	node := nodetest.Start(t, nodetest.Options{})
-	base := serve(t, Config{Insecure: true, CheckNodes: true})
-	mc, err := master.New(node.Addr(), master.Options{Insecure: true})
+// nodeBootID asks node its boot id, as a master client with opts.
+func nodeBootID(t *testing.T, node *nodetest.Node, opts master.Options) string {
+	t.Helper()
+	mc, err := master.New(node.Addr(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,14 +206,23 @@ func TestCheckNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v.BootID
+}
+
+// TestCheckNode checks that masterd calls a real noded at the URL its
+// hello advertised, and records whether the boot id matches.
+func TestCheckNode(t *testing.T) {
+	node := nodetest.Start(t, nodetest.Options{})
+	base := serve(t, Config{Insecure: true, CheckNodes: true})
+	bootID := nodeBootID(t, node, master.Options{Insecure: true})
 	c := &http.Client{Timeout: 20 * time.Second}
 	for _, tc := range []struct {
 		name, url, boot string
 		reachable       bool
 		problem         string
 	}{
-		{"good", node.URL(), v.BootID, true, ""},
-		{"another boot", node.URL(), "not-" + v.BootID, false, "boot id"},
+		{"good", node.URL(), bootID, true, ""},
+		{"another boot", node.URL(), "not-" + bootID, false, "boot id"},
 		{"nobody there", "http://127.0.0.1:1", "b", false, "unreachable"},
 	} {
 		req := helloOf(strings.ReplaceAll(tc.name, " ", "-"), tc.boot)
@@ -311,16 +318,8 @@ func TestCheckNodeTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc, err := master.New(node.Addr(), master.Options{TLS: adminCfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mc.Close()
-	v, err := mc.Version(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := helloOf("n1", v.BootID)
+	bootID := nodeBootID(t, node, master.Options{TLS: adminCfg})
+	req := helloOf("n1", bootID)
 	req.URL = node.URL()
 	if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
 		t.Fatalf("hello = %d %s %s", status, kind, body)

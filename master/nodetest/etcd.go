@@ -2,7 +2,7 @@ package nodetest
 
 import (
 	"bytes"
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,13 +33,8 @@ const etcdStartTimeout = 30 * time.Second
 // Etcd is one single-member etcd cluster of a test, on loopback ports
 // of its own and a data directory kept across restarts.
 type Etcd struct {
-	bin, dir string
-	client   string // http://127.0.0.1:port
-	peer     string
-	marker   string
-
-	mu   sync.Mutex
-	incs []*incarnation
+	*daemon             // data/, logs
+	client, peer string // http://127.0.0.1:port
 }
 
 // EtcdBinary returns the etcd binary tests run: etcd from PATH, else
@@ -70,41 +63,34 @@ func EtcdBinary(t testing.TB) string {
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
 	bin := EtcdBinary(t)
-	dir, err := os.MkdirTemp("", "etcd-"+clip(Sanitize(t.Name()), 60)+"-")
+	d, err := newDaemon("etcd", bin, "etcd-"+clip(Sanitize(t.Name()), 60)+"-",
+		MarkerKey+"=etcd-"+RandomHex(8), 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Etcd{bin: bin, dir: dir, marker: MarkerKey + "=etcd-" + RandomHex(8)}
+	d.sigtermEnds = true
+	e := &Etcd{daemon: d}
 	// A port found free may be taken by another process before etcd
 	// binds it: the machine is shared. Another pair of ports then.
 	for attempt := 1; ; attempt++ {
 		ports, err := freePorts(2)
 		if err != nil {
-			os.RemoveAll(dir)
+			os.RemoveAll(d.dir)
 			t.Fatal(err)
 		}
 		e.client = "http://" + ports[0]
 		e.peer = "http://" + ports[1]
+		d.addr = ports[0]
 		err = e.start()
 		if err == nil {
 			break
 		}
 		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
-			os.RemoveAll(dir)
+			os.RemoveAll(d.dir)
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Error(err)
-		}
-		if !t.Failed() {
-			os.RemoveAll(dir)
-			return
-		}
-		t.Logf("log of etcd %s (pid %d), last incarnation:\n%s", e.client, e.PID(), tail(e.Log(), 16<<10))
-		t.Logf("the files of etcd %s are kept in %s", e.client, dir)
-	})
+	t.Cleanup(func() { e.closeFor(t, true) })
 	return e
 }
 
@@ -134,15 +120,6 @@ func (e *Etcd) DataDir() string { return filepath.Join(e.dir, "data") }
 
 // start runs a new incarnation on e's ports and waits until it answers.
 func (e *Etcd) start() error {
-	e.mu.Lock()
-	k := len(e.incs)
-	e.mu.Unlock()
-	inc := &incarnation{log: filepath.Join(e.dir, fmt.Sprintf("etcd-%d.log", k)), done: make(chan struct{})}
-	logFile, err := os.Create(inc.log)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
 	args := []string{
 		"--name", "nodetest",
 		"--data-dir", e.DataDir(),
@@ -155,7 +132,6 @@ func (e *Etcd) start() error {
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 	}
-	inc.cmd = exec.Command(e.bin, args...)
 	// ETCD_* variables of the test's environment would override flags.
 	var env []string
 	for _, kv := range environ() {
@@ -163,23 +139,7 @@ func (e *Etcd) start() error {
 			env = append(env, kv)
 		}
 	}
-	inc.cmd.Env = append(env, e.marker)
-	inc.cmd.Stdout, inc.cmd.Stderr = logFile, logFile
-	if err := inc.cmd.Start(); err != nil {
-		return fmt.Errorf("nodetest: starting %s %q: %v", e.bin, args, err)
-	}
-	go func() {
-		inc.err = inc.cmd.Wait()
-		close(inc.done)
-	}()
-	e.mu.Lock()
-	e.incs = append(e.incs, inc)
-	e.mu.Unlock()
-	if err := e.awaitServing(inc); err != nil {
-		e.see(inc)
-		return fmt.Errorf("nodetest: etcd %q: %v; its log:\n%s", args, err, tail(readFile(inc.log), 8<<10))
-	}
-	return nil
+	return e.spawn(args, env, e.awaitServing)
 }
 
 // awaitServing polls etcd's /health until it says it is healthy (it has
@@ -214,18 +174,6 @@ func (e *Etcd) awaitServing(inc *incarnation) error {
 	}
 }
 
-func (e *Etcd) current() *incarnation {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.incs[len(e.incs)-1]
-}
-
-func (e *Etcd) see(inc *incarnation) {
-	e.mu.Lock()
-	inc.seen = true
-	e.mu.Unlock()
-}
-
 // Endpoints returns etcd's client URLs, the same for every incarnation.
 func (e *Etcd) Endpoints() []string { return []string{e.client} }
 
@@ -234,10 +182,10 @@ func (e *Etcd) Endpoints() []string { return []string{e.client} }
 func (e *Etcd) ClientAddr() string { return strings.TrimPrefix(e.client, "http://") }
 
 // PID returns the process ID of the latest incarnation.
-func (e *Etcd) PID() int { return e.current().cmd.Process.Pid }
+func (e *Etcd) PID() int { return e.pid() }
 
 // Log returns what the latest incarnation has written so far.
-func (e *Etcd) Log() string { return readFile(e.current().log) }
+func (e *Etcd) Log() string { return e.log() }
 
 // Client returns a client of e, closed by the test's cleanup.
 func (e *Etcd) Client(t testing.TB) *clientv3.Client {
@@ -264,62 +212,14 @@ func EtcdClient(t testing.TB, endpoints []string) *clientv3.Client {
 
 // Kill kills the latest incarnation with SIGKILL, as a crash would, and
 // waits for it. It is idempotent.
-func (e *Etcd) Kill() error {
-	inc := e.current()
-	e.see(inc)
-	if err := inc.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("nodetest: killing etcd %s: %w", e.client, err)
-	}
-	<-inc.done
-	return nil
-}
+func (e *Etcd) Kill() error { return e.kill() }
 
 // Stop stops the latest incarnation with SIGCONT and SIGTERM, and
 // SIGKILL after 30s. etcd ends on SIGTERM by killing itself with it once
 // its handlers ran, so that end is the clean one, as is status 0. It
 // returns an error if etcd ended otherwise or had exited by itself
 // unnoticed. It is idempotent.
-func (e *Etcd) Stop() error {
-	inc := e.current()
-	select {
-	case <-inc.done:
-		e.mu.Lock()
-		seen := inc.seen
-		inc.seen = true
-		e.mu.Unlock()
-		if !seen && inc.err != nil {
-			return fmt.Errorf("nodetest: etcd %s (pid %d) exited by itself with %v", e.client, inc.cmd.Process.Pid, inc.err)
-		}
-		return nil
-	default:
-	}
-	inc.cmd.Process.Signal(syscall.SIGCONT)
-	inc.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-inc.done:
-	case <-time.After(30 * time.Second):
-		inc.cmd.Process.Kill()
-		<-inc.done
-		e.see(inc)
-		return fmt.Errorf("nodetest: etcd %s (pid %d) did not exit within 30s of SIGTERM; killed it", e.client, inc.cmd.Process.Pid)
-	}
-	e.see(inc)
-	if inc.err != nil && !terminated(inc.err) {
-		return fmt.Errorf("nodetest: etcd %s (pid %d) after SIGTERM: %v, want exit status 0 or the signal", e.client, inc.cmd.Process.Pid, inc.err)
-	}
-	return nil
-}
-
-// terminated reports whether err is the exit of a process ended by
-// SIGTERM.
-func terminated(err error) bool {
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		return false
-	}
-	ws, ok := ee.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
-}
+func (e *Etcd) Stop() error { return e.stopLatest() }
 
 // Restart starts a new incarnation on the same ports and data directory,
 // stopping the running one first ([Etcd.Stop]) if there is one, and
@@ -333,15 +233,24 @@ func (e *Etcd) Restart() error {
 
 // Close stops etcd and checks that no process of it outlives it. It is
 // idempotent.
-func (e *Etcd) Close() error {
-	errs := []error{e.Stop()}
-	if left := awaitNone(func() []int { return ProcessesWithEnv(e.marker) }, 10*time.Second); len(left) > 0 {
-		for _, pid := range left {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		errs = append(errs, fmt.Errorf("nodetest: processes of etcd %s still running after it stopped: %v", e.client, left))
+func (e *Etcd) Close() error { return e.shutdown() }
+
+// EtcdRevisions returns the modification revision of every key under
+// prefix in the etcd of cli: what a test compares to tell whether
+// anything wrote there meanwhile.
+func EtcdRevisions(t testing.TB, cli *clientv3.Client, prefix string) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("nodetest: reading the keys under %s in etcd: %v", prefix, err)
 	}
-	return errors.Join(errs...)
+	revs := make(map[string]int64)
+	for _, kv := range resp.Kvs {
+		revs[string(kv.Key)] = kv.ModRevision
+	}
+	return revs
 }
 
 // EtcdEndpoints returns the client URLs of an etcd for the test t: the

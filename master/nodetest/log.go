@@ -4,69 +4,29 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// keepLogs copies every incarnation's log into Options.KeepLogsIn.
-func (n *Node) keepLogs() {
-	if n.opts.KeepLogsIn == "" {
-		return
-	}
-	_, value, _ := strings.Cut(n.marker, "=")
-	n.mu.Lock()
-	incs := append([]*incarnation(nil), n.incs...)
-	n.mu.Unlock()
-	for _, inc := range incs {
-		dst := filepath.Join(n.opts.KeepLogsIn, fmt.Sprintf("%s-noded-%d.log", value, inc.cmd.Process.Pid))
-		os.WriteFile(dst, []byte(readFile(inc.log)), 0o644)
-	}
-}
-
 // Log returns what the latest incarnation has written to its stdout and
 // stderr so far.
-func (n *Node) Log() string { return readFile(n.current().log) }
+func (n *Node) Log() string { return n.log() }
 
 // LogFiles returns the log file of each incarnation, oldest first.
-func (n *Node) LogFiles() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	files := make([]string, len(n.incs))
-	for i, inc := range n.incs {
-		files[i] = inc.log
-	}
-	return files
-}
+func (n *Node) LogFiles() []string { return n.logFiles() }
 
 // LogLine returns the first line of the latest incarnation's log that
 // holds every one of parts.
-func (n *Node) LogLine(parts ...string) (string, bool) {
-	for line := range strings.Lines(n.Log()) {
-		if containsAll(line, parts) {
-			return strings.TrimSpace(line), true
-		}
-	}
-	return "", false
-}
+func (n *Node) LogLine(parts ...string) (string, bool) { return n.logLine(parts...) }
 
 // AwaitLogLine polls the latest incarnation's log until a line holds
 // every one of parts, and returns it; the test fails after 20s. noded
 // may log an event just after the answer that tells the test of it.
 func (n *Node) AwaitLogLine(t testing.TB, parts ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if line, ok := n.LogLine(parts...); ok {
-			return line
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("noded %s logged no line with %q within 20s; its log:\n%s", n.Addr(), parts, tail(n.Log(), 8<<10))
-		}
-		time.Sleep(10 * time.Millisecond) // polling the log file, which has no event to wait on
-	}
+	return n.awaitLogLine(t, parts...)
 }
 
 // LogAttr returns the value of key in a log line of slog's text format

@@ -20,12 +20,8 @@
 package nodetest
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -88,28 +84,8 @@ type Options struct {
 // incarnations (one per start) share its marker, its functions and
 // state directories, and its address.
 type Node struct {
-	opts   Options
-	bin    string
-	dir    string // the node's files: functions/, state/, addr, logs
-	marker string // MarkerKey=value
-	addr   string // host:port of the first incarnation, kept by restarts
-	stop   time.Duration
-
-	mu     sync.Mutex
-	incs   []*incarnation // oldest first; the last is the current one
-	closed bool
-}
-
-// incarnation is one noded process of a node.
-type incarnation struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed once the process has exited
-	err  error         // its exit, once done is closed
-
-	// seen is set once the test has been told of, or caused, the end
-	// (Stop, Kill, Wait): an end nobody looked at is reported by Stop.
-	seen bool
+	*daemon // its files: functions/, state/, addr, logs
+	opts    Options
 }
 
 // Start starts a node for the test t with opts, waits until it listens
@@ -185,25 +161,6 @@ func withBinary(t testing.TB, opts Options) Options {
 	return opts
 }
 
-// closeFor closes n at the end of the test t, failing t on a problem.
-// When t failed, n's files are kept, and the tail of its log logged if
-// always is set or closing it went wrong.
-func (n *Node) closeFor(t testing.TB, always bool) {
-	err := n.shutdown()
-	if err != nil {
-		t.Error(err)
-	}
-	n.keepLogs()
-	if !t.Failed() {
-		os.RemoveAll(n.dir)
-		return
-	}
-	if always || err != nil {
-		t.Logf("log of noded %s (pid %d), last incarnation:\n%s", n.Addr(), n.PID(), tail(n.Log(), 16<<10))
-	}
-	t.Logf("the files of noded %s are kept in %s", n.Addr(), n.dir)
-}
-
 // Launch starts a node with opts outside any test, for code that manages
 // its life itself (an example, a TestMain): the caller closes it with
 // [Node.Close]; [Run] closes those still open when the tests end.
@@ -228,19 +185,15 @@ func Launch(opts Options) (*Node, error) {
 // launch makes the node's directories, installs its functions and
 // starts its first incarnation.
 func launch(name string, opts Options) (*Node, error) {
-	dir, err := os.MkdirTemp("", "nodetest-"+clip(name, 60)+"-")
+	d, err := newDaemon("noded", opts.Binary, "nodetest-"+clip(name, 60)+"-",
+		MarkerKey+"="+clip(name, 60)+"-"+RandomHex(8), graceOf(opts.Flags)+30*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{
-		opts:   opts,
-		bin:    opts.Binary,
-		dir:    dir,
-		marker: MarkerKey + "=" + clip(name, 60) + "-" + RandomHex(8),
-		stop:   graceOf(opts.Flags) + 30*time.Second,
-	}
+	d.keepLogsIn = opts.KeepLogsIn
+	n := &Node{daemon: d, opts: opts}
 	if err := n.install(); err != nil {
-		os.RemoveAll(dir)
+		os.RemoveAll(d.dir)
 		return nil, err
 	}
 	listen := opts.Listen
@@ -249,7 +202,7 @@ func launch(name string, opts Options) (*Node, error) {
 	}
 	if err := n.start(listen); err != nil {
 		err = errors.Join(err, n.checkLeftovers())
-		os.RemoveAll(dir)
+		os.RemoveAll(d.dir)
 		return nil, err
 	}
 	return n, nil
@@ -273,132 +226,28 @@ func graceOf(flags []string) time.Duration {
 
 // start runs a new incarnation on listen and waits until it listens.
 func (n *Node) start(listen string) error {
-	addrFile := filepath.Join(n.dir, "addr")
-	os.Remove(addrFile)
-	n.mu.Lock()
-	k := len(n.incs)
-	n.mu.Unlock()
-	inc := &incarnation{log: filepath.Join(n.dir, fmt.Sprintf("noded-%d.log", k)), done: make(chan struct{})}
-	logFile, err := os.Create(inc.log)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	args := n.args(listen, addrFile)
-	inc.cmd = exec.Command(n.bin, args...)
-	inc.cmd.Env = append(append(environ(), n.opts.Env...), n.marker)
-	// noded's stdout and stderr go straight to the file: its log is
-	// complete even when this process dies first.
-	inc.cmd.Stdout, inc.cmd.Stderr = logFile, logFile
-	if err := inc.cmd.Start(); err != nil {
-		return fmt.Errorf("nodetest: starting %s %q: %v", n.bin, args, err)
-	}
-	go func() {
-		inc.err = inc.cmd.Wait()
-		close(inc.done)
-	}()
-	n.mu.Lock()
-	n.incs = append(n.incs, inc)
-	n.mu.Unlock()
-
-	addr, err := awaitAddr(addrFile, inc)
-	if err != nil {
-		n.see(inc)
-		return fmt.Errorf("nodetest: noded %q: %v; its log:\n%s", args, err, tail(readFile(inc.log), 8<<10))
-	}
-	n.mu.Lock()
-	if n.addr == "" {
-		n.addr = addr
-	}
-	n.mu.Unlock()
-	return nil
+	return n.listen(n.args(listen), append(environ(), n.opts.Env...))
 }
 
 // args are the command line of an incarnation.
-func (n *Node) args(listen, addrFile string) []string {
-	args := []string{"--config="}
-	if t := n.opts.TLS; t != nil {
-		args = append(args, "--cert", t.Cert, "--key", t.Key, "--client-ca", t.ClientCA)
-	} else {
-		args = append(args, "--insecure")
-	}
-	args = append(args, "--listen", listen, "--addr-file", addrFile, "--functions-dir", n.FunctionsDir())
+func (n *Node) args(listen string) []string {
+	args := append(n.serveArgs(n.opts.TLS, listen), "--functions-dir", n.FunctionsDir())
 	return append(args, n.opts.Flags...)
-}
-
-// environ is this process's environment without a marker of its own, if
-// it has one (a test run from a node's function): a node's processes
-// carry the node's marker alone.
-func environ() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, MarkerKey+"=") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// awaitAddr polls for the address noded writes once it listens (by
-// rename, whole, after its signal handlers are in place): noded offers
-// no other signal to wait on. If noded exits or the wait times out, it
-// is killed and an error returned.
-func awaitAddr(path string, inc *incarnation) (string, error) {
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if b, err := os.ReadFile(path); err == nil && bytes.HasSuffix(b, []byte("\n")) {
-			return strings.TrimSpace(string(b)), nil
-		}
-		select {
-		case <-inc.done:
-			return "", fmt.Errorf("exited before listening: %v", inc.err)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			inc.cmd.Process.Kill()
-			<-inc.done
-			return "", fmt.Errorf("did not listen within %s", startTimeout)
-		}
-	}
-}
-
-// current returns the latest incarnation.
-func (n *Node) current() *incarnation {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.incs[len(n.incs)-1]
 }
 
 // Addr returns the host:port the node serves on, the same for every
 // incarnation.
-func (n *Node) Addr() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.addr
-}
+func (n *Node) Addr() string { return n.address() }
 
 // URL returns the base URL of the node: http://ADDR, or https://ADDR
 // when it serves TLS.
-func (n *Node) URL() string {
-	if n.opts.TLS != nil {
-		return "https://" + n.Addr()
-	}
-	return "http://" + n.Addr()
-}
+func (n *Node) URL() string { return n.url(n.opts.TLS) }
 
 // PID returns the process ID of the latest incarnation.
-func (n *Node) PID() int { return n.current().cmd.Process.Pid }
+func (n *Node) PID() int { return n.pid() }
 
 // PIDs returns the process IDs of every incarnation, oldest first.
-func (n *Node) PIDs() []int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	pids := make([]int, len(n.incs))
-	for i, inc := range n.incs {
-		pids[i] = inc.cmd.Process.Pid
-	}
-	return pids
-}
+func (n *Node) PIDs() []int { return n.pids() }
 
 // Binary returns the path of the daemon the node runs.
 func (n *Node) Binary() string { return n.bin }
@@ -415,11 +264,4 @@ func (n *Node) Marker() string { return n.marker }
 func (n *Node) Processes() []int { return ProcessesWithEnv(n.marker) }
 
 // Running reports whether the latest incarnation is still running.
-func (n *Node) Running() bool {
-	select {
-	case <-n.current().done:
-		return false
-	default:
-		return true
-	}
-}
+func (n *Node) Running() bool { return n.running() }

@@ -3,7 +3,6 @@ package registry
 import (
 	"errors"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,37 +61,6 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load after reopen =\n%+v\nwant\n%+v", got, want)
-	}
-}
-
-// TestVersionMonotonic checks that the stored version and a node's
-// record only move forward, whatever order concurrent writes commit in.
-func TestVersionMonotonic(t *testing.T) {
-	s := openT(t, t.TempDir())
-	defer s.Close()
-	var wg sync.WaitGroup
-	for v := uint64(1); v <= 50; v++ {
-		wg.Go(func() {
-			state := rpc.NodeUp
-			if v%2 == 0 {
-				state = rpc.NodeDown
-			}
-			if err := s.Write(Change{Version: v, Nodes: []Record{{Node: node("a", "b", state), Version: v}}}); err != nil {
-				t.Errorf("Write(version %d): %v", v, err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := s.Write(Change{Version: 7, Nodes: []Record{{Node: node("a", "old", rpc.NodeUp), Version: 7}}}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Version != 50 || got.Nodes["a"].Version != 50 || got.Nodes["a"].Node.State != rpc.NodeDown {
-		t.Errorf("after versions 1..50 and a late 7: version %d, node a at %d %s; want 50, 50, down",
-			got.Version, got.Nodes["a"].Version, got.Nodes["a"].Node.State)
 	}
 }
 

@@ -347,6 +347,18 @@ func campaign(t *testing.T, ctx context.Context, cli *clientv3.Client, prefix, v
 	return e, sess
 }
 
+// openFenced opens the store under prefix fenced on e's campaign, closed
+// by the test's cleanup.
+func openFenced(t *testing.T, cli *clientv3.Client, prefix string, e *concurrency.Election) *Etcd {
+	t.Helper()
+	s, err := OpenEtcd(cli, prefix, Fence{Key: e.Key(), Revision: e.Rev()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // testFence: a store fenced on candidate A's election writes while A
 // holds it; once A lost it by lose and B won, A's store fails with
 // ErrFenced, at once and ever after, and writes nothing, while B's
@@ -356,11 +368,7 @@ func testFence(t *testing.T, cli *clientv3.Client, lose func(context.Context, *c
 	defer cancel()
 	prefix := nodetest.EtcdPrefix(t)
 	a, as := campaign(t, ctx, cli, prefix, "http://a")
-	sa, err := OpenEtcd(cli, prefix, Fence{Key: a.Key(), Revision: a.Rev()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sa.Close()
+	sa := openFenced(t, cli, prefix, a)
 	if err := sa.Write(Change{Version: 1, Nodes: []Record{{Node: node("n", "by-a", rpc.NodeUp), Version: 1}}}); err != nil {
 		t.Fatalf("Write of the elected A: %v", err)
 	}
@@ -389,11 +397,7 @@ func testFence(t *testing.T, cli *clientv3.Client, lose func(context.Context, *c
 	if b == nil {
 		t.FailNow()
 	}
-	sb, err := OpenEtcd(cli, prefix, Fence{Key: b.Key(), Revision: b.Rev()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := openFenced(t, cli, prefix, b)
 	if err := sb.Write(Change{Version: 2, Nodes: []Record{{Node: node("n", "by-b", rpc.NodeUp), Version: 2}}}); err != nil {
 		t.Fatalf("Write of the elected B: %v", err)
 	}

@@ -48,24 +48,10 @@ func (f *fakeMaster) called() []string {
 	return slices.Clone(f.calls)
 }
 
-// notActive answers as a standby does: 421, kind not_active, naming
-// active in rpc.HeaderActiveMaster unless it is empty.
-func notActive(w http.ResponseWriter, active string) {
-	msg := "no master is active; an election is under way"
-	if active != "" {
-		w.Header().Set(rpc.HeaderActiveMaster, active)
-		msg = "not active; the active master is " + active
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusMisdirectedRequest)
-	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindNotActive, "%s", msg)})
-	w.Write(body)
-}
-
 // standby is a fake master answering every call not_active, naming
 // active.
 func standby(t *testing.T, active string) *fakeMaster {
-	return newFakeMaster(t, func(w http.ResponseWriter, _ string) { notActive(w, active) })
+	return newFakeMaster(t, func(w http.ResponseWriter, _ string) { nodetest.WriteNotActive(w, active) })
 }
 
 // activeMaster is a fake master that grants a session to every hello,
@@ -92,7 +78,7 @@ func activeMaster(t *testing.T) *fakeMaster {
 
 // startMember runs a Member of masters until the test ends; its
 // back-offs go to clk, its log to log.
-func startMember(t *testing.T, masters []string, clk *clock, log *syncBuffer) *Member {
+func startMember(t *testing.T, masters []string, clk *clock, log *nodetest.SyncBuffer) *Member {
 	t.Helper()
 	m, err := New(Config{
 		Masters: masters,
@@ -154,7 +140,7 @@ var session = rpc.Session{ID: "s1", Timeout: 30, RenewWithin: 10}
 func TestHelloFollowsTheNamedActiveMaster(t *testing.T) {
 	active := activeMaster(t)
 	sb := standby(t, active.URL)
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	m := startMember(t, []string{sb.URL}, noBackoff(t), &log)
 	waitHeld(t, m, active.URL, []string{sb.URL, active.URL})
 	if got := sb.called(); !slices.Equal(got, []string{rpc.PathHello}) {
@@ -170,10 +156,10 @@ func TestHelloFollowsTheNamedActiveMaster(t *testing.T) {
 // failure.
 func TestFollowingIsBounded(t *testing.T) {
 	var b *fakeMaster
-	a := newFakeMaster(t, func(w http.ResponseWriter, _ string) { notActive(w, b.URL) })
+	a := newFakeMaster(t, func(w http.ResponseWriter, _ string) { nodetest.WriteNotActive(w, b.URL) })
 	b = standby(t, a.URL)
 	clk := &clock{waits: make(chan wait)}
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	startMember(t, []string{a.URL}, clk, &log)
 	var w wait
 	select {
@@ -201,7 +187,7 @@ func TestFollowingIsBounded(t *testing.T) {
 func TestNotActiveWithoutMasterBacksOff(t *testing.T) {
 	sb := standby(t, "")
 	clk := &clock{waits: make(chan wait)}
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	m := startMember(t, []string{sb.URL}, clk, &log)
 	for i := 1; i <= electionStep+3; i++ {
 		select {
@@ -235,7 +221,7 @@ func TestNotActiveWithoutMasterBacksOff(t *testing.T) {
 func TestNamedMasterOfTheWrongSchemeIsNotFollowed(t *testing.T) {
 	sb := standby(t, "https://127.0.0.1:1")
 	clk := &clock{waits: make(chan wait)}
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	m := startMember(t, []string{sb.URL}, clk, &log)
 	select {
 	case <-clk.waits:
@@ -260,9 +246,9 @@ func TestRenewalNotActiveFollowsAtOnce(t *testing.T) {
 			w.Write(body)
 			return
 		}
-		notActive(w, active.URL)
+		nodetest.WriteNotActive(w, active.URL)
 	})
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	m := startMember(t, []string{deposed.URL}, noBackoff(t), &log)
 	waitHeld(t, m, active.URL, []string{deposed.URL, active.URL})
 	if got := deposed.called(); !slices.Equal(got, []string{rpc.PathHello, rpc.PathRenew}) {
@@ -338,7 +324,7 @@ func TestStandbyNamingADeadMasterHoldsTheBackoffDown(t *testing.T) {
 	dead := "http://" + nodetest.DeadAddr(t)
 	sb := standby(t, dead)
 	clk := &clock{waits: make(chan wait)}
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	startMember(t, []string{sb.URL}, clk, &log)
 	for i := 1; i <= 2*electionStep; i++ {
 		select {

@@ -1,7 +1,6 @@
 package membership_test
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"syscall"
@@ -30,60 +29,12 @@ func startGroup(t *testing.T, n int, flags ...string) ([]*masterd, int) {
 // other names it, and returns its index.
 func awaitActive(t *testing.T, ms []*masterd, skip *masterd) int {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if i, ok := activeNamed(ms, skip); ok {
-			return i
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no masterd became active with the others naming it within 30s")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the masters' answers, which have no event to wait on
-	}
-}
-
-// activeNamed returns the index of the one master of ms but skip that
-// answers, if every other answers not_active naming it.
-func activeNamed(ms []*masterd, skip *masterd) (int, bool) {
-	active, named := -1, map[string]bool{}
-	for i, m := range ms {
-		if m == skip {
-			continue
-		}
-		switch status, leader := probe(m); status {
-		case http.StatusOK:
-			if active >= 0 {
-				return 0, false
-			}
-			active = i
-		case http.StatusMisdirectedRequest:
-			named[leader] = true
-		default:
-			return 0, false
-		}
-	}
-	if active < 0 {
-		return 0, false
-	}
-	for leader := range named {
-		if leader != ms[active].URL() {
-			return 0, false
-		}
-	}
-	return active, true
+	return nodetest.AwaitActive(t, ms, skip, probe)
 }
 
 // probe lists m's nodes and returns the status, and the master a
 // standby names.
-func probe(m *masterd) (int, string) {
-	resp, err := m.client.Get(m.URL() + rpc.PathListNodes)
-	if err != nil {
-		return 0, ""
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, resp.Header.Get(rpc.HeaderActiveMaster)
-}
+func probe(m *masterd) (int, string) { return nodetest.ProbeMaster(m.client, m.URL()) }
 
 // A node given only a standby's URL joins the active master the standby
 // names, at once: no failed hello, no back-off.

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -376,7 +375,7 @@ func TestConfigurationReachesTheNode(t *testing.T) {
 // every held renewal of the fleet, several times a second forever.
 func TestTwinsBackOff(t *testing.T) {
 	md := startMasterd(t, nil)
-	var logA syncLog
+	var logA nodetest.SyncBuffer
 	waitsA := make(chan time.Duration, 64)
 	twin := func(url string, log io.Writer, waits chan<- time.Duration) *membership.Member {
 		m, err := membership.New(membership.Config{
@@ -418,22 +417,4 @@ func TestTwinsBackOff(t *testing.T) {
 	if !strings.Contains(md.Log(), "a hello replaces the live session of a node at another URL") {
 		t.Errorf("masterd did not warn of two nodes under one name; its log:\n%s", md.Log())
 	}
-}
-
-// syncLog is a log written by a member's goroutine and read by the test.
-type syncLog struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

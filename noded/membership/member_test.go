@@ -1,13 +1,11 @@
 package membership
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,32 +27,13 @@ func (c *clock) after(d time.Duration) <-chan time.Time {
 	return w.fire
 }
 
-// syncBuffer is a log written by the member's goroutine and read by the
-// test's.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func facts() ([]rpc.Function, []rpc.CallSummary) { return nil, nil }
 
 // A node whose masters are all down keeps saying hello, backing off up
 // to the cap and then staying there, and logs the failure once when it
 // starts and once when it reaches the cap, not at every attempt.
 func TestHelloBacksOffToTheCapAndLogsOnce(t *testing.T) {
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	clk := &clock{waits: make(chan wait)}
 	dead := nodetest.DeadAddrs(t, 2)
 	m, err := New(Config{
@@ -143,7 +122,7 @@ func TestNewRefuses(t *testing.T) {
 // later session's list replaces what was learned, never what was
 // configured; a URL the node cannot speak to is skipped.
 func TestLearnMasters(t *testing.T) {
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	m, err := New(Config{
 		Masters: []string{"http://127.0.0.1:1812", "http://127.0.0.1:1813"},
 		Node:    "n", URL: "u", BootID: "b", Facts: facts,
@@ -175,7 +154,7 @@ func TestLearnMasters(t *testing.T) {
 // A configuration is logged when first heard and when its version
 // changes, not at every renewal.
 func TestConfigChangeLoggedOnce(t *testing.T) {
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	m, err := New(Config{Masters: []string{"http://127.0.0.1:1812"}, Node: "n", URL: "u", BootID: "b", Facts: facts,
 		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {

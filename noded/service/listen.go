@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,6 +36,25 @@ func CheckLoopback(listen string) error {
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("--insecure refuses --listen %q: plain HTTP is only served on loopback addresses (127.0.0.1, ::1)", listen)
+	}
+	return nil
+}
+
+// CheckServing checks how the daemon called name is to serve: plain HTTP
+// under insecure, on a loopback listen address only and without
+// certificate files, else HTTPS with all three of files. howTo, in
+// parentheses in the error for missing files, says where the files come
+// from.
+func CheckServing(name string, insecure bool, files TLSFiles, listen, howTo string) error {
+	given := files.Cert != "" || files.Key != "" || files.ClientCA != ""
+	switch {
+	case insecure && given:
+		return errors.New("--insecure serves plain HTTP, which takes no --cert, --key or --client-ca: drop one or the other")
+	case insecure:
+		return CheckLoopback(listen)
+	case files.Cert == "" || files.Key == "" || files.ClientCA == "":
+		return errors.New(name + " serves HTTPS with client certificates: pass --cert FILE --key FILE --client-ca FILE " +
+			"(" + howTo + "), or --insecure to serve plain HTTP on a loopback --listen address")
 	}
 	return nil
 }
