@@ -163,6 +163,18 @@ func (e *elector) term(parent context.Context) (leased bool, err error) {
 		t.endLate(last)
 	})
 	t.mu.Unlock()
+	// A grant answered late (etcd just back, or slow) leaves the guard
+	// little time before the first periodic keepalive: one answered now
+	// gives the term a lease of a known, full life before it campaigns,
+	// or it would be elected only to step down at once.
+	sent = e.clock.Now()
+	kctx, kcancel := context.WithTimeout(ctx, e.timings.limit())
+	_, err = e.cli.KeepAliveOnce(kctx, lease.ID)
+	kcancel()
+	if err != nil {
+		return true, fmt.Errorf("keeping the new lease alive: %w", orCause(ctx, err))
+	}
+	t.guard.answered(sent)
 	wg.Go(func() { e.keepAlive(ctx, lease.ID, t, &wg) })
 
 	session, err := concurrency.NewSession(e.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
