@@ -104,7 +104,7 @@ func (e *elector) run(ctx context.Context) {
 		e.api.setStandby("")
 		if leased || wait == retryMin {
 			wait = retryMin
-			e.log.Warn("not a candidate until etcd answers; trying again", "err", err, "retry_in", wait)
+			e.log.Warn("not a candidate; trying again", "err", err, "retry_in", wait)
 		} else {
 			// Once per outage at WARN, not once per retry.
 			e.log.Debug("still not a candidate", "err", err, "retry_in", wait)
