@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -261,12 +262,20 @@ func (c *Config) etcdEndpoints() ([]string, error) {
 				return nil, fmt.Errorf("--etcd: endpoint %q: want HOST:PORT or a URL with nothing after the port", ep)
 			}
 		}
-		if _, port, err := net.SplitHostPort(hostPort); err != nil || port == "" {
+		// A port of digits: an endpoint such as ftp://h:1 splits into
+		// host "ftp" and port "//h:1", which the client dials forever.
+		if host, port, err := net.SplitHostPort(hostPort); err != nil || host == "" || !validPort(port) {
 			return nil, fmt.Errorf("--etcd: endpoint %q: want HOST:PORT or http(s)://HOST:PORT", ep)
 		}
 		eps = append(eps, ep)
 	}
 	return eps, nil
+}
+
+// validPort reports whether port is a TCP port number, 1 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n > 0
 }
 
 // checkURL parses u as the URL of a daemon: http or https (https unless

@@ -104,10 +104,10 @@ func (e *elector) run(ctx context.Context) {
 		e.api.setStandby("")
 		if leased || wait == retryMin {
 			wait = retryMin
-			e.log.Warn("not a candidate until etcd answers; trying again", "err", err, "retry_in", wait)
+			e.log.Warn("not a candidate; trying again", "err", err, "retry_in", wait)
 		} else {
 			// Once per outage at WARN, not once per retry.
-			e.log.Debug("etcd still does not answer", "err", err, "retry_in", wait)
+			e.log.Debug("still not a candidate", "err", err, "retry_in", wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -163,6 +163,18 @@ func (e *elector) term(parent context.Context) (leased bool, err error) {
 		t.endLate(last)
 	})
 	t.mu.Unlock()
+	// A grant answered late (etcd just back, or slow) leaves the guard
+	// little time before the first periodic keepalive: one answered now
+	// gives the term a lease of a known, full life before it campaigns,
+	// or it would be elected only to step down at once.
+	sent = e.clock.Now()
+	kctx, kcancel := context.WithTimeout(ctx, e.timings.limit())
+	_, err = e.cli.KeepAliveOnce(kctx, lease.ID)
+	kcancel()
+	if err != nil {
+		return true, fmt.Errorf("keeping the new lease alive: %w", orCause(ctx, err))
+	}
+	t.guard.answered(sent)
 	wg.Go(func() { e.keepAlive(ctx, lease.ID, t, &wg) })
 
 	session, err := concurrency.NewSession(e.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
@@ -170,7 +182,8 @@ func (e *elector) term(parent context.Context) (leased bool, err error) {
 		return true, fmt.Errorf("opening an etcd session: %w", err)
 	}
 	if err := e.putCandidate(ctx, lease.ID); err != nil {
-		return true, fmt.Errorf("listing this master as a candidate: %w", orCause(ctx, err))
+		// A duplicate URL is retried as an outage is, logged once.
+		return !errors.Is(err, errDuplicateURL), fmt.Errorf("listing this master as a candidate: %w", orCause(ctx, err))
 	}
 	if err := e.await(ctx); err != nil {
 		return true, orCause(ctx, err)
@@ -234,7 +247,14 @@ func (e *elector) keepAlive(ctx context.Context, id clientv3.LeaseID, t *term, w
 	}
 }
 
-// putCandidate lists this master among the candidates, under its lease.
+// errDuplicateURL keeps a masterd from being a candidate while another
+// live candidate advertises its URL: each would take the other's
+// campaign for its own previous one and name no master, and the nodes
+// sent to the URL would reach the wrong one.
+var errDuplicateURL = errors.New("another live candidate advertises this URL: give each masterd an --advertise URL of its own (a restarted masterd waits here until its previous lease lapses)")
+
+// putCandidate lists this master among the candidates, under its lease,
+// unless another lease holds the key (errDuplicateURL).
 func (e *elector) putCandidate(ctx context.Context, id clientv3.LeaseID) error {
 	val, err := json.Marshal(candidate{URL: e.self, Priority: e.priority})
 	if err != nil {
@@ -242,8 +262,22 @@ func (e *elector) putCandidate(ctx context.Context, id clientv3.LeaseID) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timings.limit())
 	defer cancel()
-	_, err = e.cli.Put(ctx, e.prefix+candidatesDir+e.self, string(val), clientv3.WithLease(id))
-	return err
+	key := e.prefix + candidatesDir + e.self
+	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(id))).
+		Else(clientv3.OpGet(key)).Commit()
+	switch {
+	case err != nil:
+		return err
+	case resp.Succeeded:
+		return nil
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && clientv3.LeaseID(kvs[0].Lease) != id {
+		return fmt.Errorf("%w (%s, lease %x)", errDuplicateURL, e.self, kvs[0].Lease)
+	}
+	// Its key lapsed between the compare and the read: the next term
+	// puts it.
+	return errors.New("the candidate key of this URL changed as it was written")
 }
 
 // view is what a candidate reads of the election at one revision.

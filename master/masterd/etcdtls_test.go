@@ -126,7 +126,7 @@ func TestEtcdTLS(t *testing.T) {
 	}})
 	g.active(20*time.Second, with, without)
 	g.hello(with.URL(), "n1")
-	without.AwaitLogLine(t, "not a candidate until etcd answers")
+	without.AwaitLogLine(t, "not a candidate; trying again")
 	a, err := g.ask(without.URL(), "GET", rpc.PathListNodes, nil)
 	if err != nil || a.status != 421 || a.active != "" {
 		t.Errorf("the masterd without a client certificate for etcd: %+v %v, want not_active naming no master", a, err)

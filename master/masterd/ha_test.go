@@ -440,3 +440,28 @@ func TestCampaignKeyDeleted(t *testing.T) {
 		t.Errorf("n1 after the new term: %+v (listed: %t), want up", n, ok)
 	}
 }
+
+// TestDuplicateAdvertise starts a second masterd advertising the URL of
+// the active one: it is refused as a candidate, saying why, instead of
+// taking over the first one's candidate key and, once active, sending
+// every node to the first one (a standby that took the other's campaign
+// for its own and named no master). Once the first stops, it is a
+// candidate like any other.
+func TestDuplicateAdvertise(t *testing.T) {
+	g := newGroup(t, nodetest.EtcdEndpoints(t))
+	m1 := g.start(0, "")
+	g.active(20*time.Second, m1)
+	m2 := nodetest.StartMasterd(t, nodetest.MasterdOptions{Flags: []string{
+		"--check-nodes=false", "--etcd", g.endpoints, "--etcd-prefix", g.prefix,
+		"--lease-ttl", haTTL.String(), "--advertise", m1.URL(),
+	}})
+	m2.AwaitLogLine(t, "another live candidate advertises this URL")
+	if line, ok := m2.LogLine("msg=campaigning"); ok {
+		t.Errorf("the masterd advertising another's URL campaigned: %s", line)
+	}
+	g.active(time.Second, m1, m2)
+	if err := m1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	g.active(10*time.Second, m2)
+}

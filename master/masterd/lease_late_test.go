@@ -1,0 +1,97 @@
+package masterd
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/noderpc/noderpc/master/nodetest"
+)
+
+// lateGrantClock is the real clock, except that its first reading, the
+// send time of the first lease grant, is early by by: as if etcd had
+// answered the grant that long after it was sent.
+type lateGrantClock struct {
+	realClock
+	by   time.Duration
+	once sync.Once
+}
+
+func (c *lateGrantClock) Now() time.Time {
+	now := time.Now()
+	c.once.Do(func() { now = now.Add(-c.by) })
+	return now
+}
+
+// syncBuffer is a log a test reads while the daemon writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLateGrant elects a master whose lease grant was answered almost
+// TTL - margin after it was sent (etcd coming back from an outage): it
+// must not step down for want of a keepalive right after it is active.
+// It was elected, and stepped down some milliseconds later, before its
+// first keepalive was due: a second failover for every node.
+func TestLateGrant(t *testing.T) {
+	endpoints := nodetest.EtcdEndpoints(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Insecure: true, Listen: ln.Addr().String(), StateDir: t.TempDir(),
+		SessionTimeout: DefaultSessionTimeout, MaxSessionTimeout: DefaultSessionTimeout,
+		MaxConns: DefaultMaxConns, HeadTimeout: DefaultHeadTimeout, LogFormat: "text", LogLevel: "info",
+		Etcd: strings.Join(endpoints, ","), EtcdPrefix: nodetest.EtcdPrefix(t), LeaseTTL: haTTL,
+	}
+	timings := timingsOf(haTTL)
+	var log syncBuffer
+	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(&log, nil)),
+		Clock: &lateGrantClock{by: timings.limit() - 100*time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(log.String(), "msg=active") {
+		if time.Now().After(deadline) {
+			t.Fatalf("masterd was not elected within 20s; its log:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log, which has no event to wait on
+	}
+	// Past the late grant's deadline and a keepalive interval more.
+	deadline = time.Now().Add(timings.limit() + timings.interval)
+	for time.Now().Before(deadline) {
+		if strings.Contains(log.String(), "stepped down") {
+			t.Fatalf("the master stepped down after a late grant; its log:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log, which has no event to wait on
+	}
+}
