@@ -544,7 +544,7 @@ func (t *term) activate(ms *members, store *termStore) bool {
 		return false
 	}
 	t.ms, t.store = ms, store
-	t.e.api.setActive(ms)
+	t.e.api.setActive(ms, t.guard.holds)
 	return true
 }
 

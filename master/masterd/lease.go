@@ -58,6 +58,18 @@ func (g *leaseGuard) lastAnswered() time.Time {
 	return g.last
 }
 
+// holds reports whether the lease is still sure to be held: the guard
+// has not fired and its deadline has not passed. A masterd that was
+// frozen (SIGSTOP, a paused VM) may wake with requests and a held
+// renewal ready to answer in the same instant as the guard's timer;
+// the request path asks this before answering as the active master,
+// so none answers on a lease that may have lapsed.
+func (g *leaseGuard) holds() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.done && g.clock.Now().Before(g.last.Add(g.limit))
+}
+
 func (g *leaseGuard) fire() {
 	g.mu.Lock()
 	if g.done {

@@ -1,12 +1,13 @@
 package masterd
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,24 +29,6 @@ func (c *lateGrantClock) Now() time.Time {
 	return now
 }
 
-// syncBuffer is a log a test reads while the daemon writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLateGrant elects a master whose lease grant was answered almost
 // TTL - margin after it was sent (etcd coming back from an outage): it
 // must not step down for want of a keepalive right after it is active.
@@ -64,7 +47,7 @@ func TestLateGrant(t *testing.T) {
 		Etcd: strings.Join(endpoints, ","), EtcdPrefix: nodetest.EtcdPrefix(t), LeaseTTL: haTTL,
 	}
 	timings := timingsOf(haTTL)
-	var log syncBuffer
+	var log nodetest.SyncBuffer
 	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(&log, nil)),
 		Clock: &lateGrantClock{by: timings.limit() - 100*time.Millisecond}})
 	if err != nil {
@@ -93,5 +76,73 @@ func TestLateGrant(t *testing.T) {
 			t.Fatalf("the master stepped down after a late grant; its log:\n%s", log.String())
 		}
 		time.Sleep(10 * time.Millisecond) // polling the log, which has no event to wait on
+	}
+}
+
+// jumpClock is the real clock, read ahead by ahead: as if the process
+// had been frozen that long and had just woken, before any of its
+// timers has run.
+type jumpClock struct {
+	realClock
+	ahead atomic.Int64
+}
+
+func (c *jumpClock) Now() time.Time { return time.Now().Add(time.Duration(c.ahead.Load())) }
+
+// TestWakesNotActive freezes an active master past its lease's
+// deadline, in effect: its clock jumps ahead by the TTL while its lease
+// guard's timer has not run yet. A request answered in that instant
+// must be not_active; it was answered as the active master's, on a
+// lease another master may have taken over meanwhile.
+func TestWakesNotActive(t *testing.T) {
+	endpoints := nodetest.EtcdEndpoints(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Insecure: true, Listen: ln.Addr().String(), StateDir: t.TempDir(),
+		SessionTimeout: DefaultSessionTimeout, MaxSessionTimeout: DefaultSessionTimeout,
+		MaxConns: DefaultMaxConns, HeadTimeout: DefaultHeadTimeout, LogFormat: "text", LogLevel: "info",
+		Etcd: strings.Join(endpoints, ","), EtcdPrefix: nodetest.EtcdPrefix(t), LeaseTTL: haTTL,
+	}
+	var log nodetest.SyncBuffer
+	clock := &jumpClock{}
+	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(&log, nil)), Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	url := "http://" + ln.Addr().String() + "/ListNodes"
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("masterd was not active within 20s; its log:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the master's answer, which has no event to wait on
+	}
+	clock.ahead.Store(int64(haTTL))
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("ListNodes right after a freeze past the lease's deadline = %s, want 421 not_active", resp.Status)
 	}
 }

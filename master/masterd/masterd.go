@@ -126,7 +126,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		if d.cfg.CheckNodes {
 			ms.joined = checks.start
 		}
-		a.setActive(ms)
+		a.setActive(ms, nil)
 	} else {
 		// A standby until elected; the election runs next to the
 		// server.

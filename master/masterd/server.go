@@ -40,10 +40,16 @@ type api struct {
 type role struct {
 	ms     *members
 	leader string
+	// holds, when set, reports whether the active master still holds
+	// its etcd lease (leaseGuard.holds); nil for a single master.
+	holds func() bool
 }
 
-// setActive makes masterd the active master of ms.
-func (a *api) setActive(ms *members) { a.role.Store(&role{ms: ms}) }
+// setActive makes masterd the active master of ms; holds, if not nil,
+// is asked before every answer given as the active master.
+func (a *api) setActive(ms *members, holds func() bool) {
+	a.role.Store(&role{ms: ms, holds: holds})
+}
 
 // setStandby makes masterd a standby naming leader.
 func (a *api) setStandby(leader string) { a.role.Store(&role{leader: leader}) }
@@ -121,8 +127,8 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 		a.fail(ctx, err)
 		return
 	}
-	ms := a.members()
-	if ms == nil {
+	r := a.role.Load()
+	if !r.active() {
 		a.fail(ctx, errNotActive)
 		return
 	}
@@ -131,9 +137,23 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 		a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "GET %s takes no body", path))
 		return
 	}
-	if err := p.serve(a, ms, ctx, body); err != nil {
+	if err := p.serve(a, r.ms, ctx, body); err != nil {
 		a.fail(ctx, err)
+		return
 	}
+	// A held renewal ends long after it began, and a frozen masterd
+	// wakes with answers ready: none leaves as the active master's once
+	// its lease may have lapsed or another term began.
+	if now := a.role.Load(); now != r || !r.active() {
+		ctx.Response.Reset()
+		a.fail(ctx, errNotActive)
+	}
+}
+
+// active reports whether r is the role of an active master that still
+// holds its lease.
+func (r *role) active() bool {
+	return r != nil && r.ms != nil && (r.holds == nil || r.holds())
 }
 
 // stamp sets X-Group-Version, unless the answer set it already (a
@@ -143,8 +163,8 @@ func (a *api) stamp(ctx *fasthttp.RequestCtx) {
 	if len(ctx.Response.Header.Peek(rpc.HeaderGroupVersion)) != 0 {
 		return
 	}
-	if ms := a.members(); ms != nil {
-		ctx.Response.Header.Set(rpc.HeaderGroupVersion, strconv.FormatUint(ms.groupVersion(), 10))
+	if r := a.role.Load(); r.active() {
+		ctx.Response.Header.Set(rpc.HeaderGroupVersion, strconv.FormatUint(r.ms.groupVersion(), 10))
 	}
 }
 
