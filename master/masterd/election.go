@@ -462,6 +462,13 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 		attrs = append(attrs, "since_previous_gone", e.clock.Now().Sub(e.goneAt).Round(time.Millisecond))
 	}
 	e.log.Info("active", attrs...)
+	if snap.Version == 0 {
+		// A new group, or an etcd that lost its data (restored from
+		// nothing, a wiped data directory): the group version starts
+		// again from 0 and the nodes are learned from their hellos.
+		e.log.Warn("the registry in etcd is empty: a new group, or etcd lost its data; nodes are known again as they say hello",
+			"etcd_prefix", e.d.cfg.EtcdPrefix)
+	}
 	e.goneAt, e.shown = time.Time{}, ""
 
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
