@@ -29,12 +29,11 @@ func (c *lateGrantClock) Now() time.Time {
 	return now
 }
 
-// TestLateGrant elects a master whose lease grant was answered almost
-// TTL - margin after it was sent (etcd coming back from an outage): it
-// must not step down for want of a keepalive right after it is active.
-// It was elected, and stepped down some milliseconds later, before its
-// first keepalive was due: a second failover for every node.
-func TestLateGrant(t *testing.T) {
+// runOnEtcd runs a masterd in the test's process, a candidate on the
+// test's etcd with a lease of haTTL, on clock, logging to log, until the
+// test ends; it returns the address it serves on.
+func runOnEtcd(t *testing.T, log *nodetest.SyncBuffer, clock Clock) string {
+	t.Helper()
 	endpoints := nodetest.EtcdEndpoints(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,22 +45,31 @@ func TestLateGrant(t *testing.T) {
 		MaxConns: DefaultMaxConns, HeadTimeout: DefaultHeadTimeout, LogFormat: "text", LogLevel: "info",
 		Etcd: strings.Join(endpoints, ","), EtcdPrefix: nodetest.EtcdPrefix(t), LeaseTTL: haTTL,
 	}
-	timings := timingsOf(haTTL)
-	var log nodetest.SyncBuffer
-	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(&log, nil)),
-		Clock: &lateGrantClock{by: timings.limit() - 100*time.Millisecond}})
+	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(log, nil)), Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx, nil) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}()
+	})
+	return ln.Addr().String()
+}
+
+// TestLateGrant elects a master whose lease grant was answered almost
+// TTL - margin after it was sent (etcd coming back from an outage): it
+// must not step down for want of a keepalive right after it is active.
+// It was elected, and stepped down some milliseconds later, before its
+// first keepalive was due: a second failover for every node.
+func TestLateGrant(t *testing.T) {
+	timings := timingsOf(haTTL)
+	var log nodetest.SyncBuffer
+	runOnEtcd(t, &log, &lateGrantClock{by: timings.limit() - 100*time.Millisecond})
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(log.String(), "msg=active") {
 		if time.Now().After(deadline) {
@@ -95,33 +103,9 @@ func (c *jumpClock) Now() time.Time { return time.Now().Add(time.Duration(c.ahea
 // must be not_active; it was answered as the active master's, on a
 // lease another master may have taken over meanwhile.
 func TestWakesNotActive(t *testing.T) {
-	endpoints := nodetest.EtcdEndpoints(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{
-		Insecure: true, Listen: ln.Addr().String(), StateDir: t.TempDir(),
-		SessionTimeout: DefaultSessionTimeout, MaxSessionTimeout: DefaultSessionTimeout,
-		MaxConns: DefaultMaxConns, HeadTimeout: DefaultHeadTimeout, LogFormat: "text", LogLevel: "info",
-		Etcd: strings.Join(endpoints, ","), EtcdPrefix: nodetest.EtcdPrefix(t), LeaseTTL: haTTL,
-	}
 	var log nodetest.SyncBuffer
 	clock := &jumpClock{}
-	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(&log, nil)), Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, nil) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	url := "http://" + ln.Addr().String() + "/ListNodes"
+	url := "http://" + runOnEtcd(t, &log, clock) + "/ListNodes"
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(url)
