@@ -54,14 +54,9 @@ func ReadAnswer(t testing.TB, c net.Conn, within time.Duration) (int, rpc.Kind) 
 // hand the same port out twice.
 func DeadAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
+	addrs, err := freePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }

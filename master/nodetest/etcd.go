@@ -95,7 +95,8 @@ func StartEtcd(t testing.TB) *Etcd {
 }
 
 // freePorts returns n loopback addresses whose ports were free a moment
-// ago, each different.
+// ago, each different: all n are held until each is chosen, since one at
+// a time the kernel may hand the same port out twice.
 func freePorts(n int) ([]string, error) {
 	var addrs []string
 	var lns []net.Listener
@@ -107,7 +108,7 @@ func freePorts(n int) ([]string, error) {
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("nodetest: finding a free port for etcd: %w", err)
+			return nil, fmt.Errorf("nodetest: finding a free loopback port: %w", err)
 		}
 		lns = append(lns, ln)
 		addrs = append(addrs, ln.Addr().String())
