@@ -19,12 +19,12 @@ const (
 )
 
 // cgroupState is what a table knows of whether the kernel lets it start
-// calls in cgroups of their own: refused, and when to try again.
+// calls in cgroups of their own: refused (a back-off runs), and when to
+// try again.
 type cgroupState struct {
 	mu      sync.Mutex
-	refused bool
 	retryAt time.Time
-	backoff time.Duration
+	backoff time.Duration // 0 unless the kernel refused since the last call it started in its cgroup
 }
 
 // tryCgroup reports whether the next call should be started in a cgroup:
@@ -32,7 +32,7 @@ type cgroupState struct {
 func (s *cgroupState) tryCgroup(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.refused || !now.Before(s.retryAt)
+	return s.backoff == 0 || !now.Before(s.retryAt)
 }
 
 // refuse records a refusal at now and returns the back-off until the
@@ -41,7 +41,6 @@ func (s *cgroupState) refuse(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.backoff = min(max(2*s.backoff, cgroupRetryMin), cgroupRetryMax)
-	s.refused = true
 	s.retryAt = now.Add(s.backoff)
 	return s.backoff
 }
@@ -51,8 +50,8 @@ func (s *cgroupState) refuse(now time.Time) time.Duration {
 func (s *cgroupState) accept() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	was := s.refused
-	s.refused, s.backoff = false, 0
+	was := s.backoff > 0
+	s.backoff = 0
 	return was
 }
 
@@ -60,7 +59,7 @@ func (s *cgroupState) accept() bool {
 func (s *cgroupState) isRefused() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.refused
+	return s.backoff > 0
 }
 
 // refusesCgroup reports whether err, from starting a process in a cgroup,
