@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -130,9 +131,6 @@ func clipBytes(b []byte, n int) []byte {
 	return b[:min(len(b), n)]
 }
 
-// elfMagic begins every ELF executable.
-const elfMagic = "\x7fELF"
-
 // checkBinary refuses a function binary that is not an executable ELF
 // file only root or noded's user can change, in a directory only they
 // can change. What is checked is the file f holds, the end of any
@@ -148,8 +146,8 @@ func checkBinary(path string, f *os.File) error {
 	// The kernel hands a script's interpreter the path it executed,
 	// /proc/self/fd/N, whose descriptor is closed by then: a script
 	// would fail every call.
-	head := make([]byte, len(elfMagic))
-	if n, _ := f.ReadAt(head, 0); string(head[:n]) != elfMagic {
+	head := make([]byte, len(elf.ELFMAG))
+	if n, _ := f.ReadAt(head, 0); string(head[:n]) != elf.ELFMAG {
 		return fmt.Errorf("function binary %s is not an ELF executable (it begins %q): noded runs it through its open descriptor, "+
 			"which a script's interpreter cannot open; give the built function binary (go build ./noded/cmd/noded-fn)", path, head[:n])
 	}

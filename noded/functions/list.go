@@ -2,6 +2,7 @@ package functions
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -87,7 +88,7 @@ func execFormat(path string) error {
 		return nil
 	}
 	switch {
-	case bytes.HasPrefix(head, []byte("\x7fELF")):
+	case bytes.HasPrefix(head, []byte(elf.ELFMAG)):
 		return nil
 	case !bytes.HasPrefix(head, []byte("#!")):
 		return fmt.Errorf("%s has no #! line and is not an ELF binary, so exec refuses it (exec format error); start it with a line such as #!/bin/sh", path)
