@@ -9,8 +9,10 @@
 // initialises almost nothing: rpc needs crypto/x509 for roles and net/url,
 // whose initialisation and page faults every call's process would pay
 // (about 0.7 ms a process here, half of a minimal Go process's start).
-// It imports the standard library's fmt, reflect, strconv, unicode and
-// go-json only; keep it so (TestWireImportsLittle in package backend checks it).
+// It imports go-json and the standard library's plainer packages (fmt,
+// reflect, strconv, strings, sync, time, unicode/...), never net, net/url,
+// crypto/x509 or crypto/tls; keep it so (TestWireImportsLittle in package
+// backend checks that the function binary links none of them).
 package wire
 
 import (
