@@ -256,7 +256,7 @@ func (c *Config) validate() error {
 	if err := c.checkMembership(); err != nil {
 		return err
 	}
-	return service.CheckServing("noded", c.Insecure, service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA}, c.Listen,
+	return service.CheckServing("noded", c.Insecure, c.tlsFiles(), c.Listen,
 		"keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME")
 }
 
