@@ -55,7 +55,7 @@ type admission struct {
 	// counts feeds /metrics; its zero value counts nothing.
 	counts admissionCounts
 	// log receives one short line per connection refused for speaking
-	// the wrong protocol (sniff.go).
+	// the wrong protocol.
 	log *slog.Logger
 
 	mu      sync.Mutex
@@ -213,7 +213,11 @@ func (l *admission) admit(c net.Conn, addr netip.Addr) (*admittedConn, int) {
 		}
 		l.leaveLocked(victim)
 	}
-	ac := &admittedConn{Conn: c, addr: addr, owner: l}
+	ac := &admittedConn{
+		SniffConn: service.SniffConn{Conn: c, ServesTLS: l.tls != nil, Daemon: "noded", Log: l.log},
+		addr:      addr,
+		owner:     l,
+	}
 	l.conns[ac] = struct{}{}
 	l.perAddr[addr]++
 	l.mu.Unlock()
@@ -386,16 +390,13 @@ func remoteAddr(c net.Conn) netip.Addr {
 }
 
 // admittedConn is a connection admission counts; its Close gives the slot
-// back. Its first read checks that the client speaks what noded serves
-// (sniff.go).
+// back. Its first read checks that the client speaks what noded serves:
+// TLS on a TLS port, plain HTTP on a plain one (service.SniffConn).
 type admittedConn struct {
-	net.Conn
+	service.SniffConn
 	addr      netip.Addr
 	owner     *admission
 	idleSince atomic.Int64 // UnixNano since it is idle; 0 while active
-	// sniffed is set once the first bytes have been checked. Only the
-	// goroutine serving the connection reads it.
-	sniffed bool
 }
 
 func (c *admittedConn) Close() error {

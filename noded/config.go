@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -131,37 +130,9 @@ func ParseFlags(args []string, help io.Writer) (Config, *flag.FlagSet, error) {
 			fs.PrintDefaults()
 			return c, fs, err
 		}
-		return c, fs, &UsageError{Err: withWant(fs, err)}
+		return c, fs, &UsageError{Err: err}
 	}
 	return c, fs, nil
-}
-
-// badValue matches the flag package's error for a value its flag does not
-// parse, which ends in a bare "parse error".
-var badValue = regexp.MustCompile(`^invalid value ".*" for flag -([a-z-]+): `)
-
-// withWant adds to a flag's parse error what the flag wants.
-func withWant(fs *flag.FlagSet, err error) error {
-	m := badValue.FindStringSubmatch(err.Error())
-	if m == nil {
-		return err
-	}
-	f := fs.Lookup(m[1])
-	if f == nil {
-		return err
-	}
-	var want string
-	switch f.Value.(flag.Getter).Get().(type) {
-	case time.Duration:
-		want = `a duration with its unit, such as "500ms", "10s" or "15m"`
-	case int, int64, uint, uint64:
-		want = "an integer"
-	case bool:
-		want = "true or false, as --" + f.Name + "=false"
-	default:
-		return err
-	}
-	return fmt.Errorf("%w; want %s", err, want)
 }
 
 const usage = `Usage: noded [flags]
@@ -285,7 +256,7 @@ func (c *Config) validate() error {
 	if err := c.checkMembership(); err != nil {
 		return err
 	}
-	return service.CheckServing("noded", c.Insecure, service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA}, c.Listen,
+	return service.CheckServing("noded", c.Insecure, c.tlsFiles(), c.Listen,
 		"keys cert, key and client-ca of the configuration file; make them with noderpc certs init and noderpc certs issue --node NAME")
 }
 

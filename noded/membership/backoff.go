@@ -1,6 +1,9 @@
 package membership
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // The back-off between failed hellos. Full jitter (a wait drawn
 // uniformly from zero to the ceiling) spreads out the hellos of a fleet
@@ -70,11 +73,9 @@ func (p *picker) next(known []string) string {
 	for len(p.order) > 0 {
 		m := p.order[0]
 		p.order = p.order[1:]
-		for _, k := range known {
-			if k == m {
-				p.last = m
-				return m
-			}
+		if slices.Contains(known, m) {
+			p.last = m
+			return m
 		}
 	}
 	p.order = append(p.order[:0], known...)

@@ -459,7 +459,9 @@ func (m *Member) hold(ctx context.Context, master string, s rpc.Session) error {
 // stopping, and the master should list it down now rather than when the
 // session lapses.
 func (m *Member) leave(master, session string) {
-	c := newClient(master, m.cfg.TLS)
+	// The session's client: its held renewal's connection was closed
+	// as ctx ended, and the leave takes another.
+	c := m.client(master)
 	req := rpc.LeaveRequest{Node: m.cfg.Node, Session: session}
 	if err := c.call(context.Background(), rpc.PathLeave, &req, nil, time.Now().Add(LeaveTimeout)); err != nil {
 		m.log.Warn("leaving the group: the master did not hear it; it lists the node down when the session lapses", "err", err)

@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -71,10 +73,11 @@ func ExitStatus(name string, err error, stderr io.Writer) int {
 // configuration file *configFile (set's --config) under those of the
 // command line. The default file is optional, a daemon runs on flags
 // alone: when it does not exist and --config was not given, *configFile
-// is set to "". Flags of commandLineOnly may not be in the file.
+// is set to "". Flags of commandLineOnly may not be in the file. A value
+// a flag does not parse is an error that says what the flag wants.
 func Parse(set *flag.FlagSet, args []string, configFile *string, commandLineOnly map[string]bool) error {
 	if err := set.Parse(args); err != nil {
-		return err
+		return withWant(set, err)
 	}
 	if set.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", set.Args())
@@ -96,6 +99,39 @@ func Parse(set *flag.FlagSet, args []string, configFile *string, commandLineOnly
 		return fmt.Errorf("configuration file %s: %w", *configFile, err)
 	}
 	return nil
+}
+
+// badValue matches the flag package's errors for a value its flag does
+// not parse, which end in a bare "parse error": "invalid value %q for
+// flag -%s", and "invalid boolean value %q for -%s" for a switch.
+var badValue = regexp.MustCompile(`^invalid (?:boolean )?value ".*" for (?:flag )?-([a-z-]+): `)
+
+// withWant adds to a flag's parse error what the flag wants.
+func withWant(fs *flag.FlagSet, err error) error {
+	m := badValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[1])
+	if f == nil {
+		return err
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return err
+	}
+	var want string
+	switch g.Get().(type) {
+	case time.Duration:
+		want = `a duration with its unit, such as "500ms", "10s" or "15m"`
+	case int, int64, uint, uint64:
+		want = "an integer"
+	case bool:
+		want = "true or false, as --" + f.Name + "=false"
+	default:
+		return err
+	}
+	return fmt.Errorf("%w; want %s", err, want)
 }
 
 // ReloadCerts reloads certs at each receive from reload, until stop is
