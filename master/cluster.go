@@ -164,8 +164,9 @@ func (c *Cluster) Close() {
 // NotActiveError is the answer of a standby masterd, which serves no
 // procedure: it names the active master, or none while an election is
 // under way. A [Cluster] follows it by itself; it reaches the caller
-// only within a [*NoMasterError], when no master was active within the
-// List policy's MaxElapsed. It matches rpc.ErrNotActive with errors.Is.
+// only when no master was active within the List policy's MaxElapsed:
+// within a [*NoMasterError], or alone when the Cluster has one master.
+// It matches rpc.ErrNotActive with errors.Is.
 type NotActiveError struct {
 	// Master is the standby's host:port; Procedure the procedure it
 	// refused, e.g. "ListNodes".
