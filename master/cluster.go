@@ -24,8 +24,9 @@ import (
 // the others in random order, so that many clients starting together do
 // not all land on the first master of their list, and a client that has
 // found the active master stays with it. Only a master that could not be
-// reached, or a standby, sends the request on to the next: any other
-// answer, even an error, is the group's answer.
+// reached, refused the client's certificate, disagreed on TLS or is
+// shutting down, or a standby, sends the request on to the next: any
+// other answer, even an error, is the group's answer.
 //
 // A standby answers not_active ([*NotActiveError]) naming the active
 // master: the request goes there at once, and the Cluster adds that
