@@ -24,8 +24,9 @@ import (
 // the others in random order, so that many clients starting together do
 // not all land on the first master of their list, and a client that has
 // found the active master stays with it. Only a master that could not be
-// reached, or a standby, sends the request on to the next: any other
-// answer, even an error, is the group's answer.
+// reached, refused the client's certificate, disagreed on TLS or is
+// shutting down, or a standby, sends the request on to the next: any
+// other answer, even an error, is the group's answer.
 //
 // A standby answers not_active ([*NotActiveError]) naming the active
 // master: the request goes there at once, and the Cluster adds that
@@ -164,8 +165,9 @@ func (c *Cluster) Close() {
 // NotActiveError is the answer of a standby masterd, which serves no
 // procedure: it names the active master, or none while an election is
 // under way. A [Cluster] follows it by itself; it reaches the caller
-// only within a [*NoMasterError], when no master was active within the
-// List policy's MaxElapsed. It matches rpc.ErrNotActive with errors.Is.
+// only when no master was active within the List policy's MaxElapsed:
+// within a [*NoMasterError], or alone when the Cluster has one master.
+// It matches rpc.ErrNotActive with errors.Is.
 type NotActiveError struct {
 	// Master is the standby's host:port; Procedure the procedure it
 	// refused, e.g. "ListNodes".

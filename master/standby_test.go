@@ -155,6 +155,22 @@ func TestClusterGivesUpOnAnElection(t *testing.T) {
 	}
 }
 
+// A single master that stays a standby past MaxElapsed is the group's
+// answer alone: its own *NotActiveError, not a *NoMasterError of one.
+func TestClusterOfOneStandbyReturnsItsError(t *testing.T) {
+	electing := newFakeMasterd(t, func(w http.ResponseWriter, _ int32) { nodetest.WriteNotActive(w, "") })
+	c, err := NewCluster([]string{electing.URL}, fastRounds(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Nodes(context.Background())
+	var na *NotActiveError
+	var nm *NoMasterError
+	if !errors.As(err, &na) || errors.As(err, &nm) || !errors.Is(err, rpc.ErrNotActive) {
+		t.Fatalf("Nodes() = %v (%T); want the master's own *NotActiveError", err, err)
+	}
+}
+
 // haGroup starts n masterd on one etcd, plain HTTP, with a lease TTL of
 // 2 s, and returns them with the index of the active one once every
 // other names it.

@@ -103,7 +103,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if code, ok := a.flagAfterArgs(fs, cfs, args); ok {
 		return code
 	}
-	if !cmd.local {
+	// A subcommand's --help (config set --help, bench sessions --help)
+	// talks to no one, and needs no certificate.
+	if !cmd.local && !asksHelp(cfs.Args()) {
 		if err := a.loadTLS(); err != nil {
 			return a.usageError("%v", err)
 		}

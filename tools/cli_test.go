@@ -274,6 +274,27 @@ func TestHelpOnEverySubcommand(t *testing.T) {
 	}
 }
 
+// A subcommand's --help needs no certificate: it talks to no one.
+func TestSubcommandHelpWithoutCertificates(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv(EnvCert, "")
+	t.Setenv(EnvKey, "")
+	t.Setenv(EnvCA, "")
+	for _, args := range [][]string{
+		{"config", "set", "--help"},
+		{"config", "get", "--help"},
+		{"config", "delete", "-h"},
+		{"bench", "sessions", "--help"},
+	} {
+		var out, errb bytes.Buffer
+		code := Run(context.Background(), args, nil, &out, &errb)
+		if code != ExitOK || !strings.HasPrefix(out.String(), "Usage: noderpc [global flags] "+args[0]) {
+			t.Errorf("noderpc %s = exit %d, stdout %q, stderr %q; want the command's usage without certificates", strings.Join(args, " "), code, out.String(), errb.String())
+		}
+	}
+}
+
 func TestTerminalShowsElapsedAndLogLive(t *testing.T) {
 	real := isTerminal
 	isTerminal = func(io.Writer) bool { return true }

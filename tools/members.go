@@ -271,6 +271,10 @@ func (a *app) config(ctx context.Context, args []string) int {
 	if len(args) == 0 {
 		return a.commandUsageError("want get, set or delete")
 	}
+	if asksHelp(args) {
+		a.cmd.printHelp(a.stdout, flag.NewFlagSet("", flag.ContinueOnError))
+		return ExitOK
+	}
 	var (
 		fetch func(*master.Cluster) (*rpc.ConfigResponse, error)
 		err   error
@@ -288,10 +292,6 @@ func (a *app) config(ctx context.Context, args []string) int {
 	case "set", "delete":
 		var req rpc.SetConfigRequest
 		if req, err = configChange(sub, rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				a.cmd.printHelp(a.stdout, flag.NewFlagSet("", flag.ContinueOnError))
-				return ExitOK
-			}
 			return a.commandUsageError("%v", err)
 		}
 		fetch = func(c *master.Cluster) (*rpc.ConfigResponse, error) { return c.SetConfig(ctx, req) }
@@ -333,9 +333,6 @@ func configChange(sub string, args []string) (rpc.SetConfigRequest, error) {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&req.Node, "node", "", "the node to configure (default: the whole group)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return req, err
-		}
 		return req, errors.New(flagError(fs, err))
 	}
 	if isSet(fs, "node") && req.Node == "" {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/noderpc/noderpc/rpc"
+	"github.com/noderpc/noderpc/master/nodetest"
 )
 
 // A group whose masters are all standbys for longer than the command
@@ -14,10 +14,7 @@ import (
 // and exits 3, as when no master can be reached.
 func TestNoMasterActiveExits3(t *testing.T) {
 	standby := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		body, _ := rpc.Marshal(rpc.ErrorResponse{Error: rpc.Errorf(rpc.KindNotActive, "no master is active; an election is under way")})
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusMisdirectedRequest)
-		w.Write(body)
+		nodetest.WriteNotActive(w, "")
 	}))
 	defer standby.Close()
 	code, stdout, stderr := run(t, "", "--master", standby.URL, "nodes")

@@ -157,6 +157,21 @@ func trailingFlag(global, cmd *flag.FlagSet, args []string) (name string, isGlob
 	return "", false, false
 }
 
+// asksHelp reports whether a command's arguments ask for help, as a
+// subcommand's flags do (config set --help): the flag package's -h,
+// -help and their double-dash forms, before any "--".
+func asksHelp(args []string) bool {
+	for _, arg := range args {
+		switch arg {
+		case "--":
+			return false
+		case "-h", "--h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
 // callArgsError checks the "NODE... FN" of call and start, as split by
 // splitCall, and says what is wrong with them.
 func callArgsError(args, nodes []string, fn string) error {
