@@ -123,9 +123,6 @@ func (s *Etcd) nodeKey(name string) string   { return s.root + "nodes/" + name }
 func (s *Etcd) configKey(name string) string { return s.root + "configs/" + name }
 func (s *Etcd) metaKey(name string) string   { return s.root + "meta/" + name }
 
-// Prefix is the key prefix of everything the store holds, ending in /.
-func (s *Etcd) Prefix() string { return s.root }
-
 // Load implements Store. It reads every key of the store at one
 // revision, a page at a time, so a registry of any size loads as one
 // consistent snapshot.
