@@ -104,7 +104,8 @@ type leaseTimings struct {
 	// for a stalled process or a slow log line.
 	margin time.Duration
 	// interval is the time between keepalives: three fit in TTL - margin,
-	// so two lost in a row do not depose a master.
+	// the third sent as it ends, so one lost keepalive does not depose
+	// a master and two lost in a row do.
 	interval time.Duration
 }
 

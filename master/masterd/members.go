@@ -275,16 +275,14 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	defer ms.mu.Unlock()
 	if ms.closed {
 		// Recorded, but no session is kept: the node tries another
-		// master, or this one once restarted.
-		return rpc.Session{}, errShuttingDown
+		// master (not_active once this one stepped down), or this one
+		// once restarted.
+		return rpc.Session{}, ms.closedErr()
 	}
 	m := ms.nodes[req.Node]
 	if m == nil {
 		m = &member{cfgWake: make(chan struct{})}
 		ms.nodes[req.Node] = m
-	}
-	if ms.deposed {
-		return rpc.Session{}, errNotActive
 	}
 	if m.written > v {
 		// Another hello of the node came after this one and won; this

@@ -422,3 +422,20 @@ func TestHelloDuringStopIsShuttingDown(t *testing.T) {
 		t.Errorf("hello as masterd stops = %v, want shutting_down", err)
 	}
 }
+
+// TestHelloDuringStepDownIsNotActive checks that a hello whose write
+// was under way as masterd stepped down is answered not_active, which
+// sends the node to the active master, not shutting_down.
+func TestHelloDuringStepDownIsNotActive(t *testing.T) {
+	bolt, err := registry.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	store := &hookStore{Bolt: bolt, hook: func() {}}
+	ms, _ := loadTestMembers(t, store)
+	store.hook = ms.depose
+	if _, err := ms.hello(helloOf("n1", "b1")); !errors.Is(err, errNotActive) {
+		t.Errorf("hello as masterd steps down = %v, want errNotActive", err)
+	}
+}

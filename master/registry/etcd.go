@@ -123,9 +123,6 @@ func (s *Etcd) nodeKey(name string) string   { return s.root + "nodes/" + name }
 func (s *Etcd) configKey(name string) string { return s.root + "configs/" + name }
 func (s *Etcd) metaKey(name string) string   { return s.root + "meta/" + name }
 
-// Prefix is the key prefix of everything the store holds, ending in /.
-func (s *Etcd) Prefix() string { return s.root }
-
 // Load implements Store. It reads every key of the store at one
 // revision, a page at a time, so a registry of any size loads as one
 // consistent snapshot.
@@ -267,7 +264,7 @@ type item struct {
 	key  string
 	size int // of the key and the value it may put
 	read bool
-	next func(stored []byte) (v []byte, put bool, err error)
+	next func(stored []byte) (v []byte, put bool)
 }
 
 // commit applies the changes of batch, in their order, as few Txns.
@@ -359,13 +356,13 @@ func (s *Etcd) merge(batch []*pending) ([]item, error) {
 			return nil, err
 		}
 		key := s.nodeKey(name)
-		items = append(items, item{key: key, size: len(key) + len(v), read: true, next: func(stored []byte) ([]byte, bool, error) {
+		items = append(items, item{key: key, size: len(key) + len(v), read: true, next: func(stored []byte) ([]byte, bool) {
 			var old Record
 			// An unreadable stored record is replaced, as the bolt store does.
 			if stored != nil && json.Unmarshal(stored, &old) == nil && old.Version > r.Version {
-				return nil, false, nil
+				return nil, false
 			}
-			return v, true, nil
+			return v, true
 		}})
 	}
 	return items, nil
@@ -373,14 +370,14 @@ func (s *Etcd) merge(batch []*pending) ([]item, error) {
 
 // maxItem stores n under key unless a higher number is stored.
 func maxItem(key string, n uint64) item {
-	return item{key: key, size: len(key) + 20, read: true, next: func(stored []byte) ([]byte, bool, error) {
+	return item{key: key, size: len(key) + 20, read: true, next: func(stored []byte) ([]byte, bool) {
 		if stored != nil {
 			old, err := strconv.ParseUint(string(stored), 10, 64)
 			if err == nil && old >= n {
-				return nil, false, nil
+				return nil, false
 			}
 		}
-		return strconv.AppendUint(nil, n, 10), true, nil
+		return strconv.AppendUint(nil, n, 10), true
 	}}
 }
 
@@ -390,7 +387,7 @@ func wholeItem(key string, v any) (item, error) {
 	if err != nil {
 		return item{}, err
 	}
-	return item{key: key, size: len(key) + len(data), next: func([]byte) ([]byte, bool, error) { return data, true, nil }}, nil
+	return item{key: key, size: len(key) + len(data), next: func([]byte) ([]byte, bool) { return data, true }}, nil
 }
 
 // txn puts items in one Txn: it reads the keys items depend on, then
@@ -430,11 +427,7 @@ func (s *Etcd) txn(ctx context.Context, items []item) error {
 				}
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(it.key), "=", modRev))
 			}
-			v, put, err := it.next(stored)
-			if err != nil {
-				return fmt.Errorf("registry: writing %s to etcd: %w", it.key, err)
-			}
-			if put {
+			if v, put := it.next(stored); put {
 				puts = append(puts, clientv3.OpPut(it.key, string(v)))
 			}
 		}
