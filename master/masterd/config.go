@@ -213,7 +213,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("--advertise: %w", err)
 		}
 	}
-	return service.CheckServing("masterd", c.Insecure, service.TLSFiles{Cert: c.Cert, Key: c.Key, ClientCA: c.ClientCA}, c.Listen,
+	return service.CheckServing("masterd", c.Insecure, c.tlsFiles(), c.Listen,
 		"make them with noderpc certs init and noderpc certs issue --master NAME")
 }
 
