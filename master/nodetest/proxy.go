@@ -208,8 +208,10 @@ func (p *Proxy) pump(dst, src net.Conn, resetOnData net.Conn) {
 					}
 					break
 				}
-				resetConn(resetOnData)
+				// Counted before the reset: a client that sees it may
+				// read Resets at once.
 				p.resets.Add(1)
+				resetConn(resetOnData)
 				return
 			case ProxyCut:
 				return
