@@ -24,9 +24,8 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
-
-	"github.com/goccy/go-json"
 )
 
 // Func is a backend function. args is the call's fn_args exactly as the

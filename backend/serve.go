@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/goccy/go-json"
 	"github.com/noderpc/noderpc/rpc/wire"
 )
 
@@ -105,13 +105,15 @@ func logCloser() (func(), error) {
 }
 
 // prime runs the JSON and logging code of a call once on dummy values.
-// go-json compiles its codec for a type on first use; doing that before
+// The JSON library builds its encoder for a type on first use (both
+// encoding/json, a function process's, and go-json cache one per type);
+// doing that before
 // the hello means a warm process, which says hello long before its call,
 // spends nothing on it when the call comes. A cold process pays the same
 // either way.
 //
 // The frames themselves need no priming: writeFrame writes the hello and
-// a result by hand, so go-json's encoder compiles only what a function
+// a result by hand, so the encoder is built only for what a function
 // returns (a json.RawMessage is primed, the type echo and most functions
 // that pass JSON through return) and, after a failure, the error frame.
 func prime() {
@@ -238,10 +240,11 @@ func call(ctx context.Context, r *Registry, req wire.FunctionRequest, stderr io.
 	}
 	b, err := wire.Marshal(v)
 	if err == nil {
-		// go-json copies the bytes of a json.RawMessage or a
-		// MarshalJSON, at any depth, with their escapes and UTF-8
-		// unchecked: "\0" would go out, and noded would refuse the whole
-		// frame as the process's protocol error.
+		// The JSON library may copy the bytes of a json.RawMessage or
+		// a MarshalJSON with their escapes or UTF-8 unchecked (go-json,
+		// in noded's own binary, checks neither; encoding/json lets
+		// invalid UTF-8 through): noded would refuse the whole frame as
+		// the process's protocol error.
 		err = wire.CheckJSON(b)
 	}
 	if err != nil {
@@ -275,7 +278,7 @@ func resultError(ctx context.Context, err error) *wire.Error {
 // writeFrame writes v as one line of JSON. The hello and a successful
 // result, the frames of every call, are written by hand: their bytes are
 // what wire.Marshal writes (a result is already compact JSON, from
-// wire.Marshal), without go-json's reflection over their types and the
+// wire.Marshal), without the JSON library's reflection over their types and the
 // compilation of their codecs in every new process.
 func writeFrame(w io.Writer, v any) error {
 	var b []byte
@@ -303,10 +306,11 @@ func writeFrame(w io.Writer, v any) error {
 func marshalFrame(w io.Writer, v any) error {
 	b, err := wire.Marshal(v)
 	if err == nil {
-		// go-json copies the bytes of a json.RawMessage or a
-		// MarshalJSON, at any depth, with their escapes and UTF-8
-		// unchecked: "\0" would go out, and noded would refuse the whole
-		// frame as the process's protocol error.
+		// The JSON library may copy the bytes of a json.RawMessage or
+		// a MarshalJSON with their escapes or UTF-8 unchecked (go-json,
+		// in noded's own binary, checks neither; encoding/json lets
+		// invalid UTF-8 through): noded would refuse the whole frame as
+		// the process's protocol error.
 		err = wire.CheckJSON(b)
 	}
 	if err != nil {

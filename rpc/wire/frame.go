@@ -1,9 +1,8 @@
 package wire
 
 import (
+	"encoding/json"
 	"fmt"
-
-	"github.com/goccy/go-json"
 )
 
 // The stdio protocol between noded and a Go function process:
@@ -42,7 +41,7 @@ type FunctionRequest struct {
 // start was decoded, goes in as it is: re-encoding arguments of megabytes
 // would cost noded several copies of them per call.
 func AppendFunctionRequest(dst []byte, callID, fnName string, fnArgs json.RawMessage) ([]byte, error) {
-	head, err := json.Marshal(FunctionRequest{CallID: callID, FnName: fnName})
+	head, err := Marshal(FunctionRequest{CallID: callID, FnName: fnName})
 	if err != nil {
 		return dst, err
 	}

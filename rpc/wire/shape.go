@@ -1,12 +1,12 @@
 package wire
 
 import (
+	"context"
 	"encoding"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"sync"
-
-	"github.com/goccy/go-json"
 )
 
 // A shape is what the strict scanner knows of the Go value a JSON value is
@@ -59,20 +59,37 @@ func shapeOf(t reflect.Type) *shape {
 
 var (
 	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
-	unmarshalerCtxType  = reflect.TypeFor[json.UnmarshalerContext]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	contextType         = reflect.TypeFor[context.Context]()
+	errorType           = reflect.TypeFor[error]()
 )
 
-// decodesItself reports whether go-json hands the values of t to a method
-// of t (or *t) instead of decoding them by t's structure. What such a
-// method takes is its own business; the scanner checks the syntax only.
+// decodesItself reports whether the JSON library hands the values of t to
+// a method of t (or *t) instead of decoding them by t's structure. What
+// such a method takes is its own business; the scanner checks the syntax
+// only.
 func decodesItself(t reflect.Type) bool {
-	for _, i := range []reflect.Type{unmarshalerType, unmarshalerCtxType, textUnmarshalerType} {
+	for _, i := range []reflect.Type{unmarshalerType, textUnmarshalerType} {
 		if t.Implements(i) || reflect.PointerTo(t).Implements(i) {
 			return true
 		}
 	}
-	return false
+	return unmarshalsWithContext(t) || unmarshalsWithContext(reflect.PointerTo(t))
+}
+
+// unmarshalsWithContext reports whether t has go-json's other decoding
+// method, UnmarshalJSON(context.Context, []byte) error (its
+// json.UnmarshalerContext), which go-json prefers when a daemon decodes.
+// It is matched by its signature so that this package need not link
+// go-json (see Codec).
+func unmarshalsWithContext(t reflect.Type) bool {
+	if t.Kind() == reflect.Interface {
+		return false
+	}
+	m, ok := t.MethodByName("UnmarshalJSON")
+	return ok && m.Type.NumIn() == 3 && m.Type.In(1) == contextType &&
+		m.Type.In(2) == reflect.TypeFor[[]byte]() &&
+		m.Type.NumOut() == 1 && m.Type.Out(0) == errorType
 }
 
 // shapeBuilder builds the shape of a type; structs holds the structs

@@ -1,10 +1,10 @@
 package wire
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"reflect"
-
-	"github.com/goccy/go-json"
 )
 
 // Strict JSON. Every body noded reads from the network and every frame it
@@ -30,9 +30,9 @@ import (
 //
 // The check is one pass over the bytes, linear in their length, that
 // allocates only for objects of more than linearKeys keys and for
-// messages; go-json then decodes with json.Unmarshal (never its stream
-// decoder) under a recover, so that even a bug of go-json cannot take a
-// daemon down.
+// messages; the codec (see Codec) then decodes with its Unmarshal (never a
+// stream decoder) under a recover, so that even a bug of the JSON library
+// cannot take a daemon down.
 
 // UnknownFields says what a strict decode does with an object key that
 // names no field of the Go struct it is decoded into.
@@ -51,7 +51,7 @@ const (
 // JSONError says why a strict decode refused its input, and where.
 type JSONError struct {
 	// Offset is the byte offset of the problem in the input, -1 when it
-	// is not known (the problem was go-json's).
+	// is not known (the problem was the JSON library's).
 	Offset int
 	// Path names the field the problem is in, as "calls[2].state"; it is
 	// empty at the top level and inside values of any type (fn_args).
@@ -90,7 +90,7 @@ func UnmarshalStrict(data []byte, v any, unknown UnknownFields) (err error) {
 			err = &JSONError{Offset: -1, Problem: fmt.Sprintf("the JSON decoder failed: %v", p)}
 		}
 	}()
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := codec.Unmarshal(data, v); err != nil {
 		return &JSONError{Offset: -1, Problem: err.Error()}
 	}
 	return nil
@@ -126,10 +126,48 @@ func trimSpace(data []byte) []byte {
 }
 
 // Marshal encodes v as the wire carries it: like json.Marshal, but with
-// '<', '>' and '&' as themselves. go-json escapes them, also inside a
-// json.RawMessage such as a call's result, so a result of such characters
-// would reach the master six times its size and no longer the bytes the
-// function wrote.
+// '<', '>' and '&' as themselves. Both JSON libraries escape them by
+// default, go-json also inside a json.RawMessage such as a call's result,
+// so a result of such characters would reach the master six times its
+// size and no longer the bytes the function wrote.
 func Marshal(v any) ([]byte, error) {
-	return json.MarshalWithOption(v, json.DisableHTMLEscape())
+	return codec.Marshal(v)
+}
+
+// Codec is the JSON library behind UnmarshalStrict and Marshal, which use
+// it only after (and for Marshal, besides) their own checks.
+//
+// A function process uses the standard library's encoding/json: it links
+// nothing else, and every call's process pays, at its start, for every
+// package it links (go-json made a process start about 0.4 ms, 15%,
+// slower; doc/performance.md). noded and the master decode and encode on
+// every request, where go-json is several times faster, so package rpc,
+// which a function process never links, installs go-json with SetCodec
+// when it is initialised. Both libraries decode into the same struct tags
+// the same way, and the strict scanner has refused beforehand everything
+// on which they could disagree.
+type Codec struct {
+	// Marshal encodes v without escaping '<', '>' and '&'.
+	Marshal func(v any) ([]byte, error)
+	// Unmarshal decodes one JSON value already checked to be strict.
+	Unmarshal func(data []byte, v any) error
+}
+
+// codec is the Codec in use: encoding/json until SetCodec.
+var codec = Codec{Marshal: marshalStd, Unmarshal: json.Unmarshal}
+
+// SetCodec makes c the JSON library behind UnmarshalStrict and Marshal.
+// It is meant for a package's initialisation (package rpc's), before any
+// JSON is decoded: it is not safe to call while another goroutine decodes.
+func SetCodec(c Codec) { codec = c }
+
+// marshalStd is encoding/json's Marshal without its HTML escaping.
+func marshalStd(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
 }

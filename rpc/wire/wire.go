@@ -9,10 +9,11 @@
 // initialises almost nothing: rpc needs crypto/x509 for roles and net/url,
 // whose initialisation and page faults every call's process would pay
 // (about 0.7 ms a process here, half of a minimal Go process's start).
-// It imports go-json and the standard library's plainer packages (fmt,
-// reflect, strconv, strings, sync, time, unicode/...), never net, net/url,
-// crypto/x509 or crypto/tls; keep it so (TestWireImportsLittle in package
-// backend checks that the function binary links none of them).
+// It imports the standard library's plainer packages only (encoding/json,
+// fmt, reflect, strconv, strings, sync, time, unicode/...): never net,
+// net/url, crypto/x509, crypto/tls or go-json, which package rpc installs
+// for the daemons (see Codec); keep it so (TestWireImportsLittle in
+// package backend checks that the function binary links none of them).
 package wire
 
 import (
