@@ -53,8 +53,10 @@ func IsFunctionProcess() bool {
 // hand learns why nothing happens.
 //
 // SIGTERM and SIGINT cancel the function's context instead of killing the
-// process, so the function can clean up and the call still ends with a
-// result frame that says it was cancelled.
+// process, once the function has looked at its context (see
+// signalContext), so the function can clean up and the call still ends
+// with a result frame that says it was cancelled. Until then, and while
+// the process waits for its request, they end it as they end any program.
 //
 // When stdout is os.Stdout, ServeFunction moves the protocol to a private
 // copy of file descriptor 1 and points descriptor 1 (and os.Stdout) at
@@ -82,9 +84,52 @@ func ServeFunction(r *Registry, stdin io.Reader, stdout, stderr io.Writer) int {
 			return ExitProtocol
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	return serve(ctx, r, stdin, stdout, stderr, endLog)
+	return serve(newSignalContext(), r, stdin, stdout, stderr, endLog)
+}
+
+// signalContext is a function's context: SIGTERM or SIGINT cancels it.
+// It asks for the signals only when it is first asked whether it is done
+// (Done or Err, as a select on it, every context derived from it and
+// every library that takes it do), not at the process's start: os/signal's
+// watcher costs every process two more threads and about 0.4 ms of its
+// start, a sixth of a cold call's (doc/performance.md). Until then the
+// signals keep their default action and end the process, as they end any
+// program: a process still waiting for its request has nothing to say,
+// and a function that never looks at its context could not have stopped
+// early anyway. noded's verdict is the same either way: a call it stops
+// is cancelled, whatever its process did (jobs.Table.decide).
+type signalContext struct {
+	context.Context // cancelled, with the signal as its cause, by watch
+	cancel          context.CancelCauseFunc
+	once            sync.Once
+}
+
+func newSignalContext() *signalContext {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &signalContext{Context: ctx, cancel: cancel}
+}
+
+// Done implements context.Context, starting to watch for the signals.
+func (c *signalContext) Done() <-chan struct{} {
+	c.once.Do(c.watch)
+	return c.Context.Done()
+}
+
+// Err implements context.Context, starting to watch for the signals.
+func (c *signalContext) Err() error {
+	c.once.Do(c.watch)
+	return c.Context.Err()
+}
+
+// watch turns SIGTERM and SIGINT into the context's cancellation for the
+// rest of the process's life.
+func (c *signalContext) watch() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sig
+		c.cancel(fmt.Errorf("%v signal received", s))
+	}()
 }
 
 // logCloser returns a func that ends the call's log: it points
@@ -92,25 +137,32 @@ func ServeFunction(r *Registry, stdin io.Reader, stdout, stderr io.Writer) int {
 // just before the result frame and can answer the call without waiting
 // for this process to exit (an exit costs about a millisecond). /dev/null
 // is opened now, before the hello, to keep the open off the call's path.
+//
+// It opens /dev/null with a bare open(2): an *os.File would register it
+// with the runtime's poller, whose set-up (epoll, an eventfd) costs a
+// process that needs no poller about 0.1 ms.
 func logCloser() (func(), error) {
-	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	null, err := syscall.Open(os.DevNull, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", os.DevNull, err)
 	}
 	return func() {
-		dupTo(int(null.Fd()), 1)
-		dupTo(int(null.Fd()), 2)
-		null.Close()
+		dupTo(null, 1)
+		dupTo(null, 2)
+		syscall.Close(null)
 	}, nil
 }
 
-// prime runs the JSON and logging code of a call once on dummy values.
-// The JSON library builds its encoder for a type on first use (both
-// encoding/json, a function process's, and go-json cache one per type);
-// doing that before
-// the hello means a warm process, which says hello long before its call,
-// spends nothing on it when the call comes. A cold process pays the same
-// either way.
+// prime runs the JSON code of a call once on dummy values. The JSON
+// library builds its decoder and encoder for a type on first use (both
+// encoding/json, a function process's, and go-json cache them per type);
+// doing that before the hello means a warm process, which says hello long
+// before its call, spends nothing on it when the call comes. A cold
+// process would do the same work for its request anyway.
+//
+// The logger is not primed: its first line loads the local time zone,
+// which a warm call that logs then pays (about 0.05 ms), but every cold
+// call, most of which do not log, would pay it at its start.
 //
 // The frames themselves need no priming: writeFrame writes the hello and
 // a result by hand, so the encoder is built only for what a function
@@ -119,7 +171,6 @@ func logCloser() (func(), error) {
 func prime() {
 	wire.DecodeFunctionRequest([]byte(`{"call_id":"","fn_name":"x","fn_args":null}`))
 	wire.Marshal(json.RawMessage("null"))
-	slog.New(slog.NewTextHandler(io.Discard, nil)).With("call_id", "").Info("")
 }
 
 // reserveStdout returns a private descriptor for the protocol and points
@@ -157,17 +208,13 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 		return fail("writing hello: %v", err)
 	}
 
-	req, err := readRequest(ctx, stdin, MaxRequestSize)
+	req, err := readRequest(stdin, MaxRequestSize)
 	if err != nil {
 		var rerr *wire.Error
 		if !errors.As(err, &rerr) {
 			rerr = wire.Errorf(wire.KindProtocolError, "%v", err)
 		}
 		writeFrame(stdout, wire.FunctionResult{Error: rerr}) // best effort: noded may be gone
-		if rerr.Kind == wire.KindCancelled {
-			fmt.Fprintf(stderr, "noderpc function process: %v\n", rerr.Message)
-			return ExitFailed
-		}
 		return fail("%v", rerr.Message)
 	}
 
@@ -184,36 +231,22 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 	return ExitSucceeded
 }
 
-// readRequest reads the one request frame. It gives up when ctx is done,
-// because a SIGTERM that arrives before the request must still end the
-// process: the signal no longer kills it by default.
-func readRequest(ctx context.Context, stdin io.Reader, limit int) (wire.FunctionRequest, error) {
-	type read struct {
-		b   []byte
-		err error
-	}
-	done := make(chan read, 1)
-	go func() {
-		// noded closes stdin after the request, so EOF ends the frame;
-		// the limit keeps a broken parent from filling our memory.
-		b, err := io.ReadAll(io.LimitReader(stdin, int64(limit)+1))
-		done <- read{b, err}
-	}()
-	var rd read
-	select {
-	case rd = <-done:
-	case <-ctx.Done():
-		return wire.FunctionRequest{}, wire.Errorf(wire.KindCancelled, "cancelled before the request arrived: %v", context.Cause(ctx))
-	}
+// readRequest reads the one request frame. It reads in the calling
+// goroutine, with nothing else running: a SIGTERM meanwhile ends the
+// process (see signalContext).
+func readRequest(stdin io.Reader, limit int) (wire.FunctionRequest, error) {
+	// noded closes stdin after the request, so EOF ends the frame; the
+	// limit keeps a broken parent from filling our memory.
+	b, err := io.ReadAll(io.LimitReader(stdin, int64(limit)+1))
 	switch {
-	case rd.err != nil:
-		return wire.FunctionRequest{}, wire.Errorf(wire.KindProtocolError, "reading the request from stdin: %v", rd.err)
-	case len(rd.b) > limit:
+	case err != nil:
+		return wire.FunctionRequest{}, wire.Errorf(wire.KindProtocolError, "reading the request from stdin: %v", err)
+	case len(b) > limit:
 		return wire.FunctionRequest{}, wire.Errorf(wire.KindProtocolError, "request on stdin is larger than %d bytes", limit)
 	}
 	// Unknown fields are ignored: a newer noded may add some without
 	// changing wire.ProtocolVersion.
-	return wire.DecodeFunctionRequest(rd.b)
+	return wire.DecodeFunctionRequest(b)
 }
 
 // call runs the requested function and turns whatever it does (return,
@@ -269,7 +302,9 @@ func resultError(ctx context.Context, err error) *wire.Error {
 		}
 		return &out
 	}
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+	// Cause, not Err, asks whether ctx is done: Err would start watching
+	// for signals (see signalContext) in a process about to exit.
+	if context.Cause(ctx) != nil && errors.Is(err, ctx.Err()) {
 		return wire.Errorf(wire.KindCancelled, "%v (%v)", err, context.Cause(ctx))
 	}
 	return wire.Errorf(wire.KindFunctionFailed, "%v", err)
@@ -278,8 +313,8 @@ func resultError(ctx context.Context, err error) *wire.Error {
 // writeFrame writes v as one line of JSON. The hello and a successful
 // result, the frames of every call, are written by hand: their bytes are
 // what wire.Marshal writes (a result is already compact JSON, from
-// wire.Marshal), without the JSON library's reflection over their types and the
-// compilation of their codecs in every new process.
+// wire.Marshal), without the JSON library's reflection over their types
+// and the building of their encoders in every new process.
 func writeFrame(w io.Writer, v any) error {
 	var b []byte
 	switch f := v.(type) {

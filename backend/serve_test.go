@@ -74,6 +74,12 @@ func testRegistry() *Registry {
 		}
 		return cmd.Process.Pid, nil
 	})
+	r.Register("block", func(ctx context.Context, args json.RawMessage) (any, error) {
+		// A function that never looks at its context.
+		Logger(ctx).Info("blocking")
+		time.Sleep(time.Hour)
+		return nil, nil
+	})
 	return r
 }
 
@@ -304,7 +310,7 @@ func TestReadRequestLimit(t *testing.T) {
 		{"one over", strings.NewReader(`{"fn_name":"echo"}` + strings.Repeat(" ", limit-17)), "larger than 1024 bytes"},
 	}
 	for _, tt := range tests {
-		_, err := readRequest(t.Context(), tt.stdin, limit)
+		_, err := readRequest(tt.stdin, limit)
 		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 			t.Errorf("readRequest(%s, limit %d) = %v, want error %q", tt.desc, limit, err, tt.wantErr)
 		}
@@ -318,32 +324,6 @@ func (zeros) Read(p []byte) (int, error) {
 		p[i] = '0'
 	}
 	return len(p), nil
-}
-
-func TestServeCancelBeforeRequest(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	stdinR, stdinW := io.Pipe() // never written: noded is slow
-	defer stdinW.Close()
-	stdoutR, stdoutW := io.Pipe()
-	code := make(chan int, 1)
-	go func() {
-		c := serve(ctx, testRegistry(), stdinR, stdoutW, io.Discard, func() {})
-		stdoutW.Close()
-		code <- c
-	}()
-	out := bufio.NewReader(stdoutR)
-	if _, err := out.ReadBytes('\n'); err != nil {
-		t.Fatalf("reading hello: %v", err)
-	}
-	cancel()
-	rest, _ := io.ReadAll(out)
-	res, err := rpc.DecodeFunctionResult(rest)
-	if err != nil || res.Error == nil || res.Error.Kind != rpc.KindCancelled {
-		t.Errorf("cancelled before the request: result %+v, %v; want kind cancelled", res.Error, err)
-	}
-	if got := <-code; got != ExitFailed {
-		t.Errorf("cancelled before the request: exit %d, want %d", got, ExitFailed)
-	}
 }
 
 func TestServeFunctionWithoutCookie(t *testing.T) {
@@ -524,6 +504,50 @@ func TestServeProcessSIGTERM(t *testing.T) {
 	e := got.result.Error
 	if e == nil || e.Kind != rpc.KindCancelled || !strings.Contains(e.Message, "terminated") {
 		t.Errorf("sleep after SIGTERM: error %v, want kind cancelled naming the signal", e)
+	}
+}
+
+// TestServeProcessSIGTERMBeforeRequest: a process still waiting for its
+// request (a warm one, or a cold one noded gave up on) ends at SIGTERM as
+// any program does, at once and without a frame.
+func TestServeProcessSIGTERMBeforeRequest(t *testing.T) {
+	p := startProcess(t, "echo", true, "")
+	p.hello(t)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(p.stdout)
+	err := p.cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("SIGTERM before the request: wait = %v, want killed by SIGTERM", err)
+	}
+	if len(rest) != 0 {
+		t.Errorf("SIGTERM before the request: wrote %q, want nothing", rest)
+	}
+}
+
+// TestServeProcessSIGTERMIgnoredContext: a function that never looks at
+// its context is ended by SIGTERM as any program is, instead of running
+// on to noded's SIGKILL; one that looks at it gets the cancellation
+// (TestServeProcessSIGTERM).
+func TestServeProcessSIGTERMIgnoredContext(t *testing.T) {
+	p := startProcess(t, "block", true, "blocking")
+	p.hello(t)
+	p.send(t, request(t, "block", ""))
+	select {
+	case <-p.stderr.seen:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("block never logged that it was blocking; stderr %q", p.stderr.String())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(p.stdout)
+	err := p.cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("SIGTERM to a function ignoring its context: wait = %v, want killed by SIGTERM", err)
 	}
 }
 
