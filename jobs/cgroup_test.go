@@ -197,3 +197,131 @@ func TestStrictCgroupRefusalFailsTheCall(t *testing.T) {
 		t.Errorf("the next start, with cgroups working = %s %v, want it to succeed", c.State, c.Error)
 	}
 }
+
+func init() {
+	// cgroup returns the cgroup its process runs in; with args true it
+	// also leaves a grandchild there, in a session of its own.
+	extraFunctions["cgroup"] = func(ctx context.Context, args json.RawMessage) (any, error) {
+		data, err := os.ReadFile("/proc/self/cgroup")
+		if err != nil {
+			return nil, err
+		}
+		var res struct {
+			Cgroup string `json:"cgroup"`
+			Left   int    `json:"left,omitempty"`
+		}
+		for line := range strings.Lines(string(data)) {
+			if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+				res.Cgroup = p
+			}
+		}
+		if string(args) == "true" {
+			cmd := exec.Command("sleep", "600")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			if err := cmd.Start(); err != nil {
+				return nil, err
+			}
+			res.Left = cmd.Process.Pid
+		}
+		return res, nil
+	}
+}
+
+// idleCgroups is how many empty cgroups tb keeps for reuse.
+func idleCgroups(tb *Table) int {
+	tb.cgroups.mu.Lock()
+	defer tb.cgroups.mu.Unlock()
+	return len(tb.cgroups.idle)
+}
+
+// TestCgroupReused: the cgroup of a call that left nothing behind is
+// kept and given to the next call; one that a leftover process still
+// held when the call ended is killed and removed, never reused; Shutdown
+// removes the kept ones with the table's directory.
+func TestCgroupReused(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	requireCgroups(t, tb)
+	type where struct {
+		Cgroup string `json:"cgroup"`
+		Left   int    `json:"left"`
+	}
+	call := func(leave bool) where {
+		t.Helper()
+		c := start(t, tb, StartOptions{Fn: "cgroup", Args: json.RawMessage(strconv.FormatBool(leave)), Timeout: 30 * time.Second})
+		var w where
+		if c.State != rpc.StateSucceeded || json.Unmarshal(c.Result, &w) != nil || w.Cgroup == "" {
+			t.Fatalf("cgroup = %s %s %v", c.State, c.Result, c.Error)
+		}
+		return w
+	}
+	waitIdle := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); idleCgroups(tb) != n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d idle cgroups, want %d", idleCgroups(tb), n)
+			}
+		}
+	}
+	first := call(false)
+	waitIdle(1)
+	if second := call(false); second.Cgroup != first.Cgroup {
+		t.Errorf("second call ran in %s, want the first's idle cgroup %s", second.Cgroup, first.Cgroup)
+	}
+	waitIdle(1)
+
+	left := call(true) // takes the idle cgroup and leaves a process in it
+	if left.Cgroup != first.Cgroup {
+		t.Errorf("call ran in %s, want the idle cgroup %s", left.Cgroup, first.Cgroup)
+	}
+	waitGone(t, left.Left)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(tb.cgroups.dir, filepath.Base(left.Cgroup))); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cgroup %s of a call that left a process behind still exists", left.Cgroup)
+		}
+	}
+	if n := idleCgroups(tb); n != 0 {
+		t.Errorf("%d idle cgroups after a call that left a process behind, want 0", n)
+	}
+	if next := call(false); next.Cgroup == left.Cgroup {
+		t.Errorf("a cgroup that held a leftover process was reused")
+	}
+	waitIdle(1)
+
+	dir := tb.cgroups.dir
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tb.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Shutdown left the calls' cgroup directory %s: %v", dir, err)
+	}
+}
+
+// TestLateKillSparesReusedCgroup: a kill that comes after the call ended
+// (a stop racing the end) must not touch its cgroup, which may already
+// be another call's.
+func TestLateKillSparesReusedCgroup(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	requireCgroups(t, tb)
+	g, err := tb.cgroups.create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.release(); err != nil || idleCgroups(tb) != 1 {
+		t.Fatalf("release of an empty cgroup = %v, %d idle; want it kept", err, idleCgroups(tb))
+	}
+	g.kill()
+	c := start(t, tb, StartOptions{Fn: "cgroup", Args: json.RawMessage(`false`), Timeout: 30 * time.Second})
+	if c.State != rpc.StateSucceeded {
+		t.Fatalf("call in a cgroup killed after its release = %s %v, want succeeded", c.State, c.Error)
+	}
+	if !strings.Contains(string(c.Result), filepath.Base(g.path)) {
+		t.Errorf("call ran in %s, want the idle cgroup %s", c.Result, g.path)
+	}
+}

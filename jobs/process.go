@@ -128,20 +128,21 @@ func (p *process) kill() {
 
 // killLeftovers SIGKILLs what the exited process left behind. Most
 // functions leave nothing: then the empty group answers ESRCH, the cgroup
-// is removed at once, and cgroup.kill is never written.
+// reads empty, and cgroup.kill is never written.
 func (p *process) killLeftovers() {
 	p.signalGroup(syscall.SIGKILL)
-	if p.cg != nil && p.cg.tryRemove() != nil {
+	if p.cg != nil && p.cg.populated() {
 		p.cg.kill()
 	}
 }
 
-// release removes the call's cgroup once the process is reaped.
+// release gives back or removes the call's cgroup once the process is
+// reaped.
 func (p *process) release() error {
 	if p.cg == nil {
 		return nil
 	}
-	return p.cg.remove()
+	return p.cg.release()
 }
 
 // environ is noded's environment less a daemon mark it may have inherited
