@@ -325,9 +325,19 @@ func (g *cgroup) procs() []int {
 
 // populated reports whether a process is still in the cgroup (or its
 // cgroup.events cannot be read, which must be treated alike).
+//
+// It reads with bare system calls: os.ReadFile would register the file
+// with the runtime's poller (cgroup.events can be polled) and stat it,
+// which made this check a tenth of noded's CPU on a cold call.
 func (g *cgroup) populated() bool {
-	data, err := os.ReadFile(filepath.Join(g.path, "cgroup.events"))
-	return err != nil || !bytes.Contains(data, []byte("populated 0\n"))
+	fd, err := unix.Open(filepath.Join(g.path, "cgroup.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	var buf [128]byte
+	n, err := unix.Read(fd, buf[:])
+	return err != nil || !bytes.Contains(buf[:max(n, 0)], []byte("populated 0\n"))
 }
 
 // release gives the cgroup back for reuse if it is empty, was never
