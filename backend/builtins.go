@@ -83,6 +83,9 @@ func Sleep(ctx context.Context, args json.RawMessage) (any, error) {
 	if secs < 0 {
 		return nil, fmt.Errorf("sleep: seconds must be >= 0, got %v", secs)
 	}
+	// Done before the line: from the line on, a SIGTERM cancels the
+	// sleep rather than ends the process (see ServeFunction).
+	done := ctx.Done()
 	Logger(ctx).Info("sleeping", "seconds", secs)
 	start := time.Now()
 	t := time.NewTimer(wire.Duration(secs))
@@ -90,7 +93,7 @@ func Sleep(ctx context.Context, args json.RawMessage) (any, error) {
 	select {
 	case <-t.C:
 		return SleepResult{Slept: secs}, nil
-	case <-ctx.Done():
+	case <-done:
 		return nil, fmt.Errorf("sleep stopped after %.3fs of %gs: %w", time.Since(start).Seconds(), secs, ctx.Err())
 	}
 }

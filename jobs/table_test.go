@@ -71,8 +71,11 @@ func testRegistry() *backend.Registry {
 	})
 	// ignoreterm ignores SIGTERM so only the SIGKILL after grace ends it.
 	reg.Register("ignoreterm", func(ctx context.Context, args json.RawMessage) (any, error) {
+		// Looking at the context asks for SIGTERM; only then does the
+		// line say the signal no longer ends the process by default.
+		done := ctx.Done()
 		backend.Logger(ctx).Info("ignoring SIGTERM")
-		<-ctx.Done()
+		<-done
 		select {}
 	})
 	return reg
