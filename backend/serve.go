@@ -153,23 +153,25 @@ func logCloser() (func(), error) {
 	}, nil
 }
 
-// prime runs the JSON code of a call once on dummy values. The JSON
-// library builds its decoder and encoder for a type on first use (both
-// encoding/json, a function process's, and go-json cache them per type);
-// doing that before the hello means a warm process, which says hello long
-// before its call, spends nothing on it when the call comes. A cold
-// process would do the same work for its request anyway.
+// prime runs the result's JSON code once on a dummy value. The JSON
+// library builds its encoder for a type on first use (both encoding/json,
+// a function process's, and go-json cache one per type); doing that
+// before the hello means a warm process, which says hello long before its
+// call, spends nothing on it when the call comes. A cold process would
+// do the same work for its result anyway.
 //
-// The logger is not primed: its first line loads the local time zone,
-// which a warm call that logs then pays (about 0.05 ms), but every cold
-// call, most of which do not log, would pay it at its start.
+// The request needs no priming: noded's frame is read without reflection
+// (wire.DecodeFunctionRequest). Nor does the logger: its first line loads
+// the local time zone, which a warm call that logs then pays (about 0.05
+// ms), but every cold call, most of which do not log, would pay it at
+// its start.
 //
-// The frames themselves need no priming: writeFrame writes the hello and
-// a result by hand, so the encoder is built only for what a function
-// returns (a json.RawMessage is primed, the type echo and most functions
-// that pass JSON through return) and, after a failure, the error frame.
+// The frames themselves need no priming either: writeFrame writes the
+// hello and a result by hand, so the encoder is built only for what a
+// function returns (a json.RawMessage is primed, the type echo and most
+// functions that pass JSON through return) and, after a failure, the
+// error frame.
 func prime() {
-	wire.DecodeFunctionRequest([]byte(`{"call_id":"","fn_name":"x","fn_args":null}`))
 	wire.Marshal(json.RawMessage("null"))
 }
 

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 )
@@ -22,30 +21,6 @@ func TestMarshalKeepsHTMLCharacters(t *testing.T) {
 	}
 	if want := `{"s":"<a&b>","r":{"x":"<&>"}}`; string(got) != want {
 		t.Errorf("Marshal = %s, want %s", got, want)
-	}
-}
-
-// ctxDecoder decodes itself with go-json's context method only.
-type ctxDecoder struct{ got string }
-
-func (d *ctxDecoder) UnmarshalJSON(_ context.Context, b []byte) error {
-	d.got = string(b)
-	return nil
-}
-
-// TestContextDecoderDecodesItself: a type with go-json's
-// UnmarshalJSON(context.Context, []byte) is checked for its syntax only,
-// as one with encoding/json's method is, though this package does not
-// link go-json to name its interface.
-func TestContextDecoderDecodesItself(t *testing.T) {
-	var v struct {
-		D ctxDecoder `json:"d"`
-	}
-	if err := UnmarshalStrict([]byte(`{"d":{"any":["shape"]}}`), &v, RefuseUnknownFields); err != nil {
-		t.Fatalf("a self-decoding field's value was checked against its struct: %v", err)
-	}
-	if err := UnmarshalStrict([]byte(`{"d":{"a":1,"a":2}}`), &v, RefuseUnknownFields); err == nil {
-		t.Error("a duplicate key inside a self-decoding field's value was accepted")
 	}
 }
 
