@@ -273,8 +273,8 @@ type cgroup struct {
 
 	mu sync.Mutex
 	// killed says cgroup.kill was written: such a cgroup is never
-	// reused, because this kernel (6.x) then SIGKILLs the next process
-	// cloned into it (TestCgroupReused caught it).
+	// reused, because the kernel (6.18 here) then SIGKILLs the next
+	// process cloned into it (TestLateKillSparesReusedCgroup fails so).
 	killed bool
 	// released says the cgroup went back to the idle ones or was
 	// removed: a late kill (a call stopped after its end) must not
