@@ -139,7 +139,7 @@ func Marshal(v any) ([]byte, error) {
 //
 // A function process uses the standard library's encoding/json: it links
 // nothing else, and every call's process pays, at its start, for every
-// package it links (go-json made a process start about 0.4 ms, 15%,
+// package it links (go-json made a process start 0.2-0.3 ms, 7-10%,
 // slower; doc/performance.md). noded and the master decode and encode on
 // every request, where go-json is several times faster, so package rpc,
 // which a function process never links, installs go-json with SetCodec
