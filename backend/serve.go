@@ -176,7 +176,13 @@ func prime() {
 }
 
 // reserveStdout returns a private descriptor for the protocol and points
-// descriptor 1 and os.Stdout at stderr.
+// descriptor 1, and so os.Stdout, at stderr.
+//
+// os.Stdout stays the *os.File of descriptor 1: were it replaced, the old
+// one would be garbage, and its finalizer would close descriptor 1 at
+// some collection, so that the next descriptor opened (the runtime
+// poller's epoll, say) would be 1 and the log's end, which points 1 at
+// /dev/null, would silently replace it.
 func reserveStdout(stderr io.Writer) (*os.File, error) {
 	fd, err := dupCloexec(1)
 	if err != nil {
@@ -190,7 +196,6 @@ func reserveStdout(stderr io.Writer) (*os.File, error) {
 		syscall.Close(fd)
 		return nil, fmt.Errorf("pointing stdout at stderr: %w", err)
 	}
-	os.Stdout = errFile
 	return os.NewFile(uintptr(fd), "protocol"), nil
 }
 

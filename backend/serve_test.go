@@ -74,6 +74,9 @@ func testRegistry() *Registry {
 		}
 		return cmd.Process.Pid, nil
 	})
+	r.Register("stdoutfd", func(ctx context.Context, args json.RawMessage) (any, error) {
+		return os.Stdout.Fd(), nil
+	})
 	r.Register("block", func(ctx context.Context, args json.RawMessage) (any, error) {
 		// A function that never looks at its context.
 		Logger(ctx).Info("blocking")
@@ -563,6 +566,21 @@ func TestServeProcessStdoutIsProtocolOnly(t *testing.T) {
 		if !strings.Contains(got.stderr, want) {
 			t.Errorf("print: stderr %q does not contain %q", got.stderr, want)
 		}
+	}
+}
+
+// TestServeProcessKeepsStdoutFile: os.Stdout is still the *os.File of
+// descriptor 1 once the protocol has its own copy. Replaced, the old one
+// was garbage whose finalizer closed descriptor 1 at a collection, and
+// the runtime's epoll, opened next, got 1, which the end of the log then
+// pointed at /dev/null: a 2 MiB echo in a race build failed so.
+func TestServeProcessKeepsStdoutFile(t *testing.T) {
+	p := startProcess(t, "stdoutfd", true, "")
+	p.hello(t)
+	p.send(t, request(t, "stdoutfd", ""))
+	got := p.finish(t)
+	if got.code != 0 || string(got.result.Result) != "1" {
+		t.Errorf("os.Stdout.Fd() in a function = %s (exit %d, error %v), want 1", got.result.Result, got.code, got.result.Error)
 	}
 }
 
