@@ -65,8 +65,9 @@ func testRegistry() *backend.Registry {
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
+		done := ctx.Done() // from the line on, SIGTERM is ignored
 		backend.Logger(ctx).Info("grandchild", "pid", cmd.Process.Pid)
-		<-ctx.Done()
+		<-done
 		select {} // leave the grandchild to the group kill
 	})
 	// ignoreterm ignores SIGTERM so only the SIGKILL after grace ends it.
