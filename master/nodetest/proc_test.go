@@ -66,10 +66,17 @@ func TestProcessesWithEnv(t *testing.T) {
 		}
 	})
 
-	// The child holds kv from its start: exec.Cmd sets the environment
-	// before Start returns.
-	if got := ProcessesWithEnv(kv); !slices.Equal(got, []int{pid}) {
-		t.Fatalf("ProcessesWithEnv(%q) = %v, want [%d]", kv, got, pid)
+	// Start returns once the child's execve has closed its close-on-exec
+	// descriptors, which the kernel does before it lays out the new
+	// environment: /proc/PID/environ can read empty for a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		got := ProcessesWithEnv(kv)
+		if slices.Equal(got, []int{pid}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ProcessesWithEnv(%q) = %v, want [%d]", kv, got, pid)
+		}
 	}
 	if !HasEnv(pid, kv) || HasEnv(pid, kv+"x") || HasEnv(pid, "NODETEST_PROC_TEST") {
 		t.Errorf("HasEnv(%d, ...) matches other than the exact entry %q", pid, kv)
