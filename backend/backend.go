@@ -37,6 +37,10 @@ import (
 // ctx is cancelled when noded cancels the call (CancelFunction, abort_after
 // or shutdown all arrive as SIGTERM); a function that runs for long must
 // watch it, because noded kills the process after its grace period anyway.
+// The process asks for SIGTERM only once the function first calls
+// ctx.Done or ctx.Err (directly or through anything it hands ctx to):
+// until then SIGTERM ends the process at once and deferred calls do not
+// run, so a function with cleanup to do takes ctx.Done() before its work.
 type Func func(ctx context.Context, args json.RawMessage) (any, error)
 
 type loggerKey struct{}

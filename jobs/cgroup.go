@@ -180,18 +180,21 @@ func reapStaleCgroups(log *slog.Logger) int {
 
 // reapDaemonCgroups kills the processes in the call cgroups under dir, of
 // a daemon that no longer runs, and removes them and dir. It returns the
-// PIDs it found and how many calls' cgroups there were: the
-// subdirectories, not the control files around them.
+// PIDs it found and how many calls' cgroups still held processes (idle
+// ones, kept for reuse, are removed without counting).
 func reapDaemonCgroups(log *slog.Logger, dir string) (pids []int, calls int) {
 	entries, _ := os.ReadDir(dir)
 	for _, c := range entries {
 		if !c.IsDir() {
 			continue
 		}
-		calls++
 		g := &cgroup{path: filepath.Join(dir, c.Name()), fd: -1}
+		if g.populated() {
+			calls++
+		}
 		pids = append(pids, g.procs()...)
 		g.kill()
+		g.removeNested()
 		if err := g.remove(); err != nil {
 			log.Warn("removing the cgroup of an earlier daemon's call", "cgroup", g.path, "err", err)
 		}
@@ -254,15 +257,16 @@ func (c *cgroups) close() error {
 	idle := c.idle
 	c.idle = nil
 	c.mu.Unlock()
+	var errs []error
 	for _, path := range idle {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
+			errs = append(errs, err)
 		}
 	}
 	if err := os.Remove(c.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		errs = append(errs, err)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // cgroup is the cgroup of one function process and all it forks.
@@ -350,10 +354,39 @@ func (g *cgroup) release() error {
 	g.released = true
 	killed := g.killed
 	g.mu.Unlock()
-	if !killed && !g.populated() && g.pool.keep(g.path) {
+	if !killed && !g.populated() && !g.nested() && g.pool.keep(g.path) {
 		return nil
 	}
+	g.removeNested()
 	return g.remove()
+}
+
+// nested reports whether the cgroup holds cgroups of its own (a function
+// may make some in its own cgroup), or its cgroup.stat cannot be read:
+// such a cgroup is not given to another call.
+func (g *cgroup) nested() bool {
+	fd, err := unix.Open(filepath.Join(g.path, "cgroup.stat"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	var buf [256]byte
+	n, err := unix.Read(fd, buf[:])
+	return err != nil || !bytes.Contains(buf[:max(n, 0)], []byte("nr_descendants 0\n"))
+}
+
+// removeNested removes the cgroups nested in g, deepest first, so that g
+// itself can be removed; their processes must be dead or dying (a kill of
+// g kills them too).
+func (g *cgroup) removeNested() {
+	entries, _ := os.ReadDir(g.path)
+	for _, e := range entries {
+		if e.IsDir() {
+			sub := &cgroup{path: filepath.Join(g.path, e.Name()), fd: -1}
+			sub.removeNested()
+			sub.remove()
+		}
+	}
 }
 
 // remove waits until the cgroup is empty and removes it. Killed processes

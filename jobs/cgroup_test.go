@@ -215,6 +215,15 @@ func init() {
 				res.Cgroup = p
 			}
 		}
+		if string(args) == `"nest"` {
+			own, err := ownCgroup()
+			if err != nil {
+				return nil, err
+			}
+			if err := os.Mkdir(filepath.Join(own, "nested"), 0o755); err != nil {
+				return nil, err
+			}
+		}
 		if string(args) == "true" {
 			cmd := exec.Command("sleep", "600")
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -323,5 +332,43 @@ func TestLateKillSparesReusedCgroup(t *testing.T) {
 	}
 	if !strings.Contains(string(c.Result), filepath.Base(g.path)) {
 		t.Errorf("call ran in %s, want the idle cgroup %s", c.Result, g.path)
+	}
+}
+
+// TestCgroupWithNestedCgroupNotReused: a function that makes a cgroup in
+// its own leaves it to noded, which removes both rather than give the
+// next call a cgroup with another's leftovers, and Shutdown leaves
+// nothing behind.
+func TestCgroupWithNestedCgroupNotReused(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	requireCgroups(t, tb)
+	c := start(t, tb, StartOptions{Fn: "cgroup", Args: json.RawMessage(`"nest"`), Timeout: 30 * time.Second})
+	var w struct {
+		Cgroup string `json:"cgroup"`
+	}
+	if c.State != rpc.StateSucceeded || json.Unmarshal(c.Result, &w) != nil {
+		t.Fatalf("cgroup nest = %s %s %v", c.State, c.Result, c.Error)
+	}
+	path := filepath.Join(tb.cgroups.dir, filepath.Base(w.Cgroup))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cgroup %s with a nested cgroup still exists after its call (%d idle)", path, idleCgroups(tb))
+		}
+	}
+	if n := idleCgroups(tb); n != 0 {
+		t.Errorf("%d idle cgroups after a call that nested one, want 0", n)
+	}
+	dir := tb.cgroups.dir
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tb.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Shutdown left the calls' cgroup directory %s: %v", dir, err)
 	}
 }

@@ -16,7 +16,8 @@ func init() {
 		Marshal: func(v any) ([]byte, error) {
 			return json.MarshalWithOption(v, json.DisableHTMLEscape())
 		},
-		Unmarshal: json.Unmarshal,
+		Unmarshal:       json.Unmarshal,
+		ContextDecoders: true,
 	})
 }
 

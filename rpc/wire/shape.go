@@ -74,12 +74,14 @@ func decodesItself(t reflect.Type) bool {
 			return true
 		}
 	}
-	return unmarshalsWithContext(t) || unmarshalsWithContext(reflect.PointerTo(t))
+	return codec.ContextDecoders && (unmarshalsWithContext(t) || unmarshalsWithContext(reflect.PointerTo(t)))
 }
 
 // unmarshalsWithContext reports whether t has go-json's other decoding
 // method, UnmarshalJSON(context.Context, []byte) error (its
-// json.UnmarshalerContext), which go-json prefers when a daemon decodes.
+// json.UnmarshalerContext), which go-json prefers when a daemon decodes;
+// encoding/json, a function process's codec, ignores it and decodes such
+// a type by its structure, strictly checked like any other.
 // It is matched by its signature so that this package need not link
 // go-json (see Codec).
 func unmarshalsWithContext(t reflect.Type) bool {

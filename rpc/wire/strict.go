@@ -151,6 +151,11 @@ type Codec struct {
 	Marshal func(v any) ([]byte, error)
 	// Unmarshal decodes one JSON value already checked to be strict.
 	Unmarshal func(data []byte, v any) error
+	// ContextDecoders says Unmarshal hands a value to a method
+	// UnmarshalJSON(context.Context, []byte) error of its type, as
+	// go-json does and encoding/json does not: only then does the strict
+	// scanner leave such a type's values to it.
+	ContextDecoders bool
 }
 
 // codec is the Codec in use: encoding/json until SetCodec.
