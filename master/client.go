@@ -375,7 +375,7 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 				}
 				return unanswered, nil
 			}
-			rerr := decodeError(a)
+			rerr := rpc.DecodeErrorAnswer(a.status, a.body)
 			if rerr.Kind == rpc.KindTLSMismatch {
 				return unanswered, &TLSMismatchError{Node: c.node, Procedure: proc, NodeServesTLS: c.opts.Insecure, Err: rerr}
 			}
@@ -438,20 +438,6 @@ func (c *Client) gaveUp(proc string, attempts int, elapsed time.Duration, last e
 		return fmt.Errorf("%s: %s: %w (gave up after %d attempts over %s)", c.node, proc, rerr, attempts, roundDuration(elapsed))
 	}
 	return &UnreachableError{Node: c.node, Procedure: proc, Attempts: attempts, Elapsed: elapsed, Err: last}
-}
-
-// decodeError reads a non-2xx answer: the rpc.ErrorResponse noded sends,
-// or, from anything else on the way (a proxy), the kind its status means.
-func decodeError(a answer) *rpc.Error {
-	var er rpc.ErrorResponse
-	if err := rpc.UnmarshalStrict(a.body, &er, rpc.IgnoreUnknownFields); err == nil && er.Error != nil && er.Error.Kind != "" {
-		return er.Error
-	}
-	msg := strings.TrimSpace(string(a.body))
-	if len(msg) > 200 {
-		msg = msg[:200] + "..."
-	}
-	return rpc.Errorf(rpc.KindFromStatus(a.status), "HTTP %d: %s", a.status, msg)
 }
 
 // ctxErr is ctx's error, or DeadlineExceeded when the deadline has been

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -134,5 +135,22 @@ func TestDuration(t *testing.T) {
 		if got := Duration(tt.in); got != tt.want {
 			t.Errorf("Duration(%v) = %v, want %v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestDecodeErrorAnswer: a daemon's error object comes back as it was
+// sent; anything else gets the kind of its status and a clipped quote.
+func TestDecodeErrorAnswer(t *testing.T) {
+	got := DecodeErrorAnswer(404, []byte(`{"error":{"kind":"unknown_call","message":"no call x"}}`))
+	if got.Kind != KindUnknownCall || got.Message != "no call x" {
+		t.Errorf("daemon's answer = %+v, want its unknown_call", got)
+	}
+	long := strings.Repeat("x", 500)
+	got = DecodeErrorAnswer(502, []byte(" <html>"+long+"</html>\n"))
+	if got.Kind != KindFromStatus(502) || !strings.HasPrefix(got.Message, "HTTP 502: <html>xxx") || len(got.Message) > 220 {
+		t.Errorf("proxy's answer = %+v, want kind %s and a clipped quote", got, KindFromStatus(502))
+	}
+	if got := DecodeErrorAnswer(503, []byte(`{"error":{"message":"no kind"}}`)); got.Kind != KindFromStatus(503) {
+		t.Errorf("error object without a kind = %+v, want the status's kind", got)
 	}
 }

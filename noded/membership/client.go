@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -221,7 +220,7 @@ func (c *client) roundTrip(ctx context.Context, path string, body, answer any, d
 	}
 	status := resp.StatusCode()
 	if status < 200 || status > 299 {
-		rerr := decodeError(status, resp.Body())
+		rerr := rpc.DecodeErrorAnswer(status, resp.Body())
 		if rerr.Kind == rpc.KindNotActive {
 			return &NotActiveError{Active: string(resp.Header.Peek(rpc.HeaderActiveMaster)), Err: rerr}
 		}
@@ -235,18 +234,4 @@ func (c *client) roundTrip(ctx context.Context, path string, body, answer any, d
 		return rpc.Errorf(rpc.KindInternal, "malformed answer: %v", err)
 	}
 	return nil
-}
-
-// decodeError reads a non-2xx answer: masterd's rpc.ErrorResponse or,
-// from anything else on the way, the kind its status means.
-func decodeError(status int, body []byte) *rpc.Error {
-	var er rpc.ErrorResponse
-	if err := rpc.UnmarshalStrict(body, &er, rpc.IgnoreUnknownFields); err == nil && er.Error != nil && er.Error.Kind != "" {
-		return er.Error
-	}
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > 200 {
-		msg = msg[:200] + "..."
-	}
-	return rpc.Errorf(rpc.KindFromStatus(status), "HTTP %d: %s", status, msg)
 }

@@ -643,11 +643,7 @@ func (c *httpConn) do(path string, body []byte, deadline time.Time, out any) err
 		return err
 	}
 	if status/100 != 2 {
-		var er rpc.ErrorResponse
-		if json.Unmarshal(answer, &er) == nil && er.Error != nil && er.Error.Kind != "" {
-			return er.Error
-		}
-		return rpc.Errorf(rpc.KindFromStatus(status), "HTTP %d: %s", status, bytes.TrimSpace(answer))
+		return rpc.DecodeErrorAnswer(status, answer)
 	}
 	if out == nil {
 		return nil
