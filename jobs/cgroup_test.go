@@ -243,6 +243,36 @@ func idleCgroups(tb *Table) int {
 	return len(tb.cgroups.idle)
 }
 
+// waitCgroupRemoved polls until the call cgroup named by cgroup (a path
+// as /proc/PID/cgroup gives it) is gone; why says which cgroup it is.
+func waitCgroupRemoved(t *testing.T, tb *Table, cgroup, why string) {
+	t.Helper()
+	path := filepath.Join(tb.cgroups.dir, filepath.Base(cgroup))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cgroup %s %s still exists after its call (%d idle)", path, why, idleCgroups(tb))
+		}
+	}
+}
+
+// shutdownRemovesCgroups shuts tb down and checks that its calls'
+// cgroup directory, idle cgroups and all, is gone.
+func shutdownRemovesCgroups(t *testing.T, tb *Table) {
+	t.Helper()
+	dir := tb.cgroups.dir
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tb.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Shutdown left the calls' cgroup directory %s: %v", dir, err)
+	}
+}
+
 // TestCgroupReused: the cgroup of a call that left nothing behind is
 // kept and given to the next call; one that a leftover process still
 // held when the call ended is killed and removed, never reused; Shutdown
@@ -284,14 +314,7 @@ func TestCgroupReused(t *testing.T) {
 		t.Errorf("call ran in %s, want the idle cgroup %s", left.Cgroup, first.Cgroup)
 	}
 	waitGone(t, left.Left)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(tb.cgroups.dir, filepath.Base(left.Cgroup))); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cgroup %s of a call that left a process behind still exists", left.Cgroup)
-		}
-	}
+	waitCgroupRemoved(t, tb, left.Cgroup, "of a call that left a process behind")
 	if n := idleCgroups(tb); n != 0 {
 		t.Errorf("%d idle cgroups after a call that left a process behind, want 0", n)
 	}
@@ -300,15 +323,7 @@ func TestCgroupReused(t *testing.T) {
 	}
 	waitIdle(1)
 
-	dir := tb.cgroups.dir
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := tb.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Shutdown left the calls' cgroup directory %s: %v", dir, err)
-	}
+	shutdownRemovesCgroups(t, tb)
 }
 
 // TestLateKillSparesReusedCgroup: a kill that comes after the call ended
@@ -350,25 +365,9 @@ func TestCgroupWithNestedCgroupNotReused(t *testing.T) {
 	if c.State != rpc.StateSucceeded || json.Unmarshal(c.Result, &w) != nil {
 		t.Fatalf("cgroup nest = %s %s %v", c.State, c.Result, c.Error)
 	}
-	path := filepath.Join(tb.cgroups.dir, filepath.Base(w.Cgroup))
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cgroup %s with a nested cgroup still exists after its call (%d idle)", path, idleCgroups(tb))
-		}
-	}
+	waitCgroupRemoved(t, tb, w.Cgroup, "with a nested cgroup")
 	if n := idleCgroups(tb); n != 0 {
 		t.Errorf("%d idle cgroups after a call that nested one, want 0", n)
 	}
-	dir := tb.cgroups.dir
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := tb.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Shutdown left the calls' cgroup directory %s: %v", dir, err)
-	}
+	shutdownRemovesCgroups(t, tb)
 }
