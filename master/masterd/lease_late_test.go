@@ -1,7 +1,6 @@
 package masterd
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -45,19 +44,7 @@ func runOnEtcd(t *testing.T, log *nodetest.SyncBuffer, clock Clock) string {
 		MaxConns: DefaultMaxConns, HeadTimeout: DefaultHeadTimeout, LogFormat: "text", LogLevel: "info",
 		Etcd: strings.Join(endpoints, ","), EtcdPrefix: nodetest.EtcdPrefix(t), LeaseTTL: haTTL,
 	}
-	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(log, nil)), Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runInTest(t, cfg, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(log, nil)), Clock: clock})
 	return ln.Addr().String()
 }
 

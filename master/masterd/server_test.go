@@ -39,7 +39,15 @@ func serve(t *testing.T, cfg Config) string {
 	}
 	cfg.MaxSessionTimeout = max(cfg.MaxSessionTimeout, cfg.SessionTimeout)
 	cfg.MaxConns, cfg.HeadTimeout, cfg.LogFormat, cfg.LogLevel = DefaultMaxConns, DefaultHeadTimeout, "text", "info"
-	d, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.DiscardHandler)})
+	runInTest(t, cfg, Options{Listener: ln, Logger: slog.New(slog.DiscardHandler)})
+	return cfg.advertised(cfg.Listen)
+}
+
+// runInTest runs a masterd of cfg and opts in the test's process until
+// the test ends.
+func runInTest(t *testing.T, cfg Config, opts Options) {
+	t.Helper()
+	d, err := New(cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -52,7 +60,6 @@ func serve(t *testing.T, cfg Config) string {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return cfg.advertised(cfg.Listen)
 }
 
 // call sends method path with body and returns the status, the decoded
