@@ -102,37 +102,13 @@ const (
 	DefaultConfigFile = "/etc/noded/noded.conf"
 )
 
-// commandLineOnly are the flags that say what noded should do this time
-// rather than how the daemon runs: they are not keys of the configuration
-// file. Every other flag is a key of the same name.
-var commandLineOnly = map[string]bool{
-	"config":       true,
-	"check-config": true,
-	"print-config": true,
-	"version":      true,
-}
-
 // ParseFlags parses noded's command line, with the configuration file it
-// names (or the default one, when it exists) under it. --help writes the
-// usage to help and returns flag.ErrHelp. A bad command line or file is
-// a *UsageError and writes nothing: its one line says what is wrong, not
-// the whole usage around it. The flag set is returned for --print-config.
+// names (or the default one, when it exists) under it: see
+// service.ParseFlags. The flag set is returned for --print-config.
 func ParseFlags(args []string, help io.Writer) (Config, *flag.FlagSet, error) {
 	var c Config
-	fs := flag.NewFlagSet("noded", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.flags(fs)
-	fs.Usage = func() {} // the flag package would call it for errors too
-	if err := c.parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(help)
-			fmt.Fprint(help, usage)
-			fs.PrintDefaults()
-			return c, fs, err
-		}
-		return c, fs, &UsageError{Err: err}
-	}
-	return c, fs, nil
+	fs, err := service.ParseFlags("noded", usage, args, help, &c.ConfigFile, c.flags)
+	return c, fs, err
 }
 
 const usage = `Usage: noded [flags]
@@ -198,7 +174,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 // parse parses args into c, with the values of the configuration file
 // under those of the command line. set must hold c's flags.
 func (c *Config) parse(set *flag.FlagSet, args []string) error {
-	return service.Parse(set, args, &c.ConfigFile, commandLineOnly)
+	return service.Parse(set, args, &c.ConfigFile, service.CommandLineOnly)
 }
 
 // check reports flag values no daemon could run with.

@@ -64,7 +64,7 @@ func TestConfigFileRoundTripsEveryFlag(t *testing.T) {
 	wantFlags := newFlags(&want)
 	args := []string{"--config="}
 	wantFlags.VisitAll(func(f *flag.Flag) {
-		if commandLineOnly[f.Name] {
+		if service.CommandLineOnly[f.Name] {
 			return
 		}
 		v, ok := otherValue(f)
@@ -78,13 +78,13 @@ func TestConfigFileRoundTripsEveryFlag(t *testing.T) {
 		t.Fatalf("parse(%q) = %v, want nil", args, err)
 	}
 	wantFlags.VisitAll(func(f *flag.Flag) {
-		if !commandLineOnly[f.Name] && f.Value.String() == f.DefValue {
+		if !service.CommandLineOnly[f.Name] && f.Value.String() == f.DefValue {
 			t.Errorf("flag --%s still has its default %q: the test does not cover it", f.Name, f.DefValue)
 		}
 	})
 
 	var file bytes.Buffer
-	if err := service.WriteConfig(&file, wantFlags, commandLineOnly); err != nil {
+	if err := service.WriteConfig(&file, wantFlags, service.CommandLineOnly); err != nil {
 		t.Fatalf("service.WriteConfig: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "noded.conf")

@@ -50,7 +50,7 @@ func runCommand(ctx context.Context, reg *backend.Registry, args []string, reloa
 		fmt.Fprintf(stdout, "noded %s (protocol %d)\n", rpc.Version, rpc.ProtocolVersion)
 		return nil
 	case cfg.PrintConfig:
-		return service.WriteConfig(stdout, fs, commandLineOnly)
+		return service.WriteConfig(stdout, fs, service.CommandLineOnly)
 	}
 	log, err := cfg.Logger(stderr)
 	if err != nil {

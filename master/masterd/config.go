@@ -103,15 +103,6 @@ const minLeaseTTL = 2 * time.Second
 // renewals (a third of it apart) would be a busy loop.
 const minSessionTimeout = 300 * time.Millisecond
 
-// commandLineOnly are the flags that are not keys of the configuration
-// file.
-var commandLineOnly = map[string]bool{
-	"config":       true,
-	"check-config": true,
-	"print-config": true,
-	"version":      true,
-}
-
 // UsageError is a command line or configuration masterd cannot run with;
 // Main exits 2 for it.
 type UsageError = service.UsageError
@@ -133,25 +124,12 @@ Flags:
 `
 
 // ParseFlags parses masterd's command line, with the configuration file
-// it names (or the default one, when it exists) under it. --help writes
-// the usage to help and returns flag.ErrHelp; other errors are
-// *UsageError.
+// it names (or the default one, when it exists) under it: see
+// service.ParseFlags. The flag set is returned for --print-config.
 func ParseFlags(args []string, help io.Writer) (Config, *flag.FlagSet, error) {
 	var c Config
-	set := flag.NewFlagSet("masterd", flag.ContinueOnError)
-	set.SetOutput(io.Discard)
-	c.flags(set)
-	set.Usage = func() {}
-	if err := service.Parse(set, args, &c.ConfigFile, commandLineOnly); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			set.SetOutput(help)
-			fmt.Fprint(help, usage)
-			set.PrintDefaults()
-			return c, set, err
-		}
-		return c, set, &UsageError{Err: err}
-	}
-	return c, set, nil
+	set, err := service.ParseFlags("masterd", usage, args, help, &c.ConfigFile, c.flags)
+	return c, set, err
 }
 
 func (c *Config) flags(set *flag.FlagSet) {

@@ -33,7 +33,7 @@ func Command(ctx context.Context, args []string, reload <-chan struct{}, stdout,
 		fmt.Fprintf(stdout, "masterd %s (protocol %d)\n", rpc.Version, rpc.ProtocolVersion)
 		return nil
 	case cfg.PrintConfig:
-		return service.WriteConfig(stdout, set, commandLineOnly)
+		return service.WriteConfig(stdout, set, service.CommandLineOnly)
 	}
 	log, err := service.Logger(stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {

@@ -69,6 +69,39 @@ func ExitStatus(name string, err error, stderr io.Writer) int {
 	}
 }
 
+// CommandLineOnly are the flags every daemon has that say what it should
+// do this time rather than how it runs: they are not keys of the
+// configuration file. Every other flag is a key of the same name.
+var CommandLineOnly = map[string]bool{
+	"config":       true,
+	"check-config": true,
+	"print-config": true,
+	"version":      true,
+}
+
+// ParseFlags parses the command line of the daemon name, whose flags
+// define sets up, with the configuration file it names (or the default
+// one, when it exists) under it (see Parse). --help writes usage and the
+// flags to help and returns flag.ErrHelp. A bad command line or file is a
+// *UsageError and writes nothing: its one line says what is wrong, not
+// the whole usage around it. The flag set is returned for --print-config.
+func ParseFlags(name, usage string, args []string, help io.Writer, configFile *string, define func(*flag.FlagSet)) (*flag.FlagSet, error) {
+	set := flag.NewFlagSet(name, flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	define(set)
+	set.Usage = func() {} // the flag package would call it for errors too
+	if err := Parse(set, args, configFile, CommandLineOnly); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			set.SetOutput(help)
+			fmt.Fprint(help, usage)
+			set.PrintDefaults()
+			return set, err
+		}
+		return set, &UsageError{Err: err}
+	}
+	return set, nil
+}
+
 // Parse parses args into set's flags, with the values of the
 // configuration file *configFile (set's --config) under those of the
 // command line. The default file is optional, a daemon runs on flags
