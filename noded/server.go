@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -116,7 +114,7 @@ func (a *api) bodyLimit(p procedure) int {
 // and only then reads its body, within its limit and the memory budget.
 // A panic below it answers internal and leaves noded serving.
 func (a *api) handle(ctx *fasthttp.RequestCtx) {
-	defer service.RecoverPanic(ctx, a.log, "noded", writeError)
+	defer service.RecoverPanic(ctx, a.log, "noded")
 	path := string(ctx.Path())
 	p, ok := procedures[path]
 	refused := string(ctx.Request.Header.Peek(refusedHeader))
@@ -310,20 +308,7 @@ func (a *api) fail(ctx *fasthttp.RequestCtx, err error) {
 		a.log.Error("unexpected error serving a request", "path", string(ctx.Path()), "err", err)
 		e = rpc.Errorf(rpc.KindInternal, "%v", err)
 	}
-	writeError(ctx, e)
-}
-
-// writeError writes e as the JSON error body with its status.
-func writeError(ctx *fasthttp.RequestCtx, e *rpc.Error) {
-	if e.Kind == rpc.KindBusy {
-		// One second is about the time a short function takes here; the
-		// client adds its own jitter.
-		ctx.Response.Header.Set("Retry-After", "1")
-	}
-	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: e}) // plain strings: cannot fail
-	ctx.SetStatusCode(e.Kind.HTTPStatus())
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body)
+	service.WriteError(ctx, e)
 }
 
 // serverError answers requests fasthttp refused before any handler ran
@@ -342,14 +327,14 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 		ctx.SetBody(body)
 		return
 	case errors.As(err, &timeout) && timeout.Timeout():
-		writeError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request head did not arrive within --head-timeout"))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request head did not arrive within --head-timeout"))
 		return
 	}
 	msg := err.Error()
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."
 	}
-	writeError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", msg))
+	service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", msg))
 }
 
 // headBufferSize bounds a request's line and headers: a larger head is
@@ -380,7 +365,7 @@ func newServer(a *api, cfg *Config, adm *admission, log *slog.Logger) *fasthttp.
 		// workers still ending, so it never refuses from the accept loop.
 		Concurrency:     cfg.MaxConns + maxPending,
 		ConnState:       adm.connState,
-		Logger:          slogPrinter{log},
+		Logger:          service.SlogPrinter{Log: log},
 		CloseOnShutdown: true,
 		// A malformed head is logged without the bytes that came: they
 		// are the client's, often binary, and up to headBufferSize long.
@@ -391,27 +376,3 @@ func newServer(a *api, cfg *Config, adm *admission, log *slog.Logger) *fasthttp.
 // bodyTimeout bounds the reading of one request body once its head is in:
 // --max-request (64 MiB by default) at well under 10 MB/s.
 const bodyTimeout = 30 * time.Second
-
-// slogPrinter hands fasthttp's own log lines to slog.
-type slogPrinter struct{ log *slog.Logger }
-
-// Printf logs one line, cut to maxDetail bytes: what a client sent must
-// not make noded write long lines.
-func (p slogPrinter) Printf(format string, args ...any) {
-	p.log.Warn("http server", "detail", clipDetail(fmt.Sprintf(format, args...)))
-}
-
-// maxDetail bounds the detail of a line fasthttp logs.
-const maxDetail = 300
-
-// clipDetail cuts s to maxDetail bytes, on a rune boundary, marking the cut.
-func clipDetail(s string) string {
-	if len(s) <= maxDetail {
-		return s
-	}
-	cut := maxDetail
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "... (cut)"
-}

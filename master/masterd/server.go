@@ -112,7 +112,7 @@ func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 // with the group version.
 func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	defer a.stamp(ctx)
-	defer service.RecoverPanic(ctx, a.log, "masterd", writeError)
+	defer service.RecoverPanic(ctx, a.log, "masterd")
 	path := string(ctx.Path())
 	p, ok := procedures[path]
 	switch {
@@ -350,7 +350,7 @@ func (a *api) fail(ctx *fasthttp.RequestCtx, err error) {
 		a.log.Error("unexpected error serving a request", "path", string(ctx.Path()), "err", err)
 		e = rpc.Errorf(rpc.KindInternal, "%v", err)
 	}
-	writeError(ctx, e)
+	service.WriteError(ctx, e)
 }
 
 // notActive answers not_active, naming the active master when this
@@ -362,18 +362,11 @@ func (a *api) notActive(ctx *fasthttp.RequestCtx) {
 		leader = r.leader
 	}
 	if leader == "" || leader == a.self {
-		writeError(ctx, rpc.Errorf(rpc.KindNotActive, "no master is active; an election is under way"))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindNotActive, "no master is active; an election is under way"))
 		return
 	}
 	ctx.Response.Header.Set(rpc.HeaderActiveMaster, leader)
-	writeError(ctx, rpc.Errorf(rpc.KindNotActive, "not active; the active master is %s", leader))
-}
-
-func writeError(ctx *fasthttp.RequestCtx, e *rpc.Error) {
-	body, _ := rpc.Marshal(rpc.ErrorResponse{Error: e}) // plain strings: cannot fail
-	ctx.SetStatusCode(e.Kind.HTTPStatus())
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body)
+	service.WriteError(ctx, rpc.Errorf(rpc.KindNotActive, "not active; the active master is %s", leader))
 }
 
 // serverError answers requests fasthttp refused before any handler ran
@@ -386,17 +379,17 @@ func (a *api) serverError(ctx *fasthttp.RequestCtx, err error) {
 	var timeout interface{ Timeout() bool }
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request body is larger than masterd takes for %s", ctx.Path()))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request body is larger than masterd takes for %s", ctx.Path()))
 	case errors.As(err, &small):
-		writeError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request head is larger than the %d bytes masterd reads", headBufferSize))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request head is larger than the %d bytes masterd reads", headBufferSize))
 	case errors.As(err, &timeout) && timeout.Timeout():
-		writeError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive within --head-timeout"))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive within --head-timeout"))
 	default:
 		msg := err.Error()
 		if len(msg) > 200 {
 			msg = msg[:200] + "..."
 		}
-		writeError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", msg))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", msg))
 	}
 }
 
@@ -426,19 +419,8 @@ func newServer(a *api, cfg *Config, log *slog.Logger) *fasthttp.Server {
 		// Every node of the fleet may sit behind one address (a NAT, or
 		// the load tool on loopback): no bound per IP.
 		MaxConnsPerIP:         0,
-		Logger:                slogPrinter{log},
+		Logger:                service.SlogPrinter{Log: log},
 		CloseOnShutdown:       true,
 		SecureErrorLogMessage: true,
 	}
-}
-
-// slogPrinter hands fasthttp's own log lines to slog.
-type slogPrinter struct{ log *slog.Logger }
-
-func (p slogPrinter) Printf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if len(msg) > 300 {
-		msg = msg[:300] + "... (cut)"
-	}
-	p.log.Warn("http server", "detail", msg)
 }

@@ -203,10 +203,10 @@ func Actor(task func(stop <-chan struct{})) (execute func() error, interrupt fun
 }
 
 // RecoverPanic, deferred by a request handler, answers internal for a
-// handler that panicked, with write, and logs the panic with its stack:
+// handler that panicked and logs the panic with its stack:
 // a bug in one request must not end the daemon called name and all it
 // serves. fasthttp itself does not recover.
-func RecoverPanic(ctx *fasthttp.RequestCtx, log *slog.Logger, name string, write func(*fasthttp.RequestCtx, *rpc.Error)) {
+func RecoverPanic(ctx *fasthttp.RequestCtx, log *slog.Logger, name string) {
 	v := recover()
 	if v == nil {
 		return
@@ -214,5 +214,5 @@ func RecoverPanic(ctx *fasthttp.RequestCtx, log *slog.Logger, name string, write
 	log.Error("panic serving a request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	ctx.ResetBody()
 	ctx.SetConnectionClose()
-	write(ctx, rpc.Errorf(rpc.KindInternal, "%s failed serving this request; its log has the details", name))
+	WriteError(ctx, rpc.Errorf(rpc.KindInternal, "%s failed serving this request; its log has the details", name))
 }
