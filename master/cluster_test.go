@@ -1,12 +1,9 @@
 package master
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,36 +92,6 @@ func TestClusterRefusesBadRequestsUnsent(t *testing.T) {
 	}
 }
 
-// sayHello sends a node's hello to masterd at addr, over TLS with the
-// node's certificate when tlsConfig is set, and returns its session.
-func sayHello(t *testing.T, addr string, tlsConfig *tls.Config, req rpc.HelloRequest) rpc.Session {
-	t.Helper()
-	body, err := rpc.Marshal(&req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scheme, hc := "http", &http.Client{Timeout: 10 * time.Second}
-	if tlsConfig != nil {
-		scheme = "https"
-		hc.Transport = &http.Transport{TLSClientConfig: tlsConfig}
-	}
-	hr, err := http.NewRequest(http.MethodPut, scheme+"://"+addr+rpc.PathHello, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := hc.Do(hr)
-	if err != nil {
-		t.Fatalf("hello of %s: %v", req.Node, err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	var s rpc.Session
-	if resp.StatusCode != http.StatusOK || rpc.UnmarshalStrict(answer, &s, rpc.IgnoreUnknownFields) != nil {
-		t.Fatalf("hello of %s = HTTP %d, %s; want a session", req.Node, resp.StatusCode, answer)
-	}
-	return s
-}
-
 // The Cluster reads and changes what masterd knows over mutual TLS, and
 // calls the up nodes directly at the URLs they advertised.
 func TestClusterAgainstMasterd(t *testing.T) {
@@ -147,7 +114,7 @@ func TestClusterAgainstMasterd(t *testing.T) {
 		t.Fatal(err)
 	}
 	fns := []rpc.Function{{Name: "echo", Kind: "builtin"}}
-	sayHello(t, addr, tlsFor(rpc.RoleNode, "n1"), rpc.HelloRequest{
+	nodetest.SayHello(t, "https://"+addr, tlsFor(rpc.RoleNode, "n1"), rpc.HelloRequest{
 		Node: "n1", URL: n1.URL(), Version: v.Version, Protocol: v.Protocol, BootID: v.BootID, Functions: fns,
 		Calls: []rpc.CallSummary{},
 	})
@@ -226,8 +193,8 @@ func TestClusterAgainstMasterd(t *testing.T) {
 // client that talks TLS, say) is that node's error, not the others'.
 func TestClusterUpNodeWithAnURLOfTheOtherScheme(t *testing.T) {
 	addr := nodetest.StartMasterd(t, nodetest.MasterdOptions{Flags: []string{"--check-nodes=false"}}).Addr()
-	sayHello(t, addr, nil, rpc.HelloRequest{Node: "a", URL: "http://127.0.0.1:1811", BootID: "b1", Functions: []rpc.Function{}, Calls: []rpc.CallSummary{}})
-	sayHello(t, addr, nil, rpc.HelloRequest{Node: "b", URL: "https://127.0.0.1:1811", BootID: "b2", Functions: []rpc.Function{}, Calls: []rpc.CallSummary{}})
+	nodetest.SayHello(t, "http://"+addr, nil, rpc.HelloRequest{Node: "a", URL: "http://127.0.0.1:1811", BootID: "b1", Functions: []rpc.Function{}, Calls: []rpc.CallSummary{}})
+	nodetest.SayHello(t, "http://"+addr, nil, rpc.HelloRequest{Node: "b", URL: "https://127.0.0.1:1811", BootID: "b2", Functions: []rpc.Function{}, Calls: []rpc.CallSummary{}})
 	c, err := NewCluster([]string{"http://" + addr}, Options{Insecure: true})
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package tools
 
 import (
 	"bytes"
-	"io"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,46 +21,18 @@ func startMasterd(t *testing.T, flags ...string) (url string, pid int) {
 	return m.URL(), m.PID()
 }
 
-// sayHello sends a node's hello to the masterd at masterURL, which
-// serves plain HTTP and so takes a hello of any node name.
-func sayHello(t *testing.T, masterURL string, req rpc.HelloRequest) {
-	t.Helper()
-	if req.Functions == nil {
-		req.Functions = []rpc.Function{}
-	}
-	if req.Calls == nil {
-		req.Calls = []rpc.CallSummary{}
-	}
-	body, err := rpc.Marshal(&req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hr, err := http.NewRequest(http.MethodPut, masterURL+rpc.PathHello, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(hr)
-	if err != nil {
-		t.Fatalf("hello of %s: %v", req.Node, err)
-	}
-	defer resp.Body.Close()
-	if answer, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK {
-		t.Fatalf("hello of %s = HTTP %d, %s; want 200", req.Node, resp.StatusCode, answer)
-	}
-}
-
 func TestNodesNodeAndConfigCommands(t *testing.T) {
 	noMasterAnywhere(t)
 	url, _ := startMasterd(t, "--check-nodes=false")
 	m := "--master=" + url
 	started := time.Now().Add(-time.Minute).UTC()
 	running := rpc.CallSummary{ID: "1:2:1700000000.000001:0123456789abcdef", FnName: "sleep", State: rpc.StateRunning, StartedAt: started}
-	sayHello(t, url, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1811", Version: "1.2.3", Protocol: rpc.ProtocolVersion, BootID: "boot-1",
+	nodetest.SayHello(t, url, nil, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1811", Version: "1.2.3", Protocol: rpc.ProtocolVersion, BootID: "boot-1",
 		Functions: []rpc.Function{{Name: "echo", Kind: "builtin"}, {Name: "sleep", Kind: "builtin"}}, Calls: []rpc.CallSummary{running}})
 	// n1 restarts: the call of its first boot is lost.
-	sayHello(t, url, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1811", Version: "1.2.3", Protocol: rpc.ProtocolVersion, BootID: "boot-2",
+	nodetest.SayHello(t, url, nil, rpc.HelloRequest{Node: "n1", URL: "http://127.0.0.1:1811", Version: "1.2.3", Protocol: rpc.ProtocolVersion, BootID: "boot-2",
 		Functions: []rpc.Function{{Name: "echo", Kind: "builtin"}, {Name: "sleep", Kind: "builtin"}}})
-	sayHello(t, url, rpc.HelloRequest{Node: "n2", URL: "http://127.0.0.1:1822", Version: "1.2.3", BootID: "boot-3"})
+	nodetest.SayHello(t, url, nil, rpc.HelloRequest{Node: "n2", URL: "http://127.0.0.1:1822", Version: "1.2.3", BootID: "boot-3"})
 
 	code, stdout, stderr := run(t, "", m, "nodes")
 	row := regexp.MustCompile(`(?m)^n1\s+up\s+http://127\.0\.0\.1:1811\s+[0-9.]+m?s ago\s+boot-2\s+1\.2\.3\s+2$`)
@@ -130,8 +100,8 @@ func TestCallAll(t *testing.T) {
 	noMasterAnywhere(t)
 	url, _ := startMasterd(t, "--check-nodes=false")
 	a, b := nodetest.Start(t, nodetest.Options{}), nodetest.Start(t, nodetest.Options{})
-	sayHello(t, url, rpc.HelloRequest{Node: "a", URL: a.URL(), BootID: "a1"})
-	sayHello(t, url, rpc.HelloRequest{Node: "b", URL: b.URL(), BootID: "b1"})
+	nodetest.SayHello(t, url, nil, rpc.HelloRequest{Node: "a", URL: a.URL(), BootID: "a1"})
+	nodetest.SayHello(t, url, nil, rpc.HelloRequest{Node: "b", URL: b.URL(), BootID: "b1"})
 
 	code, stdout, stderr := run(t, "", "--master", url, "call", "--all", "--ordered", "echo", `"hi"`)
 	if want := a.Addr() + `: "hi"` + "\n" + b.Addr() + `: "hi"` + "\n"; code != ExitOK || stdout != want {
@@ -139,7 +109,7 @@ func TestCallAll(t *testing.T) {
 	}
 
 	dead := deadAddr(t)
-	sayHello(t, url, rpc.HelloRequest{Node: "c", URL: "http://" + dead, BootID: "c1"})
+	nodetest.SayHello(t, url, nil, rpc.HelloRequest{Node: "c", URL: "http://" + dead, BootID: "c1"})
 	code, stdout, stderr = run(t, "", "--master", url, "call", "--all", "--ordered", "echo", `"hi"`)
 	if want := a.Addr() + `: "hi"` + "\n" + b.Addr() + `: "hi"` + "\n"; code != ExitUnreachable || stdout != want || !unreachableLine.MatchString(strings.TrimSpace(stderr)) || !strings.Contains(stderr, dead) {
 		t.Errorf("noderpc call --all echo with c dead = exit %d, %q, %q; want 3, a and b on stdout, c unreachable on stderr", code, stdout, stderr)
@@ -147,7 +117,7 @@ func TestCallAll(t *testing.T) {
 
 	// A node whose advertised URL this CLI cannot call (TLS, under
 	// --insecure) is that node's failure; the others run.
-	sayHello(t, url, rpc.HelloRequest{Node: "d", URL: "https://" + dead, BootID: "d1"})
+	nodetest.SayHello(t, url, nil, rpc.HelloRequest{Node: "d", URL: "https://" + dead, BootID: "d1"})
 	code, stdout, stderr = run(t, "", "--master", url, "--json", "call", "--all", "echo", `"hi"`)
 	if code != ExitUnreachable || strings.Count(stdout, `"ok":true`) != 2 || !strings.Contains(stdout, `{"node":"https://`+dead+`","ok":false,"error":{"kind":"bad_request","message":"node d: URL`) || !strings.Contains(stdout, "it serves TLS") {
 		t.Errorf("noderpc --json call --all with d on https = exit %d, %q, %q; want 3, a and b ok, a line saying d serves TLS", code, stdout, stderr)

@@ -1,11 +1,17 @@
 package nodetest
 
 import (
+	"bytes"
+	"crypto/tls"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // MasterdPackage is the import path of masterd, built by [StartMasterd].
@@ -133,3 +139,40 @@ func (m *Masterd) Relaunch() error {
 // the race detector reported nothing in any incarnation's log. It is
 // idempotent and returns every problem it found.
 func (m *Masterd) Close() error { return m.shutdown() }
+
+// SayHello sends req to the masterd at masterURL as a node would, over
+// TLS with tlsConfig when it is set, and returns the session it grants;
+// anything but a session fails the test. Functions and Calls left nil go
+// as empty lists.
+func SayHello(t testing.TB, masterURL string, tlsConfig *tls.Config, req rpc.HelloRequest) rpc.Session {
+	t.Helper()
+	if req.Functions == nil {
+		req.Functions = []rpc.Function{}
+	}
+	if req.Calls == nil {
+		req.Calls = []rpc.CallSummary{}
+	}
+	body, err := rpc.Marshal(&req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if tlsConfig != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: tlsConfig}
+	}
+	hr, err := http.NewRequest(http.MethodPut, masterURL+rpc.PathHello, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Do(hr)
+	if err != nil {
+		t.Fatalf("hello of %s: %v", req.Node, err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	var s rpc.Session
+	if resp.StatusCode != http.StatusOK || rpc.UnmarshalStrict(answer, &s, rpc.IgnoreUnknownFields) != nil {
+		t.Fatalf("hello of %s = HTTP %d, %s; want a session", req.Node, resp.StatusCode, answer)
+	}
+	return s
+}
