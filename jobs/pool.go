@@ -57,7 +57,7 @@ func newPool(spec Spec, n int, spawn func(Spec) (*process, error), log *slog.Log
 // matches reports whether a call of spec can run in one of the pool's
 // processes: the same program with the same environment.
 func (p *pool) matches(spec Spec) bool {
-	return spec.Protocol == ProtocolFramed && spec.Path == p.spec.Path && slices.Equal(spec.Env, p.spec.Env)
+	return spec.Protocol == ProtocolFramed && spec.Path == p.spec.Path && spec.Arg0 == p.spec.Arg0 && slices.Equal(spec.Env, p.spec.Env)
 }
 
 // refillDelay bounds how long the replacement of a process taken waits

@@ -49,6 +49,9 @@ func spawn(spec Spec, cg *cgroup, tag string) (*process, error) {
 		files[2*i], files[2*i+1] = r, w
 	}
 	cmd := exec.Command(spec.Path, spec.Args...)
+	if spec.Arg0 != "" {
+		cmd.Args[0] = spec.Arg0
+	}
 	cmd.Env = append(environ(), spec.Env...)
 	if tag != "" {
 		cmd.Env = append(cmd.Env, DaemonEnv+"="+tag)

@@ -19,6 +19,10 @@ type Spec struct {
 	Name string
 	// Path is the program to exec.
 	Path string
+	// Arg0 is argv[0], what ps shows and the process reads as its own
+	// name; empty means Path. Path may be a /proc/self/fd link, whose
+	// name says nothing to an operator.
+	Arg0 string
 	// Args is argv[1:]. For a Go function it only names the function in
 	// ps output; the request frame is what the process obeys.
 	Args []string

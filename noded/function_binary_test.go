@@ -72,6 +72,54 @@ func TestFunctionBinaryFallback(t *testing.T) {
 	d.AwaitLogLine(t, `msg="Go functions run in noded's own binary`, "want="+self+"-fn")
 }
 
+// TestFunctionProcessName: a function process started through the
+// function binary's descriptor still shows, in ps and top, the binary's
+// path as its argv[0] and its name as its own, cold and warm; noded's own
+// binary, when it runs the functions, shows noded's.
+func TestFunctionProcessName(t *testing.T) {
+	t.Parallel()
+	bin := nodetest.Noded(t) + "-fn"
+	for _, warm := range []string{"0", "2"} {
+		d := startNoded(t, "--warm", warm)
+		awaitCallProcessName(t, d, bin)
+	}
+	dir := t.TempDir()
+	self := filepath.Join(dir, "noded")
+	if err := os.Link(nodetest.Noded(t), self); err != nil {
+		t.Fatal(err)
+	}
+	awaitCallProcessName(t, startNodedWith(t, nodetest.Options{Binary: self}), self)
+}
+
+// awaitCallProcessName starts a sleep call on d and waits until its
+// process names itself after bin: argv[0] bin, comm its last element (a
+// cold process names itself as it starts, after the start's answer).
+func awaitCallProcessName(t *testing.T, d *node, bin string) {
+	t.Helper()
+	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 30), Timeout: 0})
+	defer d.cancel(t, c.ID)
+	id, err := rpc.ParseCallID(c.ID)
+	if err != nil {
+		t.Fatalf("call ID %q: %v", c.ID, err)
+	}
+	proc := "/proc/" + strconv.Itoa(id.CPID)
+	want := filepath.Base(bin)
+	want = want[:min(len(want), 15)] // the kernel keeps 15 bytes of a name
+	var comm, arg0 string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile(proc + "/comm")
+		comm = strings.TrimSpace(string(b))
+		b, _ = os.ReadFile(proc + "/cmdline")
+		arg0, _, _ = strings.Cut(string(b), "\x00")
+		if comm == want {
+			break
+		}
+	}
+	if comm != want || arg0 != bin {
+		t.Errorf("the call's process %d is named %q with argv[0] %q; want %q and %q", id.CPID, comm, arg0, want, bin)
+	}
+}
+
 // TestFunctionBinaryUntrusted: a function binary others may write is
 // refused at start, exit status 2, never run as noded's user.
 func TestFunctionBinaryUntrusted(t *testing.T) {

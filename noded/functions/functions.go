@@ -29,6 +29,10 @@ type Resolver struct {
 	// Self is the program that serves Go functions; empty means the
 	// running binary itself, through /proc/self/exe.
 	Self string
+	// SelfName is the name a Go function process is started under
+	// (its argv[0]): the function binary's path, where Self may be a
+	// descriptor of it under /proc. Empty means Self.
+	SelfName string
 	// Dir is the functions directory; empty or missing means no
 	// executable functions.
 	Dir string
@@ -49,12 +53,19 @@ const selfExe = "/proc/self/exe"
 // (backend.ServeFunction) instead of starting as itself. Every Go
 // function's Spec is this one with the name added, which is what lets
 // noded keep such processes started ahead of calls (the warm pool).
-func GoProcess(self string) jobs.Spec {
+//
+// name is its argv[0], what ps and top show (see Resolver.SelfName):
+// empty means self, or, for the running binary, the daemon's own name.
+func GoProcess(self, name string) jobs.Spec {
 	if self == "" {
 		self = selfExe
+		if name == "" {
+			name = os.Args[0]
+		}
 	}
 	return jobs.Spec{
 		Path:     self,
+		Arg0:     name,
 		Args:     []string{"function"},
 		Env:      []string{rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue},
 		Protocol: jobs.ProtocolFramed,
@@ -75,7 +86,7 @@ func (f *Resolver) Resolve(name string) (jobs.Spec, error) {
 	}
 	if f.Registry != nil {
 		if _, ok := f.Registry.Lookup(name); ok {
-			spec := GoProcess(f.Self)
+			spec := GoProcess(f.Self, f.SelfName)
 			spec.Name = name
 			spec.Args = append(spec.Args, name)
 			return spec, nil

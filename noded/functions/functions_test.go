@@ -136,16 +136,17 @@ const cookie = rpc.FunctionCookieKey + "=" + rpc.FunctionCookieValue
 
 func TestGoProcess(t *testing.T) {
 	tests := []struct {
-		self, wantPath string
+		self, name, wantPath, wantArg0 string
 	}{
-		{"", "/proc/self/exe"},
-		{"/usr/sbin/noded", "/usr/sbin/noded"},
+		{"", "", "/proc/self/exe", os.Args[0]},
+		{"/usr/sbin/noded", "", "/usr/sbin/noded", ""},
+		{"/proc/self/fd/5", "/usr/sbin/noded-fn", "/proc/self/fd/5", "/usr/sbin/noded-fn"},
 	}
 	for _, tt := range tests {
-		got := GoProcess(tt.self)
-		if got.Path != tt.wantPath || !slices.Equal(got.Args, []string{"function"}) ||
+		got := GoProcess(tt.self, tt.name)
+		if got.Path != tt.wantPath || got.Arg0 != tt.wantArg0 || !slices.Equal(got.Args, []string{"function"}) ||
 			!slices.Equal(got.Env, []string{cookie}) || got.Protocol != jobs.ProtocolFramed {
-			t.Errorf("GoProcess(%q) = %+v; want %s function, with %s, framed", tt.self, got, tt.wantPath, cookie)
+			t.Errorf("GoProcess(%q, %q) = %+v; want %s as %q, function, with %s, framed", tt.self, tt.name, got, tt.wantPath, tt.wantArg0, cookie)
 		}
 	}
 }
