@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -74,7 +75,7 @@ type cgroups struct {
 	dir string
 
 	mu   sync.Mutex
-	idle []string // empty call cgroups, newest last
+	idle []cgroupFiles // empty call cgroups, still open, newest last
 }
 
 // maxIdleCgroups bounds the empty cgroups kept for reuse: enough for a
@@ -188,13 +189,18 @@ func reapDaemonCgroups(log *slog.Logger, dir string) (pids []int, calls int) {
 		if !c.IsDir() {
 			continue
 		}
-		g := &cgroup{path: filepath.Join(dir, c.Name()), fd: -1}
+		files, err := openCgroupFiles(filepath.Join(dir, c.Name()))
+		if err != nil {
+			log.Warn("opening the cgroup of an earlier daemon's call", "err", err)
+			continue
+		}
+		g := &cgroup{cgroupFiles: files}
 		if g.populated() {
 			calls++
 		}
 		pids = append(pids, g.procs()...)
 		g.kill()
-		g.removeNested()
+		removeNested(g.path)
 		if err := g.remove(); err != nil {
 			log.Warn("removing the cgroup of an earlier daemon's call", "cgroup", g.path, "err", err)
 		}
@@ -205,61 +211,123 @@ func reapDaemonCgroups(log *slog.Logger, dir string) (pids []int, calls int) {
 	return pids, calls
 }
 
-// create makes the cgroup for one function process and opens it for
-// clone's CLONE_INTO_CGROUP, so the process is inside from its first
+// cgroupFiles is what noded holds open of one call cgroup for as long as
+// the cgroup exists, through its calls and while it waits idle: its
+// directory, which clone's CLONE_INTO_CGROUP takes and every other
+// control file is opened relative to, and the two control files read on
+// every call, cgroup.events and cgroup.stat, read with pread at offset 0,
+// where kernfs generates their content afresh. Opening a control file by
+// its full path walked the five directories above it in kernfs, about a
+// sixth of noded's own CPU on a cold call; a pread is one system call and
+// no walk. All of them are close-on-exec: no function process inherits
+// them (TestCgroupDescriptorsNotInherited).
+//
+// A cgroup holds at most three descriptors, so noded holds at most
+// 3*maxIdleCgroups for the idle cgroups plus three per function process
+// (a running call, or a warm process waiting in the pool).
+type cgroupFiles struct {
+	path string // for the rare mkdir, rmdir and listing of nested cgroups
+	fd   int    // the directory, open until the cgroup is removed
+	// events and stat are cgroup.events and cgroup.stat, -1 until first
+	// read: opened on a read rather than with the directory, so that a
+	// directory that is not a cgroup is refused by clone, as the kernel
+	// refusing containment, not by an open of a missing file.
+	events, stat int
+}
+
+// openCgroupFiles opens the directory of the cgroup at path.
+func openCgroupFiles(path string) (cgroupFiles, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return cgroupFiles{}, fmt.Errorf("opening cgroup %s: %w", path, err)
+	}
+	return cgroupFiles{path: path, fd: fd, events: -1, stat: -1}, nil
+}
+
+// close closes what is open of the cgroup; the cgroup itself stays.
+func (f *cgroupFiles) close() {
+	for _, fd := range []*int{&f.fd, &f.events, &f.stat} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+// says reports whether the control file name, open at *fd or opened
+// there now, holds line; false when it cannot be read. It reads with bare
+// system calls: os.ReadFile would register the file with the runtime's
+// poller (cgroup.events can be polled) and stat it. The files it reads
+// are a few short lines.
+func (f *cgroupFiles) says(fd *int, name, line string) bool {
+	if *fd < 0 {
+		opened, err := unix.Openat(f.fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return false
+		}
+		*fd = opened
+	}
+	var buf [256]byte
+	n, err := unix.Pread(*fd, buf[:], 0)
+	return err == nil && bytes.Contains(buf[:n], []byte(line))
+}
+
+// create makes the cgroup for one function process, open for clone's
+// CLONE_INTO_CGROUP, so the process is inside from its first
 // instruction: nothing it forks can escape.
 //
 // It reuses an idle cgroup when there is one.
 func (c *cgroups) create() (*cgroup, error) {
-	path, ok := c.takeIdle()
+	files, ok := c.takeIdle()
 	if !ok {
-		path = filepath.Join(c.dir, randomHex(8))
+		path := filepath.Join(c.dir, randomHex(8))
 		if err := os.Mkdir(path, 0o755); err != nil {
 			return nil, fmt.Errorf("creating cgroup: %w", err)
 		}
+		var err error
+		if files, err = openCgroupFiles(path); err != nil {
+			os.Remove(path)
+			return nil, err
+		}
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("opening cgroup %s: %w", path, err)
-	}
-	return &cgroup{path: path, fd: fd, pool: c}, nil
+	return &cgroup{cgroupFiles: files, pool: c}, nil
 }
 
-// takeIdle returns the path of an idle cgroup, if any.
-func (c *cgroups) takeIdle() (string, bool) {
+// takeIdle returns an idle cgroup, if any.
+func (c *cgroups) takeIdle() (cgroupFiles, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(c.idle)
 	if n == 0 {
-		return "", false
+		return cgroupFiles{}, false
 	}
-	path := c.idle[n-1]
+	files := c.idle[n-1]
 	c.idle = c.idle[:n-1]
-	return path, true
+	return files, true
 }
 
 // keep adds an empty cgroup to the idle ones; false when there are enough.
-func (c *cgroups) keep(path string) bool {
+func (c *cgroups) keep(files cgroupFiles) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.idle) >= maxIdleCgroups {
 		return false
 	}
-	c.idle = append(c.idle, path)
+	c.idle = append(c.idle, files)
 	return true
 }
 
-// close removes the idle cgroups and then the table's directory, once
-// every call cgroup is gone.
+// close closes and removes the idle cgroups and then the table's
+// directory, once every call cgroup is gone.
 func (c *cgroups) close() error {
 	c.mu.Lock()
 	idle := c.idle
 	c.idle = nil
 	c.mu.Unlock()
 	var errs []error
-	for _, path := range idle {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, files := range idle {
+		files.close()
+		if err := os.Remove(files.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -270,9 +338,14 @@ func (c *cgroups) close() error {
 }
 
 // cgroup is the cgroup of one function process and all it forks.
+//
+// Its files are used by the call's own goroutine, one step after another
+// (start, leftovers, release), and by a kill that may come from another
+// goroutine at any time; kill therefore touches them only under mu and
+// not once the cgroup is released, after which they may be another
+// call's.
 type cgroup struct {
-	path string
-	fd   int      // open until the process is started in it; -1 after
+	cgroupFiles
 	pool *cgroups // where it goes back, empty, when the call ends
 
 	mu sync.Mutex
@@ -286,14 +359,6 @@ type cgroup struct {
 	released bool
 }
 
-// closeFD closes the directory handle once clone has used it.
-func (g *cgroup) closeFD() {
-	if g.fd >= 0 {
-		unix.Close(g.fd)
-		g.fd = -1
-	}
-}
-
 // kill SIGKILLs every process in the cgroup, wherever it moved in the
 // process tree.
 func (g *cgroup) kill() {
@@ -303,7 +368,12 @@ func (g *cgroup) kill() {
 		return
 	}
 	g.killed = true
-	if err := os.WriteFile(filepath.Join(g.path, "cgroup.kill"), []byte("1"), 0); err == nil {
+	fd, err := unix.Openat(g.fd, "cgroup.kill", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		_, err = unix.Write(fd, []byte("1"))
+		unix.Close(fd)
+	}
+	if err == nil {
 		return
 	}
 	// Kernels before 5.14 have no cgroup.kill: kill what is listed.
@@ -314,13 +384,20 @@ func (g *cgroup) kill() {
 
 // procs returns the PIDs in the cgroup, none if it cannot be read.
 func (g *cgroup) procs() []int {
-	data, err := os.ReadFile(filepath.Join(g.path, "cgroup.procs"))
+	fd, err := unix.Openat(g.fd, "cgroup.procs", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	// A blocking descriptor: os.NewFile leaves it out of the poller.
+	f := os.NewFile(uintptr(fd), filepath.Join(g.path, "cgroup.procs"))
+	defer f.Close()
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil
 	}
 	var pids []int
-	for _, f := range strings.Fields(string(data)) {
-		if pid, err := strconv.Atoi(f); err == nil {
+	for _, field := range strings.Fields(string(data)) {
+		if pid, err := strconv.Atoi(field); err == nil {
 			pids = append(pids, pid)
 		}
 	}
@@ -329,69 +406,64 @@ func (g *cgroup) procs() []int {
 
 // populated reports whether a process is still in the cgroup (or its
 // cgroup.events cannot be read, which must be treated alike).
-func (g *cgroup) populated() bool { return !g.says("cgroup.events", "populated 0\n") }
+func (g *cgroup) populated() bool {
+	return !g.says(&g.events, "cgroup.events", "populated 0\n")
+}
 
 // nested reports whether the cgroup holds cgroups of its own (a function
 // may make some in its own cgroup), or its cgroup.stat cannot be read:
 // such a cgroup is not given to another call.
-func (g *cgroup) nested() bool { return !g.says("cgroup.stat", "nr_descendants 0\n") }
-
-// says reports whether the cgroup's control file holds line; false when
-// the file cannot be read. It reads with bare system calls: os.ReadFile
-// would register the file with the runtime's poller (cgroup.events can
-// be polled) and stat it, which made the check a tenth of noded's CPU on
-// a cold call. The files it reads are a few short lines.
-func (g *cgroup) says(file, line string) bool {
-	fd, err := unix.Open(filepath.Join(g.path, file), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	var buf [256]byte
-	n, err := unix.Read(fd, buf[:])
-	return err == nil && bytes.Contains(buf[:n], []byte(line))
+func (g *cgroup) nested() bool {
+	return !g.says(&g.stat, "cgroup.stat", "nr_descendants 0\n")
 }
 
-// release gives the cgroup back for reuse if it is empty, was never
-// killed and fewer than maxIdleCgroups are idle, and otherwise removes it
-// (see remove). Called once, after the process is reaped and its
-// leftovers killed.
+// release gives the cgroup back for reuse, its files open, if it is
+// empty, was never killed and fewer than maxIdleCgroups are idle, and
+// otherwise removes it (see remove). Called once, after the process is
+// reaped and its leftovers killed.
 func (g *cgroup) release() error {
-	g.closeFD()
 	g.mu.Lock()
 	g.released = true
 	killed := g.killed
 	g.mu.Unlock()
-	if !killed && !g.populated() && !g.nested() && g.pool.keep(g.path) {
+	if !killed && !g.populated() && !g.nested() && g.pool.keep(g.cgroupFiles) {
 		return nil
 	}
-	g.removeNested()
+	removeNested(g.path)
 	return g.remove()
 }
 
-// removeNested removes the cgroups nested in g, deepest first, so that g
-// itself can be removed; their processes must be dead or dying (a kill of
-// g kills them too).
-func (g *cgroup) removeNested() {
-	entries, _ := os.ReadDir(g.path)
+// removeNested removes the cgroups nested in the cgroup at path, deepest
+// first, so that it can be removed itself; their processes must be dead
+// or dying (a kill of the outer cgroup kills them too). noded holds
+// nothing open of them.
+func removeNested(path string) {
+	entries, _ := os.ReadDir(path)
 	for _, e := range entries {
 		if e.IsDir() {
-			sub := &cgroup{path: filepath.Join(g.path, e.Name()), fd: -1}
-			sub.removeNested()
-			sub.remove()
+			sub := filepath.Join(path, e.Name())
+			removeNested(sub)
+			removeCgroupDir(sub)
 		}
 	}
 }
 
-// remove waits until the cgroup is empty and removes it. Killed processes
-// leave asynchronously, so an rmdir right after the kill can fail with
-// EBUSY for a moment.
+// remove closes the cgroup's files and removes it (see removeCgroupDir).
+// No clone may be using it any more: it is called after the process
+// started in it is reaped, or instead of starting one.
 func (g *cgroup) remove() error {
-	g.closeFD()
+	g.close()
+	return removeCgroupDir(g.path)
+}
+
+// removeCgroupDir waits until the cgroup at path is empty and removes it.
+// Killed processes leave asynchronously, so an rmdir right after the kill
+// can fail with EBUSY for a moment.
+func removeCgroupDir(path string) error {
 	var err error
 	delay := 500 * time.Microsecond
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		err = os.Remove(g.path)
+		err = os.Remove(path)
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}

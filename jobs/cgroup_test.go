@@ -371,3 +371,67 @@ func TestCgroupWithNestedCgroupNotReused(t *testing.T) {
 	}
 	shutdownRemovesCgroups(t, tb)
 }
+
+// TestCgroupDescriptorsNotInherited: noded keeps its cgroups open, the
+// idle ones and the one a process starts in; a function process started
+// in a reused cgroup holds none of those descriptors.
+func TestCgroupDescriptorsNotInherited(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	requireCgroups(t, tb)
+	// Two cgroups released empty, with their control files read, as at
+	// the end of two calls: both idle, open.
+	var released []*cgroup
+	for range 2 {
+		g, err := tb.cgroups.create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		released = append(released, g)
+	}
+	for _, g := range released {
+		if err := g.release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := idleCgroups(tb); n != 2 {
+		t.Fatalf("%d idle cgroups after releasing two empty ones, want 2", n)
+	}
+	g, err := tb.cgroups.create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.path != released[1].path || g.events < 0 || g.stat < 0 {
+		t.Fatalf("create gave %+v, want the idle cgroup %s with its control files open", g.cgroupFiles, released[1].path)
+	}
+	proc, err := spawn(Spec{Path: "sleep", Args: []string{"600"}}, g, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.discard()
+
+	own, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", proc.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(string(own)), "/"+filepath.Base(g.path)) {
+		t.Errorf("the process runs in %q, want the reused cgroup %s", own, g.path)
+	}
+	fdDir := fmt.Sprintf("/proc/%d/fd", proc.pid)
+	entries, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(target, tb.cgroups.dir) {
+			t.Errorf("the function process holds descriptor %s of noded's cgroup %s", e.Name(), target)
+		}
+	}
+	if len(entries) < 3 {
+		t.Errorf("the function process holds %d descriptors, want at least its stdio: is %s its table?", len(entries), fdDir)
+	}
+}

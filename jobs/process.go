@@ -78,9 +78,6 @@ func spawn(spec Spec, cg *cgroup, tag string) (*process, error) {
 	runtime.LockOSThread()
 	err := cmd.Start()
 	runtime.UnlockOSThread()
-	if cg != nil {
-		cg.closeFD()
-	}
 	// The child has its own copies of its ends now.
 	files[0].Close()
 	files[3].Close()
