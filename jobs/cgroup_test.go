@@ -435,3 +435,106 @@ func TestCgroupDescriptorsNotInherited(t *testing.T) {
 		t.Errorf("the function process holds %d descriptors, want at least its stdio: is %s its table?", len(entries), fdDir)
 	}
 }
+
+// TestCgroupDescriptorsClosed: noded holds a cgroup open only while the
+// cgroup exists. Whichever way a cgroup ends (a call that leaves nothing,
+// one that leaves a process, one that nests a cgroup, a start that
+// fails, more released at once than are kept idle, warm processes
+// discarded at Shutdown, the idle ones at Shutdown) no descriptor of it
+// is left open.
+func TestCgroupDescriptorsClosed(t *testing.T) {
+	t.Parallel()
+	f := newFunctions(t)
+	tb := newTable(t, Config{Resolver: f, Warm: 2, WarmSpec: f.goProcess()})
+	requireCgroups(t, tb)
+	dir := tb.cgroups.dir
+	idlePIDs(t, tb.pool, 2)
+	for _, args := range []string{`false`, `true`, `"nest"`, `false`, `false`} {
+		c := start(t, tb, StartOptions{Fn: "cgroup", Args: json.RawMessage(args), Timeout: 30 * time.Second})
+		if c.State != rpc.StateSucceeded {
+			t.Fatalf("cgroup %s = %s %v", args, c.State, c.Error)
+		}
+	}
+	if _, err := tb.spawn(Spec{Path: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Fatal("a start of a missing program succeeded")
+	}
+	var made []*cgroup
+	for range maxIdleCgroups + 2 {
+		g, err := tb.cgroups.create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, g)
+	}
+	for _, g := range made {
+		if err := g.release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if open := openUnder(t, dir); len(open) > 3*(maxIdleCgroups+2) {
+		t.Errorf("with %d idle cgroups and 2 warm processes, %d descriptors are open in %s: %v", maxIdleCgroups, len(open), dir, open)
+	}
+	shutdownRemovesCgroups(t, tb)
+	if open := openUnder(t, dir); len(open) > 0 {
+		t.Errorf("after Shutdown, descriptors of removed cgroups are still open: %v", open)
+	}
+}
+
+// openUnder returns this process's descriptors of files under dir, as
+// "fd -> path".
+func openUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && strings.HasPrefix(target, dir+"/") {
+			open = append(open, e.Name()+" -> "+target)
+		}
+	}
+	return open
+}
+
+// TestCgroupPopulatedReadsAfresh: populated reads cgroup.events through
+// the one descriptor the cgroup keeps open, with pread at offset 0, and
+// each read is the kernel's answer now, not the first read's again:
+// empty, then holding a process, then empty once it is reaped.
+func TestCgroupPopulatedReadsAfresh(t *testing.T) {
+	t.Parallel()
+	tb := newTable(t, Config{})
+	requireCgroups(t, tb)
+	g, err := tb.cgroups.create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.populated() {
+		t.Fatal("a new cgroup reads populated")
+	}
+	events := g.events
+	proc, err := spawn(Spec{Path: "sleep", Args: []string{"600"}}, g, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.populated() {
+		t.Error("a cgroup with a process in it reads empty")
+	}
+	// Killed by its PID alone: a kill of the cgroup would write
+	// cgroup.kill and have the cgroup removed, not read again.
+	syscall.Kill(proc.pid, syscall.SIGKILL)
+	proc.cmd.Wait()
+	proc.stdin.Close()
+	proc.stdout.Close()
+	proc.stderr.Close()
+	if g.populated() {
+		t.Error("a cgroup whose process is reaped reads populated")
+	}
+	if g.events != events {
+		t.Errorf("cgroup.events was opened again (descriptor %d, then %d), want it read through the one descriptor", events, g.events)
+	}
+	if err := g.release(); err != nil {
+		t.Error(err)
+	}
+}
