@@ -272,14 +272,25 @@ func (f *cgroupFiles) says(fd *int, name, line string) bool {
 	return err == nil && bytes.Contains(buf[:n], []byte(line))
 }
 
+// removed reports whether the cgroup was removed behind noded's back
+// while noded held it: its open cgroup.events then reads ENODEV.
+func (f *cgroupFiles) removed() bool {
+	if f.events < 0 {
+		return false
+	}
+	var buf [64]byte
+	_, err := unix.Pread(f.events, buf[:], 0)
+	return errors.Is(err, unix.ENODEV)
+}
+
 // create makes the cgroup for one function process, open for clone's
 // CLONE_INTO_CGROUP, so the process is inside from its first
 // instruction: nothing it forks can escape.
 //
 // It reuses an idle cgroup when there is one.
 func (c *cgroups) create() (*cgroup, error) {
-	files, ok := c.takeIdle()
-	if !ok {
+	files, reused := c.takeIdle()
+	if !reused {
 		path := filepath.Join(c.dir, randomHex(8))
 		if err := os.Mkdir(path, 0o755); err != nil {
 			return nil, fmt.Errorf("creating cgroup: %w", err)
@@ -290,7 +301,7 @@ func (c *cgroups) create() (*cgroup, error) {
 			return nil, err
 		}
 	}
-	return &cgroup{cgroupFiles: files, pool: c}, nil
+	return &cgroup{cgroupFiles: files, pool: c, reused: reused}, nil
 }
 
 // takeIdle returns an idle cgroup, if any.
@@ -317,9 +328,8 @@ func (c *cgroups) keep(files cgroupFiles) bool {
 	return true
 }
 
-// close closes and removes the idle cgroups and then the table's
-// directory, once every call cgroup is gone.
-func (c *cgroups) close() error {
+// dropIdle closes and removes the idle cgroups.
+func (c *cgroups) dropIdle() error {
 	c.mu.Lock()
 	idle := c.idle
 	c.idle = nil
@@ -331,10 +341,17 @@ func (c *cgroups) close() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.Remove(c.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
+}
+
+// close closes and removes the idle cgroups and then the table's
+// directory, once every call cgroup is gone.
+func (c *cgroups) close() error {
+	err := c.dropIdle()
+	if rerr := os.Remove(c.dir); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	return err
 }
 
 // cgroup is the cgroup of one function process and all it forks.
@@ -346,7 +363,8 @@ func (c *cgroups) close() error {
 // call's.
 type cgroup struct {
 	cgroupFiles
-	pool *cgroups // where it goes back, empty, when the call ends
+	pool   *cgroups // where it goes back, empty, when the call ends
+	reused bool     // it was taken from the idle ones
 
 	mu sync.Mutex
 	// killed says cgroup.kill was written: such a cgroup is never

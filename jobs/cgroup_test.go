@@ -538,3 +538,35 @@ func TestCgroupPopulatedReadsAfresh(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestIdleCgroupRemovedElsewhere: an idle cgroup removed while it waits
+// (an operator cleaning up, another tool) is not the kernel refusing
+// cgroups: the next call runs in a cgroup of its own, under either
+// containment, and calls stay contained by cgroup.
+func TestIdleCgroupRemovedElsewhere(t *testing.T) {
+	t.Parallel()
+	for _, contain := range []Containment{ContainAuto, ContainCgroup} {
+		tb := newTable(t, Config{Containment: contain})
+		requireCgroups(t, tb)
+		g, err := tb.cgroups.create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.release(); err != nil || idleCgroups(tb) != 1 {
+			t.Fatalf("release of an empty cgroup = %v, %d idle; want it kept", err, idleCgroups(tb))
+		}
+		if err := os.Remove(g.path); err != nil {
+			t.Fatal(err)
+		}
+		c, err := tb.Start(context.Background(), StartOptions{Fn: "cgroup", Args: json.RawMessage(`false`), Timeout: 30 * time.Second})
+		if err != nil {
+			t.Fatalf("containment %s: a start after an idle cgroup was removed: %v", contain, err)
+		}
+		if c.State != rpc.StateSucceeded || !strings.Contains(string(c.Result), filepath.Base(tb.cgroups.dir)+"/") {
+			t.Errorf("containment %s: the call after an idle cgroup was removed = %s %s %v, want it run in a cgroup of its own", contain, c.State, c.Result, c.Error)
+		}
+		if got := tb.Containment(); got != ContainCgroup {
+			t.Errorf("containment %s: Containment() = %s after an idle cgroup was removed, want cgroup", contain, got)
+		}
+	}
+}

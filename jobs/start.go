@@ -204,6 +204,16 @@ func (t *Table) spawn(spec Spec) (*process, error) {
 	case cg == nil:
 		return nil, err
 	}
+	if cg.reused && cg.removed() {
+		// An idle cgroup removed while noded held it (an operator
+		// cleaning up): clone refuses it with ENOENT, which would read
+		// as the program missing. The other idle ones are likely gone
+		// with it; the start is tried again in a new cgroup.
+		cg.remove()
+		t.cgroups.dropIdle()
+		t.cfg.Logger.Warn("an idle call cgroup was removed by another program; starting the call in a new one", "cgroup", cg.path)
+		return t.spawn(spec)
+	}
 	cg.remove()
 	if !refusesCgroup(err) {
 		return nil, err
