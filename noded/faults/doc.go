@@ -26,7 +26,8 @@
 // twice (each run appends a line to a file named after the call's token),
 // no process carrying the scenario's marker (an environment variable
 // noded hands down to every function process) is left, noded's file
-// descriptors return to their idle level, and its threads, goroutines and
+// descriptors return to their idle level (those of its call cgroups,
+// held open for reuse, within their bound), and its threads, goroutines and
 // resident memory do not grow from round to round.
 //
 // Run the short suite (under two minutes with -race on two cores) with

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -176,13 +177,17 @@ func runsOf(n *nodetest.Node, token string) []run {
 
 // usage is noded's use of the machine at one moment.
 type usage struct {
-	fds, threads, goroutines int
-	rss                      int64 // bytes
-	heapInuse, heapIdle      int64 // Go heap spans in use, and idle but not returned to the OS
+	// fds counts noded's descriptors but those of its call cgroups,
+	// which it holds open for the cgroups' life, the idle ones (kept for
+	// reuse) included; cgroupFDs counts those.
+	fds, cgroupFDs      int
+	threads, goroutines int
+	rss                 int64 // bytes
+	heapInuse, heapIdle int64 // Go heap spans in use, and idle but not returned to the OS
 }
 
 func (u usage) String() string {
-	return fmt.Sprintf("%d/%d/%d/%.1fMiB", u.fds, u.threads, u.goroutines, float64(u.rss)/(1<<20))
+	return fmt.Sprintf("%d+%d/%d/%d/%.1fMiB", u.fds, u.cgroupFDs, u.threads, u.goroutines, float64(u.rss)/(1<<20))
 }
 
 // usageOf samples noded's descriptors, threads and RSS from /proc and
@@ -190,11 +195,20 @@ func (u usage) String() string {
 func usageOf(n *nodetest.Node) (usage, error) {
 	pid := n.PID()
 	var u usage
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
 	if err != nil {
 		return u, err
 	}
-	u.fds = len(fds)
+	for _, fd := range fds {
+		// A descriptor closed since the listing reads as an error:
+		// counted as noded's own, as it was when listed.
+		if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.HasPrefix(target, "/sys/fs/cgroup/") {
+			u.cgroupFDs++
+		} else {
+			u.fds++
+		}
+	}
 	st, err := nodetest.ReadStatus(pid)
 	if err != nil {
 		return u, err
@@ -246,6 +260,8 @@ func idle(t *testing.T, n *nodetest.Node, want int) usage {
 			last = fmt.Sprintf("leftover processes %v", describeAll(left))
 		case want > 0 && u.fds != want:
 			last = fmt.Sprintf("%d file descriptors open, want the idle level %d", u.fds, want)
+		case u.cgroupFDs > maxCgroupFDs(warm):
+			last = fmt.Sprintf("%d descriptors of call cgroups open, want at most %d", u.cgroupFDs, maxCgroupFDs(warm))
 		default:
 			t.Logf("noded %d idle: %d fds, %d threads, %d goroutines, RSS %.1f MiB, Go heap in use %.1f MiB, idle and kept %.1f MiB",
 				n.PID(), u.fds, u.threads, u.goroutines, mib(u.rss), mib(u.heapInuse), mib(u.heapIdle))
@@ -258,6 +274,11 @@ func idle(t *testing.T, n *nodetest.Node, want int) usage {
 		time.Sleep(25 * time.Millisecond) // polling /proc and /metrics, which have no event to wait on
 	}
 }
+
+// maxCgroupFDs is the most descriptors of call cgroups an idle noded
+// holds with warm processes in its pool: three for each cgroup, of the
+// idle ones (jobs' maxIdleCgroups, 32) and of each warm process.
+func maxCgroupFDs(warm int) int { return 3 * (32 + warm) }
 
 // isExe reports whether process pid runs the program at path.
 func isExe(pid int, path string) bool {
