@@ -381,19 +381,7 @@ func TestCgroupDescriptorsNotInherited(t *testing.T) {
 	requireCgroups(t, tb)
 	// Two cgroups released empty, with their control files read, as at
 	// the end of two calls: both idle, open.
-	var released []*cgroup
-	for range 2 {
-		g, err := tb.cgroups.create()
-		if err != nil {
-			t.Fatal(err)
-		}
-		released = append(released, g)
-	}
-	for _, g := range released {
-		if err := g.release(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	released := releaseEmpty(t, tb, 2)
 	if n := idleCgroups(tb); n != 2 {
 		t.Fatalf("%d idle cgroups after releasing two empty ones, want 2", n)
 	}
@@ -418,21 +406,11 @@ func TestCgroupDescriptorsNotInherited(t *testing.T) {
 		t.Errorf("the process runs in %q, want the reused cgroup %s", own, g.path)
 	}
 	fdDir := fmt.Sprintf("/proc/%d/fd", proc.pid)
-	entries, err := os.ReadDir(fdDir)
-	if err != nil {
-		t.Fatal(err)
+	if open := openUnder(t, fdDir, tb.cgroups.dir); len(open) > 0 {
+		t.Errorf("the function process holds descriptors of noded's cgroups: %v", open)
 	}
-	for _, e := range entries {
-		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(target, tb.cgroups.dir) {
-			t.Errorf("the function process holds descriptor %s of noded's cgroup %s", e.Name(), target)
-		}
-	}
-	if len(entries) < 3 {
-		t.Errorf("the function process holds %d descriptors, want at least its stdio: is %s its table?", len(entries), fdDir)
+	if entries, err := os.ReadDir(fdDir); err != nil || len(entries) < 3 {
+		t.Errorf("the function process holds %d descriptors (%v), want at least its stdio: is %s its table?", len(entries), err, fdDir)
 	}
 }
 
@@ -458,44 +436,52 @@ func TestCgroupDescriptorsClosed(t *testing.T) {
 	if _, err := tb.spawn(Spec{Path: filepath.Join(t.TempDir(), "missing")}); err == nil {
 		t.Fatal("a start of a missing program succeeded")
 	}
-	var made []*cgroup
-	for range maxIdleCgroups + 2 {
+	releaseEmpty(t, tb, maxIdleCgroups+2)
+	if open := openUnder(t, "/proc/self/fd", dir); len(open) > 3*(maxIdleCgroups+2) {
+		t.Errorf("with %d idle cgroups and 2 warm processes, %d descriptors are open in %s: %v", maxIdleCgroups, len(open), dir, open)
+	}
+	shutdownRemovesCgroups(t, tb)
+	if open := openUnder(t, "/proc/self/fd", dir); len(open) > 0 {
+		t.Errorf("after Shutdown, descriptors of removed cgroups are still open: %v", open)
+	}
+}
+
+// openUnder returns the descriptors listed in fdDir (/proc/PID/fd) of
+// files under dir, as "fd -> path".
+func openUnder(t *testing.T, fdDir, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err == nil && strings.HasPrefix(target, dir+"/") {
+			open = append(open, e.Name()+" -> "+target)
+		}
+	}
+	return open
+}
+
+// releaseEmpty makes n cgroups of tb and releases them empty, as at the
+// end of n calls that left nothing, and returns them.
+func releaseEmpty(t *testing.T, tb *Table, n int) []*cgroup {
+	t.Helper()
+	made := make([]*cgroup, n)
+	for i := range made {
 		g, err := tb.cgroups.create()
 		if err != nil {
 			t.Fatal(err)
 		}
-		made = append(made, g)
+		made[i] = g
 	}
 	for _, g := range made {
 		if err := g.release(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if open := openUnder(t, dir); len(open) > 3*(maxIdleCgroups+2) {
-		t.Errorf("with %d idle cgroups and 2 warm processes, %d descriptors are open in %s: %v", maxIdleCgroups, len(open), dir, open)
-	}
-	shutdownRemovesCgroups(t, tb)
-	if open := openUnder(t, dir); len(open) > 0 {
-		t.Errorf("after Shutdown, descriptors of removed cgroups are still open: %v", open)
-	}
-}
-
-// openUnder returns this process's descriptors of files under dir, as
-// "fd -> path".
-func openUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var open []string
-	for _, e := range entries {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err == nil && strings.HasPrefix(target, dir+"/") {
-			open = append(open, e.Name()+" -> "+target)
-		}
-	}
-	return open
+	return made
 }
 
 // TestCgroupPopulatedReadsAfresh: populated reads cgroup.events through
@@ -548,12 +534,9 @@ func TestIdleCgroupRemovedElsewhere(t *testing.T) {
 	for _, contain := range []Containment{ContainAuto, ContainCgroup} {
 		tb := newTable(t, Config{Containment: contain})
 		requireCgroups(t, tb)
-		g, err := tb.cgroups.create()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := g.release(); err != nil || idleCgroups(tb) != 1 {
-			t.Fatalf("release of an empty cgroup = %v, %d idle; want it kept", err, idleCgroups(tb))
+		g := releaseEmpty(t, tb, 1)[0]
+		if n := idleCgroups(tb); n != 1 {
+			t.Fatalf("%d idle cgroups after releasing an empty one, want it kept", n)
 		}
 		if err := os.Remove(g.path); err != nil {
 			t.Fatal(err)
