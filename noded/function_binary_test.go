@@ -18,20 +18,31 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// callProcessRuns starts a sleep call on d and reports whether its
-// process runs the program in file bin, read from /proc/PID/exe of the
-// call's process (the cpid of its call ID).
-func callProcessRuns(t *testing.T, d *node, bin string) bool {
+// startSleepCall starts a sleep call on d and returns its process's PID
+// (the cpid of its call ID) and the cancel of the call, which the caller
+// defers.
+func startSleepCall(t *testing.T, d *node) (pid int, cancel func()) {
 	t.Helper()
 	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 30), Timeout: 0})
-	defer d.cancel(t, c.ID)
+	cancel = func() { d.cancel(t, c.ID) }
 	id, err := rpc.ParseCallID(c.ID)
 	if err != nil {
+		cancel()
 		t.Fatalf("call ID %q: %v", c.ID, err)
 	}
-	exe, err := os.Stat("/proc/" + strconv.Itoa(id.CPID) + "/exe")
+	return id.CPID, cancel
+}
+
+// callProcessRuns starts a sleep call on d and reports whether its
+// process runs the program in file bin, read from /proc/PID/exe of the
+// call's process.
+func callProcessRuns(t *testing.T, d *node, bin string) bool {
+	t.Helper()
+	pid, cancel := startSleepCall(t, d)
+	defer cancel()
+	exe, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/exe")
 	if err != nil {
-		t.Fatalf("the call's process %d: %v", id.CPID, err)
+		t.Fatalf("the call's process %d: %v", pid, err)
 	}
 	want, err := os.Stat(bin)
 	if err != nil {
@@ -96,13 +107,9 @@ func TestFunctionProcessName(t *testing.T) {
 // cold process names itself as it starts, after the start's answer).
 func awaitCallProcessName(t *testing.T, d *node, bin string) {
 	t.Helper()
-	c := d.start(t, rpc.StartRequest{FnName: "sleep", FnArgs: sleepArgs(t, 30), Timeout: 0})
-	defer d.cancel(t, c.ID)
-	id, err := rpc.ParseCallID(c.ID)
-	if err != nil {
-		t.Fatalf("call ID %q: %v", c.ID, err)
-	}
-	proc := "/proc/" + strconv.Itoa(id.CPID)
+	pid, cancel := startSleepCall(t, d)
+	defer cancel()
+	proc := "/proc/" + strconv.Itoa(pid)
 	want := filepath.Base(bin)
 	want = want[:min(len(want), 15)] // the kernel keeps 15 bytes of a name
 	var comm, arg0 string
@@ -116,7 +123,7 @@ func awaitCallProcessName(t *testing.T, d *node, bin string) {
 		}
 	}
 	if comm != want || arg0 != bin {
-		t.Errorf("the call's process %d is named %q with argv[0] %q; want %q and %q", id.CPID, comm, arg0, want, bin)
+		t.Errorf("the call's process %d is named %q with argv[0] %q; want %q and %q", pid, comm, arg0, want, bin)
 	}
 }
 
