@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +18,14 @@ import (
 // its connection slot and goroutine until its timeout although nobody
 // will read the answer. One goroutine waits in epoll for EPOLLRDHUP on the
 // connections of the requests that wait, so a wait costs a dup and two
-// epoll_ctl calls, not a goroutine or a timer.
+// epoll_ctl calls, not a goroutine.
+//
+// A connection is watched only once its request has waited armAfter:
+// most calls answer well within it (a warm call in about a millisecond, a
+// cold one in a few), and those cost a runtime timer instead of four
+// system calls. A client that hangs up sooner holds its slot until then
+// at most; EPOLLRDHUP is level-triggered, so a hang-up before the watch
+// is armed is reported as soon as it is.
 //
 // Each watch holds a dup of the connection's descriptor: the watched file
 // stays the connection's until the watch ends, even if the connection is
@@ -25,6 +33,8 @@ import (
 type hangups struct {
 	epfd int
 	wake int // an eventfd in the epoll set: written by close to end loop
+
+	armAfter time.Duration // how long a request waits before it is watched
 
 	mu      sync.Mutex
 	next    uint32            // the token of the next watch
@@ -41,6 +51,10 @@ type watch struct {
 
 // wakeToken is the epoll data of the eventfd; watches count up from 1.
 const wakeToken = 0
+
+// watchAfter is how long a request waits before its connection is
+// watched for a hang-up (see hangups).
+const watchAfter = 50 * time.Millisecond
 
 // newHangups starts the watcher; close stops it.
 func newHangups() (*hangups, error) {
@@ -59,26 +73,58 @@ func newHangups() (*hangups, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	h := &hangups{epfd: epfd, wake: wake, watches: make(map[uint32]*watch)}
+	h := &hangups{epfd: epfd, wake: wake, armAfter: watchAfter, watches: make(map[uint32]*watch)}
 	go h.loop()
 	return h, nil
 }
 
 // watch returns a context that ends with ctx or when the client of conn
 // hangs up, and the function that ends the watch, which the caller must
-// call before the handler returns. A connection that cannot be watched
-// (not TCP, or out of descriptors) gets ctx's life only.
+// call before the handler returns: conn is read only until then. The
+// connection is watched from h.armAfter on; a connection that cannot be
+// watched (not TCP, or out of descriptors) gets ctx's life only.
 func (h *hangups) watch(ctx context.Context, conn net.Conn) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		mu    sync.Mutex
+		ended bool
+		token uint32 // the armed watch's; 0 while none
+	)
+	arm := time.AfterFunc(h.armAfter, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		// Under mu, the end function waits for this arming to finish:
+		// conn is still the request's while it is read here.
+		if !ended {
+			token = h.arm(conn, cancel)
+		}
+	})
+	return ctx, func() {
+		arm.Stop()
+		mu.Lock()
+		ended = true
+		t := token
+		mu.Unlock()
+		if t != 0 {
+			h.forget(t)
+		}
+		cancel()
+	}
+}
+
+// arm puts a dup of conn's descriptor in the epoll set, so that its
+// hang-up calls cancel, and returns the watch's token, or 0 if conn
+// cannot be watched or the watcher is closed.
+func (h *hangups) arm(conn net.Conn, cancel context.CancelFunc) uint32 {
 	fd, err := dupFD(conn)
 	if err != nil {
-		return ctx, func() {}
+		return 0
 	}
-	ctx, cancel := context.WithCancel(ctx)
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.closed || h.epfd < 0 {
-		h.mu.Unlock()
 		unix.Close(fd)
-		return ctx, cancel
+		return 0
 	}
 	// Events carry a token of the watch, not the descriptor: a
 	// descriptor number is reused as soon as it is closed, and a stale
@@ -90,16 +136,11 @@ func (h *hangups) watch(ctx context.Context, conn net.Conn) (context.Context, fu
 	token := h.next
 	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR, Fd: int32(token)}
 	if err := unix.EpollCtl(h.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		h.mu.Unlock()
 		unix.Close(fd)
-		return ctx, cancel
+		return 0
 	}
 	h.watches[token] = &watch{fd: fd, cancel: cancel}
-	h.mu.Unlock()
-	return ctx, func() {
-		h.forget(token)
-		cancel()
-	}
+	return token
 }
 
 // forget ends a watch: out of the epoll set, its descriptor closed. The

@@ -127,3 +127,44 @@ func TestHangupCloseStopsTheLoop(t *testing.T) {
 		t.Errorf("a watch after close ended at once: %v", ctx.Err())
 	}
 }
+
+// A request answered before its watch is armed puts nothing in the
+// epoll set: arming is what holds a dup of the connection's descriptor.
+func TestHangupWatchArmedLate(t *testing.T) {
+	h := testHangups(t)
+	h.armAfter = time.Hour
+	server, _ := pair(t)
+	ctx, done := h.watch(context.Background(), server)
+	h.mu.Lock()
+	n := len(h.watches)
+	h.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d watches in the epoll set before the first was due", n)
+	}
+	done()
+	if ctx.Err() == nil {
+		t.Error("the watch's context is still live after the watch ended")
+	}
+}
+
+// A client that hung up before its request's watch was armed is seen as
+// soon as the watch is: the hang-up is a state, not an event.
+func TestHangupBeforeTheWatchIsArmed(t *testing.T) {
+	h := testHangups(t)
+	h.armAfter = 20 * time.Millisecond
+	server, client := pair(t)
+	client.Close()
+	ctx, done := h.watch(context.Background(), server)
+	defer done()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a hang-up before the watch was armed was not seen within 10s")
+	}
+	h.mu.Lock()
+	n := len(h.watches)
+	h.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d watches held, want the armed one", n)
+	}
+}
