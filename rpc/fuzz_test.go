@@ -52,6 +52,9 @@ func decodeValid[R any, P interface {
 func FuzzDecodeStartRequest(f *testing.F) {
 	f.Add([]byte(`{"fn_name":"echo","fn_args":[1,2,3],"timeout":5}`))
 	f.Add([]byte(`{"fn_name":"sleep","fn_args":{"seconds":1},"timeout":0,"abort_after":2.5,"request_id":"r1","log_offset":3}`))
+	f.Add([]byte(`{"fn_name":"echo","timeout":5,"request_id":"r2","release":["1:2:1700000000.000001:0123456789abcdef"]}`))
+	f.Add([]byte(`{"fn_name":"echo","timeout":5,"release":["1:2:3"]}`))
+	f.Add([]byte(`{"fn_name":"echo","timeout":5,"release":"1:2:1700000000.000001:0123456789abcdef"}`))
 	f.Add([]byte(`{"fn_name":"x","timeout":-1}`))
 	f.Add([]byte(`{"fn_name":"x","timeout":1e400}`))
 	f.Add([]byte(`{"fn_name":"x","unknown":1}`))

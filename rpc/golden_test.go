@@ -42,7 +42,8 @@ func goldenCases() []goldenCase {
 	result := &FunctionResult{Result: json.RawMessage(`{"hello":"node"}`)}
 	resultErr := &FunctionResult{Error: &Error{Kind: KindFunctionFailed, Message: "no such file"}}
 	return []goldenCase{
-		{file: "start_request", value: &StartRequest{FnName: "echo", FnArgs: json.RawMessage(`{"hello":"node"}`), Timeout: 5, AbortAfter: 30, RequestID: "5b6c0d1e-7f80-4a1b-9c2d-3e4f5a6b7c8d", LogOffset: 2, WakeOnLog: true}},
+		{file: "start_request", value: &StartRequest{FnName: "echo", FnArgs: json.RawMessage(`{"hello":"node"}`), Timeout: 5, AbortAfter: 30, RequestID: "5b6c0d1e-7f80-4a1b-9c2d-3e4f5a6b7c8d", LogOffset: 2, WakeOnLog: true,
+			Release: []string{id, "9980:9991:1795317346.020117:0b1c2d3e4f5a6b7c"}}},
 		{file: "wait_request", value: &WaitRequest{ID: id, Timeout: 2.5, LogOffset: 4, WakeOnLog: true}},
 		{file: "cancel_request", value: &CancelRequest{ID: id, Timeout: &one}},
 		{file: "release_request", value: &IDRequest{ID: id}},

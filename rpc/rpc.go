@@ -13,6 +13,7 @@
 package rpc
 
 import (
+	"errors"
 	"math"
 	"time"
 
@@ -58,7 +59,19 @@ type StartRequest struct {
 	// written a log line past LogOffset, as in WaitRequest, so that a
 	// client shows the first lines live instead of after Timeout.
 	WakeOnLog bool `json:"wake_on_log,omitempty"`
+	// Release holds IDs of finished calls the client is done with. The
+	// node releases them before it starts this call, each as a
+	// ReleaseFunction would, so that a client calling a node again and
+	// again sends one request per quick call instead of two. An ID the
+	// node no longer holds is ignored; a call still running is kept.
+	// The start itself is refused bad_request if Release holds more
+	// than MaxRelease IDs or one that is not a call ID.
+	Release []string `json:"release,omitempty"`
 }
+
+// MaxRelease bounds StartRequest.Release, so that one start cannot make
+// noded spend long on releases before its own call.
+const MaxRelease = 256
 
 // Validate reports a bad_request error for a request no daemon could run.
 func (r *StartRequest) Validate() error {
@@ -76,6 +89,16 @@ func (r *StartRequest) Validate() error {
 	}
 	if len(r.RequestID) > MaxRequestIDLen {
 		return Errorf(KindBadRequest, "request_id is longer than %d bytes", MaxRequestIDLen)
+	}
+	if len(r.Release) > MaxRelease {
+		return Errorf(KindBadRequest, "release holds %d IDs, more than %d", len(r.Release), MaxRelease)
+	}
+	for i, id := range r.Release {
+		if _, err := ParseCallID(id); err != nil {
+			var e *Error
+			errors.As(err, &e) // ParseCallID's errors are all *Error
+			return Errorf(KindBadRequest, "release[%d]: %s", i, e.Message)
+		}
 	}
 	return nil
 }

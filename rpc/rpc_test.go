@@ -78,11 +78,39 @@ func TestValidate(t *testing.T) {
 		{StartRequest{FnName: "echo", AbortAfter: -0.5}, false},
 		{StartRequest{FnName: "echo", LogOffset: -1}, false},
 		{StartRequest{FnName: "echo", RequestID: string(make([]byte, MaxRequestIDLen+1))}, false},
+		{StartRequest{FnName: "echo", Release: []string{"1:2:1700000000.000001:0123456789abcdef"}}, true},
+		{StartRequest{FnName: "echo", Release: manyIDs(MaxRelease)}, true},
+		{StartRequest{FnName: "echo", Release: manyIDs(MaxRelease + 1)}, false},
+		{StartRequest{FnName: "echo", Release: []string{"1:2:1700000000.000001:0123456789abcdef", "1:2:3"}}, false},
+		{StartRequest{FnName: "echo", Release: []string{""}}, false},
 	}
 	for _, tt := range tests {
 		if err := tt.req.Validate(); (err == nil) != tt.want {
 			t.Errorf("Validate(%+v) = %v, want ok=%v", tt.req, err, tt.want)
 		}
+	}
+}
+
+// manyIDs returns n well-formed call IDs.
+func manyIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = NewCallID(1, i+1, time.Unix(1_700_000_000, 0)).String()
+	}
+	return ids
+}
+
+// A release the node cannot take refuses the whole start, and says which
+// ID is wrong.
+func TestValidateRelease(t *testing.T) {
+	req := StartRequest{FnName: "echo", Release: []string{manyIDs(1)[0], "1:2:3"}}
+	err := req.Validate()
+	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), `release[1]: malformed function-call ID "1:2:3"`) {
+		t.Errorf("Validate of a release with a malformed second ID = %v, want bad_request naming release[1]", err)
+	}
+	req = StartRequest{FnName: "echo", Release: manyIDs(MaxRelease + 1)}
+	if err := req.Validate(); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "257 IDs, more than 256") {
+		t.Errorf("Validate of a release of %d IDs = %v, want bad_request saying the bound", MaxRelease+1, err)
 	}
 }
 
