@@ -159,6 +159,9 @@ func (a *api) startFunction(ctx *fasthttp.RequestCtx, body []byte) {
 	if !a.decode(ctx, body, &req) {
 		return
 	}
+	// Before the start, so that a start refused busy still frees what
+	// its client is done with.
+	a.releaseAll(req.Release)
 	a.waitFor(ctx, req.Timeout, &a.metrics.startsInFlight, func(wctx context.Context) (*rpc.Call, error) {
 		return a.table.Start(wctx, jobs.StartOptions{
 			Fn:         req.FnName,
@@ -223,6 +226,23 @@ func (a *api) releaseFunction(ctx *fasthttp.RequestCtx, body []byte) {
 		return
 	}
 	a.reply(ctx, rpc.ReleaseResponse{ID: req.ID, Released: true})
+}
+
+// releaseAll releases the calls of a start's release field one by one,
+// each as ReleaseFunction does, counted the same. The start goes on
+// whatever they meet: an ID no longer held (released already, expired,
+// an earlier daemon's) is the release a client's retry repeats, and a
+// call still running is a client's bug, kept and logged, that is no
+// reason to refuse the call it asked for.
+func (a *api) releaseAll(ids []string) {
+	for _, id := range ids {
+		err := a.table.Release(id)
+		// The IDs are well-formed (Validate): bad_request is a call
+		// that still runs.
+		if rpc.KindOf(err) == rpc.KindBadRequest {
+			a.log.Warn("a start asked to release a call that is still running; it is kept", "call_id", id)
+		}
+	}
 }
 
 // listFunctions answers the functions of the node. Observers may read
