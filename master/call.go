@@ -3,9 +3,14 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
 
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -55,7 +60,12 @@ type LogLine struct {
 // Call starts the function, then waits in rounds of half the socket
 // timeout until it finishes or ctx ends, streaming log lines to
 // opts.OnLog, and releases the call once its result is read (unless
-// opts.Keep). The error is nil only if the function succeeded. Otherwise
+// opts.Keep). The release costs no request of its own when the Client
+// starts another call on the node soon: it is queued in the Client and
+// carried by the next start (rpc.StartRequest.Release), or, if none
+// comes within 100 ms, sent on its own as a ReleaseFunction. A program
+// that exits after its calls calls [Client.Close] first, which sends
+// what is still queued. The error is nil only if the function succeeded. Otherwise
 // it is one of:
 //   - a [*CallError] for a call that ended without succeeding or that the
 //     node lost (it restarted): errors.Is with rpc.ErrFunctionFailed,
@@ -185,15 +195,201 @@ func (c *Client) roundWait(ctx context.Context) time.Duration {
 	return max(w, 0)
 }
 
-// release forgets a finished call on the node. Its failure is logged, not
-// returned: the result is already in hand, and a record left behind costs
-// the node memory only until its retention period drops it.
+// releaseDelay is how long a release waits in a Client's queue for a
+// start to carry it before it is sent on its own: long enough for a
+// master calling the node again and again to send one request per quick
+// call, short enough that a master that stopped calling leaves nothing
+// held for longer than a blink.
+const releaseDelay = 100 * time.Millisecond
+
+// releaseQueue holds the IDs of finished calls a Client is done with
+// until a start carries them (rpc.StartRequest.Release) or the flush
+// sends them, releaseDelay after the first of them was queued.
+type releaseQueue struct {
+	mu  sync.Mutex
+	ids []string
+	// first is when ids last went from empty to not.
+	first time.Time
+	// timer runs flushDue; armed is true from its setting until its run
+	// or its stop, so that there is one flush due at a time.
+	timer *time.Timer
+	armed bool
+	// closed is set by Close: releases are sent at once from then on.
+	closed bool
+}
+
+// release has the node forget a finished call. It sends nothing itself:
+// the ID waits in the queue for the next start to the node, or for the
+// flush releaseDelay later. A closed Client, and one whose node is older
+// than the release field, send it at once. A failure is logged, not
+// returned: the result is already in hand, and a record left behind
+// costs the node memory only until its retention period drops it.
 func (c *Client) release(ctx context.Context, id string) {
-	// A caller whose ctx ended just as the call finished still gets the
-	// release sent; the retry policy bounds it.
-	if err := c.ReleaseFunction(context.WithoutCancel(ctx), id); err != nil {
-		c.log.Warn("release failed; the node drops the call after its retention period", "node", c.node, "call_id", id, "err", err)
+	if c.noRelease.Load() || !c.queueRelease(id) {
+		// A caller whose ctx ended just as the call finished still
+		// gets the release sent; the retry policy bounds it.
+		c.sendReleases(context.WithoutCancel(ctx), c.policies.Release, []string{id})
 	}
+}
+
+// queueRelease queues id, and reports false instead on a closed Client.
+func (c *Client) queueRelease(id string) bool {
+	q := &c.releases
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	c.addReleases(id)
+	return true
+}
+
+// requeueReleases puts back the IDs a failed start took. A Client closed
+// meanwhile has sent its queue: they are logged as not released.
+func (c *Client) requeueReleases(ids []string) {
+	q := &c.releases
+	q.mu.Lock()
+	if !q.closed {
+		c.addReleases(ids...)
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
+	for _, id := range ids {
+		c.logUnreleased(id, errClosedDuringStart)
+	}
+}
+
+// errClosedDuringStart is why the releases of a start that failed after
+// Close sent the queue are not released.
+var errClosedDuringStart = errors.New("the start that carried the release failed after the client was closed")
+
+// addReleases queues ids, oldest first, and sets the flush due
+// releaseDelay after the first of the queue. c.releases.mu is held.
+func (c *Client) addReleases(ids ...string) {
+	q := &c.releases
+	if len(q.ids) == 0 {
+		q.first = time.Now()
+	}
+	q.ids = append(q.ids, ids...)
+	if q.armed {
+		return
+	}
+	q.armed = true
+	if q.timer == nil {
+		q.timer = time.AfterFunc(c.opts.releaseDelay, c.flushDue)
+		return
+	}
+	q.timer.Reset(c.opts.releaseDelay)
+}
+
+// takeReleases takes up to n queued IDs, oldest first, for a start to
+// carry; an emptied queue has no flush due.
+func (c *Client) takeReleases(n int) []string {
+	q := &c.releases
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.ids))
+	if n <= 0 {
+		return nil
+	}
+	taken := slices.Clone(q.ids[:n])
+	q.ids = slices.Delete(q.ids, 0, n)
+	// A flush that Stop is too late for finds the queue empty, or
+	// refilled and not yet due.
+	if len(q.ids) == 0 && q.armed && q.timer.Stop() {
+		q.armed = false
+	}
+	return taken
+}
+
+// closeReleases marks the queue closed and takes what it holds.
+func (c *Client) closeReleases() []string {
+	q := &c.releases
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	if q.armed && q.timer.Stop() {
+		q.armed = false
+	}
+	ids := q.ids
+	q.ids = nil
+	return ids
+}
+
+// flushDue is the flush: it sends the queue as ReleaseFunction requests
+// under the Release policy once its first ID has waited releaseDelay.
+// A run that a start or Close came before finds nothing, or IDs queued
+// since, and sets itself for when they are due.
+func (c *Client) flushDue() {
+	q := &c.releases
+	q.mu.Lock()
+	if len(q.ids) == 0 {
+		q.armed = false
+		q.mu.Unlock()
+		return
+	}
+	if wait := c.opts.releaseDelay - time.Since(q.first); wait > 0 {
+		q.timer.Reset(wait)
+		q.mu.Unlock()
+		return
+	}
+	ids := q.ids
+	q.ids, q.armed = nil, false
+	q.mu.Unlock()
+	c.sendReleases(context.Background(), c.policies.Release, ids)
+}
+
+// FlushReleases sends the releases queued now (see [Client.Call]) at
+// once, each a ReleaseFunction under the Release policy, instead of
+// leaving them for the next start or the flush due releaseDelay after
+// them. A master calls it when it stops calling the node for a while
+// and wants the node to hold nothing of it; Close does it too. Each
+// failure is logged (warn); the error says how many releases failed, and
+// the first failure. Failed releases are not queued again: the node drops
+// those calls after its retention period.
+func (c *Client) FlushReleases(ctx context.Context) error {
+	ids := c.takeReleases(math.MaxInt)
+	if failed, first := c.sendReleases(ctx, c.policies.Release, ids); failed > 0 {
+		return fmt.Errorf("%s: %d of %d releases failed, the first: %w", c.node, failed, len(ids), first)
+	}
+	return nil
+}
+
+// sendReleases sends each of ids as a ReleaseFunction under pol and logs
+// each one that fails. After a failure that is not the node's answer
+// about that call (unreachable, busy, ctx ended, ...), the rest are not
+// sent but logged with it: they would meet the same. It returns how many
+// failed and the first failure.
+func (c *Client) sendReleases(ctx context.Context, pol Policy, ids []string) (failed int, first error) {
+	for i, id := range ids {
+		_, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathReleaseFunction, pol, &rpc.IDRequest{ID: id}, nil)
+		// unknown_call: no longer held. A start that carried it, and
+		// failed after the node released it, is the usual reason; an
+		// earlier attempt whose answer was lost is another.
+		if err == nil || errors.Is(err, rpc.ErrUnknownCall) {
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		failed++
+		c.logUnreleased(id, err)
+		switch rpc.KindOf(err) {
+		case rpc.KindLost, rpc.KindBadRequest:
+			continue // this call's own answer
+		}
+		for _, rest := range ids[i+1:] {
+			c.logUnreleased(rest, err)
+		}
+		return failed + len(ids) - i - 1, first
+	}
+	return failed, first
+}
+
+// logUnreleased logs a release that failed with err.
+func (c *Client) logUnreleased(id string, err error) {
+	c.log.Warn("release failed; the node drops the call after its retention period", "node", c.node, "call_id", id, "err", err)
 }
 
 // outcome is the error of a finished call that did not succeed. A node

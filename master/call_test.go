@@ -5,13 +5,16 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/noderpc/noderpc/rpc"
 )
 
 func TestCallNumbersLogLinesAcrossDroppedOnes(t *testing.T) {
 	const id = "1:2:1700000000.000000:00000000000000ff"
-	c, ft, _ := newFakeClient(t, Options{}, func(n int, r request) (answer, error) {
+	opts := Options{}
+	opts.releaseDelay = time.Hour // sent by FlushReleases below
+	c, ft, _ := newFakeClient(t, opts, func(n int, r request) (answer, error) {
 		switch r.path {
 		case rpc.PathStartFunction:
 			return jsonAnswer(t, http.StatusOK, rpc.Call{ID: id, FnName: "f", State: rpc.StateRunning, Log: []string{"a"}, LogOffset: 1}), nil
@@ -34,6 +37,10 @@ func TestCallNumbersLogLinesAcrossDroppedOnes(t *testing.T) {
 	}
 	if len(got) != 2 || got[0].N != 0 || got[0].Text != "a" || got[1].N != 4 || got[1].Text != "z" {
 		t.Errorf("log lines = %+v, want a numbered 0 and z numbered 4", got)
+	}
+	// The release waits in the queue for a start; a flush sends it.
+	if err := c.FlushReleases(context.Background()); err != nil {
+		t.Fatalf("FlushReleases after the call: %v", err)
 	}
 	var paths []string
 	for _, r := range ft.requests() {

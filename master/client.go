@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -58,9 +60,11 @@ type Options struct {
 	// (doc/client.md has the arithmetic).
 	MaxAnswer int64
 
-	// clock and randN are seams for tests of the retry logic.
-	clock clock
-	randN func(n int64) int64
+	// clock and randN are seams for tests of the retry logic;
+	// releaseDelay, for tests of the release queue.
+	clock        clock
+	randN        func(n int64) int64
+	releaseDelay time.Duration
 }
 
 // DefaultTimeout is the socket timeout a zero [Options.Timeout] gets.
@@ -108,6 +112,11 @@ type Client struct {
 	log       *slog.Logger
 	offline   atomic.Bool
 	lastReply atomic.Int64 // UnixNano of the last answer, 0 if none
+	// releases wait for a start to carry them (see Client.release).
+	releases releaseQueue
+	// noRelease is set once the node refused a start's release field:
+	// a noded older than it, to which releases go as ReleaseFunction.
+	noRelease atomic.Bool
 }
 
 // New returns a Client for the node at addr ("host:port"). It touches no
@@ -145,6 +154,9 @@ func New(addr string, opts Options) (*Client, error) {
 	}
 	if opts.randN == nil {
 		opts.randN = randN
+	}
+	if opts.releaseDelay == 0 {
+		opts.releaseDelay = releaseDelay
 	}
 	c := &Client{node: addr, opts: opts, log: opts.Logger}
 	if c.log == nil {
@@ -198,9 +210,28 @@ func (c *Client) SetOffline(offline bool) { c.offline.Store(offline) }
 // Offline reports whether the node is marked offline.
 func (c *Client) Offline() bool { return c.offline.Load() }
 
-// Close drops the client's idle connections. The Client stays usable;
-// Close is for a master that stops talking to a node.
-func (c *Client) Close() { c.t.closeIdle() }
+// Close sends the releases still queued (see [Client.Call]), then drops
+// the client's idle connections. Close is for a master that stops
+// talking to a node, and for a program about to exit, which would
+// otherwise leave the calls it read on the node until its retention
+// period drops them.
+//
+// Close spends at most one socket timeout on the releases: each is sent
+// once, without retry, and those not done within that time (the node
+// silent, say) are logged (warn) and left to the retention period.
+//
+// The Client stays usable. From then on a finished call's release is not
+// queued but sent at once, as a ReleaseFunction, by the Call that read
+// its result: a closed Client has no later start, and no later Close, to
+// count on.
+func (c *Client) Close() {
+	if ids := c.closeReleases(); len(ids) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+		c.sendReleases(ctx, Policy{MaxAttempts: 1, MaxElapsed: c.opts.Timeout}, ids)
+		cancel()
+	}
+	c.t.closeIdle()
+}
 
 // StartFunction starts a function on the node and waits up to
 // req.Timeout (capped at half the socket timeout) for it to finish. The
@@ -208,6 +239,15 @@ func (c *Client) Close() { c.t.closeIdle() }
 //
 // A req without RequestID gets a fresh one, so that retrying the start
 // after a lost answer returns the first call instead of starting another.
+//
+// The start also carries the releases the Client has queued (up to
+// rpc.MaxRelease in req.Release with those req holds already), which the
+// node carries out before it starts the call. If the start fails, they
+// go back into the queue. A noded older than the release field refuses
+// it as an unknown field; the start is then sent again without it, with
+// the same request_id (the refusal ran nothing), the releases go out as
+// ReleaseFunction requests, and this Client never sends the field to
+// that node again.
 //
 // When ctx ends after the start was sent and before its answer came,
 // StartFunction finds out the call's ID (see [AbandonedCallError]) and
@@ -218,8 +258,29 @@ func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.
 		req.RequestID = uuid.NewString()
 	}
 	req.Timeout = c.capWait(req.Timeout)
+	var taken []string
+	if !c.noRelease.Load() {
+		if taken = c.takeReleases(rpc.MaxRelease - len(req.Release)); len(taken) > 0 {
+			// Clipped: the caller's array is not written to.
+			req.Release = append(slices.Clip(req.Release), taken...)
+		}
+	}
 	var rec rpc.Call
 	unanswered, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec)
+	if len(req.Release) > 0 && refusesRelease(err) {
+		// Refused at decoding, before anything ran: the same
+		// request_id is safe to send again.
+		c.noRelease.Store(true)
+		unreleased := append(slices.Clip(req.Release), c.takeReleases(math.MaxInt)...)
+		req.Release, taken = nil, nil
+		unanswered, err = c.invoke(ctx, fasthttp.MethodPut, rpc.PathStartFunction, c.policies.Start, &req, &rec)
+		c.sendReleases(context.WithoutCancel(ctx), c.policies.Release, unreleased)
+	}
+	if err != nil && len(taken) > 0 {
+		// The node may have released them before it failed: a double
+		// release is ignored by a start, and done for ReleaseFunction.
+		c.requeueReleases(taken)
+	}
 	if err != nil && unanswered && isCtxErr(err) {
 		return c.recoverStart(ctx, req, err)
 	}
@@ -227,6 +288,14 @@ func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.
 		return nil, err
 	}
 	return &rec, nil
+}
+
+// refusesRelease reports whether err is a start's refusal by a noded
+// older than rpc.StartRequest.Release: its strict decoding names the
+// field it does not know.
+func refusesRelease(err error) bool {
+	var e *rpc.Error
+	return errors.As(err, &e) && e.Kind == rpc.KindBadRequest && strings.Contains(e.Message, `unknown field "release"`)
 }
 
 // WaitForFunction waits up to req.Timeout (capped at half the socket

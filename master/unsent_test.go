@@ -124,11 +124,14 @@ func runningCalls(t *testing.T, c *Client) []rpc.CallSummary {
 func TestReleaseFailureLogsCallID(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Options{})
 	var log strings.Builder
-	opts := testOptions()
-	opts.Logger = slog.New(slog.NewTextHandler(&log, nil)) // release logs from this goroutine
+	opts := queueingOptions()
+	opts.Logger = slog.New(slog.NewTextHandler(&log, nil)) // FlushReleases logs from this goroutine
 	c := newClient(t, n.Addr(), opts)
 	const id = "1:2:1700000000.000001:0123456789abcdef" // of a daemon long gone
 	c.release(context.Background(), id)
+	if err := c.FlushReleases(context.Background()); !errors.Is(err, rpc.ErrLost) {
+		t.Errorf("FlushReleases of a call of a daemon long gone = %v, want lost", err)
+	}
 	if got := log.String(); !strings.Contains(got, "release failed") || !strings.Contains(got, "call_id="+id) {
 		t.Errorf("log of a failed release = %q, want call_id=%s", got, id)
 	}
