@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/noderpc/noderpc/master"
@@ -185,6 +186,9 @@ func (a *app) call(ctx context.Context, args []string, f callFlags) int {
 	} else if clients, err = a.clients(nodes, a.options()); err != nil {
 		return a.commandUsageError("%v", err)
 	}
+	// A call's release waits in its client for a later start; there is
+	// none, so Close sends it before noderpc exits.
+	defer closeAll(clients)
 	if f.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
@@ -209,6 +213,7 @@ func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, ke
 	if err != nil {
 		return a.commandUsageError("%v", err)
 	}
+	defer closeAll(clients) // sends the call's release, as in call
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -225,6 +230,27 @@ func (a *app) wait(ctx context.Context, args []string, timeout time.Duration, ke
 	p.land(0, master.Result{Node: node, Call: rec, Err: err})
 	w.stop()
 	return p.status
+}
+
+// closeAll closes clients, which sends the releases they hold, several
+// at once as the fan-out made the calls: one by one, a thousand nodes
+// would take a thousand round trips, and a silent one a socket timeout
+// each.
+func closeAll(clients []*master.Client) {
+	next := make(chan *master.Client)
+	var wg sync.WaitGroup
+	for range min(len(clients), master.DefaultConcurrency) {
+		wg.Go(func() {
+			for c := range next {
+				c.Close()
+			}
+		})
+	}
+	for _, c := range clients {
+		next <- c
+	}
+	close(next)
+	wg.Wait()
 }
 
 // resultPrinter prints the results of call and wait as the nodes land:
