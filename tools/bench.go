@@ -51,9 +51,11 @@ floors and calls alike; with --rate the floors are paced as the calls
 are. Each latency is printed as a ratio to the cold floor (min spawn
 floor + http floor, or the spawn floor without noderpc-floor) and to the
 warm floor (line floor + http floor) at the same percentile, and the
-throughput as a ratio to the min spawn floor's. A call's release is sent
-after its latency is taken, by the same caller, so it counts in the
-throughput but not in the latency.
+throughput as a ratio to the min spawn floor's. Calls are made as a
+master makes them: a call's release waits in the client and rides on the
+next start to the node, in the same request, so it costs no request of
+its own; what the last calls of a round leave queued is sent after the
+round, outside every figure.
 
 Whether calls run warm is the node's choice (noded --warm N). To measure
 warm calls, give --rounds 1 (a pool refilling after a round would slow

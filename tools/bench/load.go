@@ -36,7 +36,7 @@ type loadSpec struct {
 
 // op is one timed operation of a phase: operation number i, its latency,
 // and its error. An op measures its own latency, so that work it does
-// after the measured part (a release) is left out.
+// after the measured part (the line floor's reap of its process) is left out.
 type op func(i int) (time.Duration, error)
 
 // Phase is what one phase of a benchmark measured: the calls of a run,
