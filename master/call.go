@@ -65,8 +65,10 @@ type LogLine struct {
 // carried by the next start (rpc.StartRequest.Release), or, if none
 // comes within 100 ms, sent on its own as a ReleaseFunction. A program
 // that exits after its calls calls [Client.Close] first, which sends
-// what is still queued. The error is nil only if the function succeeded. Otherwise
-// it is one of:
+// what is still queued.
+//
+// The error is nil only if the function succeeded. Otherwise it is one
+// of:
 //   - a [*CallError] for a call that ended without succeeding or that the
 //     node lost (it restarted): errors.Is with rpc.ErrFunctionFailed,
 //     rpc.ErrCancelled, rpc.ErrAborted, rpc.ErrLost, ...;
