@@ -55,7 +55,8 @@ throughput as a ratio to the min spawn floor's. Calls are made as a
 master makes them: a call's release waits in the client and rides on the
 next start to the node, in the same request, so it costs no request of
 its own; what the last calls of a round leave queued is sent after the
-round, outside every figure.
+round, outside its latencies and throughput, its CPU counted in the
+client CPU per call.
 
 Whether calls run warm is the node's choice (noded --warm N). To measure
 warm calls, give --rounds 1 (a pool refilling after a round would slow
