@@ -3,6 +3,7 @@ package backend
 import (
 	"bytes"
 	"context"
+	stdjson "encoding/json"
 	"io"
 	"strings"
 	"testing"
@@ -68,6 +69,40 @@ func TestResultOfInvalidRawJSON(t *testing.T) {
 		got, err := rpc.DecodeFunctionResult(frame.Bytes())
 		if err != nil || got.Error == nil || got.Error.Kind != rpc.KindFunctionFailed || !strings.Contains(got.Error.Message, "cannot be encoded as JSON") {
 			t.Errorf("frame of a result holding raw JSON %q = %q (%v), want a function_failed error saying why", raw, frame.Bytes(), err)
+		}
+	}
+}
+
+// A json.RawMessage result is encoded without the JSON library, into the
+// bytes encoding/json (the function process's library, without HTML
+// escaping) writes for it; invalid raw JSON still fails the call.
+func TestRawMessageResultIsWhatEncodingJSONWrites(t *testing.T) {
+	for _, raw := range []string{
+		`{"a":1}`,
+		" {\n  \"a\": [1, 2.5e3, \"x y\"],\t\"b\": null\r\n} ",
+		`"<a href=\"x\">&amp;</a>"`,
+		"\"\u2028\u2029 é \\u00e9\"",
+		`null`,
+		`[]`,
+	} {
+		got, err := encodeResult(stdjson.RawMessage(raw))
+		if err != nil {
+			t.Errorf("encoding the raw result %q: %v", raw, err)
+			continue
+		}
+		var want bytes.Buffer
+		enc := stdjson.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(stdjson.RawMessage(raw)); err != nil {
+			t.Fatal(err)
+		}
+		if string(got)+"\n" != want.String() {
+			t.Errorf("raw result %q encoded as %q, encoding/json writes %q", raw, got, want.String())
+		}
+	}
+	for _, raw := range []string{`"\0"`, "\"\xff\"", `01`, `{"a":1} x`, ``} {
+		if b, err := encodeResult(stdjson.RawMessage(raw)); err == nil {
+			t.Errorf("the invalid raw result %q was encoded as %q", raw, b)
 		}
 	}
 }

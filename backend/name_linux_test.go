@@ -2,6 +2,7 @@ package backend
 
 import (
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"syscall"
@@ -56,4 +57,27 @@ func onOtherThread(f func()) {
 		<-inner
 	}()
 	<-done
+}
+
+func init() {
+	// Locked in init, the main goroutine runs main, and TestMain, on the
+	// process's first thread.
+	if os.Getenv(helperEnv) == "name-on-first-thread" {
+		runtime.LockOSThread()
+	}
+}
+
+// TestNameProcessFromFirstThread: on the first thread, where a function
+// process's main usually runs, nameProcess names the process too (there
+// by prctl).
+func TestNameProcessFromFirstThread(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "/usr/libexec/noderpc/another-long-function-binary")
+	cmd.Env = append(os.Environ(), helperEnv+"=name-on-first-thread")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	if got, want := strings.TrimSuffix(string(out), "\n"), "another-long-fu"; got != want {
+		t.Errorf("named from the first thread, the process is named %q, want %q", got, want)
+	}
 }

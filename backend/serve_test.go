@@ -31,6 +31,20 @@ func TestMain(m *testing.M) {
 	case "serve":
 		// Exactly what a noded main does.
 		os.Exit(ServeFunction(testRegistry(), os.Stdin, os.Stdout, os.Stderr))
+	case "name-on-first-thread":
+		// init locked this goroutine to the first thread (name_linux_test.go).
+		if syscall.Gettid() != syscall.Getpid() {
+			fmt.Fprintln(os.Stderr, "not on the first thread")
+			os.Exit(3)
+		}
+		nameProcess(os.Args[len(os.Args)-1])
+		b, err := os.ReadFile("/proc/self/comm")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+		os.Stdout.Write(b)
+		os.Exit(0)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, os.Getenv(helperEnv))
 		os.Exit(3)
