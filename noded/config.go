@@ -47,6 +47,7 @@ type Config struct {
 	LogLevel       string
 	Version        bool
 	Warm           int
+	FunctionProcs  int
 	Containment    string
 
 	// Masters are the masterd URLs noded says hello to (--master,
@@ -161,6 +162,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	fs.IntVar(&c.Warm, "warm", DefaultWarm, "Go function processes kept started and ready for a call (0: every call starts cold)")
+	fs.IntVar(&c.FunctionProcs, "function-gomaxprocs", functions.DefaultProcs, "GOMAXPROCS of Go function processes (0: the Go runtime's default, or GOMAXPROCS from noded's environment)")
 	fs.StringVar(&c.Containment, "containment", string(jobs.ContainAuto), "how a call's processes are kept together to be killed: auto, cgroup (a call that cannot have its own cgroup fails) or process-group")
 	fs.Var(&c.Masters, "master", "`URL` of a masterd to say hello to (https://HOST:PORT; http:// on loopback with --insecure); repeat it, or separate URLs with commas, for several")
 	fs.StringVar(&c.NodeName, "node-name", hostname(), "`name` the node joins its masters under: its certificate's common name")
@@ -205,6 +207,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("--max-request-memory must be at least --max-request (%d), got %d", c.MaxRequest, c.MaxBodies)
 	case c.Warm < 0:
 		return fmt.Errorf("--warm must be >= 0, got %d", c.Warm)
+	case c.FunctionProcs < 0:
+		return fmt.Errorf("--function-gomaxprocs must be >= 0, got %d", c.FunctionProcs)
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
 	}

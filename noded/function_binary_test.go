@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -315,5 +316,45 @@ func TestFunctionBinaryFIFO(t *testing.T) {
 	var exit *exec.ExitError
 	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "not an executable regular file") {
 		t.Errorf("noded --check-config --function-binary FIFO: %v (context %v), output %q; want exit 2 and why", err, ctx.Err(), out)
+	}
+}
+
+// TestFunctionProcessGOMAXPROCS: Go function processes run with
+// GOMAXPROCS=1 unless noded is told otherwise, cold and warm; with
+// --function-gomaxprocs 0 they get none from noded.
+func TestFunctionProcessGOMAXPROCS(t *testing.T) {
+	t.Parallel()
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		t.Skipf("GOMAXPROCS=%s in the test's environment, which noded's function processes would inherit", v)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string // "" for none
+	}{
+		{[]string{"--warm", "0"}, "GOMAXPROCS=1"},
+		{[]string{"--warm", "2"}, "GOMAXPROCS=1"},
+		{[]string{"--warm", "2", "--function-gomaxprocs", "3"}, "GOMAXPROCS=3"},
+		{[]string{"--warm", "0", "--function-gomaxprocs", "0"}, ""},
+	} {
+		d := startNoded(t, tt.args...)
+		pid, cancel := startSleepCall(t, d)
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if strings.HasPrefix(kv, "GOMAXPROCS=") {
+				got = append(got, kv)
+			}
+		}
+		var want []string
+		if tt.want != "" {
+			want = []string{tt.want}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("noded %v: the call's process has %q, want %q", tt.args, got, want)
+		}
 	}
 }

@@ -122,7 +122,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer bin.Close()
 	d.logFunctionBinary(bin)
 	m := newMetrics()
-	fns := &functions.Resolver{Registry: d.reg, Self: bin.Exec(), SelfName: bin.Path, Dir: d.cfg.FunctionsDir}
+	fns := &functions.Resolver{Registry: d.reg, Self: bin.Exec(), SelfName: bin.Path, Procs: d.cfg.FunctionProcs, Dir: d.cfg.FunctionsDir}
 	table, err := jobs.New(d.jobsConfig(m, fns))
 	if err != nil {
 		return err
@@ -341,7 +341,7 @@ func (d *Daemon) logServing(addr, bootID string, containment jobs.Containment) {
 func (d *Daemon) jobsConfig(m *daemonMetrics, fns *functions.Resolver) jobs.Config {
 	jc := d.cfg.jobsConfig()
 	jc.Resolver = fns
-	jc.WarmSpec = functions.GoProcess(fns.Self, fns.SelfName)
+	jc.WarmSpec = functions.GoProcess(fns.Self, fns.SelfName, fns.Procs)
 	jc.Logger = d.log
 	jc.Observer = m
 	return jc

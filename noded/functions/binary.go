@@ -89,7 +89,7 @@ const greetTimeout = 10 * time.Second
 func (b *Binary) greet(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	spec := GoProcess(b.Exec(), b.Path)
+	spec := GoProcess(b.Exec(), b.Path, DefaultProcs)
 	cmd := exec.CommandContext(ctx, spec.Path, spec.Args...)
 	cmd.Args[0] = spec.Arg0
 	cmd.Env = append(os.Environ(), spec.Env...)

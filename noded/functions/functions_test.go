@@ -143,11 +143,33 @@ func TestGoProcess(t *testing.T) {
 		{"/proc/self/fd/5", "/usr/sbin/noded-fn", "/proc/self/fd/5", "/usr/sbin/noded-fn"},
 	}
 	for _, tt := range tests {
-		got := GoProcess(tt.self, tt.name)
+		got := GoProcess(tt.self, tt.name, 0)
 		if got.Path != tt.wantPath || got.Arg0 != tt.wantArg0 || !slices.Equal(got.Args, []string{"function"}) ||
 			!slices.Equal(got.Env, []string{cookie}) || got.Protocol != jobs.ProtocolFramed {
-			t.Errorf("GoProcess(%q, %q) = %+v; want %s as %q, function, with %s, framed", tt.self, tt.name, got, tt.wantPath, tt.wantArg0, cookie)
+			t.Errorf("GoProcess(%q, %q, 0) = %+v; want %s as %q, function, with %s, framed", tt.self, tt.name, got, tt.wantPath, tt.wantArg0, cookie)
 		}
+	}
+	// procs sets the process's GOMAXPROCS, after the cookie; 0 leaves it.
+	for procs, want := range map[int][]string{0: {cookie}, 1: {cookie, "GOMAXPROCS=1"}, 3: {cookie, "GOMAXPROCS=3"}} {
+		if got := GoProcess("", "", procs); !slices.Equal(got.Env, want) {
+			t.Errorf("GoProcess with procs %d has environment %q, want %q", procs, got.Env, want)
+		}
+	}
+}
+
+// Every Go function's process, and the warm pool's, gets the Resolver's
+// GOMAXPROCS: the pool's processes match the calls' only if their
+// environments are the same.
+func TestResolveProcs(t *testing.T) {
+	reg := backend.NewRegistry()
+	reg.Register("hi", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
+	f := &Resolver{Registry: reg, Self: "/usr/sbin/noded-fn", Procs: 1}
+	got, err := f.Resolve("hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := GoProcess(f.Self, f.SelfName, f.Procs).Env; !slices.Equal(got.Env, want) || !slices.Contains(got.Env, "GOMAXPROCS=1") {
+		t.Errorf("Resolve(hi) with Procs 1 has environment %q, want %q with GOMAXPROCS=1", got.Env, want)
 	}
 }
 

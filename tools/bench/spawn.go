@@ -49,7 +49,7 @@ func newSpawner(bin, fn string, args json.RawMessage) *spawner {
 // the program, its arguments after the program's name, and its
 // environment on top of this process's.
 func functionProcess(bin, fn string) (path string, args, env []string) {
-	spec := functions.GoProcess(bin, "")
+	spec := functions.GoProcess(bin, "", functions.DefaultProcs)
 	return spec.Path, append(spec.Args, fn), append(os.Environ(), spec.Env...)
 }
 
