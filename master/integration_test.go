@@ -144,7 +144,7 @@ func TestCallEchoAndRelease(t *testing.T) {
 	}
 	// Call releases: with no start to carry it, the release goes out
 	// on its own after its delay.
-	n.AwaitMetrics(t, map[string]float64{`noded_calls_dropped_total{reason="released"}`: 1, "noded_calls_retained": 0})
+	n.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 1, "noded_calls_retained": 0})
 	if c.LastAnswer().IsZero() || time.Since(c.LastAnswer()) > 10*time.Second {
 		t.Errorf("LastAnswer = %v after a call answered just now", c.LastAnswer())
 	}

@@ -21,9 +21,6 @@ import (
 	"github.com/noderpc/noderpc/rpc"
 )
 
-// releasedSeries is the node's count of the calls its clients released.
-const releasedSeries = `noded_calls_dropped_total{reason="released"}`
-
 // queueingOptions are testOptions whose queued releases are never flushed
 // by their delay within a test: only a start or Close sends them.
 func queueingOptions() Options {
@@ -63,7 +60,7 @@ func TestCallsInARowReleaseOnTheNextStart(t *testing.T) {
 	if rec, err := c.WaitForFunction(context.Background(), rpc.WaitRequest{ID: second.ID}); err != nil || rec.ID != second.ID {
 		t.Errorf("WaitForFunction(%s), the second call = %+v, %v; want it held until a start or Close carries its release", second.ID, rec, err)
 	}
-	n.AwaitMetrics(t, map[string]float64{releasedSeries: 1, "noded_calls_retained": 1})
+	n.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 1, "noded_calls_retained": 1})
 }
 
 // A call that no start follows is released on its own, by a
@@ -78,7 +75,7 @@ func TestLoneCallReleasedByTheFlush(t *testing.T) {
 		t.Fatalf("Call(echo 1) = %v", err)
 	}
 
-	n.AwaitMetrics(t, map[string]float64{releasedSeries: 1, "noded_calls_retained": 0})
+	n.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 1, "noded_calls_retained": 0})
 	if got := ct.count(rpc.PathReleaseFunction); got != 1 {
 		t.Errorf("the flush of call %s sent %d ReleaseFunction requests, want 1", rec.ID, got)
 	}
@@ -104,7 +101,7 @@ func TestCloseReleasesWhatIsQueued(t *testing.T) {
 	if err != nil || len(list) != 0 {
 		t.Errorf("ListCalls once Close returned = %+v, %v; want nothing held", list, err)
 	}
-	n.AwaitMetrics(t, map[string]float64{releasedSeries: calls})
+	n.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: calls})
 
 	before := ct.count(rpc.PathReleaseFunction)
 	rec, err := c.Call(context.Background(), "echo", 2, CallOptions{})

@@ -8,11 +8,9 @@ import (
 
 	"github.com/goccy/go-json"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
-
-// releasedDrops is the series of the calls a client released.
-const releasedDrops = `noded_calls_dropped_total{reason="released"}`
 
 // A start releases the calls of its release field before it runs, as
 // ReleaseFunction would: their IDs answer unknown_call from then on, and
@@ -37,7 +35,7 @@ func TestStartReleasesFinishedCalls(t *testing.T) {
 	if l := d.list(t); len(l.Calls) != 1 || l.Calls[0].ID != next.ID {
 		t.Errorf("ListCalls after a start released two calls: %+v, want only the new call %s", l.Calls, next.ID)
 	}
-	d.AwaitMetrics(t, map[string]float64{releasedDrops: 2, "noded_calls_retained": 1})
+	d.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 2, "noded_calls_retained": 1})
 }
 
 // A start refused busy has released its calls all the same: they free
@@ -52,7 +50,7 @@ func TestBusyStartStillReleases(t *testing.T) {
 		http.StatusServiceUnavailable, rpc.KindBusy)
 
 	d.requestError(t, http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: done.ID}, http.StatusNotFound, rpc.KindUnknownCall)
-	d.AwaitMetrics(t, map[string]float64{releasedDrops: 1})
+	d.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 1})
 	d.cancel(t, running.ID)
 }
 
@@ -108,7 +106,7 @@ func TestStartReleasingUnknownIDsRuns(t *testing.T) {
 	wantState(t, "echo releasing unknown IDs", c, rpc.StateSucceeded, "")
 	d.requestError(t, http.MethodPut, rpc.PathWaitForFunction, rpc.WaitRequest{ID: done.ID}, http.StatusNotFound, rpc.KindUnknownCall)
 	// The one call held counts once, however often it was named.
-	d.AwaitMetrics(t, map[string]float64{releasedDrops: 1})
+	d.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 1})
 }
 
 // A call still running is not released by a start that names it: its
@@ -127,5 +125,5 @@ func TestStartReleasingARunningCallKeepsIt(t *testing.T) {
 		t.Errorf("WaitForFunction %s after a start tried to release it = %+v, want the call, running", running.ID, got)
 	}
 	d.cancel(t, running.ID)
-	d.AwaitMetrics(t, map[string]float64{releasedDrops: 0})
+	d.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 0})
 }

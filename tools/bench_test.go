@@ -102,7 +102,7 @@ func TestBenchReport(t *testing.T) {
 	}
 	// Every call was released, by a later start or after its round:
 	// the node holds none once bench is over.
-	n.AwaitMetrics(t, map[string]float64{`noded_calls_dropped_total{reason="released"}`: 20, "noded_calls_retained": 0})
+	n.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 20, "noded_calls_retained": 0})
 	if r.Ratios == nil || r.Ratios.P50 <= 0 || r.Ratios.Throughput <= 0 || r.MinSpawnFloor == nil || r.LineFloor == nil {
 		t.Fatalf("ratios %+v, want the p50 and throughput ratios above 0, against the minimal process", r.Ratios)
 	}

@@ -2,6 +2,7 @@ package tools
 
 import (
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/noderpc/noderpc/master/nodetest"
@@ -13,22 +14,14 @@ import (
 func TestCallAndWaitReleaseBeforeExit(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Options{})
 	noderpc := nodetest.Binary(t, noderpcPackage)
-	for _, args := range [][]string{
-		{"call", n.Addr(), n.Addr(), "echo", "1"},
-		{"wait", n.Addr(), ""}, // the ID of a start, below
-	} {
-		if args[0] == "wait" {
-			out, err := exec.Command(noderpc, append(append([]string(nil), fast...), "start", "--timeout", "10s", n.Addr(), "echo", "2")...).Output()
-			if err != nil {
-				t.Fatalf("noderpc start: %v", err)
-			}
-			args[2] = string(out[:len(out)-1])
-		}
+	// exits runs the noderpc binary with args and checks that the node
+	// holds no finished call once it has exited: read once, not polled,
+	// for the process is gone, and with it any release it had not sent.
+	exits := func(args ...string) {
+		t.Helper()
 		if out, err := exec.Command(noderpc, append(append([]string(nil), fast...), args...)...).CombinedOutput(); err != nil {
 			t.Fatalf("noderpc %q: %v\n%s", args, err, out)
 		}
-		// Read once, not polled: the process is gone, and with it any
-		// release it had not sent.
 		got, err := n.Metrics()
 		if err != nil {
 			t.Fatal(err)
@@ -37,5 +30,12 @@ func TestCallAndWaitReleaseBeforeExit(t *testing.T) {
 			t.Errorf("the node holds %v finished calls once noderpc %q has exited, want none", held, args)
 		}
 	}
-	n.AwaitMetrics(t, map[string]float64{`noded_calls_dropped_total{reason="released"}`: 3})
+
+	exits("call", n.Addr(), n.Addr(), "echo", "1")
+	code, id, stderr := run(t, "", "start", "--timeout", "10s", n.Addr(), "echo", "2")
+	if code != ExitOK {
+		t.Fatalf("noderpc start = exit %d, %s", code, stderr)
+	}
+	exits("wait", n.Addr(), strings.TrimSpace(id))
+	n.AwaitMetrics(t, map[string]float64{nodetest.ReleasedCalls: 3})
 }

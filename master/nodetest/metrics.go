@@ -47,6 +47,10 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 	return samples, sc.Err()
 }
 
+// ReleasedCalls is noded's series of the finished calls its clients
+// released (by ReleaseFunction or a start's release field).
+const ReleasedCalls = `noded_calls_dropped_total{reason="released"}`
+
 // Metrics scrapes GET /metrics of a node serving plain HTTP and parses
 // it with [ParseMetrics]. An answer other than 200 with a text/plain
 // body is an error.
