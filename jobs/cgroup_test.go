@@ -333,10 +333,7 @@ func TestLateKillSparesReusedCgroup(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{})
 	requireCgroups(t, tb)
-	g, err := tb.cgroups.create()
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := createCgroup(t, tb)
 	if err := g.release(); err != nil || idleCgroups(tb) != 1 {
 		t.Fatalf("release of an empty cgroup = %v, %d idle; want it kept", err, idleCgroups(tb))
 	}
@@ -385,10 +382,7 @@ func TestCgroupDescriptorsNotInherited(t *testing.T) {
 	if n := idleCgroups(tb); n != 2 {
 		t.Fatalf("%d idle cgroups after releasing two empty ones, want 2", n)
 	}
-	g, err := tb.cgroups.create()
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := createCgroup(t, tb)
 	if g.path != released[1].path || g.events < 0 || g.stat < 0 {
 		t.Fatalf("create gave %+v, want the idle cgroup %s with its control files open", g.cgroupFiles, released[1].path)
 	}
@@ -464,16 +458,23 @@ func openUnder(t *testing.T, fdDir, dir string) []string {
 	return open
 }
 
+// createCgroup takes a cgroup of tb for a call, idle or new.
+func createCgroup(t *testing.T, tb *Table) *cgroup {
+	t.Helper()
+	g, err := tb.cgroups.create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 // releaseEmpty makes n cgroups of tb and releases them empty, as at the
 // end of n calls that left nothing, and returns them.
 func releaseEmpty(t *testing.T, tb *Table, n int) []*cgroup {
 	t.Helper()
 	made := make([]*cgroup, n)
 	for i := range made {
-		g, err := tb.cgroups.create()
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := createCgroup(t, tb)
 		made[i] = g
 	}
 	for _, g := range made {
@@ -492,10 +493,7 @@ func TestCgroupPopulatedReadsAfresh(t *testing.T) {
 	t.Parallel()
 	tb := newTable(t, Config{})
 	requireCgroups(t, tb)
-	g, err := tb.cgroups.create()
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := createCgroup(t, tb)
 	if g.populated() {
 		t.Fatal("a new cgroup reads populated")
 	}

@@ -82,10 +82,7 @@ func TestHangupWatchEnds(t *testing.T) {
 	if ctx.Err() == nil {
 		t.Error("the watch's context is still live after the watch ended")
 	}
-	h.mu.Lock()
-	n := len(h.watches)
-	h.mu.Unlock()
-	if n != 0 {
+	if n := watching(h); n != 0 {
 		t.Errorf("%d watches held after the only one ended", n)
 	}
 	// The server side still works: the watch did not close it.
@@ -135,10 +132,7 @@ func TestHangupWatchArmedLate(t *testing.T) {
 	h.armAfter = time.Hour
 	server, _ := pair(t)
 	ctx, done := h.watch(context.Background(), server)
-	h.mu.Lock()
-	n := len(h.watches)
-	h.mu.Unlock()
-	if n != 0 {
+	if n := watching(h); n != 0 {
 		t.Errorf("%d watches in the epoll set before the first was due", n)
 	}
 	done()
@@ -161,10 +155,14 @@ func TestHangupBeforeTheWatchIsArmed(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a hang-up before the watch was armed was not seen within 10s")
 	}
-	h.mu.Lock()
-	n := len(h.watches)
-	h.mu.Unlock()
-	if n != 1 {
+	if n := watching(h); n != 1 {
 		t.Errorf("%d watches held, want the armed one", n)
 	}
+}
+
+// watching counts the connections in h's epoll set.
+func watching(h *hangups) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.watches)
 }
