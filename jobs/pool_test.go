@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -67,6 +68,16 @@ func TestWarmCallsUsePooledProcesses(t *testing.T) {
 		if warm[pid] {
 			t.Errorf("process %d served a call and is back in the pool", pid)
 		}
+	}
+	// A request too large for the start to hand over itself goes in
+	// through the supervisor, to a warm process all the same.
+	big := json.RawMessage(`"` + strings.Repeat("x", 2*maxInlineFeed) + `"`)
+	c := start(t, tb, StartOptions{Fn: "echo", Args: big, Timeout: 30 * time.Second})
+	if c.State != rpc.StateSucceeded || !bytes.Equal(c.Result, big) {
+		t.Fatalf("warm echo of %d bytes = %s, %d bytes, %v", len(big), c.State, len(c.Result), c.Error)
+	}
+	if id, _ := rpc.ParseCallID(c.ID); !again[id.CPID] {
+		t.Errorf("the large call ran in process %d, want one of the warm ones %v", id.CPID, again)
 	}
 	// Executable functions stay cold and still work.
 	dir := functionsDir(tb)

@@ -49,17 +49,17 @@ type verdict struct {
 // can change the outcome, so the call finishes then, and the exit and
 // reap (about a millisecond for a Go process) happen after the answer.
 //
-// args are the call's fn_args: the supervisor hands them to the process
-// and keeps no copy, so a finished call holds only its result.
-func (t *Table) supervise(c *call, args json.RawMessage) {
+// args are the call's fn_args: the supervisor hands them to the process,
+// unless fed says launch did, and keeps no copy, so a finished call holds
+// only its result.
+func (t *Table) supervise(c *call, args json.RawMessage, fed *fedRequest) {
 	defer t.supervisors.Done()
 	defer close(c.reaped)
 	p := c.proc
-	// A warm process has greeted already: its request goes in first,
-	// before the goroutines below are started, so that the process
-	// works while they start instead of after.
-	var fed *fedRequest
-	if p.greeted {
+	// A warm process launch did not feed (its request is large) gets
+	// it first, before the goroutines below are started, so that the
+	// process works while they start instead of after.
+	if fed == nil && p.greeted {
 		fed = &fedRequest{err: p.proto.feed(c, args)}
 	}
 
