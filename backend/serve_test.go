@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -382,7 +383,7 @@ type process struct {
 	stderr *lineWatcher
 }
 
-func startProcess(t *testing.T, fn string, cookie bool, watch string) *process {
+func startProcess(t *testing.T, fn string, cookie bool, watch string, env ...string) *process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // generous: a bound, not a clock
 	t.Cleanup(cancel)
@@ -393,6 +394,7 @@ func startProcess(t *testing.T, fn string, cookie bool, watch string) *process {
 	if cookie {
 		cmd.Env = append(cmd.Env, rpc.FunctionCookieKey+"="+rpc.FunctionCookieValue)
 	}
+	cmd.Env = append(cmd.Env, env...)
 	p := &process{cmd: cmd, stderr: newLineWatcher(watch)}
 	cmd.Stderr = p.stderr
 	var err error
@@ -472,6 +474,44 @@ func TestServeProcess(t *testing.T) {
 			checkOutcome(t, tt, got)
 		})
 	}
+}
+
+// TestServeProcessWarm: a process started ahead of its call primes its
+// request path before its hello (FunctionWarmKey) and then serves every
+// call as a cold one does: the same result, the same exit, the same log,
+// nothing of the priming in it.
+func TestServeProcessWarm(t *testing.T) {
+	for _, tt := range serveCases {
+		if tt.fn == "nope" {
+			continue // noded refuses it before a process starts
+		}
+		t.Run(tt.desc, func(t *testing.T) {
+			var logs [2]string
+			for i, env := range [][]string{nil, {rpc.FunctionWarmKey + "=1"}} {
+				p := startProcess(t, tt.fn, true, "", env...)
+				h := p.hello(t)
+				p.send(t, request(t, tt.fn, tt.args))
+				got := p.finish(t)
+				got.hello = h
+				checkOutcome(t, tt, got)
+				logs[i] = got.stderr
+			}
+			cold, warm := withoutTimes(logs[0]), withoutTimes(logs[1])
+			if warm != cold {
+				t.Errorf("warm process logged %q, a cold one %q", warm, cold)
+			}
+		})
+	}
+}
+
+// varying matches what differs between two processes' logs of the same
+// call: the time of each line and the addresses in a stack.
+var varying = regexp.MustCompile(`time=\S+|0x[0-9a-f]+`)
+
+// withoutTimes returns a function process's log without what varies from
+// process to process.
+func withoutTimes(log string) string {
+	return varying.ReplaceAllString(log, "")
 }
 
 func TestServeProcessUnknownFunction(t *testing.T) {

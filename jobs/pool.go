@@ -170,9 +170,13 @@ func (p *pool) waitFor(tok refillToken) bool {
 	return true
 }
 
-// start spawns a process and reads its hello.
+// start spawns a process and reads its hello. The process is told it is
+// warm (FunctionWarmKey): its call comes later, so it primes its request
+// path before its hello, off any call's path.
 func (p *pool) start() (*process, error) {
-	proc, err := p.spawn(p.spec)
+	spec := p.spec
+	spec.Env = append(slices.Clip(spec.Env), rpc.FunctionWarmKey+"=1")
+	proc, err := p.spawn(spec)
 	if err != nil {
 		return nil, err
 	}

@@ -319,22 +319,24 @@ func TestFunctionBinaryFIFO(t *testing.T) {
 	}
 }
 
-// TestFunctionProcessGOMAXPROCS: Go function processes run with
+// TestFunctionProcessEnvironment: Go function processes run with
 // GOMAXPROCS=1 unless noded is told otherwise, cold and warm; with
-// --function-gomaxprocs 0 they get none from noded.
-func TestFunctionProcessGOMAXPROCS(t *testing.T) {
+// --function-gomaxprocs 0 they get none from noded. Warm ones, and
+// only they, are told they are (FunctionWarmKey), so that they prime.
+func TestFunctionProcessEnvironment(t *testing.T) {
 	t.Parallel()
 	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
 		t.Skipf("GOMAXPROCS=%s in the test's environment, which noded's function processes would inherit", v)
 	}
+	warm := rpc.FunctionWarmKey + "=1"
 	for _, tt := range []struct {
 		args []string
-		want string // "" for none
+		want []string
 	}{
-		{[]string{"--warm", "0"}, "GOMAXPROCS=1"},
-		{[]string{"--warm", "2"}, "GOMAXPROCS=1"},
-		{[]string{"--warm", "2", "--function-gomaxprocs", "3"}, "GOMAXPROCS=3"},
-		{[]string{"--warm", "0", "--function-gomaxprocs", "0"}, ""},
+		{[]string{"--warm", "0"}, []string{"GOMAXPROCS=1"}},
+		{[]string{"--warm", "2"}, []string{"GOMAXPROCS=1", warm}},
+		{[]string{"--warm", "2", "--function-gomaxprocs", "3"}, []string{"GOMAXPROCS=3", warm}},
+		{[]string{"--warm", "0", "--function-gomaxprocs", "0"}, nil},
 	} {
 		d := startNoded(t, tt.args...)
 		pid, cancel := startSleepCall(t, d)
@@ -345,16 +347,12 @@ func TestFunctionProcessGOMAXPROCS(t *testing.T) {
 		}
 		var got []string
 		for _, kv := range strings.Split(string(b), "\x00") {
-			if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			if strings.HasPrefix(kv, "GOMAXPROCS=") || strings.HasPrefix(kv, rpc.FunctionWarmKey+"=") {
 				got = append(got, kv)
 			}
 		}
-		var want []string
-		if tt.want != "" {
-			want = []string{tt.want}
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("noded %v: the call's process has %q, want %q", tt.args, got, want)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("noded %v: the call's process has %q, want %q", tt.args, got, tt.want)
 		}
 	}
 }

@@ -100,6 +100,7 @@ func KindFromStatus(status int) Kind { return wire.KindFromStatus(status) }
 const (
 	FunctionCookieKey   = wire.FunctionCookieKey
 	FunctionCookieValue = wire.FunctionCookieValue
+	FunctionWarmKey     = wire.FunctionWarmKey
 )
 
 type (

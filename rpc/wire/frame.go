@@ -18,9 +18,15 @@ import (
 // stdout carries nothing else; the function's log goes to stderr, one line
 // per entry. Executable functions from the functions directory skip the
 // frames: their stdin is the raw fn_args and their stdout the raw result.
+//
+// A process noded starts ahead of its call (the warm pool) also has
+// FunctionWarmKey=1 in its environment: its request comes later, so it
+// may run its request path once before its hello, where the first call
+// of a process pays for every page of code and data it touches first.
 const (
 	FunctionCookieKey   = "NODERPC_FUNCTION_PROCESS"
 	FunctionCookieValue = "b7c2d7e4a1f94b37a0b6c3f1d5e89a42"
+	FunctionWarmKey     = "NODERPC_FUNCTION_WARM"
 )
 
 // Hello is the first line a function process writes: it proves the process
