@@ -331,14 +331,18 @@ func TestFunctionProcessEnvironment(t *testing.T) {
 	warm := rpc.FunctionWarmKey + "=1"
 	for _, tt := range []struct {
 		args []string
+		pool float64 // the warm pool's size: the call waits until it is full, so that it runs warm
 		want []string
 	}{
-		{[]string{"--warm", "0"}, []string{"GOMAXPROCS=1"}},
-		{[]string{"--warm", "2"}, []string{"GOMAXPROCS=1", warm}},
-		{[]string{"--warm", "2", "--function-gomaxprocs", "3"}, []string{"GOMAXPROCS=3", warm}},
-		{[]string{"--warm", "0", "--function-gomaxprocs", "0"}, nil},
+		{[]string{"--warm", "0"}, 0, []string{"GOMAXPROCS=1"}},
+		{[]string{"--warm", "2"}, 2, []string{"GOMAXPROCS=1", warm}},
+		{[]string{"--warm", "2", "--function-gomaxprocs", "3"}, 2, []string{"GOMAXPROCS=3", warm}},
+		{[]string{"--warm", "0", "--function-gomaxprocs", "0"}, 0, nil},
 	} {
 		d := startNoded(t, tt.args...)
+		if tt.pool > 0 {
+			d.AwaitMetrics(t, map[string]float64{"noded_warm_processes_idle": tt.pool})
+		}
 		pid, cancel := startSleepCall(t, d)
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 		cancel()
