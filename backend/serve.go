@@ -71,7 +71,6 @@ func ServeFunction(r *Registry, stdin io.Reader, stdout, stderr io.Writer) int {
 			"and call functions through its StartFunction procedure.\n", os.Args[0], wire.FunctionCookieKey)
 		return ExitProtocol
 	}
-	nameProcess(os.Args[0])
 	endLog := func() {}
 	if f, ok := stdout.(*os.File); ok && f == os.Stdout {
 		out, err := reserveStdout(stderr)
