@@ -157,22 +157,6 @@ func logCloser() (func(), error) {
 	}, nil
 }
 
-// prime runs the result's JSON code once on a dummy value. The JSON
-// library builds its encoder for a type on first use (both encoding/json,
-// a function process's, and go-json cache one per type); doing that
-// before the hello means a warm process, which says hello long before its
-// call, spends nothing on it when the call comes. A cold process would
-// do the same work for its result anyway.
-//
-// Nothing else is primed in every process: noded's request frame is read
-// without reflection (wire.DecodeFunctionRequest), writeFrame writes the
-// hello and a result by hand, and the logger's first line loads the
-// local time zone, which every cold call, most of which do not log,
-// would pay at its start. A warm process primes those too (primeCall).
-func prime() {
-	wire.Marshal(json.RawMessage("null"))
-}
-
 // primeRequest is the request primeCall reads: as noded writes one.
 var primeRequest = []byte(`{"call_id":"1:2:1764547200.000001:0123456789abcdef","fn_name":"echo","fn_args":{"a":[1,"b"]}}` + "\n")
 
@@ -180,13 +164,15 @@ var primeRequest = []byte(`{"call_id":"1:2:1764547200.000001:0123456789abcdef","
 // io.Discard, in a process noded started ahead of its call (a warm one,
 // FunctionWarmKey): reading and decoding the request, the call's logger
 // and a line of it (which loads the local time zone), the result's
-// encoding and its frame. A process pays for each page of code and data
-// it touches first with a page fault, and in an idle process for caches
-// long cold: an idle process answered echo 0.28-0.34 ms after its
-// request unprimed, with 5 page faults after its hello, and 0.22-0.25 ms
-// primed, with at most 1, as the minimal Go program (0.16-0.20 ms;
-// doc/performance.md). A cold process would pay the same twice, so it
-// does not prime; nor is the function run, whose effects are its own.
+// encoding and its frame, and the JSON library's encoder on a struct,
+// which a result that is not a json.RawMessage goes through. A process
+// pays for each page of code and data it touches first with a page
+// fault, and in an idle process for caches long cold: an idle process
+// answered echo 0.28-0.34 ms after its request unprimed, with 5 page
+// faults after its hello, and 0.22-0.25 ms primed, with at most 1, as
+// the minimal Go program (0.16-0.20 ms; doc/performance.md). A cold
+// process would pay the same twice, so it primes nothing; nor is the
+// function run, whose effects are its own.
 func primeCall() {
 	b, _ := io.ReadAll(io.LimitReader(bytes.NewReader(primeRequest), MaxRequestSize+1))
 	req, err := wire.DecodeFunctionRequest(b)
@@ -200,6 +186,7 @@ func primeCall() {
 		return
 	}
 	writeFrame(io.Discard, wire.FunctionResult{Result: res})
+	wire.Marshal(req)
 }
 
 // reserveStdout returns a private descriptor for the protocol and points
@@ -237,7 +224,6 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "noderpc function process: "+format+"\n", args...)
 		return ExitProtocol
 	}
-	prime()
 	if err := writeFrame(stdout, wire.Hello{Protocol: wire.ProtocolVersion, PID: os.Getpid()}); err != nil {
 		return fail("writing hello: %v", err)
 	}
