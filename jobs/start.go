@@ -131,10 +131,13 @@ func (t *Table) admit(ctx context.Context, o StartOptions) (first *call, err err
 	}
 }
 
-// maxInlineFeed bounds the request launch hands to a warm process
-// itself: one this small fits an empty pipe's buffer (64 KiB), so the
-// write never waits for the process to read.
-const maxInlineFeed = 32 << 10
+// maxInlineFeed bounds the arguments of a request launch hands to a warm
+// process itself. With its frame (a call ID and a function name of at
+// most 255 bytes) such a request fits in PIPE_BUF, 4 KiB, the least an
+// empty pipe holds (a new pipe of a user over the kernel's pipe quota
+// gets one page): the write never waits for the process to read, so a
+// process that stopped reading cannot hold the start's goroutine.
+const maxInlineFeed = 3 << 10
 
 // launch spawns the function process, warm if the pool has one, and
 // builds its call. A warm process gets its request here, in the
