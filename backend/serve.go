@@ -174,13 +174,11 @@ var primeRequest = []byte(`{"call_id":"1:2:1764547200.000001:0123456789abcdef","
 // process would pay the same twice, so it primes nothing; nor is the
 // function run, whose effects are its own.
 func primeCall() {
-	b, _ := io.ReadAll(io.LimitReader(bytes.NewReader(primeRequest), MaxRequestSize+1))
-	req, err := wire.DecodeFunctionRequest(b)
+	req, err := readRequest(bytes.NewReader(primeRequest), MaxRequestSize)
 	if err != nil {
 		return
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil)).With("call_id", req.CallID)
-	log.Info("primed", "fn", req.FnName)
+	callLogger(io.Discard, req.CallID).Info("primed", "fn", req.FnName)
 	res, err := encodeResult(req.FnArgs)
 	if err != nil {
 		return
@@ -238,9 +236,7 @@ func serve(ctx context.Context, r *Registry, stdin io.Reader, stdout, stderr io.
 		return fail("%v", rerr.Message)
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil)).
-		With("call_id", req.CallID)
-	res := call(WithLogger(ctx, log), r, req, stderr)
+	res := call(WithLogger(ctx, callLogger(stderr, req.CallID)), r, req, stderr)
 	endLog()
 	if err := writeFrame(stdout, res); err != nil {
 		return fail("writing result: %v", err)
@@ -267,6 +263,12 @@ func readRequest(stdin io.Reader, limit int) (wire.FunctionRequest, error) {
 	// Unknown fields are ignored: a newer noded may add some without
 	// changing wire.ProtocolVersion.
 	return wire.DecodeFunctionRequest(b)
+}
+
+// callLogger is the logger a call's function gets: text lines on w,
+// each with the call's ID.
+func callLogger(w io.Writer, callID string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil)).With("call_id", callID)
 }
 
 // call runs the requested function and turns whatever it does (return,

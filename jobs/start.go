@@ -173,10 +173,10 @@ func (t *Table) launch(spec Spec, o StartOptions) (c *call, fed *fedRequest, err
 		state:     rpc.StateRunning,
 		log:       logTail{max: t.cfg.MaxLogLines},
 	}
-	if warm && len(o.Args) <= maxInlineFeed {
-		fed = &fedRequest{err: p.proto.feed(c, o.Args)}
-	}
 	if warm {
+		if len(o.Args) <= maxInlineFeed {
+			fed = &fedRequest{err: p.proto.feed(c, o.Args)}
+		}
 		t.pool.replace(c.reaped)
 	}
 	if d := o.AbortAfter; d > 0 {

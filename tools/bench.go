@@ -184,11 +184,7 @@ func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
 	if err != nil {
 		return a.commandUsageError("%v", err)
 	}
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
+	defer closeAll(clients)
 	if o.load.Floors {
 		o.load.SpawnBin, o.load.SpawnMissing = floorBin(o.spawnBin, "--spawn-floor-bin", "noded-fn", "noded")
 		o.load.MinBin, o.load.MinMissing = floorBin(o.minBin, "--min-floor-bin", "noderpc-floor")
