@@ -58,6 +58,19 @@ its own; what the last calls of a round leave queued is sent after the
 round, outside its latencies and throughput, its CPU counted in the
 client CPU per call.
 
+No connection is opened beforehand: the first request to each node sets
+its connection up, and with many nodes and one call each (a fan-out)
+the first round's http floor is a first contact with every node. With
+--connect one GET /Version to every node opens the connections first,
+reported apart, and every round runs on established connections, as
+the calls of a master that calls its nodes more often than its idle
+timeout (10 s). Its floor, measured just before it with as many first
+contacts (plain HTTP only):
+
+  dial floor:  a bare TCP connection to the node and one GET /Version
+      on it, written by hand, without the client; its connections stay
+      open until the floor ends, as the client's do.
+
 Whether calls run warm is the node's choice (noded --warm N). To measure
 warm calls, give --rounds 1 (a pool refilling after a round would slow
 the next round's floors) and fewer calls than the pool holds, or --rate
@@ -100,6 +113,7 @@ Examples:
 		fs.Float64Var(&l.Rate, "rate", 0, "calls per second, all callers together (0: as fast as they answer)")
 		fs.IntVar(&l.Rounds, "rounds", 5, "rounds the run is cut into, each measuring the floors and then the calls, so that all see the same machine")
 		fs.BoolVar(&l.Floors, "floors", true, "measure the floors (--floors=false skips them)")
+		fs.BoolVar(&l.Connect, "connect", false, "open a connection to every node before the first round (one GET /Version each, reported apart, beside the dial floor), so that the rounds run on established connections")
 		fs.IntVar(&l.FloorMax, "floor-count", 2000, "most runs of each floor (it runs as many as the load made calls, up to this)")
 		fs.StringVar(&o.spawnBin, "spawn-floor-bin", "", "Go function process binary of the spawn floor (default: noded-fn, else noded, next to noderpc or in PATH)")
 		fs.StringVar(&o.minBin, "min-floor-bin", "", "minimal Go process of the min spawn and line floors (default: noderpc-floor next to noderpc, or in PATH)")
@@ -180,6 +194,7 @@ func (a *app) bench(ctx context.Context, nodes []string, o benchOptions) int {
 	}
 	opts := a.options()
 	opts.MaxConns = o.load.ConnsPerNode()
+	o.load.TLS = opts.TLS
 	clients, err := a.clients(nodes, opts)
 	if err != nil {
 		return a.commandUsageError("%v", err)

@@ -16,6 +16,8 @@ type benchJSON struct {
 	Fn                string      `json:"fn"`
 	Concurrency       int         `json:"concurrency"`
 	Rounds            int         `json:"rounds"`
+	Connect           *phaseJSON  `json:"connect"`
+	DialFloor         *phaseJSON  `json:"dial_floor"`
 	Run               phaseJSON   `json:"run"`
 	HTTPFloor         *phaseJSON  `json:"http_floor"`
 	SpawnFloor        *phaseJSON  `json:"spawn_floor"`
@@ -39,6 +41,7 @@ type phaseJSON struct {
 type ratiosJSON struct {
 	P50, P90, P99, Max, Throughput float64
 	WarmP50                        float64 `json:"warm_p50"`
+	ConnectCPU                     float64 `json:"connect_cpu"`
 	FunctionSpawn                  float64 `json:"function_spawn"`
 }
 
@@ -175,6 +178,74 @@ func TestBenchErrorsByKind(t *testing.T) {
 				t.Errorf("noderpc %q measured floors with --floors=false", args)
 			}
 		})
+	}
+}
+
+// TestBenchConnect: --connect sends one GET /Version to every node, at
+// least --concurrency in all, before the first round, and reports it
+// apart from the floors and the calls, beside its dial floor (as many
+// bare connections and requests) when floors are measured; without it
+// there is neither.
+func TestBenchConnect(t *testing.T) {
+	a := nodetest.Start(t, nodetest.Options{})
+	b := nodetest.Start(t, nodetest.Options{})
+	dead := deadAddr(t)
+	for _, tc := range []struct {
+		name        string
+		args        []string
+		want        int // calls of the connect phase and the dial floor; 0: neither
+		floor       bool
+		wantErrors  map[string]int
+		wantSuccess int
+	}{
+		{"every node once", []string{"--connect", "--concurrency", "1", a.Addr(), b.Addr(), dead}, 3, true, map[string]int{"unreachable": 1}, 2},
+		{"at least concurrency", []string{"--connect", "--concurrency", "4", a.Addr()}, 4, true, map[string]int{}, 4},
+		{"without floors", []string{"--connect", "--floors=false", "--concurrency", "1", a.Addr(), b.Addr()}, 2, false, map[string]int{}, 2},
+		{"not asked", []string{"--concurrency", "1", a.Addr()}, 0, false, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--json", "bench", "--count", "4", "--rounds", "1", "--spawn-floor-bin", "/nonexistent", "--min-floor-bin", "/nonexistent"}, tc.args...)
+			var r benchJSON
+			code, stdout, stderr := run(t, "", args...)
+			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+				t.Fatalf("noderpc %q exited %d, printed %q (stderr %q): %v", args, code, stdout, stderr, err)
+			}
+			checkPhase(t, "run", &r.Run, 4)
+			if tc.want == 0 {
+				if r.Connect != nil || r.DialFloor != nil {
+					t.Errorf("noderpc %q reported a connect phase %+v or a dial floor %+v", args, r.Connect, r.DialFloor)
+				}
+				return
+			}
+			checkPhase(t, "connect", r.Connect, tc.want)
+			if r.Connect != nil && (r.Connect.Successes != tc.wantSuccess || !equalCounts(r.Connect.Errors, tc.wantErrors)) {
+				t.Errorf("noderpc %q: connect %d successes, errors %v; want %d, %v", args, r.Connect.Successes, r.Connect.Errors, tc.wantSuccess, tc.wantErrors)
+			}
+			if !tc.floor {
+				if r.DialFloor != nil {
+					t.Errorf("noderpc %q measured a dial floor %+v", args, r.DialFloor)
+				}
+				return
+			}
+			checkPhase(t, "dial floor", r.DialFloor, tc.want)
+			if r.DialFloor != nil && r.DialFloor.Successes != tc.wantSuccess {
+				t.Errorf("noderpc %q: dial floor %d successes, errors %v; want %d", args, r.DialFloor.Successes, r.DialFloor.Errors, tc.wantSuccess)
+			}
+			if r.Ratios == nil || !near(r.Ratios.ConnectCPU, r.Connect.CPUPerCall/r.DialFloor.CPUPerCall) {
+				t.Errorf("noderpc %q: ratios %+v, want connect_cpu = %v / %v", args, r.Ratios, r.Connect.CPUPerCall, r.DialFloor.CPUPerCall)
+			}
+		})
+	}
+	args := []string{"bench", "--connect", "--count", "2", "--rounds", "1", "--spawn-floor-bin", "/nonexistent", "--min-floor-bin", "/nonexistent", a.Addr(), b.Addr()}
+	code, stdout, stderr := run(t, "", args...)
+	dur := `[0-9.]+(ns|µs|ms|s)`
+	for _, want := range []string{
+		`(?m)^connect: 2 GET /Version opened the connections before the rounds in ` + dur + `, p50 ` + dur + ` p99 ` + dur + `, client CPU ` + dur + ` per call = [0-9.]+ x dial floor's, errors: none$`,
+		`(?m)^dial floor: 2 bare connections, each with one GET /Version, in ` + dur + `, p50 ` + dur + ` p99 ` + dur + `, client CPU ` + dur + ` per call, errors: none$`,
+	} {
+		if code != ExitOK || !regexp.MustCompile(want).MatchString(stdout) {
+			t.Errorf("noderpc %q exited %d, printed\n%s(stderr %q)\nwant 0 and a match of %s", args, code, stdout, stderr, want)
+		}
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goccy/go-json"
+
 	"github.com/noderpc/noderpc/master/nodetest"
 )
 
@@ -90,6 +92,17 @@ func TestCLIOverTLS(t *testing.T) {
 	if code, out, stderr := as("m", "call", node, "echo", `{"over":"tls"}`); code != ExitOK || out != `{"over":"tls"}`+"\n" {
 		t.Errorf("call echo as master = %d, %q, %q", code, out, stderr)
 	}
+	// bench --connect makes its first contacts over TLS, and says why
+	// it has no dial floor (a bare plain connection) beside them.
+	code, out, stderr := as("m", "--json", "bench", "--connect", "--count", "2", "--rounds", "1", "--spawn-floor-bin", "/nonexistent", "--min-floor-bin", "/nonexistent", node)
+	var r struct {
+		Connect          *phaseJSON `json:"connect"`
+		DialFloor        *phaseJSON `json:"dial_floor"`
+		DialFloorMissing string     `json:"dial_floor_missing"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != ExitOK || r.Connect == nil || r.Connect.Successes != 1 || r.DialFloor != nil || !strings.Contains(r.DialFloorMissing, "TLS") {
+		t.Errorf("bench --connect over TLS = %d, %q (%v), %q; want 0, one connect success (one node, one caller) and no dial floor, for TLS", code, out, err, stderr)
+	}
 	if code, out, stderr := as("o", "--json", "start", node, "echo"); code != ExitFailed || !strings.Contains(out, `"kind":"forbidden"`) {
 		t.Errorf("start as observer = %d, %q, %q; want 1 and kind forbidden", code, out, stderr)
 	}
@@ -107,7 +120,7 @@ func TestCLIOverTLS(t *testing.T) {
 	mustCerts(t, "init", other)
 	mustCerts(t, "issue", "--dir", other, "--master", "m")
 	start := time.Now()
-	code, _, stderr := runGlobal("--cert", filepath.Join(other, "m.crt"), "--key", filepath.Join(other, "m.key"), "--ca", f("ca.crt"), "version", node)
+	code, _, stderr = runGlobal("--cert", filepath.Join(other, "m.crt"), "--key", filepath.Join(other, "m.key"), "--ca", f("ca.crt"), "version", node)
 	if code != ExitFailed || !strings.Contains(stderr, "the node refused this client's certificate") || time.Since(start) > 3*time.Second {
 		t.Errorf("version with another CA's master certificate = %d, %q after %s; want 1 at once, refused", code, stderr, time.Since(start))
 	}

@@ -19,6 +19,14 @@ type Report struct {
 	Concurrency int             `json:"concurrency"`
 	Rate        float64         `json:"rate,omitempty"`
 	Rounds      int             `json:"rounds"`
+	// Connect is the GET /Version to every node that opened the
+	// connections before the first round; nil unless Load.Connect.
+	Connect *Phase `json:"connect,omitempty"`
+	// DialFloor is the floor of Connect: as many bare TCP connections,
+	// each with one GET /Version written by hand; nil when not run,
+	// DialFloorMissing then says why if it was asked for.
+	DialFloor        *Phase `json:"dial_floor,omitempty"`
+	DialFloorMissing string `json:"dial_floor_missing,omitempty"`
 	// Run is the load itself: calls from start to result.
 	Run Phase `json:"run"`
 	// HTTPFloor is GET /Version at the same concurrency; nil without
@@ -59,6 +67,10 @@ type Ratios struct {
 	WarmP99 float64 `json:"warm_p99,omitempty"`
 	// Throughput is the run's over the spawn floor's.
 	Throughput float64 `json:"throughput,omitempty"`
+	// ConnectCPU is the client CPU per call of Connect over the dial
+	// floor's: what a first contact through the client costs beyond a
+	// bare connection and request; absent without both.
+	ConnectCPU float64 `json:"connect_cpu,omitempty"`
 	// FunctionSpawn is the function binary's spawn floor over the
 	// minimal process's, at the median: what the function process's own
 	// start adds; absent without both.
@@ -76,7 +88,7 @@ func (r *Report) coldSpawn() *Phase {
 // ratios fills r.Ratios from the floors that were measured.
 func (r *Report) ratios() {
 	spawn := r.coldSpawn()
-	if r.HTTPFloor == nil && spawn == nil {
+	if r.HTTPFloor == nil && spawn == nil && r.DialFloor == nil {
 		return
 	}
 	lat := r.Run.Latency
@@ -93,6 +105,9 @@ func (r *Report) ratios() {
 	}
 	if spawn != nil && spawn.Throughput > 0 {
 		r.Ratios.Throughput = r.Run.Throughput / spawn.Throughput
+	}
+	if r.Connect != nil && r.DialFloor != nil {
+		r.Ratios.ConnectCPU = div(r.Connect.CPUPerCall, r.DialFloor.CPUPerCall)
 	}
 	if r.SpawnFloor != nil && r.MinSpawnFloor != nil {
 		r.Ratios.FunctionSpawn = div(r.SpawnFloor.Latency.P50, r.MinSpawnFloor.Latency.P50)
@@ -186,6 +201,20 @@ func (r *Report) Print(w io.Writer) {
 		}
 	} else if r.MinFloorMissing != "" {
 		fmt.Fprintf(w, "min spawn and line floors: not measured: %s\n", r.MinFloorMissing)
+	}
+	if f := r.Connect; f != nil {
+		fmt.Fprintf(w, "connect: %d GET /Version opened the connections before the rounds in %s, p50 %s p99 %s, client CPU %s per call",
+			f.Calls, fmtDur(f.Elapsed), fmtDur(f.Latency.P50), fmtDur(f.Latency.P99), fmtDur(f.CPUPerCall))
+		if x := r.ratio(func(b *Ratios) float64 { return b.ConnectCPU }); x > 0 {
+			fmt.Fprintf(w, " = %.2f x dial floor's", x)
+		}
+		fmt.Fprintf(w, ", errors: %s\n", errorSummary(*f))
+	}
+	if f := r.DialFloor; f != nil {
+		fmt.Fprintf(w, "dial floor: %d bare connections, each with one GET /Version, in %s, p50 %s p99 %s, client CPU %s per call, errors: %s\n",
+			f.Calls, fmtDur(f.Elapsed), fmtDur(f.Latency.P50), fmtDur(f.Latency.P99), fmtDur(f.CPUPerCall), errorSummary(*f))
+	} else if r.DialFloorMissing != "" {
+		fmt.Fprintf(w, "dial floor: not measured: %s\n", r.DialFloorMissing)
 	}
 	if f := r.HTTPFloor; f != nil {
 		fmt.Fprintf(w, "http floor: %d GET /Version in %s, %.1f/s, p50 %s p99 %s, client CPU %s per call, errors: %s\n",

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -43,6 +44,19 @@ type Load struct {
 	// MinBin; the report carries them.
 	SpawnMissing string
 	MinMissing   string
+	// Connect, when set, opens the connections before the first round
+	// with one GET /Version to every node (as many as Concurrency when
+	// there are fewer nodes), measured apart as the report's Connect
+	// phase: the rounds then run on established connections, as the
+	// calls of a master that calls its nodes more often than its
+	// client's idle timeout. Without it the first request to each node
+	// in the first round also sets its connection up. With Floors and
+	// plain HTTP (TLS nil) the dial floor is measured first, with as
+	// many first contacts.
+	Connect bool
+	// TLS is the clients' TLS configuration, nil when they speak plain
+	// HTTP; the dial floor is measured only then.
+	TLS *tls.Config
 }
 
 // ConnsPerNode is the connection pool a client of Run should have (its
@@ -89,6 +103,19 @@ func Run(ctx context.Context, clients []*master.Client, l Load) (*Report, error)
 	floors := l.Floors && floor.count > 0
 	load := loadSpec{concurrency: l.Concurrency, count: l.Count, duration: l.Duration, rate: l.Rate}
 	version, call := versionOp(ctx, clients), callOp(ctx, clients, l.Fn, l.Args)
+	if l.Connect {
+		connect := loadSpec{concurrency: l.Concurrency, count: max(len(clients), l.Concurrency), duration: l.Duration}
+		switch {
+		case !l.Floors:
+		case l.TLS != nil:
+			r.DialFloorMissing = "the nodes speak TLS: the dial floor makes plain connections only"
+		default:
+			d := &dialer{nodes: r.Nodes}
+			r.DialFloor = runLoad(ctx, connect, d.run).phasePtr()
+			d.close()
+		}
+		r.Connect = runLoad(ctx, connect, version).phasePtr()
+	}
 	// The phases take turns, round by round, so that a change in the
 	// machine's load during the run weighs on the floors and the calls
 	// alike. In each round the floors come first: a warm pool is then
