@@ -1,7 +1,12 @@
 package master
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,28 +19,74 @@ import (
 
 // BenchmarkFirstContact measures what a fan-out's first round costs the
 // client per node: a new Client and its first request, Version, which
-// dials the node. One op is a round of firstContacts such contacts made
-// by 16 goroutines at once, as a fan-out makes them, against 8 real noded
-// processes. Its figures per contact:
+// dials the node ("client"), beside its floor in the same run ("bare": a
+// net.Dial and one GET /Version written by hand, its answer read with
+// net/http's parser, as noderpc bench's dial floor makes it). One op is
+// a round of firstContacts such contacts made by 16 goroutines at once,
+// as a fan-out makes them, against 8 real noded processes. Its figures
+// per contact:
 //
 //   - cpu-ns/contact: this process's CPU (user and system) over the
 //     round, the figure a fan-out to a thousand nodes multiplies. The
 //     kernel's work for a loopback connection, the node's side of the
 //     handshake included, is mostly charged to this process;
-//   - allocs/contact and B/contact: the client's heap allocations.
+//   - allocs/contact and B/contact: the heap allocations.
 //
 // Closing the connections afterwards is left out: a fan-out keeps them
 // for its next round. The context can be cancelled, as a master's is.
 func BenchmarkFirstContact(b *testing.B) {
-	const (
-		firstContacts = 64
-		workers       = 16
-	)
 	nodes := nodetest.StartMany(b, 8, nodetest.Options{NoRace: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	opts := Options{Insecure: true, Timeout: 5 * time.Second}
-	clients := make([]*Client, firstContacts)
+	b.Run("client", func(b *testing.B) {
+		benchmarkContacts(b, func(i int) (io.Closer, error) {
+			c, err := New(nodes[i%len(nodes)].Addr(), opts)
+			if err != nil {
+				return nil, err
+			}
+			_, err = c.Version(ctx)
+			return closer(c.Close), err
+		})
+	})
+	b.Run("bare", func(b *testing.B) {
+		benchmarkContacts(b, func(i int) (io.Closer, error) {
+			addr := nodes[i%len(nodes)].Addr()
+			c, err := net.DialTimeout("tcp", addr, opts.Timeout)
+			if err != nil {
+				return nil, err
+			}
+			c.SetDeadline(time.Now().Add(opts.Timeout))
+			if _, err := io.WriteString(c, "GET /Version HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+				return c, err
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				return c, err
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("%s answered GET /Version with %s", addr, resp.Status)
+			}
+			return c, err
+		})
+	})
+}
+
+// closer makes a Close without an error an io.Closer.
+type closer func()
+
+func (c closer) Close() error { c(); return nil }
+
+// benchmarkContacts runs BenchmarkFirstContact's rounds of contact, which
+// makes the i-th first contact of a round and returns what closes it.
+func benchmarkContacts(b *testing.B, contact func(i int) (io.Closer, error)) {
+	const (
+		firstContacts = 64
+		workers       = 16
+	)
+	opened := make([]io.Closer, firstContacts)
 	var (
 		cpu           time.Duration
 		allocs, bytes uint64
@@ -51,15 +102,12 @@ func BenchmarkFirstContact(b *testing.B) {
 		for range workers {
 			wg.Go(func() {
 				for i := int(next.Add(1) - 1); i < firstContacts; i = int(next.Add(1) - 1) {
-					c, err := New(nodes[i%len(nodes)].Addr(), opts)
-					if err == nil {
-						_, err = c.Version(ctx)
-					}
+					c, err := contact(i)
+					opened[i] = c
 					if err != nil {
 						failed.CompareAndSwap(nil, &err)
 						return
 					}
-					clients[i] = c
 				}
 			})
 		}
@@ -69,11 +117,14 @@ func BenchmarkFirstContact(b *testing.B) {
 		allocs += after.Mallocs - before.Mallocs
 		bytes += after.TotalAlloc - before.TotalAlloc
 		contacts += firstContacts
+		for i, c := range opened {
+			if c != nil {
+				c.Close()
+				opened[i] = nil
+			}
+		}
 		if err := failed.Load(); err != nil {
 			b.Fatal(*err)
-		}
-		for _, c := range clients {
-			c.Close()
 		}
 	}
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(contacts), "cpu-ns/contact")
