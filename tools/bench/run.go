@@ -50,9 +50,9 @@ type Load struct {
 	// phase: the rounds then run on established connections, as the
 	// calls of a master that calls its nodes more often than its
 	// client's idle timeout. Without it the first request to each node
-	// in the first round also sets its connection up. With Floors and
-	// plain HTTP (TLS nil) the dial floor is measured first, with as
-	// many first contacts.
+	// in the first round also sets its connection up. With the floors
+	// (Floors, FloorMax above 0) and plain HTTP (TLS nil) the dial floor
+	// is measured first, with as many first contacts.
 	Connect bool
 	// TLS is the clients' TLS configuration, nil when they speak plain
 	// HTTP; the dial floor is measured only then.
@@ -106,7 +106,7 @@ func Run(ctx context.Context, clients []*master.Client, l Load) (*Report, error)
 	if l.Connect {
 		connect := loadSpec{concurrency: l.Concurrency, count: max(len(clients), l.Concurrency), duration: l.Duration}
 		switch {
-		case !l.Floors:
+		case !floors:
 		case l.TLS != nil:
 			r.DialFloorMissing = "the nodes speak TLS: the dial floor makes plain connections only"
 		default:
