@@ -1,12 +1,8 @@
-package master
+package master_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,14 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/noderpc/noderpc/master"
 	"github.com/noderpc/noderpc/master/nodetest"
+	"github.com/noderpc/noderpc/tools/bench"
 )
 
 // BenchmarkFirstContact measures what a fan-out's first round costs the
 // client per node: a new Client and its first request, Version, which
-// dials the node ("client"), beside its floor in the same run ("bare": a
-// net.Dial and one GET /Version written by hand, its answer read with
-// net/http's parser, as noderpc bench's dial floor makes it). One op is
+// dials the node ("client"), beside its floor in the same run ("bare":
+// noderpc bench's dial floor, bench.BareContact). One op is
 // a round of firstContacts such contacts made by 16 goroutines at once,
 // as a fan-out makes them, against 8 real noded processes. Its figures
 // per contact:
@@ -38,10 +35,10 @@ func BenchmarkFirstContact(b *testing.B) {
 	nodes := nodetest.StartMany(b, 8, nodetest.Options{NoRace: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	opts := Options{Insecure: true, Timeout: 5 * time.Second}
+	opts := master.Options{Insecure: true, Timeout: 5 * time.Second}
 	b.Run("client", func(b *testing.B) {
 		benchmarkContacts(b, func(i int) (io.Closer, error) {
-			c, err := New(nodes[i%len(nodes)].Addr(), opts)
+			c, err := master.New(nodes[i%len(nodes)].Addr(), opts)
 			if err != nil {
 				return nil, err
 			}
@@ -51,25 +48,7 @@ func BenchmarkFirstContact(b *testing.B) {
 	})
 	b.Run("bare", func(b *testing.B) {
 		benchmarkContacts(b, func(i int) (io.Closer, error) {
-			addr := nodes[i%len(nodes)].Addr()
-			c, err := net.DialTimeout("tcp", addr, opts.Timeout)
-			if err != nil {
-				return nil, err
-			}
-			c.SetDeadline(time.Now().Add(opts.Timeout))
-			if _, err := io.WriteString(c, "GET /Version HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
-				return c, err
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				return c, err
-			}
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("%s answered GET /Version with %s", addr, resp.Status)
-			}
-			return c, err
+			return bench.BareContact(nodes[i%len(nodes)].Addr(), opts.Timeout)
 		})
 	})
 }

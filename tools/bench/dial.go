@@ -14,13 +14,40 @@ import (
 // connection, its request and its answer.
 const dialTimeout = 10 * time.Second
 
-// dialer runs the dial floor, the floor of a first contact: a bare TCP
-// connection to the node and one GET /Version on it, written by hand and
-// read to the end of its body, without fasthttp, the client or its retry
-// policy. Its connections stay open until close, as the client's stay
-// open after its first contact, so that closing them counts in neither.
-// Plain HTTP only: with TLS a first contact is a handshake, which this
-// floor does not make.
+// BareContact is the dial floor's first contact with node, the floor of a
+// client's: a TCP connection and one GET /Version on it, written by hand
+// and read to the end of its body with net/http's parser, without
+// master's client or its retry policy, all within timeout. Plain HTTP
+// only: with TLS a first contact is a handshake, which it does not make.
+// It returns the connection, open, whenever the dial succeeded, even if
+// the request then failed; the caller closes it.
+func BareContact(node string, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", node, timeout)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, "GET /Version HTTP/1.1\r\nHost: "+node+"\r\n\r\n"); err != nil {
+		return c, fmt.Errorf("writing to %s: %w", node, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return c, fmt.Errorf("reading the answer of %s: %w", node, err)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return c, fmt.Errorf("reading the answer of %s: %w", node, err)
+	case resp.StatusCode != http.StatusOK:
+		return c, fmt.Errorf("%s answered GET /Version with %s", node, resp.Status)
+	}
+	return c, nil
+}
+
+// dialer runs the dial floor: BareContact with each node in turn. Its
+// connections stay open until close, as the client's stay open after its
+// first contact, so that closing them counts in neither.
 type dialer struct {
 	nodes []string
 	mu    sync.Mutex
@@ -30,35 +57,17 @@ type dialer struct {
 // run is one first contact with node i; it is an op of runLoad.
 func (d *dialer) run(i int) (time.Duration, error) {
 	start := time.Now()
-	err := d.once(d.nodes[i%len(d.nodes)])
-	return time.Since(start), err
-}
-
-func (d *dialer) once(node string) error {
-	c, err := net.DialTimeout("tcp", node, dialTimeout)
+	c, err := BareContact(d.nodes[i%len(d.nodes)], dialTimeout)
+	elapsed := time.Since(start)
+	if c != nil {
+		d.mu.Lock()
+		d.conns = append(d.conns, c)
+		d.mu.Unlock()
+	}
 	if err != nil {
-		return fmt.Errorf("dial floor: %w", err)
+		return elapsed, fmt.Errorf("dial floor: %w", err)
 	}
-	d.mu.Lock()
-	d.conns = append(d.conns, c)
-	d.mu.Unlock()
-	c.SetDeadline(time.Now().Add(dialTimeout))
-	if _, err := io.WriteString(c, "GET /Version HTTP/1.1\r\nHost: "+node+"\r\n\r\n"); err != nil {
-		return fmt.Errorf("dial floor: writing to %s: %w", node, err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return fmt.Errorf("dial floor: reading the answer of %s: %w", node, err)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	switch {
-	case err != nil:
-		return fmt.Errorf("dial floor: reading the answer of %s: %w", node, err)
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("dial floor: %s answered GET /Version with %s", node, resp.Status)
-	}
-	return nil
+	return elapsed, nil
 }
 
 // close closes every connection the floor opened.
