@@ -158,6 +158,7 @@ func TestDuration(t *testing.T) {
 		want time.Duration
 	}{
 		{0, 0}, {-1, 0}, {1.5, 1500 * time.Millisecond}, {1e300, time.Duration(1<<63 - 1)},
+		{1e-10, time.Nanosecond}, {5e-324, time.Nanosecond},
 	}
 	for _, tt := range tests {
 		if got := Duration(tt.in); got != tt.want {

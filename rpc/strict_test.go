@@ -90,6 +90,16 @@ func TestDecodeStrictness(t *testing.T) {
 		{"log_offset too big", `{"fn_name":"x","log_offset":99999999999999999999}`, "log_offset: 99999999999999999999 is out of range for an integer (at byte 28)"},
 		{"timeout too big", `{"fn_name":"x","timeout":1e400}`, "timeout: 1e400 is out of range for a number of seconds (at byte 25)"},
 		{"array for the request", `[]`, "want an object, got an array (at byte 0)"},
+
+		// Numbers of any value beyond a float64 (I-JSON): go-json takes
+		// them into a json.RawMessage and cannot encode them again.
+		{"huge number in fn_args", `{"fn_name":"x","timeout":0,"fn_args":{"a":[1,2,1e400]}}`, "fn_args: the number 1e400 is beyond the range of a 64-bit float (at byte 47)"},
+		{"huge negative number in fn_args", `{"fn_name":"x","timeout":0,"fn_args":-1.8e308}`, "fn_args: the number -1.8e308 is beyond the range of a 64-bit float (at byte 37)"},
+		{"huge number without an exponent", `{"fn_name":"x","timeout":0,"fn_args":` + strings.Repeat("9", 309) + `}`, "fn_args: the number " + strings.Repeat("9", 40) + "... (309 digits) is beyond the range of a 64-bit float (at byte 37)"},
+		{"largest float64", `{"fn_name":"x","timeout":0,"fn_args":[1.7976931348623157e308,-1.7976931348623157e308]}`, ""},
+		{"308 digits", `{"fn_name":"x","timeout":0,"fn_args":` + strings.Repeat("9", 308) + `}`, ""},
+		{"long but small", `{"fn_name":"x","timeout":0,"fn_args":0.` + strings.Repeat("1", 400) + `}`, ""},
+		{"underflow is zero, not refused", `{"fn_name":"x","timeout":0,"fn_args":[1e-400,0e999999]}`, ""},
 	}
 	for _, tt := range tests {
 		var req StartRequest
@@ -308,12 +318,13 @@ func TestFramesAreStrict(t *testing.T) {
 		"{\"result\":\"\xff\"}",
 		`{"result":"\udfff"}`,
 		`{"error":{"kind":"x","exit_code":1.5}}`,
+		`{"result":{"n":1e400}}`,
 	} {
 		if _, err := DecodeFunctionResult([]byte(out)); !errors.Is(err, ErrProtocolError) {
 			t.Errorf("DecodeFunctionResult(%q) = %v, want protocol_error", out, err)
 		}
 	}
-	for _, raw := range []string{`{"a":1,"a":2}`, "\"\xff\"", `01`, `1 2`, ``, `[1,]`} {
+	for _, raw := range []string{`{"a":1,"a":2}`, "\"\xff\"", `01`, `1 2`, ``, `[1,]`, `{"n":1e400}`, `-1E+309`} {
 		if err := ValidResult([]byte(raw)); !errors.Is(err, ErrProtocolError) {
 			t.Errorf("ValidResult(%q) = %v, want protocol_error", raw, err)
 		}

@@ -148,8 +148,8 @@ func (a *app) fnArgs(rest []string) (json.RawMessage, error) {
 	}
 	// Strictly, as the node decodes it: goccy's json.Valid takes a cut
 	// literal such as "nul" for JSON.
-	if rpc.CheckJSON(raw) != nil {
-		return nil, fmt.Errorf("ARGS_JSON is not valid JSON: %q", clip(string(raw), 80))
+	if err := rpc.CheckJSON(raw); err != nil {
+		return nil, fmt.Errorf("ARGS_JSON is not valid JSON: %v: %q", err, clip(string(raw), 80))
 	}
 	return json.RawMessage(raw), nil
 }

@@ -100,3 +100,17 @@ func TestCutLiteralArgsAreNotJSON(t *testing.T) {
 		}
 	}
 }
+
+// A malformed ARGS_JSON is refused with the reason the node would give,
+// not only a "not valid JSON".
+func TestArgsJSONRefusalSaysWhy(t *testing.T) {
+	for lit, why := range map[string]string{
+		`{"a":1e400}`:   "the number 1e400 is beyond the range of a 64-bit float",
+		`{"a":1,"a":2}`: `duplicate key "a"`,
+	} {
+		args := []string{"call", "127.0.0.1:1", "echo", lit}
+		if code, _, stderr := run(t, "", args...); code != ExitUsage || !strings.Contains(stderr, why) {
+			t.Errorf("noderpc %q = exit %d, %q; want a usage error saying %s", args, code, stderr, why)
+		}
+	}
+}

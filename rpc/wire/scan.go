@@ -170,7 +170,7 @@ func (s *scanner) value(sh *shape) error {
 		if sh != nil && sh.num != numAny {
 			return s.checkNumber(sh, s.data[at:s.pos], at)
 		}
-		return nil
+		return s.checkMagnitude(s.data[at:s.pos], at)
 	}
 	lit := "null"
 	switch c {

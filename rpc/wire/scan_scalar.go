@@ -5,6 +5,7 @@ package wire
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -183,6 +184,37 @@ func digits(data []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// maxFloatDigits is the most digits before the decimal point a number
+// without an exponent can have and still be within a float64's range
+// (1.8e308): a shorter one needs no parsing to know it is.
+const maxFloatDigits = 308
+
+// checkMagnitude refuses a number of any value (fn_args, a result) whose
+// magnitude is beyond a float64's, as I-JSON (RFC 7493) does. RFC 8259
+// leaves the range to the implementation, and go-json's is a float64's:
+// it accepts 1e400 inside a json.RawMessage but fails to encode it again,
+// so a call whose arguments or result held one would be run and then
+// never answered. A number that only loses precision, or underflows to
+// zero, encodes unchanged and passes.
+func (s *scanner) checkMagnitude(lit []byte, at int) error {
+	if len(lit) <= maxFloatDigits && !bytes.ContainsAny(lit, "eE") {
+		return nil
+	}
+	if _, err := strconv.ParseFloat(string(lit), 64); err != nil {
+		return s.fail(at, "the number %s is beyond the range of a 64-bit float", clipNumber(lit))
+	}
+	return nil
+}
+
+// clipNumber shortens a number literal for a message.
+func clipNumber(lit []byte) string {
+	const n = 40
+	if len(lit) > n {
+		return fmt.Sprintf("%s... (%d digits)", lit[:n], len(lit))
+	}
+	return string(lit)
 }
 
 // checkNumber refuses a number the Go value of shape sh cannot hold: a

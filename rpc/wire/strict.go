@@ -26,7 +26,10 @@ import (
 //   - made of keys that match the Go type's fields exactly: a key that
 //     matches a field only without regard to case is refused, and so is
 //     an unknown key where the caller refuses unknown fields;
-//   - made of values of the types the fields want, numbers within range.
+//   - made of values of the types the fields want, numbers within range;
+//   - free of numbers beyond a float64's range anywhere, in values of any
+//     type too (fn_args, results), as I-JSON (RFC 7493) has it: go-json
+//     would accept them and then fail to encode them again.
 //
 // The check is one pass over the bytes, linear in their length, that
 // allocates only for objects of more than linearKeys keys and for

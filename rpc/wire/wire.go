@@ -35,7 +35,9 @@ const ProtocolVersion = 2
 var Version = "0.1.0-dev"
 
 // Duration converts a number of seconds from the wire into a Duration,
-// saturating instead of overflowing.
+// saturating instead of overflowing. A positive number below a
+// nanosecond is a nanosecond, not 0: 0 often means never or none (an
+// abort_after of 0 aborts nothing), and the sender asked for a bound.
 func Duration(seconds float64) time.Duration {
 	if seconds <= 0 || math.IsNaN(seconds) {
 		return 0
@@ -43,5 +45,5 @@ func Duration(seconds float64) time.Duration {
 	if seconds >= float64(math.MaxInt64)/float64(time.Second) {
 		return time.Duration(math.MaxInt64)
 	}
-	return time.Duration(seconds * float64(time.Second))
+	return max(time.Duration(seconds*float64(time.Second)), time.Nanosecond)
 }
