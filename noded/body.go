@@ -12,7 +12,9 @@ import (
 
 // budget bounds the bytes of request bodies held at once across every
 // request, so that many large bodies in parallel cannot take noded's
-// memory: past it a request is answered busy before its body is read.
+// memory: a request whose body would take it past the bound is answered
+// busy, before the bytes that would cross it are read. Bodies take it as
+// their bytes arrive (readBody), not from the length they declare.
 type budget struct {
 	mu   sync.Mutex
 	used int64
@@ -31,20 +33,26 @@ func (b *budget) tryTake(n int64) bool {
 	return true
 }
 
+// give gives back n bytes taken with tryTake.
 func (b *budget) give(n int64) {
 	b.mu.Lock()
 	b.used -= n
 	b.mu.Unlock()
 }
 
-// bodyStep is how much of the budget a chunked body, whose length is not
-// known in advance, takes at a time.
+// bodyStep is the body budget's unit: a body of at most bodyStep bytes
+// is taken and allocated whole; a larger one, or one whose length is not
+// known in advance (chunked), takes room bodyStep first and then twice
+// what it holds each time that room is full.
 const bodyStep = 64 << 10
 
 // readBody reads the request's body through limit and the body budget. A
 // declared length over the limit is refused before a byte is read; a
-// chunked body the moment it crosses it. release gives the body's budget
-// back; call it once the body is no longer used.
+// chunked body the moment it crosses it. A declared length is only an
+// upper bound until the bytes are there: past bodyStep, the body takes
+// the budget as it arrives (readSteps), so that a client declaring a
+// large body and sending little holds little. release gives the body's
+// budget back; call it once the body is no longer used.
 func (a *api) readBody(ctx *fasthttp.RequestCtx, limit int) (body []byte, release func(), err error) {
 	stream := ctx.RequestBodyStream()
 	n := ctx.Request.Header.ContentLength()
@@ -53,48 +61,86 @@ func (a *api) readBody(ctx *fasthttp.RequestCtx, limit int) (body []byte, releas
 		return nil, func() {}, nil
 	case n > limit:
 		return nil, nil, tooLarge(string(ctx.Path()), limit)
-	case n > 0:
-		if !a.bodies.tryTake(int64(n)) {
-			return nil, nil, busyBodies()
-		}
-		body = make([]byte, n)
-		if _, err := io.ReadFull(stream, body); err != nil {
-			a.bodies.give(int64(n))
-			return nil, nil, rpc.Errorf(rpc.KindBadRequest, "reading the request body: %v", err)
-		}
-		return body, func() { a.bodies.give(int64(n)) }, nil
+	case n < 0: // -1: chunked
+		return a.readSteps(stream, -1, string(ctx.Path()), limit)
+	case n > bodyStep:
+		return a.readSteps(stream, n, string(ctx.Path()), limit)
 	}
-	return a.readChunked(stream, string(ctx.Path()), limit)
+	// Every ordinary request: one take, one allocation.
+	if !a.bodies.tryTake(int64(n)) {
+		return nil, nil, busyBodies()
+	}
+	body = make([]byte, n)
+	if m, err := io.ReadFull(stream, body); err != nil {
+		a.bodies.give(int64(n))
+		return nil, nil, bodyReadError(m, n, err)
+	}
+	return body, func() { a.bodies.give(int64(n)) }, nil
 }
 
-// readChunked reads a body of unknown length, taking the budget a step at
-// a time.
-func (a *api) readChunked(stream io.Reader, path string, limit int) (body []byte, release func(), err error) {
-	var held int64
-	giveBack := func() { a.bodies.give(held) }
-	for {
-		if len(body) > limit {
-			giveBack()
-			return nil, nil, tooLarge(path, limit)
-		}
-		if int64(len(body)) == held {
-			if !a.bodies.tryTake(bodyStep) {
-				giveBack()
-				return nil, nil, busyBodies()
-			}
-			held += bodyStep
-			body = append(body, make([]byte, bodyStep)...)[:len(body)]
-		}
-		m, rerr := stream.Read(body[len(body):held])
-		body = body[:len(body)+m]
-		if errors.Is(rerr, io.EOF) && len(body) <= limit {
-			return body, giveBack, nil
-		}
-		if rerr != nil && !errors.Is(rerr, io.EOF) {
-			giveBack()
-			return nil, nil, rpc.Errorf(rpc.KindBadRequest, "reading the request body: %v", rerr)
-		}
+// readSteps reads a body as its bytes arrive: one of declared bytes, or,
+// with declared negative, a chunked one up to limit. It takes the budget
+// for the room it allocates, bodyStep first and then twice what it holds
+// each time that room is full, never past the declared length or the
+// limit: a body holds at most twice what its client has sent, or a step,
+// and a declared body ends in an allocation of its exact length. A
+// chunked body that fills its limit is read one byte further: a byte
+// there is too much; its end there makes a body of exactly the limit.
+func (a *api) readSteps(stream io.Reader, declared int, path string, limit int) (body []byte, release func(), err error) {
+	bound := limit
+	if declared >= 0 {
+		bound = declared
 	}
+	var held int64
+	fail := func(err error) ([]byte, func(), error) {
+		a.bodies.give(held)
+		return nil, nil, err
+	}
+	for {
+		if len(body) == cap(body) {
+			if len(body) == bound {
+				if declared >= 0 {
+					break
+				}
+				var more [1]byte
+				m, rerr := io.ReadFull(stream, more[:])
+				if m > 0 {
+					return fail(tooLarge(path, limit))
+				}
+				if !errors.Is(rerr, io.EOF) {
+					return fail(bodyReadError(0, -1, rerr))
+				}
+				break
+			}
+			room := min(max(2*cap(body), bodyStep), bound)
+			if !a.bodies.tryTake(int64(room - cap(body))) {
+				return fail(busyBodies())
+			}
+			held += int64(room - cap(body))
+			body = append(make([]byte, 0, room), body...)
+		}
+		m, rerr := stream.Read(body[len(body):cap(body)])
+		body = body[:len(body)+m]
+		if rerr == nil {
+			continue
+		}
+		if errors.Is(rerr, io.EOF) && (declared < 0 || len(body) == declared) {
+			break
+		}
+		return fail(bodyReadError(len(body), declared, rerr))
+	}
+	return body, func() { a.bodies.give(held) }, nil
+}
+
+// bodyReadError is the error for a body whose reading failed after got
+// bytes of the declared (negative: chunked): one that ended before its
+// declared length says so, as fasthttp's stream reports that end as the
+// body's.
+func bodyReadError(got, declared int, err error) error {
+	if declared >= 0 && got < declared && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return rpc.Errorf(rpc.KindBadRequest, "the request body ended after %d of the %d bytes its Content-Length declares", got, declared)
+	}
+	return rpc.Errorf(rpc.KindBadRequest, "reading the request body: %v", err)
 }
 
 // tooLarge is the error for a body over its path's limit, saying what

@@ -13,11 +13,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/goccy/go-json"
 
 	"github.com/noderpc/noderpc/master"
 	"github.com/noderpc/noderpc/master/nodetest"
@@ -415,5 +418,55 @@ func TestObserverCannotHoldBodyMemory(t *testing.T) {
 		if status, kind := readAnswer(t, c); status != http.StatusRequestEntityTooLarge || kind != rpc.KindTooLarge {
 			t.Errorf("PUT %s declaring 64 MiB answered %d %q before its body, want 413 too_large", path, status, kind)
 		}
+	}
+}
+
+// TestDeclaredBodiesDoNotHoldTheBudget: clients that declare the largest
+// body StartFunction takes, send a few kilobytes of it and stall hold a
+// step of --max-request-memory each, not the length they declared: a
+// master's start is served meanwhile, and once they hang up a body as
+// large as the whole budget fits again.
+func TestDeclaredBodiesDoNotHoldTheBudget(t *testing.T) {
+	t.Parallel()
+	const limit = 1 << 20
+	d := startNoded(t, "--max-request", strconv.Itoa(limit), "--max-request-memory", strconv.Itoa(limit))
+	var stalled []net.Conn
+	for i := range 8 {
+		c := nodetest.DialFrom(t, fmt.Sprintf("127.0.0.%d", 2+i%4), d.Addr())
+		fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", rpc.PathStartFunction, limit, strings.Repeat(" ", 9000))
+		stalled = append(stalled, c)
+	}
+	for i := range 3 {
+		a, err := d.roundTrip(http.MethodPut, rpc.PathStartFunction, rpc.StartRequest{FnName: "echo", FnArgs: json.RawMessage(`[1]`), Timeout: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.status != http.StatusOK {
+			t.Fatalf("start %d while 8 clients stall on bodies declared at --max-request %d (--max-request-memory %d): %d %s, want 200", i, limit, limit, a.status, a.body)
+		}
+	}
+	for _, c := range stalled {
+		c.Close()
+	}
+	// A start whose body is the whole budget: busy until the stalled
+	// clients' handlers have seen them go, and then never again.
+	args := `"` + strings.Repeat("a", limit-len(`{"fn_name":"echo","timeout":20,"fn_args":""}`)) + `"`
+	whole := `{"fn_name":"echo","timeout":20,"fn_args":` + args + `}`
+	if len(whole) != limit {
+		t.Fatalf("the whole-budget body is %d bytes, want %d", len(whole), limit)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a, err := d.roundTrip(http.MethodPut, rpc.PathStartFunction, whole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.status == http.StatusOK {
+			break
+		}
+		if a.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("a start with a %d-byte body after the stalled clients hung up: %d %s, want 200 within 20s", limit, a.status, clip(string(a.body)))
+		}
+		time.Sleep(10 * time.Millisecond) // polling: the budget shows nowhere else
 	}
 }
