@@ -8,6 +8,7 @@ package noded_test
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -468,5 +469,57 @@ func TestDeclaredBodiesDoNotHoldTheBudget(t *testing.T) {
 			t.Fatalf("a start with a %d-byte body after the stalled clients hung up: %d %s, want 200 within 20s", limit, a.status, clip(string(a.body)))
 		}
 		time.Sleep(10 * time.Millisecond) // polling: the budget shows nowhere else
+	}
+}
+
+// TestAmbiguousFramingRefused: a request whose body length two readers
+// could read differently (a transfer coding other than chunked, which
+// fasthttp drops and so reads no body; or both Content-Length and
+// Transfer-Encoding) is refused with 400 and its connection closed, so
+// that what follows its head is never served as another request. A
+// request with a second one hidden where its body would be gets one
+// answer, and the connection ends.
+func TestAmbiguousFramingRefused(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	inner := "GET " + rpc.PathVersion + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	chunkedInner := "0\r\n\r\n" + inner // chunked: an empty body, then inner
+	for _, tc := range []struct{ what, request string }{
+		{"GET, Transfer-Encoding: identity", "GET " + rpc.PathVersion + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n" + inner},
+		{"PUT, Transfer-Encoding: identity", "PUT " + rpc.PathWaitForFunction + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n" + inner},
+		{"PUT, Transfer-Encoding: IDENTITY and Content-Length", fmt.Sprintf("PUT %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: IDENTITY\r\nContent-Length: %d\r\n\r\n%s", rpc.PathWaitForFunction, len(inner), inner)},
+		{"Content-Length, then Transfer-Encoding: chunked", fmt.Sprintf("PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%s", rpc.PathWaitForFunction, len(chunkedInner), chunkedInner)},
+		{"Transfer-Encoding: chunked, then Content-Length", fmt.Sprintf("PUT %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n%s", rpc.PathStartFunction, len(chunkedInner), chunkedInner)},
+		{"Content-Length: 0 and Transfer-Encoding: chunked on a GET", "GET " + rpc.PathVersion + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n" + chunkedInner},
+	} {
+		c := nodetest.DialFrom(t, "127.0.0.1", d.Addr())
+		io.WriteString(c, tc.request)
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: reading the answer: %v", tc.what, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var er rpc.ErrorResponse
+		if json.Unmarshal(body, &er) != nil || er.Error == nil || resp.StatusCode != http.StatusBadRequest || er.Error.Kind != rpc.KindBadRequest {
+			t.Errorf("%s: answered %d %s, want 400 bad_request", tc.what, resp.StatusCode, body)
+		} else if !strings.Contains(er.Error.Message, "Transfer-Encoding") {
+			t.Errorf("%s: answered %q, want the message to name Transfer-Encoding", tc.what, er.Error.Message)
+		}
+		if second, err := http.ReadResponse(br, nil); err == nil {
+			t.Errorf("%s: what followed the head was served as a second request (%s)", tc.what, second.Status)
+		} else if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s: after the answer, reading on: %v, want the connection closed", tc.what, err)
+		}
+	}
+
+	// A chunked body alone is framed one way only, and served.
+	body := `{"fn_name":"echo","fn_args":[1,2],"timeout":20}`
+	c := nodetest.DialFrom(t, "127.0.0.1", d.Addr())
+	fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", rpc.PathStartFunction, len(body), body)
+	if status, kind := readAnswer(t, c); status != http.StatusOK {
+		t.Errorf("a StartFunction with a chunked body answered %d %q, want 200", status, kind)
 	}
 }

@@ -74,11 +74,12 @@ var procedures = map[string]procedure{
 const refusedHeader = "X-Noded-Refused"
 
 // headerReceived runs once a request's head is in, before fasthttp reads
-// any of its body. A request that will be refused from its head (no such
-// procedure as written, the wrong method, a declared body over its limit)
-// gets its body length set to 0, so that fasthttp does not wait for a
-// byte of the body; handle then refuses it and closes the connection, so
-// the unread body is never taken for the next request.
+// any of its body. A request that will be refused from its head (a body
+// framed in a way two readers could read differently, no such procedure
+// as written, the wrong method, a declared body over its limit) gets its
+// body length set to 0, so that fasthttp does not wait for a byte of the
+// body; handle then refuses it and closes the connection, so the unread
+// body is never taken for the next request.
 func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	h.Del(refusedHeader)
 	// The path as the client wrote it: handle routes on the decoded
@@ -88,6 +89,8 @@ func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	n := h.ContentLength()
 	var why string
 	switch {
+	case framingError(h) != nil:
+		why = "framing"
 	case !ok || string(h.Method()) != p.method:
 		why = "route"
 	case n > a.bodyLimit(p):
@@ -100,6 +103,68 @@ func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 		h.SetContentLength(0)
 	}
 	return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
+}
+
+// framingError is the error for a request head whose body framing two
+// readers could take differently, or nil. fasthttp refuses a transfer
+// coding it does not know, but drops "identity" and reads no body, and
+// takes chunked over a Content-Length and keeps the connection: a proxy
+// in front that frames the body the other way would see what follows as
+// a request of the client's making (request smuggling). So noded takes
+// Transfer-Encoding only as exactly chunked (in any case, RFC 9112 §7)
+// and never with a Content-Length (RFC 9112 §6.1 lets a server refuse
+// it), reading the head as the client wrote it: fasthttp's parsed
+// header has lost both.
+func framingError(h *fasthttp.RequestHeader) error {
+	if !mentionsTransferEncoding(h.RawHeaders()) {
+		return nil // every ordinary request, without a full scan
+	}
+	var te []byte
+	var hasTE, hasLength bool
+	for k, v := range h.AllInOrder() {
+		switch {
+		case bytes.EqualFold(k, []byte(fasthttp.HeaderTransferEncoding)):
+			te, hasTE = v, true
+		case bytes.EqualFold(k, []byte(fasthttp.HeaderContentLength)):
+			hasLength = true
+		}
+	}
+	switch {
+	case !hasTE:
+		return nil
+	case !bytes.EqualFold(te, []byte("chunked")):
+		return rpc.Errorf(rpc.KindBadRequest, "Transfer-Encoding %q: noded takes only chunked, or a Content-Length", clipValue(te))
+	case hasLength:
+		return rpc.Errorf(rpc.KindBadRequest, "a request with both Content-Length and Transfer-Encoding: send one of them")
+	}
+	return nil
+}
+
+// mentionsTransferEncoding reports whether raw, a request's header lines
+// as the client wrote them, holds "transfer-encoding" in any case
+// anywhere: a header fasthttp took for Transfer-Encoding is there
+// whatever its case, and the test costs a few searches for "-".
+func mentionsTransferEncoding(raw []byte) bool {
+	const name = "transfer-encoding" // "-" at 8
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '-')
+		if j < 0 {
+			return false
+		}
+		dash := i + j
+		if dash >= 8 && dash+9 <= len(raw) && bytes.EqualFold(raw[dash-8:dash+9], []byte(name)) {
+			return true
+		}
+		i = dash + 1
+	}
+}
+
+// clipValue is v, cut to a length an error message may quote.
+func clipValue(v []byte) string {
+	if len(v) > 40 {
+		return string(v[:40]) + "..."
+	}
+	return string(v)
 }
 
 // bodyLimit is the largest body procedure p takes.
@@ -119,6 +184,9 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	p, ok := procedures[path]
 	refused := string(ctx.Request.Header.Peek(refusedHeader))
 	switch {
+	case refused == "framing":
+		a.refuse(ctx, framingError(&ctx.Request.Header))
+		return
 	case !ok:
 		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q; see doc/protocol.md", path))
 		return
