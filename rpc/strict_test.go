@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -375,4 +376,46 @@ func TestMarshalKeepsResultBytes(t *testing.T) {
 	if !bytes.Contains(got, []byte(result)) {
 		t.Errorf("Marshal of a call with result %s = %s, want the result's bytes unchanged", result, got)
 	}
+}
+
+// A string decoded from a large input is a copy of its own: go-json makes
+// strings views of its copy of the whole input, so an ID kept from a
+// large answer kept the answer, its result included, alive with it.
+func TestDecodedStringsDoNotPinALargeInput(t *testing.T) {
+	const size = 4 << 20
+	type record struct {
+		ID     string          `json:"id"`
+		Tags   []string        `json:"tags"`
+		Meta   map[string]any  `json:"meta"`
+		Result json.RawMessage `json:"result"`
+	}
+	var kept []string
+	var metas []any
+	before := liveHeap()
+	for i := 0; i < 4; i++ {
+		in := []byte(`{"id":"1:2:3.000004:5","tags":["a","b"],"meta":{"k":"v","n":["w"]},"result":"` + strings.Repeat("x", size) + `"}`)
+		var r record
+		if err := UnmarshalStrict(in, &r, RefuseUnknownFields); err != nil {
+			t.Fatal(err)
+		}
+		if r.ID != "1:2:3.000004:5" || r.Tags[1] != "b" || r.Meta["k"] != "v" || r.Meta["n"].([]any)[0] != "w" {
+			t.Fatalf("decoded %+v", r)
+		}
+		kept = append(kept, r.ID, r.Tags[0])
+		metas = append(metas, r.Meta)
+	}
+	if grew := int64(liveHeap()) - int64(before); grew > size/2 {
+		t.Errorf("keeping strings decoded from 4 inputs of %d bytes kept %d bytes alive, want them copies of their own", size, grew)
+	}
+	runtime.KeepAlive(kept)
+	runtime.KeepAlive(metas)
+}
+
+// liveHeap is the heap's live bytes after two collections.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

@@ -96,6 +96,9 @@ func UnmarshalStrict(data []byte, v any, unknown UnknownFields) (err error) {
 	if err := codec.Unmarshal(data, v); err != nil {
 		return &JSONError{Offset: -1, Problem: err.Error()}
 	}
+	if len(data) > detachAbove {
+		detachStrings(rv, 0)
+	}
 	return nil
 }
 
