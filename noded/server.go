@@ -437,8 +437,11 @@ func newServer(a *api, cfg *Config, adm *admission, log *slog.Logger) *fasthttp.
 		ErrorHandler: serverError,
 		Name:         "noded",
 		// Bodies are read by the handler, after it has authorised the
-		// request from its head, through --max-request and the budget.
-		StreamRequestBody: true,
+		// request from its head, through --max-request and the budget;
+		// fasthttp would otherwise read a multipart body whole first,
+		// into memory and temporary files, whoever sent it.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
 		// The read timeout covers the TLS handshake and the request head;
 		// once the head is in, the body gets bodyTimeout of its own.
 		ReadTimeout:    cfg.HeadTimeout,
