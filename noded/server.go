@@ -400,8 +400,9 @@ func (a *api) fail(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // serverError answers requests fasthttp refused before any handler ran
-// (a request head that is malformed, too large, or too slow), in the
-// same JSON shape as every other error, and closes the connection.
+// (a request head that is malformed, too large, or too slow, or the
+// first 8 KiB of a body too slow), in the same JSON shape as every other
+// error, and closes the connection.
 func serverError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetConnectionClose()
 	var small *fasthttp.ErrSmallBuffer
@@ -415,7 +416,9 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 		ctx.SetBody(body)
 		return
 	case errors.As(err, &timeout) && timeout.Timeout():
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request head did not arrive within --head-timeout"))
+		// The head's timeout, or the body's: fasthttp reads up to 8 KiB
+		// of a body before the handler.
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive in time (its head within --head-timeout, its body within %s)", bodyTimeout))
 		return
 	}
 	msg := err.Error()
