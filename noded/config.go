@@ -153,7 +153,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxRunning, "max-running", jobs.DefaultMaxRunning, "most calls running at once; more are refused with kind busy")
 	fs.DurationVar(&c.MaxWait, "max-wait", jobs.DefaultMaxWait, "cap on the timeout of one StartFunction or WaitForFunction")
 	fs.IntVar(&c.MaxRequest, "max-request", DefaultMaxRequest, "largest request body in `bytes`; larger ones are refused with kind too_large")
-	fs.Int64Var(&c.MaxBodies, "max-request-memory", DefaultMaxBodies, "most `bytes` of request bodies held at once across all requests; past it a request is refused with kind busy before its body is read")
+	fs.Int64Var(&c.MaxBodies, "max-request-memory", DefaultMaxBodies, "most `bytes` of request bodies held at once across all requests; taken as the bytes arrive; a request whose body would cross it is refused with kind busy")
 	fs.Int64Var(&c.MaxResult, "max-result", jobs.DefaultMaxResult, "largest function result in `bytes`; larger ones fail the call with result_too_large")
 	fs.IntVar(&c.MaxLogLines, "max-log-lines", jobs.DefaultMaxLogLines, "log lines of each call held for WaitForFunction (the last ones)")
 	fs.DurationVar(&c.Retention, "retention", jobs.DefaultRetention, "how long a finished call that nobody released is kept")

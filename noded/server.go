@@ -89,7 +89,7 @@ func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	n := h.ContentLength()
 	var why string
 	switch {
-	case framingError(h) != nil:
+	case service.FramingError(h) != nil:
 		why = "framing"
 	case !ok || string(h.Method()) != p.method:
 		why = "route"
@@ -103,68 +103,6 @@ func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 		h.SetContentLength(0)
 	}
 	return fasthttp.RequestConfig{ReadTimeout: bodyTimeout}
-}
-
-// framingError is the error for a request head whose body framing two
-// readers could take differently, or nil. fasthttp refuses a transfer
-// coding it does not know, but drops "identity" and reads no body, and
-// takes chunked over a Content-Length and keeps the connection: a proxy
-// in front that frames the body the other way would see what follows as
-// a request of the client's making (request smuggling). So noded takes
-// Transfer-Encoding only as exactly chunked (in any case, RFC 9112 §7)
-// and never with a Content-Length (RFC 9112 §6.1 lets a server refuse
-// it), reading the head as the client wrote it: fasthttp's parsed
-// header has lost both.
-func framingError(h *fasthttp.RequestHeader) error {
-	if !mentionsTransferEncoding(h.RawHeaders()) {
-		return nil // every ordinary request, without a full scan
-	}
-	var te []byte
-	var hasTE, hasLength bool
-	for k, v := range h.AllInOrder() {
-		switch {
-		case bytes.EqualFold(k, []byte(fasthttp.HeaderTransferEncoding)):
-			te, hasTE = v, true
-		case bytes.EqualFold(k, []byte(fasthttp.HeaderContentLength)):
-			hasLength = true
-		}
-	}
-	switch {
-	case !hasTE:
-		return nil
-	case !bytes.EqualFold(te, []byte("chunked")):
-		return rpc.Errorf(rpc.KindBadRequest, "Transfer-Encoding %q: noded takes only chunked, or a Content-Length", clipValue(te))
-	case hasLength:
-		return rpc.Errorf(rpc.KindBadRequest, "a request with both Content-Length and Transfer-Encoding: send one of them")
-	}
-	return nil
-}
-
-// mentionsTransferEncoding reports whether raw, a request's header lines
-// as the client wrote them, holds "transfer-encoding" in any case
-// anywhere: a header fasthttp took for Transfer-Encoding is there
-// whatever its case, and the test costs a few searches for "-".
-func mentionsTransferEncoding(raw []byte) bool {
-	const name = "transfer-encoding" // "-" at 8
-	for i := 0; ; {
-		j := bytes.IndexByte(raw[i:], '-')
-		if j < 0 {
-			return false
-		}
-		dash := i + j
-		if dash >= 8 && dash+9 <= len(raw) && bytes.EqualFold(raw[dash-8:dash+9], []byte(name)) {
-			return true
-		}
-		i = dash + 1
-	}
-}
-
-// clipValue is v, cut to a length an error message may quote.
-func clipValue(v []byte) string {
-	if len(v) > 40 {
-		return string(v[:40]) + "..."
-	}
-	return string(v)
 }
 
 // bodyLimit is the largest body procedure p takes.
@@ -185,7 +123,7 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	refused := string(ctx.Request.Header.Peek(refusedHeader))
 	switch {
 	case refused == "framing":
-		a.refuse(ctx, framingError(&ctx.Request.Header))
+		a.refuse(ctx, service.FramingError(&ctx.Request.Header))
 		return
 	case !ok:
 		a.refuse(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q; see doc/protocol.md", path))

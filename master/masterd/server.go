@@ -97,9 +97,23 @@ var procedures = map[string]procedure{
 	rpc.PathSetConfig: {fasthttp.MethodPut, masterRoles, maxConfigBody, (*api).setConfig},
 }
 
+// framingRefused marks, from headerReceived to handle, a request refused
+// for its body framing (service.FramingError). It is masterd's own: one
+// a client sends is dropped.
+const framingRefused = "X-Masterd-Refused"
+
 // headerReceived sets the body bound of a request from its head, before
-// fasthttp reads any of the body: a body over it is refused unread.
+// fasthttp reads any of the body: a body over it is refused unread, and
+// so is one framed in a way two readers could read differently.
 func (a *api) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	h.Del(framingRefused)
+	if service.FramingError(h) != nil {
+		// Read none of the body: handle refuses the request and closes
+		// the connection, so the body is never taken for a request.
+		h.Set(framingRefused, "1")
+		h.SetContentLength(0)
+		return fasthttp.RequestConfig{}
+	}
 	path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
 	limit := smallBody
 	if p, ok := procedures[string(path)]; ok && p.maxBody > 0 {
@@ -115,6 +129,11 @@ func (a *api) handle(ctx *fasthttp.RequestCtx) {
 	defer service.RecoverPanic(ctx, a.log, "masterd")
 	path := string(ctx.Path())
 	p, ok := procedures[path]
+	if len(ctx.Request.Header.Peek(framingRefused)) > 0 {
+		ctx.SetConnectionClose()
+		a.fail(ctx, service.FramingError(&ctx.Request.Header))
+		return
+	}
 	switch {
 	case !ok:
 		a.fail(ctx, rpc.Errorf(rpc.KindBadRequest, "no procedure %q; masterd serves %s", path, strings.Join(slices.Sorted(maps.Keys(procedures)), ", ")))
@@ -418,9 +437,13 @@ func newServer(a *api, cfg *Config, log *slog.Logger) *fasthttp.Server {
 		Concurrency:       cfg.MaxConns,
 		// Every node of the fleet may sit behind one address (a NAT, or
 		// the load tool on loopback): no bound per IP.
-		MaxConnsPerIP:         0,
-		Logger:                service.SlogPrinter{Log: log},
-		CloseOnShutdown:       true,
-		SecureErrorLogMessage: true,
+		MaxConnsPerIP: 0,
+		// fasthttp would read a multipart body in full (to memory, and
+		// past 16 MiB to temporary files) before the handler, its limit
+		// and its authorisation: no procedure takes one.
+		DisablePreParseMultipartForm: true,
+		Logger:                       service.SlogPrinter{Log: log},
+		CloseOnShutdown:              true,
+		SecureErrorLogMessage:        true,
 	}
 }

@@ -423,3 +423,44 @@ func TestTLSNodeSpeaksForItselfOnly(t *testing.T) {
 		t.Errorf("n1's renewal after the attempts = %d %s %s; want 200, its session untouched", status, kind, body)
 	}
 }
+
+// TestAmbiguousFramingRefused: a request whose body two readers could
+// frame differently (a transfer coding other than chunked, or one beside
+// a Content-Length) is refused from its head and its connection closed,
+// so that what a proxy would take for its body is never served as a
+// request; fasthttp alone ignored an identity coding's body and read it
+// as the next request.
+func TestAmbiguousFramingRefused(t *testing.T) {
+	base := serve(t, Config{Insecure: true})
+	hidden := "GET " + rpc.PathListNodes + " HTTP/1.1\r\nHost: m\r\n\r\n"
+	for _, framing := range []string{
+		fmt.Sprintf("Transfer-Encoding: identity\r\nContent-Length: %d\r\n", len(hidden)),
+		"Transfer-Encoding: identity\r\n",
+		fmt.Sprintf("Content-Length: %d\r\nTransfer-Encoding: chunked\r\n", len(hidden)+5),
+	} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := hidden
+		if strings.Contains(framing, "chunked") {
+			body = "0\r\n\r\n" + hidden
+		}
+		fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: m\r\n%s\r\n%s", rpc.PathRenew, framing, body)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(c)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", framing, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		var e rpc.ErrorResponse
+		if resp.StatusCode != 400 || json.Unmarshal(b, &e) != nil || e.Error.Kind != rpc.KindBadRequest || !strings.Contains(e.Error.Message, "Transfer-Encoding") {
+			t.Errorf("%q: answered %d %s, want 400 bad_request naming Transfer-Encoding", framing, resp.StatusCode, b)
+		}
+		if more, err := r.ReadByte(); err == nil {
+			t.Errorf("%q: the connection went on after the refusal (next byte %q): the body was read as a request", framing, more)
+		}
+		c.Close()
+	}
+}

@@ -1,4 +1,4 @@
-package noded
+package service
 
 import (
 	"bufio"
@@ -8,7 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// TestFramingError: framingError refuses the heads fasthttp parses but
+// TestFramingError: FramingError refuses the heads fasthttp parses but
 // frames a body of in a way another reader may not (a transfer coding
 // other than chunked, or one beside a Content-Length) and passes the
 // rest, whatever the case of the names.
@@ -32,8 +32,8 @@ func TestFramingError(t *testing.T) {
 		if err := h.Read(bufio.NewReader(strings.NewReader(head))); err != nil {
 			t.Fatalf("parsing %q: %v", head, err)
 		}
-		if got := framingError(&h); (got != nil) != tc.refused {
-			t.Errorf("framingError of a head with %q = %v, want refused %v", tc.headers, got, tc.refused)
+		if got := FramingError(&h); (got != nil) != tc.refused {
+			t.Errorf("FramingError of a head with %q = %v, want refused %v", tc.headers, got, tc.refused)
 		}
 	}
 }
