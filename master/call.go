@@ -136,7 +136,8 @@ func (c *Client) Await(ctx context.Context, id string, opts CallOptions) (*rpc.C
 // follow takes a call from its latest record to its end.
 func (c *Client) follow(ctx context.Context, rec *rpc.Call, opts CallOptions) (*rpc.Call, error) {
 	fnName := rec.FnName
-	var tail []string // the last LastLogLines lines, for a CallError
+	var tail []string       // the last LastLogLines lines, for a CallError
+	var pause time.Duration // before the next round, after an early one
 	for {
 		// The record's lines are those from offset on, less the ones the
 		// node dropped; its LogOffset is the number written so far.
@@ -153,6 +154,12 @@ func (c *Client) follow(ctx context.Context, rec *rpc.Call, opts CallOptions) (*
 		if rec.Finished {
 			break
 		}
+		if pause > 0 {
+			if err := c.opts.clock.Sleep(ctx, pause); err != nil {
+				return c.abandon(ctx, rec, &AbandonedCallError{Node: c.node, RequestID: rec.RequestID, FnName: fnName, Err: ctxErr(ctx)}, opts)
+			}
+		}
+		asked, sent := c.roundWait(ctx), c.opts.clock.Now()
 		next, err := c.wait(ctx, rec.ID, rec.LogOffset, opts.OnLog != nil)
 		if errors.Is(err, rpc.ErrLost) {
 			return rec, &CallError{Node: c.node, ID: rec.ID, FnName: fnName, Err: asRPCError(err), Log: tail}
@@ -163,6 +170,7 @@ func (c *Client) follow(ctx context.Context, rec *rpc.Call, opts CallOptions) (*
 		if err != nil {
 			return rec, err
 		}
+		pause = nextPause(pause, next, asked, c.opts.clock.Now().Sub(sent))
 		rec = next
 	}
 	if !opts.Keep {
@@ -172,6 +180,27 @@ func (c *Client) follow(ctx context.Context, rec *rpc.Call, opts CallOptions) (*
 		return rec, nil
 	}
 	return rec, &CallError{Node: c.node, ID: rec.ID, FnName: fnName, Err: outcome(rec), Log: tail}
+}
+
+// The pause between wait rounds after one that came back early: a node
+// answers a round when the call finishes, when it logs (if asked to wake
+// on log lines) or when the round's time is up. One that answers a
+// running call at once with nothing new (broken, or not noded) would
+// otherwise be asked again at once, as fast as the network allows.
+const (
+	firstPause = 10 * time.Millisecond
+	maxPause   = time.Second
+)
+
+// nextPause is the pause before the round after one that asked the node
+// to wait asked and came back after took with rec: none after a round
+// that brought log lines or took at least half of what it asked, else
+// twice the last (firstPause at first, maxPause at most).
+func nextPause(last time.Duration, rec *rpc.Call, asked, took time.Duration) time.Duration {
+	if rec.Finished || len(rec.Log) > 0 || took >= asked/2 {
+		return 0
+	}
+	return min(max(2*last, firstPause), maxPause)
 }
 
 // wait is one round of waiting (see roundWait). With live set it wakes

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -287,7 +288,25 @@ func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkRecord(rpc.PathStartFunction, &rec); err != nil {
+		return nil, err
+	}
 	return &rec, nil
+}
+
+// checkRecord refuses a call record a node could not have sent: one
+// without a call ID, or in no state a call has. Followed, a record with
+// no ID would be waited on for ever.
+func (c *Client) checkRecord(path string, rec *rpc.Call) error {
+	switch {
+	case rec.ID == "":
+		return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"),
+			rpc.Errorf(rpc.KindProtocolError, "node answered a call record without a call ID"))
+	case rec.State != rpc.StateRunning && !rec.State.Finished(), rec.Finished != rec.State.Finished():
+		return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"),
+			rpc.Errorf(rpc.KindProtocolError, "node answered call %s in state %q with finished %v", rec.ID, clipAnswer([]byte(rec.State)), rec.Finished))
+	}
+	return nil
 }
 
 // refusesRelease reports whether err is a start's refusal by a noded
@@ -308,6 +327,9 @@ func (c *Client) WaitForFunction(ctx context.Context, req rpc.WaitRequest) (*rpc
 	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathWaitForFunction, c.policies.Wait, &req, &rec); err != nil {
 		return nil, err
 	}
+	if err := c.checkRecord(rpc.PathWaitForFunction, &rec); err != nil {
+		return nil, err
+	}
 	return &rec, nil
 }
 
@@ -321,6 +343,9 @@ func (c *Client) CancelFunction(ctx context.Context, id string) (*rpc.Call, erro
 	var rec rpc.Call
 	wait := c.capWait(rpc.Seconds(rpc.DefaultCancelWait))
 	if _, err := c.invoke(ctx, fasthttp.MethodPut, rpc.PathCancelFunction, c.policies.Cancel, &rpc.CancelRequest{ID: id, Timeout: &wait}, &rec); err != nil {
+		return nil, err
+	}
+	if err := c.checkRecord(rpc.PathCancelFunction, &rec); err != nil {
 		return nil, err
 	}
 	return &rec, nil
@@ -434,8 +459,15 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 		default:
 			c.lastReply.Store(clk.Now().UnixNano())
 			if a.status/100 == 2 {
-				if out == nil || len(a.body) == 0 {
+				if out == nil {
 					return unanswered, nil
+				}
+				if err := wantObject(a.body); err != nil {
+					// Not a node's answer (anything else on its port): taken
+					// as a zero record, an empty call ID would be waited on
+					// for ever.
+					return unanswered, fmt.Errorf("%s: %s: %w", c.node, proc,
+						rpc.Errorf(rpc.KindProtocolError, "node answered HTTP %d %s", a.status, err))
 				}
 				// Strict syntax, but a newer node may add fields.
 				if err := rpc.UnmarshalStrict(a.body, out, rpc.IgnoreUnknownFields); err != nil {
@@ -467,6 +499,28 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 			return unanswered, fmt.Errorf("%s: %s: %w after %d attempts, the last: %s", c.node, proc, err, attempt, describeTransport(lastErr))
 		}
 	}
+}
+
+// wantObject says what is wrong with body as the answer of a procedure
+// that answers a JSON object, or nil: every answer with a body is one,
+// and an empty body or null would decode to a zero value.
+func wantObject(body []byte) error {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	switch {
+	case len(trimmed) == 0:
+		return errors.New("with an empty body, want a JSON object")
+	case trimmed[0] != '{':
+		return fmt.Errorf("with %q, want a JSON object", clipAnswer(trimmed))
+	}
+	return nil
+}
+
+// clipAnswer is the start of an answer, for an error message.
+func clipAnswer(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "..."
+	}
+	return string(b)
 }
 
 // neverSent reports whether err, an attempt's failure, came before the
