@@ -1,10 +1,14 @@
 package rpc
 
 import (
+	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/goccy/go-json"
 )
@@ -82,6 +86,10 @@ type HelloRequest struct {
 }
 
 // Validate reports a bad_request error for a hello no master could take.
+// Every string of it that masterd stores is shown as it is by noderpc
+// nodes and noderpc node and written to masterd's log, so each must pass
+// CheckText: a control or format character would act on the operator's
+// terminal instead of being printed.
 func (r *HelloRequest) Validate() error {
 	if err := CheckNodeName(r.Node); err != nil {
 		return err
@@ -92,11 +100,29 @@ func (r *HelloRequest) Validate() error {
 	if r.BootID == "" {
 		return Errorf(KindBadRequest, "boot_id is required")
 	}
-	// Both are printed as they are in noderpc nodes and masterd's log:
-	// a control character would reach the operator's terminal.
 	for _, f := range []struct{ name, v string }{{"boot_id", r.BootID}, {"version", r.Version}} {
-		if len(f.v) > maxFactLen || strings.ContainsFunc(f.v, unicode.IsControl) {
-			return Errorf(KindBadRequest, "%s: at most %d bytes without control characters", f.name, maxFactLen)
+		if len(f.v) > maxFactLen {
+			return Errorf(KindBadRequest, "%s of %d bytes: at most %d", f.name, len(f.v), maxFactLen)
+		}
+		if err := CheckText(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	for i, fn := range r.Functions {
+		for _, f := range []struct{ name, v string }{{"name", fn.Name}, {"kind", string(fn.Kind)}, {"problem", fn.Problem}} {
+			if why := badText(f.v); why != "" {
+				return Errorf(KindBadRequest, "functions[%d].%s %s", i, f.name, why)
+			}
+		}
+	}
+	for i, c := range r.Calls {
+		for _, f := range []struct{ name, v string }{
+			{"id", c.ID}, {"fn_name", c.FnName}, {"state", string(c.State)},
+			{"request_id", c.RequestID}, {"error_kind", string(c.ErrorKind)},
+		} {
+			if why := badText(f.v); why != "" {
+				return Errorf(KindBadRequest, "calls[%d].%s %s", i, f.name, why)
+			}
 		}
 	}
 	return checkSeconds("session_timeout", r.SessionTimeout)
@@ -110,31 +136,114 @@ const maxFactLen = 255
 // the node.
 const MaxNodeNameLen = 255
 
+// MaxNodeURLLen bounds the URL of a hello. masterd writes it in its log
+// lines about the node and in its store, and lists it in every answer of
+// ListNodes: without a bound, a few hellos fill the log and make the list
+// larger than a client takes. A host name is at most 253 bytes; the rest
+// leaves ample room for an IPv6 literal with a zone.
+const MaxNodeURLLen = 2048
+
+// CheckText reports a bad_request error naming field when s is not valid
+// UTF-8 or has a character that acts on a terminal or a log instead of
+// being printed: a control character (Unicode category Cc: C0 controls
+// such as ESC and newline, DEL, and C1 controls such as U+009B, which
+// some terminals take for an escape sequence's start) or a format
+// character (category Cf: bidirectional overrides and isolates such as
+// U+202E, which reorder the text shown after them, and invisible ones
+// such as U+200B and U+FEFF, which make two different strings look the
+// same). It is the one rule for every string a master stores from a node
+// or a client and shows to an operator.
+func CheckText(field, s string) error {
+	if why := badText(s); why != "" {
+		return Errorf(KindBadRequest, "%s %s", field, why)
+	}
+	return nil
+}
+
+// badText says what CheckText refuses in s, or "".
+func badText(s string) string {
+	if !utf8.ValidString(s) {
+		return "is not valid UTF-8"
+	}
+	if i := strings.IndexFunc(s, unprintable); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return fmt.Sprintf("has the control or format character %U at byte %d", r, i)
+	}
+	return ""
+}
+
+// unprintable reports whether CheckText refuses r.
+func unprintable(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r < 0x20 || r == 0x7f
+	}
+	return unicode.In(r, unicode.Cc, unicode.Cf)
+}
+
 // CheckNodeName reports a bad_request error for a name no node may have:
-// empty, longer than MaxNodeNameLen bytes, or with a space or control
-// character, which noded's --node-name refuses as well (the name is its
-// certificate's common name).
+// empty, longer than MaxNodeNameLen bytes, or with a space or a character
+// CheckText refuses, which noded's --node-name refuses as well (the name
+// is its certificate's common name).
 func CheckNodeName(name string) error {
 	switch {
 	case name == "":
 		return Errorf(KindBadRequest, "node is required")
 	case len(name) > MaxNodeNameLen:
 		return Errorf(KindBadRequest, "node name of %d bytes: at most %d", len(name), MaxNodeNameLen)
-	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
-		return Errorf(KindBadRequest, "node name %q has a space or control character", name)
+	case strings.ContainsFunc(name, unicode.IsSpace):
+		return Errorf(KindBadRequest, "node name %q has a space", name)
 	}
-	return nil
+	return CheckText("node name", name)
 }
 
 // checkNodeURL reports a bad_request error for a URL masters and clients
-// could not call a node at.
+// could not call a node at: the client (master.Cluster.Up) takes
+// http(s)://HOST:PORT with nothing after but an optional "/", so masterd
+// takes exactly that, and never lists a node its own client refuses. It
+// is stricter where the client would take a URL it cannot dial or that
+// hides what it names: an empty host, port 0 or above 65535, a user, an
+// empty query ("?") or fragment ("#").
 func checkNodeURL(raw string) error {
-	if raw == "" {
+	want := func(why string) error {
+		return Errorf(KindBadRequest, "url %q: %s; want http://HOST:PORT or https://HOST:PORT", raw, why)
+	}
+	switch {
+	case raw == "":
 		return Errorf(KindBadRequest, "url is required")
+	case len(raw) > MaxNodeURLLen:
+		// Not quoted: the point is not to echo it.
+		return Errorf(KindBadRequest, "url of %d bytes: at most %d", len(raw), MaxNodeURLLen)
+	}
+	if err := CheckText("url", raw); err != nil {
+		return err
 	}
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Errorf(KindBadRequest, "url %q: want http://HOST:PORT or https://HOST:PORT", raw)
+	switch {
+	case err != nil:
+		return want("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return want("the scheme is neither http nor https")
+	case u.Host == "":
+		return want("no host")
+	case u.User != nil:
+		return want("a user")
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#"):
+		return want("a path, query or fragment")
+	}
+	// The host as it is dialled, escapes decoded: the check of the node
+	// prints it in the node's problem.
+	if err := CheckText("url host", u.Host); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	switch {
+	case err != nil || port == "":
+		return want("no port")
+	case host == "":
+		return want("no host")
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return want("a port outside 1-65535")
 	}
 	return nil
 }

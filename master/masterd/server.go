@@ -3,6 +3,7 @@ package masterd
 import (
 	"bytes"
 	"crypto/x509"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -326,11 +327,44 @@ func (a *api) setConfig(ms *members, ctx *fasthttp.RequestCtx, body []byte) erro
 	if err := decode(body, &req); err != nil {
 		return err
 	}
+	if err := checkConfigText(&req); err != nil {
+		return err
+	}
 	r, err := ms.setConfig(&req)
 	if err != nil {
 		return err
 	}
 	return reply(ctx, r)
+}
+
+// checkConfigText holds a configuration change to the rule of a hello's
+// strings (rpc.CheckText): noderpc config get prints keys and values as
+// they are, and masterd logs the keys. Each value is compacted first, so
+// that the whitespace JSON allows between tokens (newlines included)
+// neither breaks the printed line nor is refused; what CheckText then
+// finds is a raw character inside a JSON string, which the string could
+// carry escaped instead.
+func checkConfigText(req *rpc.SetConfigRequest) error {
+	for _, k := range req.Delete {
+		if err := rpc.CheckText(fmt.Sprintf("deleted key %.64q", k), k); err != nil {
+			return err
+		}
+	}
+	for k, v := range req.Set {
+		if err := rpc.CheckText(fmt.Sprintf("key %.64q", k), k); err != nil {
+			return err
+		}
+		var b bytes.Buffer
+		if err := stdjson.Compact(&b, v); err != nil {
+			// rpc.Decode took it for JSON; so does any value it decoded.
+			return rpc.Errorf(rpc.KindBadRequest, "value of key %.64q: %v", k, err)
+		}
+		if err := rpc.CheckText(fmt.Sprintf("value of key %.64q", k), b.String()); err != nil {
+			return err
+		}
+		req.Set[k] = b.Bytes()
+	}
+	return nil
 }
 
 // replySession answers s with its group version in the header.

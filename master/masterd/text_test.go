@@ -1,0 +1,177 @@
+package masterd
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/rpc"
+)
+
+// errorMessage is the message of the error answer body.
+func errorMessage(body []byte) string {
+	var e rpc.ErrorResponse
+	if json.Unmarshal(body, &e) != nil || e.Error == nil {
+		return ""
+	}
+	return e.Error.Message
+}
+
+// listed returns the nodes masterd at base lists.
+func listed(t *testing.T, c *http.Client, base string) []rpc.Node {
+	t.Helper()
+	status, _, _, body := call(t, c, base, "GET", rpc.PathListNodes, nil)
+	var l rpc.ListNodesResponse
+	if status != 200 || json.Unmarshal(body, &l) != nil {
+		t.Fatalf("ListNodes = %d %s", status, clipped(body))
+	}
+	return l.Nodes
+}
+
+// TestHelloURLBoundAndShape checks that a hello's URL is refused, with a
+// short bad_request, when it is longer than rpc.MaxNodeURLLen or of a
+// shape master.Cluster does not call (no port, a path, a query, ...), and
+// that every URL masterd takes is one its own client calls: a hostile
+// node once stored URLs of 7 MiB, logged twice a hello, which made
+// ListNodes larger than the client takes.
+func TestHelloURLBoundAndShape(t *testing.T) {
+	base := serve(t, Config{Insecure: true})
+	c := &http.Client{Timeout: 20 * time.Second}
+	for _, tc := range []struct{ name, url string }{
+		{"URL of 7 MiB", "http://127.0.0.1:1/" + strings.Repeat("a", 7<<20)},
+		{"host of 3000 bytes", "http://" + strings.Repeat("a", 3000) + ":1"},
+		{"no port", "http://127.0.0.1"},
+		{"empty port", "http://127.0.0.1:"},
+		{"port 0", "http://127.0.0.1:0"},
+		{"port above 65535", "http://127.0.0.1:65536"},
+		{"no host", "http://:1811"},
+		{"a path", "http://127.0.0.1:1811/x"},
+		{"a query", "http://127.0.0.1:1811?a=b"},
+		{"an empty query", "http://127.0.0.1:1811/?"},
+		{"a fragment", "http://127.0.0.1:1811#f"},
+		{"an empty fragment", "http://127.0.0.1:1811/#"},
+		{"a user", "http://u:p@127.0.0.1:1811"},
+		{"opaque", "http:127.0.0.1:1811"},
+		{"a C1 control", "http://127.0.0.1:1811\u009b"},
+		{"an escaped C1 control in the host", "http://a%c2%9b:1811"},
+	} {
+		req := rpc.HelloRequest{Node: "n1", URL: tc.url, BootID: "b"}
+		status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req))
+		if status != 400 || kind != rpc.KindBadRequest || len(body) > 5000 || !strings.Contains(errorMessage(body), "url") {
+			t.Errorf("%s: hello = %d %s %s; want 400 bad_request naming the url, short", tc.name, status, kind, clipped(body))
+		}
+	}
+	if l := listed(t, c, base); len(l) != 0 {
+		t.Fatalf("listed after the refusals: %+v", l)
+	}
+
+	taken := []string{
+		"http://127.0.0.1:1811",
+		"http://127.0.0.1:1812/",
+		"HTTP://127.0.0.1:1813",
+		"http://[::1]:1814",
+		"http://localhost:65535",
+		"http://" + strings.Repeat("a", 63) + ".example:1815",
+	}
+	for i, u := range taken {
+		req := rpc.HelloRequest{Node: "n" + string(rune('a'+i)), URL: u, BootID: "b"}
+		if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
+			t.Errorf("hello at %s = %d %s %s; want it taken", u, status, kind, clipped(body))
+		}
+	}
+	cl, err := master.NewCluster([]string{base}, master.Options{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, err := cl.UpClients(context.Background())
+	if err != nil || len(clients) != len(taken) {
+		t.Errorf("UpClients() = %d clients, %v; want one for each of the %d URLs masterd took", len(clients), err, len(taken))
+	}
+}
+
+// TestHelloTextRule checks that every string of a hello that masterd
+// stores and noderpc prints (name, url, boot_id, version, the fields of
+// functions and calls) is refused with a bad_request naming the field
+// when it holds a control character (C0, DEL or C1) or a format
+// character that reorders or hides text (U+202E, U+200B, U+FEFF, ...),
+// and that nothing of such a hello is listed.
+func TestHelloTextRule(t *testing.T) {
+	base := serve(t, Config{Insecure: true})
+	c := &http.Client{Timeout: 20 * time.Second}
+	ok := func() rpc.HelloRequest {
+		return rpc.HelloRequest{
+			Node: "n1", URL: "http://127.0.0.1:1811", BootID: "b", Version: "v1",
+			Functions: []rpc.Function{{Name: "echo", Kind: rpc.FunctionBuiltin, Runnable: true}, {Name: "f", Kind: rpc.FunctionExecutable, Problem: "café: no #! line"}},
+			Calls:     []rpc.CallSummary{{ID: "c1", FnName: "echo", State: "running", RequestID: "r1"}, {ID: "c2", FnName: "echo", State: "failed", ErrorKind: rpc.KindInternal}},
+		}
+	}
+	for _, tc := range []struct {
+		field string
+		edit  func(*rpc.HelloRequest)
+	}{
+		{"node name", func(r *rpc.HelloRequest) { r.Node = "evil\u202egnp.exe" }},
+		{"node name", func(r *rpc.HelloRequest) { r.Node = "n\u200b1" }},
+		{"node name", func(r *rpc.HelloRequest) { r.Node = "\ufeffn1" }},
+		{"url", func(r *rpc.HelloRequest) { r.URL = "http://127.0.0.1:1811/\u009b2J" }},
+		{"boot_id", func(r *rpc.HelloRequest) { r.BootID = "b\u202e" }},
+		{"version", func(r *rpc.HelloRequest) { r.Version = "1\u009b31m" }},
+		{"version", func(r *rpc.HelloRequest) { r.Version = "1\x7f" }},
+		{"functions[1].name", func(r *rpc.HelloRequest) { r.Functions[1].Name = "f\x1b[2J" }},
+		{"functions[0].kind", func(r *rpc.HelloRequest) { r.Functions[0].Kind = "go\x1b]0;owned\x07" }},
+		{"functions[1].problem", func(r *rpc.HelloRequest) { r.Functions[1].Problem = "fine\u2066hidden\u2069" }},
+		{"calls[0].id", func(r *rpc.HelloRequest) { r.Calls[0].ID = "c1\r\x1b[K" }},
+		{"calls[1].fn_name", func(r *rpc.HelloRequest) { r.Calls[1].FnName = "e\u200dcho" }},
+		{"calls[0].state", func(r *rpc.HelloRequest) { r.Calls[0].State = "running\nINFO forged" }},
+		{"calls[0].request_id", func(r *rpc.HelloRequest) { r.Calls[0].RequestID = "r\u202e1" }},
+		{"calls[1].error_kind", func(r *rpc.HelloRequest) { r.Calls[1].ErrorKind = "internal\u009b" }},
+	} {
+		req := ok()
+		tc.edit(&req)
+		status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req))
+		if status != 400 || kind != rpc.KindBadRequest || !strings.HasPrefix(errorMessage(body), tc.field+" ") {
+			t.Errorf("%s: hello = %d %s %s; want 400 bad_request naming %s", tc.field, status, kind, clipped(body), tc.field)
+		}
+	}
+	if l := listed(t, c, base); len(l) != 0 {
+		t.Fatalf("listed after the refusals: %+v", l)
+	}
+	// Printable text outside ASCII stays welcome.
+	if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, ok())); status != 200 {
+		t.Errorf("an ordinary hello = %d %s %s", status, kind, clipped(body))
+	}
+}
+
+// TestSetConfigTextRule checks that SetConfig, whose keys and values
+// noderpc config get prints as they are, holds them to the rule of a
+// hello, and that a value laid out over lines is kept compacted rather
+// than refused or printed over several lines.
+func TestSetConfigTextRule(t *testing.T) {
+	base := serve(t, Config{Insecure: true})
+	c := &http.Client{Timeout: 20 * time.Second}
+	for _, tc := range []struct{ name, body, field string }{
+		{"key with an escape", `{"set":{"k\u001b[2J":1}}`, `key "k\x1b[2J"`},
+		{"key with a bidi override", `{"set":{"k` + "\u202e" + `":1}}`, `key "k\u202e"`},
+		{"deleted key with a newline", `{"delete":["k\nINFO forged"]}`, `deleted key "k\nINFO forged"`},
+		{"value with a raw C1 control", `{"set":{"k":"a` + "\u009b" + `31m"}}`, `value of key "k"`},
+		{"value with a zero-width space", `{"set":{"k":["a` + "\u200b" + `"]}}`, `value of key "k"`},
+		{"node with a bidi override", `{"node":"n` + "\u202e" + `1","set":{"k":1}}`, `node name`},
+	} {
+		status, kind, _, body := call(t, c, base, "PUT", rpc.PathSetConfig, []byte(tc.body))
+		if status != 400 || kind != rpc.KindBadRequest || !strings.HasPrefix(errorMessage(body), tc.field+" ") {
+			t.Errorf("%s: SetConfig = %d %s %s; want 400 bad_request naming %s", tc.name, status, kind, clipped(body), tc.field)
+		}
+	}
+	status, kind, _, body := call(t, c, base, "PUT", rpc.PathSetConfig, []byte("{\"set\":{\"k\":{\n\t\"a\": [1,\r\n 2],\n\"e\": \"\\u001b\"}}}"))
+	var r rpc.ConfigResponse
+	if status != 200 || json.Unmarshal(body, &r) != nil {
+		t.Fatalf("SetConfig of a value over lines = %d %s %s", status, kind, clipped(body))
+	}
+	if got, want := string(r.Group["k"]), `{"a":[1,2],"e":"\u001b"}`; got != want {
+		t.Errorf("value kept = %s; want %s", got, want)
+	}
+}
