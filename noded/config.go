@@ -265,7 +265,7 @@ func (c *Config) checkMembership() error {
 	}
 	if rpc.CheckNodeName(c.NodeName) != nil {
 		// masterd refuses every hello of such a name.
-		return fmt.Errorf("--node-name %.64q: a name of at most %d bytes without spaces or control characters, as its certificate's common name", c.NodeName, rpc.MaxNodeNameLen)
+		return fmt.Errorf("--node-name %.64q: a name of at most %d bytes without spaces or control or format characters, as its certificate's common name", c.NodeName, rpc.MaxNodeNameLen)
 	}
 	if c.Advertise == "" {
 		// The listen address is called as is: one that means every

@@ -87,9 +87,13 @@ type HelloRequest struct {
 
 // Validate reports a bad_request error for a hello no master could take.
 // Every string of it that masterd stores is shown as it is by noderpc
-// nodes and noderpc node and written to masterd's log, so each must pass
-// CheckText: a control or format character would act on the operator's
-// terminal instead of being printed.
+// nodes and noderpc node and written to masterd's log. The node's own
+// facts (name, URL, boot id, version) must pass CheckText: a control or
+// format character would act on the operator's terminal instead of being
+// printed. What the node reports of its functions and calls is not
+// refused for it but escaped (EscapeReported): a call's request ID is
+// its caller's, and a function's name is a file's, so refusing the hello
+// would let whoever names either keep the node out of the group.
 func (r *HelloRequest) Validate() error {
 	if err := CheckNodeName(r.Node); err != nil {
 		return err
@@ -108,24 +112,47 @@ func (r *HelloRequest) Validate() error {
 			return err
 		}
 	}
-	for i, fn := range r.Functions {
-		for _, f := range []struct{ name, v string }{{"name", fn.Name}, {"kind", string(fn.Kind)}, {"problem", fn.Problem}} {
-			if why := badText(f.v); why != "" {
-				return Errorf(KindBadRequest, "functions[%d].%s %s", i, f.name, why)
-			}
-		}
-	}
-	for i, c := range r.Calls {
-		for _, f := range []struct{ name, v string }{
-			{"id", c.ID}, {"fn_name", c.FnName}, {"state", string(c.State)},
-			{"request_id", c.RequestID}, {"error_kind", string(c.ErrorKind)},
-		} {
-			if why := badText(f.v); why != "" {
-				return Errorf(KindBadRequest, "calls[%d].%s %s", i, f.name, why)
-			}
-		}
-	}
 	return checkSeconds("session_timeout", r.SessionTimeout)
+}
+
+// EscapeReported escapes, in what the hello reports of the node's
+// functions and calls, what CheckText refuses (see Validate), so that
+// masterd stores and shows it as text.
+func (r *HelloRequest) EscapeReported() {
+	for i := range r.Functions {
+		fn := &r.Functions[i]
+		fn.Name, fn.Problem = EscapeText(fn.Name), EscapeText(fn.Problem)
+		fn.Kind = FunctionKind(EscapeText(string(fn.Kind)))
+	}
+	for i := range r.Calls {
+		c := &r.Calls[i]
+		c.ID, c.FnName, c.RequestID = EscapeText(c.ID), EscapeText(c.FnName), EscapeText(c.RequestID)
+		c.State, c.ErrorKind = State(EscapeText(string(c.State))), Kind(EscapeText(string(c.ErrorKind)))
+	}
+}
+
+// EscapeText returns s with every character CheckText refuses written as
+// a Go escape (\x1b, \u202e) and every byte that is not UTF-8 as \xNN;
+// text CheckText takes is returned as it is.
+func EscapeText(s string) string {
+	if badText(s) == "" {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unprintable(r):
+			q := strconv.QuoteRune(r) // '\x1b', '\u202e'
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // maxFactLen bounds a hello's boot id and version.

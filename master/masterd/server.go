@@ -256,6 +256,7 @@ func (a *api) hello(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	if err := a.checkNode(ctx, req.Node); err != nil {
 		return err
 	}
+	req.EscapeReported()
 	s, err := ms.hello(&req)
 	if err != nil {
 		return err

@@ -121,14 +121,6 @@ func TestHelloTextRule(t *testing.T) {
 		{"boot_id", func(r *rpc.HelloRequest) { r.BootID = "b\u202e" }},
 		{"version", func(r *rpc.HelloRequest) { r.Version = "1\u009b31m" }},
 		{"version", func(r *rpc.HelloRequest) { r.Version = "1\x7f" }},
-		{"functions[1].name", func(r *rpc.HelloRequest) { r.Functions[1].Name = "f\x1b[2J" }},
-		{"functions[0].kind", func(r *rpc.HelloRequest) { r.Functions[0].Kind = "go\x1b]0;owned\x07" }},
-		{"functions[1].problem", func(r *rpc.HelloRequest) { r.Functions[1].Problem = "fine\u2066hidden\u2069" }},
-		{"calls[0].id", func(r *rpc.HelloRequest) { r.Calls[0].ID = "c1\r\x1b[K" }},
-		{"calls[1].fn_name", func(r *rpc.HelloRequest) { r.Calls[1].FnName = "e\u200dcho" }},
-		{"calls[0].state", func(r *rpc.HelloRequest) { r.Calls[0].State = "running\nINFO forged" }},
-		{"calls[0].request_id", func(r *rpc.HelloRequest) { r.Calls[0].RequestID = "r\u202e1" }},
-		{"calls[1].error_kind", func(r *rpc.HelloRequest) { r.Calls[1].ErrorKind = "internal\u009b" }},
 	} {
 		req := ok()
 		tc.edit(&req)
@@ -143,6 +135,44 @@ func TestHelloTextRule(t *testing.T) {
 	// Printable text outside ASCII stays welcome.
 	if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, ok())); status != 200 {
 		t.Errorf("an ordinary hello = %d %s %s", status, kind, clipped(body))
+	}
+
+	// What a node reports of its functions and calls is escaped, not
+	// refused: a call's request ID is its caller's and a function's name
+	// a file's, and refusing the hello would let either keep the node
+	// out of the group.
+	req := ok()
+	req.Node = "n2"
+	req.Functions[1].Name = "f\x1b[2J"
+	req.Functions[0].Kind = "go\x1b]0;owned\x07"
+	req.Functions[1].Problem = "fine\u2066hidden\u2069"
+	req.Calls[0].RequestID = "r\u202e1"
+	req.Calls[1].State = "failed\nINFO forged"
+	if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
+		t.Fatalf("a hello reporting control characters in its functions and calls = %d %s %s, want it taken", status, kind, clipped(body))
+	}
+	var n2 *rpc.Node
+	for _, n := range listed(t, c, base) {
+		if n.Name == "n2" {
+			n2 = &n
+		}
+	}
+	if n2 == nil {
+		t.Fatal("n2 is not listed after its hello")
+	}
+	want := []string{`f\x1b[2J`, `go\x1b]0;owned\a`, `fine\u2066hidden\u2069`}
+	got := []string{n2.Functions[1].Name, string(n2.Functions[0].Kind), n2.Functions[1].Problem}
+	status, _, _, body := call(t, c, base, "PUT", rpc.PathGetNode, []byte(`{"node":"n2"}`))
+	var full rpc.Node
+	if status != 200 || json.Unmarshal(body, &full) != nil || len(full.Calls) != 2 {
+		t.Fatalf("GetNode n2 = %d %s", status, clipped(body))
+	}
+	want = append(want, `r\u202e1`, `failed\nINFO forged`)
+	got = append(got, full.Calls[0].RequestID, string(full.Calls[1].State))
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("stored %q, want the escaped %q", got[i], want[i])
+		}
 	}
 }
 
