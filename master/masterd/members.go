@@ -105,6 +105,10 @@ type member struct {
 	// cfgWake is closed, and replaced, when its effective configuration
 	// changes.
 	cfgWake chan struct{}
+	// heldWake is closed to answer the renewal held for the session now,
+	// if any: a new renewal to hold replaces it, so that masterd holds
+	// one renewal per session however many a node sends.
+	heldWake chan struct{}
 }
 
 // loadMembers builds the registry from the store: every node it holds,
@@ -373,10 +377,16 @@ func (ms *members) renew(req *rpc.RenewRequest) (rpc.Session, error) {
 	s := ms.sessionLocked(req.Node, m)
 	hold := min(rpc.Duration(req.Hold), maxHold(m.timeout))
 	groupWake, cfgWake, stopped := ms.groupWake, m.cfgWake, ms.stopped
-	ms.mu.Unlock()
 	if s.GroupVersion != req.GroupVersion || s.ConfigVersion != req.ConfigVersion || hold <= 0 {
+		ms.mu.Unlock()
 		return s, nil
 	}
+	if m.heldWake != nil {
+		close(m.heldWake) // the renewal held until now answers
+	}
+	replaced := make(chan struct{})
+	m.heldWake = replaced
+	ms.mu.Unlock()
 	held := make(chan struct{})
 	t := ms.clock.AfterFunc(hold, func() { close(held) })
 	select {
@@ -384,10 +394,14 @@ func (ms *members) renew(req *rpc.RenewRequest) (rpc.Session, error) {
 	case <-groupWake:
 	case <-cfgWake:
 	case <-stopped:
+	case <-replaced:
 	}
 	t.Stop()
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
+	if m.heldWake == replaced {
+		m.heldWake = nil
+	}
 	if ms.deposed {
 		// The session is the deposed master's: the node must go to the
 		// active one.

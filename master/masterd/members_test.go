@@ -439,3 +439,41 @@ func TestHelloDuringStepDownIsNotActive(t *testing.T) {
 		t.Errorf("hello as masterd steps down = %v, want errNotActive", err)
 	}
 }
+
+// TestOneHeldRenewalPerSession checks that a second renewal to hold
+// answers the one held before at once, so that masterd holds one
+// renewal per session however many a node sends: 5,000 concurrent
+// renewals of one session were all held, each a goroutine and a
+// connection, until their holds ended.
+func TestOneHeldRenewalPerSession(t *testing.T) {
+	ms, clock, _ := newTestMembers(t, t.TempDir())
+	s := mustHello(t, ms, helloOf("n1", "b1"))
+	clock.Advance(groupWakeDelay) // the wake of the hello itself
+
+	// renewal starts a renewal to hold and returns where it answers.
+	renewal := func() <-chan rpc.Session {
+		got := make(chan rpc.Session, 1)
+		go func() {
+			a, err := ms.renew(&rpc.RenewRequest{Node: "n1", Session: s.ID, GroupVersion: s.GroupVersion, ConfigVersion: s.ConfigVersion, Hold: 60})
+			if err != nil {
+				t.Errorf("held renew: %v", err)
+			}
+			got <- a
+		}()
+		return got
+	}
+	held := clock.pending()
+	first := renewal()
+	clock.awaitPending(t, held+1) // its hold's timer
+	second := renewal()
+	if a := answered(t, first, "a held renewal, once another is held"); a.ID != s.ID {
+		t.Errorf("the replaced renewal answered %+v, want the session", a)
+	}
+	clock.awaitPending(t, held+1) // the second's hold, the first's stopped
+	notAnswered(t, second, "the renewal held now")
+	third := renewal()
+	answered(t, second, "the second renewal, once a third is held")
+	clock.awaitPending(t, held+1)
+	clock.Advance(testTimeout / 3)
+	answered(t, third, "the last renewal, at its hold's end")
+}
