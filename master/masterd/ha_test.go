@@ -202,10 +202,23 @@ func TestStandbyTakesOver(t *testing.T) {
 	first, other := g.pair(m1, m2)
 	g.checkStandby(other.URL(), first.URL())
 
+	// The active master learns of the standby from etcd, a moment after
+	// the standby says it stands by: the sessions name both once it has.
+	want := slices.Sorted(slices.Values([]string{m1.URL(), m2.URL()}))
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		s := g.hello(first.URL(), "node-00")
+		if slices.Equal(s.Masters, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session masters = %v 10s after the standby stood by, want both masters %v", s.Masters, want)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the active master, which has no event to wait on
+	}
 	const nodes = 10
 	for i := range nodes {
 		s := g.hello(first.URL(), fmt.Sprintf("node-%02d", i))
-		if want := []string{m1.URL(), m2.URL()}; !slices.Equal(s.Masters, slices.Sorted(slices.Values(want))) {
+		if !slices.Equal(s.Masters, want) {
 			t.Errorf("session masters = %v, want both masters %v", s.Masters, want)
 		}
 	}
