@@ -15,7 +15,11 @@ import (
 // used to be a zero record, whose empty call ID Call then waited on for
 // ever, as fast as the network allowed.
 func TestAnswerThatIsNoRecord(t *testing.T) {
-	for _, body := range []string{"", "  ", "null", "[]", "{}", `{"state":"running"}`} {
+	for _, body := range []string{"", "  ", "null", "[]", "{}", `{"state":"running"}`,
+		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"sleeping"}`,
+		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"running","finished":true}`,
+		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"succeeded","finished":false}`,
+	} {
 		c, ft, _ := newFakeClient(t, Options{}, func(int, request) (answer, error) {
 			return answer{status: http.StatusOK, body: []byte(body)}, nil
 		})
