@@ -61,3 +61,44 @@ func TestOwnRequestFastPath(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestFrameOfAnyStrings: the frame AppendFunctionRequest writes by
+// hand for plain strings is the JSON encoder's, byte for byte, and
+// strings that need escaping go through the encoder and read back as
+// they were.
+func TestRequestFrameOfAnyStrings(t *testing.T) {
+	args := json.RawMessage(`{"a":[1,2]}`)
+	for _, tc := range []struct{ id, name string }{
+		{"1:2:1796160691.141524:d76990ea0e930bf5", "echo"},
+		{"", "node_info"},
+		{"1:2:3:4", "a b/c.d-e_f"},
+	} {
+		got, err := AppendFunctionRequest([]byte("x"), tc.id, tc.name, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, err := Marshal(FunctionRequest{CallID: tc.id, FnName: tc.name, FnArgs: args})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "x" + string(head) + "\n"; string(got) != want {
+			t.Errorf("AppendFunctionRequest(%q, %q) = %q, the encoder writes %q", tc.id, tc.name, got, want)
+		}
+	}
+	for _, tc := range []struct{ id, name string }{
+		{`1"2`, "echo"},
+		{"1:2:3:4", `back\slash`},
+		{"1:2:3:4", "é"},
+		{"1:2:3:4", "tab\there"},
+		{"1:2:3:4", "\x7f"},
+	} {
+		line, err := AppendFunctionRequest(nil, tc.id, tc.name, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := DecodeFunctionRequest(line)
+		if err != nil || req.CallID != tc.id || req.FnName != tc.name || string(req.FnArgs) != string(args) {
+			t.Errorf("AppendFunctionRequest(%q, %q) wrote %q, which reads back as %+v, %v", tc.id, tc.name, line, req, err)
+		}
+	}
+}
