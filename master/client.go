@@ -476,7 +476,7 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 				}
 				return unanswered, nil
 			}
-			rerr := rpc.DecodeErrorAnswer(a.status, a.body)
+			rerr := errorOfAnswer(a)
 			if rerr.Kind == rpc.KindTLSMismatch {
 				return unanswered, &TLSMismatchError{Node: c.node, Procedure: proc, NodeServesTLS: c.opts.Insecure, Err: rerr}
 			}
@@ -499,6 +499,25 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 			return unanswered, fmt.Errorf("%s: %s: %w after %d attempts, the last: %s", c.node, proc, err, attempt, describeTransport(lastErr))
 		}
 	}
+}
+
+// errorOfAnswer is the error a node's answer of a status other than 2xx
+// carries. noded answers a refused request 4xx or 5xx and nothing else,
+// so any other status (101, a redirect, a status HTTP does not define)
+// comes from something on the node's port that speaks another protocol,
+// a proxy or a login page, say: a protocol error whatever its body holds,
+// and no fault of the caller's. It is not retried: the node would answer
+// the same again.
+func errorOfAnswer(a answer) *rpc.Error {
+	if a.status < 400 || a.status > 599 {
+		body := "an empty body"
+		if len(bytes.TrimSpace(a.body)) > 0 {
+			body = fmt.Sprintf("%q", clipAnswer(a.body))
+		}
+		return rpc.Errorf(rpc.KindProtocolError,
+			"node answered HTTP %d, which no noderpc daemon sends (something on its port speaks another protocol), with %s", a.status, body)
+	}
+	return rpc.DecodeErrorAnswer(a.status, a.body)
 }
 
 // wantObject says what is wrong with body as the answer of a procedure
