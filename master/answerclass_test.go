@@ -109,3 +109,94 @@ func TestErrorAnswersKeepTheirKind(t *testing.T) {
 		})
 	}
 }
+
+// An error answer whose kind no request is answered with (one this
+// client does not know, or one of a call's or the client's own kinds)
+// is a protocol error that quotes the node's kind and message: a caller
+// testing kinds gets one it can test, and the node's words are kept. It
+// is not retried, whatever its status, since the client cannot tell
+// what it means.
+func TestErrorAnswerOfAnUnknownKind(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		kind   string
+	}{
+		{400, "no_such_kind"},
+		{429, "no_such_kind"},
+		{500, "no_such_kind"},
+		{503, "no_such_kind"},
+		{503, "BUSY"},
+		{500, "function_failed"},
+		{500, "unreachable"},
+		{400, "certificate"},
+	} {
+		t.Run(fmt.Sprintf("%d %s", tc.status, tc.kind), func(t *testing.T) {
+			body := fmt.Sprintf(`{"error":{"kind":%q,"message":"the node's own words"}}`, tc.kind)
+			f := nodetest.StartFake(t, rawAnswer(fmt.Sprintf("HTTP/1.1 %d %s", tc.status, http.StatusText(tc.status)), body))
+			_, err := classClient(t, f.Addr).Version(context.Background())
+			if got := rpc.KindOf(err); got != rpc.KindProtocolError || !errors.Is(err, rpc.ErrProtocolError) {
+				t.Fatalf("Version from a node answering %d %s = %v (kind %q), want protocol_error", tc.status, body, err, got)
+			}
+			if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf("%q", tc.kind)) || !strings.Contains(msg, "the node's own words") {
+				t.Errorf("Version from a node answering %d %s = %q, want the node's kind and message quoted", tc.status, body, msg)
+			}
+			if n := f.Requests.Load(); n != 1 {
+				t.Errorf("Version from a node answering %d %s sent %d requests, want 1", tc.status, body, n)
+			}
+		})
+	}
+}
+
+// A Call whose start is answered with an unknown kind fails at once with
+// a protocol error: it neither waits nor retries.
+func TestCallAnsweredAnUnknownKindEnds(t *testing.T) {
+	f := nodetest.StartFake(t, nodetest.AnswerJSON(503, `{"error":{"kind":"overloaded_v3","message":"try the other rack"}}`))
+	c := classClient(t, f.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Call(ctx, "echo", "hi", CallOptions{})
+	if !errors.Is(err, rpc.ErrProtocolError) || !strings.Contains(err.Error(), "overloaded_v3") || ctx.Err() != nil {
+		t.Fatalf("Call against a node answering an unknown kind = %v, want a protocol_error naming the kind, before the deadline", err)
+	}
+	if n := f.Requests.Load(); n != 1 {
+		t.Errorf("Call against a node answering an unknown kind sent %d requests, want 1", n)
+	}
+}
+
+// answersRequests reads rpc's table of kinds and statuses: every kind
+// doc/protocol.md lists under "Errors of the request" is one, and a
+// call's kinds, the client's own and kinds rpc does not declare are not.
+func TestAnswersRequests(t *testing.T) {
+	for _, tc := range []struct {
+		kind rpc.Kind
+		want bool
+	}{
+		{rpc.KindBadRequest, true},
+		{rpc.KindForbidden, true},
+		{rpc.KindTLSMismatch, true},
+		{rpc.KindUnknownFunction, true},
+		{rpc.KindUnknownCall, true},
+		{rpc.KindUnknownSession, true},
+		{rpc.KindUnknownNode, true},
+		{rpc.KindNotActive, true},
+		{rpc.KindLost, true},
+		{rpc.KindTooLarge, true},
+		{rpc.KindBusy, true},
+		{rpc.KindShuttingDown, true},
+		{rpc.KindInternal, true},
+		{rpc.KindFunctionFailed, false},
+		{rpc.KindProtocolError, false},
+		{rpc.KindResultTooLarge, false},
+		{rpc.KindCancelled, false},
+		{rpc.KindAborted, false},
+		{rpc.KindUnreachable, false},
+		{rpc.KindCertificate, false},
+		{"no_such_kind", false},
+		{"Busy", false},
+		{"", false},
+	} {
+		if got := answersRequests(tc.kind); got != tc.want {
+			t.Errorf("answersRequests(%q) = %v, want %v", tc.kind, got, tc.want)
+		}
+	}
+}
