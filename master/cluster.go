@@ -38,6 +38,15 @@ import (
 // policy's MaxAttempts bounds each master's attempts within a round,
 // not the rounds.
 //
+// A Cluster keeps at most 8 learned masters ([Cluster.Masters]), more
+// than a group runs: past that, a master newly named takes the place of
+// the learned one named longest ago, unless that one answered last (it
+// is the one asked first); each replacement is logged (warn). A standby
+// that is broken, or lies, and names another master in every answer
+// thus costs a bounded list, and every round a bounded number of
+// masters, while the master named last can always be asked; the masters
+// given to [NewCluster] are never forgotten.
+//
 // Each master is reached through a [Client] of its own, so a master is
 // bounded in time and size, retried and reported exactly as a node is:
 // an unreachable master is an [*UnreachableError], a refused certificate
@@ -46,11 +55,22 @@ import (
 type Cluster struct {
 	opts Options
 
-	// mu guards urls and masters, which grow as standbys name masters
-	// the Cluster was not given; an index, once given, stays valid.
+	// mu guards urls, masters and named. urls and masters grow as
+	// standbys name masters the Cluster was not given, up to given +
+	// maxLearned; past that a learned master's slot is given to another.
+	// An index, once given, stays valid, but may name another master
+	// later: what must know which master it holds holds the *Client.
 	mu      sync.Mutex
 	urls    []string
 	masters []*Client
+	// given is how many of masters NewCluster was given; those past it
+	// were learned.
+	given int
+	// named is when each learned master was last named by a standby,
+	// counted in namings (ticks), so that the one named longest ago is
+	// the one forgotten.
+	named []uint64
+	ticks uint64
 	// last is the index of the master that answered last.
 	last atomic.Int32
 }
@@ -88,6 +108,7 @@ func NewCluster(masterURLs []string, opts Options) (*Cluster, error) {
 	if opts.clock == nil {
 		c.opts.clock = realClock{}
 	}
+	c.given = len(c.masters)
 	c.last.Store(int32(c.opts.randN(int64(len(c.masters)))))
 	return c, nil
 }
@@ -138,7 +159,7 @@ func addrOfURL(raw string, insecure bool) (string, error) {
 }
 
 // Masters returns the URLs of the masters: those given to NewCluster
-// less repeats, then those standbys named as active.
+// less repeats, then those standbys named as active, at most 8 of them.
 func (c *Cluster) Masters() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -195,6 +216,14 @@ func (e *NotActiveError) Unwrap() error { return e.Err }
 // back-off.
 const maxFollow = 3
 
+// maxLearned bounds the masters a Cluster learns from standbys beside
+// those it was given: more than a group runs (doc/ha.md's example
+// runs three), so that a Cluster given one master learns all the
+// others, while a standby naming masters without end (broken, or
+// lying) does not grow the list, each of whose masters every round
+// may ask.
+const maxLearned = 8
+
 // master returns the i-th master.
 func (c *Cluster) master(i int) *Client {
 	c.mu.Lock()
@@ -202,27 +231,65 @@ func (c *Cluster) master(i int) *Client {
 	return c.masters[i]
 }
 
-// learn returns the index of the master at raw, a URL a standby named,
-// adding it to the masters if it is new.
-func (c *Cluster) learn(raw string) (int, error) {
-	addr, err := addrOfURL(raw, c.opts.Insecure)
-	if err != nil {
-		return 0, err
-	}
+// answered records that m, the i-th master, answered: the next request
+// asks it first. A master whose slot went to another meanwhile is not
+// recorded: the next request would ask that other one first.
+func (c *Cluster) answered(i int, m *Client) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.masters[i] == m {
+		c.last.Store(int32(i))
+	}
+}
+
+// learn returns the index of the master at raw, a URL a standby named,
+// and its Client, adding it to the masters if it is new. Once maxLearned
+// masters are learned, a new one takes the place of the learned master
+// named longest ago, unless that one answered last: that one is asked
+// first, and forgetting it would send the next request to a master
+// only named. The masters given are never replaced.
+func (c *Cluster) learn(raw string) (int, *Client, error) {
+	addr, err := addrOfURL(raw, c.opts.Insecure)
+	if err != nil {
+		return 0, nil, err
+	}
+	c.mu.Lock()
+	c.ticks++
 	for i, m := range c.masters {
 		if m.node == addr {
-			return i, nil
+			if i >= c.given {
+				c.named[i-c.given] = c.ticks
+			}
+			c.mu.Unlock()
+			return i, m, nil
 		}
 	}
 	m, err := New(addr, c.opts)
 	if err != nil {
-		return 0, err
+		c.mu.Unlock()
+		return 0, nil, err
 	}
-	c.urls = append(c.urls, raw)
-	c.masters = append(c.masters, m)
-	return len(c.masters) - 1, nil
+	if len(c.masters)-c.given < maxLearned {
+		c.urls = append(c.urls, raw)
+		c.masters = append(c.masters, m)
+		c.named = append(c.named, c.ticks)
+		i := len(c.masters) - 1
+		c.mu.Unlock()
+		return i, m, nil
+	}
+	victim, last := -1, int(c.last.Load())
+	for k, t := range c.named {
+		if i := c.given + k; i != last && (victim < 0 || t < c.named[victim-c.given]) {
+			victim = i
+		}
+	}
+	old, oldURL := c.masters[victim], c.urls[victim]
+	c.urls[victim], c.masters[victim], c.named[victim-c.given] = raw, m, c.ticks
+	c.mu.Unlock()
+	old.Close()
+	c.log().Warn("a standby named more masters than a Cluster learns; forgetting the one named longest ago",
+		"named", raw, "forgotten", oldURL, "max_learned", maxLearned)
+	return victim, m, nil
 }
 
 // NoMasterError says that no master of the group could be reached: each
@@ -259,24 +326,24 @@ func (c *Cluster) do(ctx context.Context, method, path string, in, out any) erro
 	clk := c.opts.clock
 	giveUp := clk.Now().Add(pol.MaxElapsed)
 	// The last error of each master, in the order first tried.
-	var tried []int
-	last := map[int]error{}
+	var tried []*Client
+	last := map[*Client]error{}
 	noMaster := func() error {
 		if len(tried) == 1 {
 			return last[tried[0]]
 		}
 		errs := make([]error, len(tried))
-		for k, i := range tried {
-			errs[k] = last[i]
+		for k, m := range tried {
+			errs[k] = last[m]
 		}
 		return &NoMasterError{Errs: errs}
 	}
 	for round := 1; ; round++ {
-		answered, electing, err := c.round(ctx, method, path, in, out, pol, func(i int, err error) {
-			if _, ok := last[i]; !ok {
-				tried = append(tried, i)
+		answered, electing, err := c.round(ctx, method, path, in, out, pol, func(m *Client, err error) {
+			if _, ok := last[m]; !ok {
+				tried = append(tried, m)
 			}
-			last[i] = err
+			last[m] = err
 		})
 		switch {
 		case answered:
@@ -304,8 +371,11 @@ func (c *Cluster) do(ctx context.Context, method, path string, in, out any) erro
 // worth asking), or ctx's end. electing reports that a standby named no
 // master, or only masters tried already this round: an election is
 // under way. fail records each master's error.
+//
+// A master is known by its Client, not its index: a standby may name a
+// master whose learning gives it the slot of one asked already.
 func (c *Cluster) round(ctx context.Context, method, path string, in, out any, pol Policy,
-	fail func(i int, err error)) (answered, electing bool, err error) {
+	fail func(m *Client, err error)) (answered, electing bool, err error) {
 	c.mu.Lock()
 	n := len(c.masters)
 	c.mu.Unlock()
@@ -321,20 +391,26 @@ func (c *Cluster) round(ctx context.Context, method, path string, in, out any, p
 		j := int(c.opts.randN(int64(i + 1)))
 		rest[i], rest[j] = rest[j], rest[i]
 	}
-	queue := append([]int{first}, rest...)
-	done := map[int]bool{}
+	type slot struct {
+		i int
+		m *Client
+	}
+	queue := make([]slot, 0, n)
+	for _, i := range append([]int{first}, rest...) {
+		queue = append(queue, slot{i, c.master(i)})
+	}
+	done := map[*Client]bool{}
 	follows := 0
 	for len(queue) > 0 {
-		i := queue[0]
+		i, m := queue[0].i, queue[0].m
 		queue = queue[1:]
-		if done[i] {
+		if done[m] {
 			continue
 		}
-		done[i] = true
-		m := c.master(i)
+		done[m] = true
 		_, err := m.invoke(ctx, method, path, pol, in, out)
 		if err == nil {
-			c.last.Store(int32(i))
+			c.answered(i, m)
 			return true, false, nil
 		}
 		if ctx.Err() != nil {
@@ -343,25 +419,25 @@ func (c *Cluster) round(ctx context.Context, method, path string, in, out any, p
 		var na *NotActiveError
 		switch {
 		case errors.As(err, &na) && na.Active != "":
-			j, lerr := c.learn(na.Active)
+			j, mj, lerr := c.learn(na.Active)
 			switch {
 			case lerr != nil:
 				err = fmt.Errorf("%w; the active master it names cannot be called: %w", err, lerr)
-			case done[j] || follows == maxFollow:
+			case done[mj] || follows == maxFollow:
 				// Named already tried this round, or a chain of
 				// standbys: their view is stale, an election is on.
 				electing = true
 			default:
 				follows++
 				c.log().Debug("following a standby to the active master", "standby", m.node, "active", na.Active)
-				queue = append([]int{j}, queue...)
+				queue = append([]slot{{j, mj}}, queue...)
 			}
 		case errors.As(err, &na):
 			electing = true
 		case !otherMasterMayAnswer(err):
 			return false, false, err
 		}
-		fail(i, err)
+		fail(m, err)
 	}
 	return false, electing, nil
 }
