@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -342,4 +343,49 @@ func TestStandbyNamingADeadMasterHoldsTheBackoffDown(t *testing.T) {
 	if !strings.Contains(log.String(), "connection refused") {
 		t.Errorf("the dead master's refusal is not logged; log:\n%s", log.String())
 	}
+}
+
+// A standby that names another master on every hello (each unreachable)
+// makes the node learn at most maxLearnedMasters besides the configured
+// one, the ones named last, with a warning for each forgotten.
+func TestLearnedMastersBounded(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		named []string
+	)
+	sb := newFakeMaster(t, func(w http.ResponseWriter, _ string) {
+		mu.Lock()
+		u := fmt.Sprintf("http://127.0.0.1:%d", 1+len(named)) // ports nothing listens on
+		named = append(named, u)
+		mu.Unlock()
+		nodetest.WriteNotActive(w, u)
+	})
+	clk := &clock{waits: make(chan wait)}
+	var log nodetest.SyncBuffer
+	m := startMember(t, []string{sb.URL}, clk, &log)
+	const hellos = maxLearnedMasters + 4
+	for len(sb.called()) < hellos {
+		select {
+		case w := <-clk.waits:
+			if got := m.Status().Masters; len(got) > 1+maxLearnedMasters {
+				t.Fatalf("the node knows %d masters, want at most %d: %q", len(got), 1+maxLearnedMasters, got)
+			}
+			w.fire <- time.Now()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the node stopped saying hello after %d hellos to the standby", len(sb.called()))
+		}
+	}
+	// The hello that named the last one has been answered; wait for the
+	// node to back off after following it.
+	w := <-clk.waits
+	mu.Lock()
+	want := append([]string{sb.URL}, named[len(named)-maxLearnedMasters:]...)
+	mu.Unlock()
+	if got := m.Status().Masters; !slices.Equal(got, want) {
+		t.Errorf("masters = %q, want the standby and the %d named last, %q", got, maxLearnedMasters, want)
+	}
+	if !strings.Contains(log.String(), "forgetting the master learned longest ago") {
+		t.Errorf("forgetting a learned master is not logged; log:\n%s", log.String())
+	}
+	w.fire <- time.Now()
 }

@@ -293,6 +293,11 @@ func (m *Member) follow(from string, err error, follows int) (active string, cha
 	}
 	m.mu.Lock()
 	if !slices.Contains(m.status.Masters, u) {
+		if learned := m.status.Masters[len(m.cfg.Masters):]; len(learned) >= maxLearnedMasters {
+			m.log.Warn("forgetting the master learned longest ago: a node keeps at most this many it was not configured with",
+				"forgotten", learned[0], "max", maxLearnedMasters)
+			m.status.Masters = slices.Delete(m.status.Masters, len(m.cfg.Masters), len(m.cfg.Masters)+1)
+		}
 		m.status.Masters = append(m.status.Masters, u)
 	}
 	changed = m.followed != u
@@ -397,18 +402,33 @@ func (m *Member) learn(old Status, s rpc.Session) {
 // is logged and skipped: it names a master this node cannot speak to.
 func (m *Member) merge(learned []string) []string {
 	known := slices.Clone(m.cfg.Masters)
-	for _, raw := range learned {
+	for i, raw := range learned {
 		u, err := CheckURL("masterd's list of masters", raw, m.cfg.TLS == nil)
 		if err != nil {
 			m.log.Warn("ignoring a master masterd named", "err", err)
 			continue
 		}
-		if !slices.Contains(known, u) {
-			known = append(known, u)
+		if slices.Contains(known, u) {
+			continue
 		}
+		if len(known)-len(m.cfg.Masters) == maxLearnedMasters {
+			m.log.Warn("ignoring the rest of the masters masterd named: a node keeps at most this many it was not configured with",
+				"max", maxLearnedMasters, "ignored", len(learned)-i)
+			break
+		}
+		known = append(known, u)
 	}
 	return known
 }
+
+// maxLearnedMasters bounds the masters a node knows beyond its configured
+// ones, learned from a session's list or from a standby naming the active
+// master. A group has a handful of masters; the bound keeps a broken or
+// hostile masterd from making the node hold, and say hello to, any number
+// of URLs. From a session's list the first ones are kept; a standby
+// naming one more replaces the one learned longest ago, so that the
+// master named last, the one most likely active, is always among them.
+const maxLearnedMasters = 8
 
 // hold renews the session s with master back to back until a renewal
 // fails or ctx ends.
@@ -473,9 +493,19 @@ func (m *Member) leave(master, session string) {
 
 // client returns the client of master, made on first use. Only Run's
 // goroutine calls it.
+//
+// Making one forgets the clients of masters the node no longer knows, so
+// that the clients stay as bounded as the masters (maxLearnedMasters).
 func (m *Member) client(master string) *client {
 	c, ok := m.clients[master]
 	if !ok {
+		known := m.Status().Masters
+		for u, old := range m.clients {
+			if !slices.Contains(known, u) {
+				old.hc.CloseIdleConnections()
+				delete(m.clients, u)
+			}
+		}
 		c = newClient(master, m.cfg.TLS)
 		m.clients[master] = c
 	}

@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -145,6 +146,17 @@ func TestLearnMasters(t *testing.T) {
 		if got := m.Status().Masters; !slices.Equal(got, tc.want) {
 			t.Errorf("after a session naming %q: masters = %q, want %q", tc.named, got, tc.want)
 		}
+	}
+	var many []string
+	for port := 2000; port < 2020; port++ {
+		many = append(many, fmt.Sprintf("http://127.0.0.1:%d", port))
+	}
+	m.learn(m.Status(), rpc.Session{Masters: many})
+	if got, want := m.Status().Masters, append([]string{"http://127.0.0.1:1812", "http://127.0.0.1:1813"}, many[:maxLearnedMasters]...); !slices.Equal(got, want) {
+		t.Errorf("after a session naming %d masters: masters = %q, want the configured ones and the first %d named", len(many), got, maxLearnedMasters)
+	}
+	if !strings.Contains(log.String(), "ignoring the rest of the masters masterd named") {
+		t.Errorf("the masters over the bound were not logged as ignored; log:\n%s", log.String())
 	}
 	if !strings.Contains(log.String(), `ignoring a master masterd named`) {
 		t.Errorf("the https master in a plain-HTTP group was not logged as ignored; log:\n%s", log.String())
