@@ -334,8 +334,11 @@ func (c *checker) call(nodeURL, bootID string) string {
 	}
 	opts := master.Options{Timeout: checkTimeout / 2}
 	switch {
-	case u.Scheme == "http":
+	case u.Scheme == "http" && c.d.certs == nil:
 		opts.Insecure = true
+	case u.Scheme == "http":
+		// Refused at the hello (checkScheme); never called in the clear.
+		return "masterd serves TLS and calls nodes over mutual TLS only: an http:// URL cannot be called"
 	case u.Scheme == "https" && c.d.certs != nil:
 		opts.TLS = c.d.certs.ClientConfig()
 	case u.Scheme == "https":

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -256,12 +257,30 @@ func (a *api) hello(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	if err := a.checkNode(ctx, req.Node); err != nil {
 		return err
 	}
+	if err := checkScheme(req.URL, a.tls); err != nil {
+		return err
+	}
 	req.EscapeReported()
 	s, err := ms.hello(&req)
 	if err != nil {
 		return err
 	}
 	return a.replySession(ctx, s)
+}
+
+// checkScheme refuses a node URL that masters could not call: when
+// masterd serves TLS every master calls nodes over mutual TLS, so a node
+// at an http:// URL would be listed, and checked, yet never called by
+// any master. Plain http:// is for a group run with --insecure. raw has
+// passed rpc's checks of a hello's URL.
+func checkScheme(raw string, tls bool) error {
+	if !tls {
+		return nil
+	}
+	if u, err := url.Parse(raw); err == nil && u.Scheme == "https" {
+		return nil
+	}
+	return rpc.Errorf(rpc.KindBadRequest, "url %q: masterd serves TLS and masters call nodes over mutual TLS; want https://HOST:PORT (http:// is for a group run with --insecure)", raw)
 }
 
 func (a *api) renew(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {

@@ -194,6 +194,14 @@ func TestOversizeBody(t *testing.T) {
 	}
 }
 
+// httpsHelloOf is helloOf at an https:// URL, the only scheme masterd
+// serving TLS takes.
+func httpsHelloOf(name, boot string) *rpc.HelloRequest {
+	req := helloOf(name, boot)
+	req.URL = "https://127.0.0.1:1811"
+	return req
+}
+
 func clipped(b []byte) string {
 	if len(b) > 300 {
 		return string(b[:300]) + "..."
@@ -280,11 +288,11 @@ func TestTLSRoles(t *testing.T) {
 		t.Errorf("plain HTTP to masterd serving TLS = %d %s %s; want 400 tls_mismatch", status, kind, body)
 	}
 
-	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n2", "b")))
+	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, httpsHelloOf("n2", "b")))
 	if status != 403 || kind != rpc.KindForbidden || !strings.Contains(string(body), `\"n1\"`) || !strings.Contains(string(body), `\"n2\"`) {
 		t.Errorf("hello for n2 with n1's certificate = %d %s %s; want 403 forbidden naming both", status, kind, body)
 	}
-	if status, kind, _, body = call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n1", "b"))); status != 200 {
+	if status, kind, _, body = call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, httpsHelloOf("n1", "b"))); status != 200 {
 		t.Errorf("hello for n1 with its certificate = %d %s %s; want 200", status, kind, body)
 	}
 	for _, tc := range []struct {
@@ -298,7 +306,7 @@ func TestTLSRoles(t *testing.T) {
 		{"node", n1, "GET", rpc.PathListNodes, "", 403},
 		{"observer", observer, "GET", rpc.PathListNodes, "", 200},
 		{"observer", observer, "PUT", rpc.PathSetConfig, `{"set":{"a":1}}`, 403},
-		{"observer", observer, "PUT", rpc.PathHello, string(mustJSON(t, helloOf("o1", "b"))), 403},
+		{"observer", observer, "PUT", rpc.PathHello, string(mustJSON(t, httpsHelloOf("o1", "b"))), 403},
 		{"master", admin, "PUT", rpc.PathSetConfig, `{"set":{"a":1}}`, 200},
 		{"master", admin, "PUT", rpc.PathGetNode, `{"node":"n1"}`, 200},
 	} {
@@ -404,7 +412,7 @@ func TestTLSNodeSpeaksForItselfOnly(t *testing.T) {
 		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 	}
 	n1, n2 := client("n1"), client("n2")
-	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, helloOf("n1", "b")))
+	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, httpsHelloOf("n1", "b")))
 	var s rpc.Session
 	if status != 200 || json.Unmarshal(body, &s) != nil {
 		t.Fatalf("hello of n1 = %d %s %s", status, kind, body)

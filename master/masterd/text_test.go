@@ -10,6 +10,7 @@ import (
 	"github.com/goccy/go-json"
 
 	"github.com/noderpc/noderpc/master"
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -203,5 +204,46 @@ func TestSetConfigTextRule(t *testing.T) {
 	}
 	if got, want := string(r.Group["k"]), `{"a":[1,2],"e":"\u001b"}`; got != want {
 		t.Errorf("value kept = %s; want %s", got, want)
+	}
+}
+
+// TestHelloHTTPURLUnderTLS checks that masterd serving TLS refuses a
+// hello whose URL is http://, with a bad_request naming the url: masters
+// call nodes over mutual TLS, so no master could call the node there,
+// and masterd checked it with a client in the clear. The same URL is
+// taken from a node of a masterd run with --insecure.
+func TestHelloHTTPURLUnderTLS(t *testing.T) {
+	pki := nodetest.NewPKI(t)
+	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
+	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA()})
+	client := func(role rpc.Role, name string) *http.Client {
+		crt, key := pki.Issue(t, role, name)
+		cfg, err := master.LoadTLS(crt, key, pki.CA())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	n1, admin := client(rpc.RoleNode, "n1"), client(rpc.RoleMaster, "m2")
+	for _, u := range []string{"http://127.0.0.1:1811", "HTTP://127.0.0.1:1811/", "http://[::1]:1811"} {
+		req := helloOf("n1", "b")
+		req.URL = u
+		status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, req))
+		if msg := errorMessage(body); status != 400 || kind != rpc.KindBadRequest || !strings.HasPrefix(msg, "url ") || !strings.Contains(msg, "https://") {
+			t.Errorf("hello at %s to masterd serving TLS = %d %s %s; want 400 bad_request naming the url and asking for https://", u, status, kind, clipped(body))
+		}
+	}
+	if l := listed(t, admin, base); len(l) != 0 {
+		t.Fatalf("listed after the refusals: %+v", l)
+	}
+	req := helloOf("n1", "b")
+	req.URL = "https://127.0.0.1:1811"
+	if status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
+		t.Errorf("hello at %s = %d %s %s; want it taken", req.URL, status, kind, clipped(body))
+	}
+
+	insecure := serve(t, Config{Insecure: true})
+	if status, kind, _, body := call(t, &http.Client{Timeout: 20 * time.Second}, insecure, "PUT", rpc.PathHello, mustJSON(t, helloOf("n1", "b"))); status != 200 {
+		t.Errorf("hello at an http:// URL to masterd run with --insecure = %d %s %s; want it taken", status, kind, clipped(body))
 	}
 }
