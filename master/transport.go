@@ -146,6 +146,17 @@ func (t *httpTransport) do(req *fasthttp.Request, deadline time.Time) (answer, e
 		return answer{}, err
 	}
 	a := answer{status: resp.StatusCode()}
+	if bodiless(a.status) {
+		// fasthttp reads no body after such a status and has already
+		// pooled the connection, with whatever the node sent behind
+		// the head still to come: the next request on it would read
+		// that as its answer. No noderpc daemon sends these statuses,
+		// so closing the node's idle connections costs a working node
+		// nothing. (A request of this client that took the connection
+		// in the meantime can still read them: what it reads is then
+		// that same node's doing.)
+		t.hc.CloseIdleConnections()
+	}
 	body, err := readBody(resp.BodyStream(), resp.Header.ContentLength(), t.maxAnswer)
 	// Closing a stream that was not read to its end closes the
 	// connection: after an answer over the limit, or cut short, the
@@ -169,6 +180,12 @@ func (t *httpTransport) do(req *fasthttp.Request, deadline time.Time) (answer, e
 }
 
 func (t *httpTransport) closeIdle() { t.hc.CloseIdleConnections() }
+
+// bodiless reports whether an answer of status has no body by HTTP's
+// rules (1xx, 204, 304), so that fasthttp reads none.
+func bodiless(status int) bool {
+	return status < 200 || status == 204 || status == 304
+}
 
 // readBody reads the body of an answer from stream, which holds declared
 // bytes (fasthttp's ContentLength: -1 for a chunked body, -2 for one
