@@ -260,7 +260,10 @@ func (a *api) hello(ms *members, ctx *fasthttp.RequestCtx, body []byte) error {
 	if err := checkScheme(req.URL, a.tls); err != nil {
 		return err
 	}
-	req.EscapeReported()
+	if cut := boundReported(&req); cut.any() {
+		a.log.Warn("a hello reports more of the node's functions and calls than masterd keeps: the rest is left out of its record",
+			append([]any{"node", req.Node, "functions_kept", len(req.Functions), "calls_kept", len(req.Calls)}, cut.logAttrs()...)...)
+	}
 	s, err := ms.hello(&req)
 	if err != nil {
 		return err
@@ -458,11 +461,7 @@ func (a *api) serverError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &timeout) && timeout.Timeout():
 		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive within --head-timeout"))
 	default:
-		msg := err.Error()
-		if len(msg) > 200 {
-			msg = msg[:200] + "..."
-		}
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", msg))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", clipText(err.Error(), 200)))
 	}
 }
 

@@ -2,10 +2,12 @@ package masterd
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-json"
 
@@ -245,5 +247,104 @@ func TestHelloHTTPURLUnderTLS(t *testing.T) {
 	insecure := serve(t, Config{Insecure: true})
 	if status, kind, _, body := call(t, &http.Client{Timeout: 20 * time.Second}, insecure, "PUT", rpc.PathHello, mustJSON(t, helloOf("n1", "b"))); status != 200 {
 		t.Errorf("hello at an http:// URL to masterd run with --insecure = %d %s %s; want it taken", status, kind, clipped(body))
+	}
+}
+
+// TestHelloReportBounded checks that what a hello reports of the node's
+// functions and calls is bounded in number and length, by clipping, not
+// refusal: a busy node with 10,000 running calls and as many finished
+// keeps them all; past maxReportedCalls the running calls and the most
+// recent finished ones are kept; past maxReportedFunctions the first
+// functions by name; and every string is clipped to its bound, ending in
+// "…". masterd kept anything the 8 MiB body held, written whole at
+// every hello and the functions listed in every ListNodes.
+func TestHelloReportBounded(t *testing.T) {
+	base := serve(t, Config{Insecure: true})
+	c := &http.Client{Timeout: 20 * time.Second}
+	started := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	// hello says hello for node with running and finished calls (the
+	// finished first, as noded lists them oldest first) and fns
+	// functions, and returns the node as GetNode has it.
+	hello := func(node string, running, finished, fns int, edit func(*rpc.HelloRequest)) rpc.Node {
+		t.Helper()
+		req := helloOf(node, "b")
+		for i := range finished {
+			req.Calls = append(req.Calls, rpc.CallSummary{ID: fmt.Sprintf("f%d", i), FnName: "echo", State: rpc.StateSucceeded, StartedAt: started.Add(time.Duration(i) * time.Millisecond)})
+		}
+		for i := range running {
+			req.Calls = append(req.Calls, rpc.CallSummary{ID: fmt.Sprintf("r%d", i), FnName: "sleep", State: rpc.StateRunning, RequestID: fmt.Sprintf("req-%d", i), StartedAt: started.Add(time.Hour)})
+		}
+		for i := range fns {
+			req.Functions = append(req.Functions, rpc.Function{Name: fmt.Sprintf("fn%04d", i), Kind: rpc.FunctionExecutable, Runnable: true})
+		}
+		if edit != nil {
+			edit(req)
+		}
+		if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
+			t.Fatalf("hello of %s with %d calls and %d functions = %d %s %s; want it taken", node, len(req.Calls), len(req.Functions), status, kind, clipped(body))
+		}
+		status, _, _, body := call(t, c, base, "PUT", rpc.PathGetNode, mustJSON(t, rpc.NodeRequest{Node: node}))
+		var n rpc.Node
+		if status != 200 || json.Unmarshal(body, &n) != nil {
+			t.Fatalf("GetNode %s = %d %s", node, status, clipped(body))
+		}
+		return n
+	}
+	count := func(calls []rpc.NodeCall, prefix string) int {
+		n := 0
+		for _, c := range calls {
+			if strings.HasPrefix(c.ID, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+
+	busy := hello("busy", 10000, 10000, 100, nil)
+	if r, f := count(busy.Calls, "r"), count(busy.Calls, "f"); r != 10000 || f != 10000 || len(busy.Functions) != 100 {
+		t.Errorf("a busy node: %d running and %d finished calls, %d functions kept; want all: 10000, 10000, 100", r, f, len(busy.Functions))
+	}
+
+	over := hello("over", 12000, 13000, 1500, nil)
+	if r, f := count(over.Calls, "r"), count(over.Calls, "f"); r != 12000 || f != maxReportedCalls-12000 {
+		t.Errorf("12,000 running and 13,000 finished calls: kept %d running, %d finished; want every running one and %d finished", r, f, maxReportedCalls-12000)
+	}
+	if first := over.Calls[0].ID; first != fmt.Sprintf("f%d", 13000-(maxReportedCalls-12000)) {
+		t.Errorf("oldest finished call kept = %s; want the most recent kept", first)
+	}
+	if len(over.Functions) != maxReportedFunctions || over.Functions[maxReportedFunctions-1].Name != fmt.Sprintf("fn%04d", maxReportedFunctions-1) {
+		t.Errorf("1,500 functions: kept %d; want the first %d", len(over.Functions), maxReportedFunctions)
+	}
+
+	long := hello("long", 1, 1, 1, func(r *rpc.HelloRequest) {
+		r.Functions[0].Name = strings.Repeat("é", 3000)
+		r.Functions[0].Kind = rpc.FunctionKind(strings.Repeat("k", 3000))
+		r.Functions[0].Problem = strings.Repeat("\x1b", 30000) // 4 bytes each once escaped
+		r.Calls[0].ID = strings.Repeat("i", 5000)
+		r.Calls[0].FnName = strings.Repeat("n", 5000)
+		r.Calls[0].State = rpc.State(strings.Repeat("s", 5000))
+		r.Calls[1].RequestID = strings.Repeat("q", 5000)
+		r.Calls[1].ErrorKind = rpc.Kind(strings.Repeat("e", 5000))
+	})
+	fn, c0, c1 := long.Functions[0], long.Calls[0], long.Calls[1]
+	for _, tc := range []struct {
+		field, got string
+		bound      int
+	}{
+		{"functions[0].name", fn.Name, maxReportedText},
+		{"functions[0].kind", string(fn.Kind), maxReportedText},
+		{"functions[0].problem", fn.Problem, maxReportedProblem},
+		{"calls[0].id", c0.ID, maxReportedText},
+		{"calls[0].fn_name", c0.FnName, maxReportedText},
+		{"calls[0].state", string(c0.State), maxReportedText},
+		{"calls[1].request_id", c1.RequestID, maxReportedText},
+		{"calls[1].error_kind", string(c1.ErrorKind), maxReportedText},
+	} {
+		if len(tc.got) > tc.bound || len(tc.got) < tc.bound-8 || !strings.HasSuffix(tc.got, "…") || !utf8.ValidString(tc.got) {
+			t.Errorf("%s stored in %d bytes (%.20q...); want it clipped to at most %d, ending in …, valid UTF-8", tc.field, len(tc.got), tc.got, tc.bound)
+		}
+	}
+	if !strings.HasPrefix(fn.Problem, `\x1b\x1b`) {
+		t.Errorf("functions[0].problem = %.20q...; want it escaped before it is clipped", fn.Problem)
 	}
 }
