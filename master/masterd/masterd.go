@@ -18,15 +18,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/google/renameio/v2"
 	"github.com/oklog/run"
 
-	"github.com/noderpc/noderpc/master"
 	"github.com/noderpc/noderpc/master/registry"
 	"github.com/noderpc/noderpc/noded/service"
 	"github.com/noderpc/noderpc/rpc"
@@ -250,115 +247,4 @@ func (d *Daemon) logServing(addr, self string) {
 		attrs = append(attrs, "etcd", d.cfg.Etcd, "etcd_prefix", d.cfg.EtcdPrefix, "lease_ttl", d.cfg.LeaseTTL, "priority", d.cfg.Priority)
 	}
 	d.log.Info("masterd serving", attrs...)
-}
-
-// checker calls each node that said hello at the URL it advertised, with
-// masterd's own certificate, and records whether the node answers with
-// the boot id of its hello: a node that masterd lists as up but nobody
-// can call is a misconfigured --advertise, and its operator must hear of
-// it.
-type checker struct {
-	d  *Daemon
-	ms *members
-	// slots bounds the checks at once: a storm of joins must not become
-	// a storm of connections.
-	slots chan struct{}
-	// ctx ends when masterd stops, ending the checks under way, which
-	// Run waits for.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	// mu orders the start of a check with stop, so that none starts
-	// once stop waits.
-	mu      sync.Mutex
-	stopped bool
-}
-
-// checkTimeout bounds one check, retries included.
-const checkTimeout = 10 * time.Second
-
-func newChecker(d *Daemon, ms *members) *checker {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &checker{d: d, ms: ms, slots: make(chan struct{}, 32), ctx: ctx, cancel: cancel}
-}
-
-// stop ends the checks under way and waits for them.
-func (c *checker) stop() {
-	c.mu.Lock()
-	c.stopped = true
-	c.mu.Unlock()
-	c.cancel()
-	c.wg.Wait()
-}
-
-// start starts the check of a node that said hello, on a goroutine of
-// its own: it must not delay the answer to the hello.
-func (c *checker) start(node, nodeURL, bootID string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped {
-		return
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.check(node, nodeURL, bootID)
-	}()
-}
-
-// check runs one check.
-func (c *checker) check(node, nodeURL, bootID string) {
-	select {
-	case c.slots <- struct{}{}:
-	case <-c.ctx.Done():
-		return
-	}
-	defer func() { <-c.slots }()
-	problem := c.call(nodeURL, bootID)
-	if c.ctx.Err() != nil {
-		return // masterd stops: the failure is its own, not the node's
-	}
-	if problem != "" {
-		c.d.log.Warn("a node that said hello does not answer at the URL it advertised: masters cannot call it (check its --advertise)",
-			"node", node, "url", nodeURL, "problem", problem)
-	}
-	c.ms.setReachable(node, bootID, problem)
-}
-
-// call returns "" if the node at nodeURL answers GET /Version with
-// bootID, and otherwise what went wrong.
-func (c *checker) call(nodeURL, bootID string) string {
-	u, err := url.Parse(nodeURL)
-	if err != nil || u.Host == "" {
-		return fmt.Sprintf("%q is not a URL", nodeURL)
-	}
-	opts := master.Options{Timeout: checkTimeout / 2}
-	switch {
-	case u.Scheme == "http" && c.d.certs == nil:
-		opts.Insecure = true
-	case u.Scheme == "http":
-		// Refused at the hello (checkScheme); never called in the clear.
-		return "masterd serves TLS and calls nodes over mutual TLS only: an http:// URL cannot be called"
-	case u.Scheme == "https" && c.d.certs != nil:
-		opts.TLS = c.d.certs.ClientConfig()
-	case u.Scheme == "https":
-		return "masterd serves plain HTTP (--insecure) and has no certificate to call an https node with"
-	default:
-		return fmt.Sprintf("%q: want an http:// or https:// URL", nodeURL)
-	}
-	client, err := master.New(u.Host, opts)
-	if err != nil {
-		return err.Error()
-	}
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(c.ctx, checkTimeout)
-	defer cancel()
-	v, err := client.Version(ctx)
-	switch {
-	case err != nil:
-		return err.Error()
-	case v.BootID != bootID:
-		return fmt.Sprintf("the node there has boot id %s, not %s of the hello: another node answers at that URL", v.BootID, bootID)
-	}
-	return ""
 }

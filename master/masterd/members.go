@@ -34,8 +34,9 @@ type members struct {
 	maxTimeout time.Duration // the most a node may ask for
 	// joined, if set, is told of each hello once it is committed
 	// (masterd checks that the node answers at its URL); it must not
-	// block, as it is called under mu.
-	joined func(node, url, bootID string)
+	// block, as it is called under mu. What it returns, if not "", is
+	// the node's problem: it will not be checked.
+	joined func(node, url, bootID string) (problem string)
 
 	// cfgMu orders configuration changes, each a read, a write to the
 	// store and an install that must not interleave with another's.
@@ -306,7 +307,9 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	}
 	ms.log.Info("node joined", attrs...)
 	if ms.joined != nil {
-		ms.joined(req.Node, req.URL, req.BootID)
+		if problem := ms.joined(req.Node, req.URL, req.BootID); problem != "" {
+			m.node.Problem = problem
+		}
 	}
 	return ms.sessionLocked(req.Node, m), nil
 }
@@ -635,13 +638,13 @@ func (m *member) wakeConfig() {
 	m.cfgWake = make(chan struct{})
 }
 
-// setReachable records what calling the node at its URL found, if the
-// node is still on the boot that was checked.
-func (ms *members) setReachable(node, bootID string, problem string) {
+// setReachable records what calling the node at url found, if the
+// node is still on the boot that was checked and at that URL.
+func (ms *members) setReachable(node, url, bootID, problem string) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	m := ms.nodes[node]
-	if m == nil || m.node.BootID != bootID {
+	if m == nil || m.node.BootID != bootID || m.node.URL != url {
 		return
 	}
 	m.node.Reachable, m.node.Problem = problem == "", problem
