@@ -320,6 +320,37 @@ func TestHangupEndsTheWait(t *testing.T) {
 	}
 }
 
+// TestHalfCloseIsAnswered: a client that shuts down only its sending side
+// after its start cannot be told from one that hung up, and its wait ends
+// as theirs does, but it still reads the answer: the call's record, still
+// running, whose ID it can wait on.
+func TestHalfCloseIsAnswered(t *testing.T) {
+	t.Parallel()
+	d := startNoded(t)
+	c := nodetest.DialFrom(t, "127.0.0.2", d.Addr())
+	body := `{"fn_name":"sleep","fn_args":{"seconds":30},"timeout":30}`
+	fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: noded\r\nContent-Length: %d\r\n\r\n%s", rpc.PathStartFunction, len(body), body)
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a start whose client half-closed: %v", err)
+	}
+	defer resp.Body.Close()
+	var rec rpc.Call
+	if err := json.NewDecoder(resp.Body).Decode(&rec); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("answer %d to a half-closed start: %+v, %v", resp.StatusCode, rec, err)
+	}
+	if rec.Finished || rec.State != rpc.StateRunning || rec.ID == "" {
+		t.Errorf("answer to a half-closed start: %+v, want the sleep's record, running", rec)
+	}
+	if calls := d.list(t).Calls; len(calls) != 1 || calls[0].ID != rec.ID || calls[0].State != rpc.StateRunning {
+		t.Errorf("calls after the half-close: %+v, want the sleep still running", calls)
+	}
+}
+
 // TestPerAddressLimitIPv6: --max-conns-per-ip counts ::1 as it counts an
 // IPv4 address.
 func TestPerAddressLimitIPv6(t *testing.T) {
