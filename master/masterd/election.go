@@ -443,7 +443,7 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 		return orCause(ctx, err)
 	}
 	cfg := &e.d.cfg
-	ms := takeOver(snap, store, e.clock, e.log, cfg.SessionTimeout, cfg.MaxSessionTimeout, v.masters(e.self))
+	ms := takeOver(snap, store, e.clock, e.log, cfg.SessionTimeout, cfg.MaxSessionTimeout, v.masters(e.self), e.d.certs != nil)
 	checks := newChecker(e.d, ms)
 	defer checks.stop()
 	if cfg.CheckNodes {

@@ -113,7 +113,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	ln.headers = a.groupVersionHeader
 	var g run.Group
 	if store != nil {
-		ms, err := loadMembers(store, d.opts.Clock, d.log, d.cfg.SessionTimeout, d.cfg.MaxSessionTimeout, self)
+		ms, err := loadMembers(store, d.opts.Clock, d.log, d.cfg.SessionTimeout, d.cfg.MaxSessionTimeout, self, d.certs != nil)
 		if err != nil {
 			ln.Close()
 			return err

@@ -112,18 +112,19 @@ type member struct {
 	heldWake chan struct{}
 }
 
-// loadMembers builds the registry from the store: every node it holds,
-// each down until it says hello again, which is one write (with a new
-// group version) when any was up. self is masterd's own URL, the list of
-// masters.
-func loadMembers(store registry.Store, clock Clock, log *slog.Logger, timeout, maxTimeout time.Duration, self string) (*members, error) {
+// loadMembers builds the registry from the store: every node it holds
+// whose record passes the checks of a hello (loadable), each down until
+// it says hello again, which is one write (with a new group version)
+// when any was up. self is masterd's own URL, the list of masters; tls
+// is whether masterd serves TLS.
+func loadMembers(store registry.Store, clock Clock, log *slog.Logger, timeout, maxTimeout time.Duration, self string, tls bool) (*members, error) {
 	snap, err := store.Load()
 	if err != nil {
 		return nil, err
 	}
 	ms := newMembers(snap, store, clock, log, timeout, maxTimeout, []string{self})
 	var down []registry.Record
-	for name, r := range snap.Nodes {
+	for name, r := range loadable(snap, tls, log) {
 		n := r.Node
 		// Whether it answered was learned by the masterd before.
 		n.Reachable, n.Problem = false, ""
@@ -151,8 +152,48 @@ func loadMembers(store registry.Store, clock Clock, log *slog.Logger, timeout, m
 		}
 	}
 	log.Info("registry loaded; every node is down until it says hello",
-		"nodes", len(ms.nodes), "were_up", len(down), "group_version", ms.version, "masters", ms.masters)
+		"nodes", len(ms.nodes), "were_up", len(down), "not_loaded", len(snap.Nodes)-len(ms.nodes), "group_version", ms.version, "masters", ms.masters)
 	return ms, nil
+}
+
+// loadable is what masterd may serve of the node records of snap: each
+// held to the checks a hello gets, which a record written by an older
+// masterd, or edited since, may fail. A record that fails the checks of
+// the node's own facts (rpc.HelloRequest.Validate, checkScheme), or is
+// stored under another name than its own, is logged and left out: a
+// hello would be refused, and the node's next hello writes its record
+// anew. What a record reports of functions and calls is escaped and
+// bounded as a hello's is (repairReported).
+func loadable(snap *registry.Snapshot, tls bool, log *slog.Logger) map[string]registry.Record {
+	out := make(map[string]registry.Record, len(snap.Nodes))
+	for name, r := range snap.Nodes {
+		if err := checkRecord(name, &r.Node, tls); err != nil {
+			log.Warn("a stored node record fails the checks of a hello: not loaded, until the node's next hello replaces it",
+				"node", clipText(name, rpc.MaxNodeNameLen), "err", err)
+			continue
+		}
+		stored := r.Node
+		r.Node.Functions = slices.Clone(stored.Functions) // repaired in place
+		if cut := repairReported(&r.Node); cut.any() || !slices.Equal(stored.Functions, r.Node.Functions) || !slices.Equal(stored.Calls, r.Node.Calls) {
+			log.Warn("a stored node record reports functions or calls as no hello may: loaded escaped and bounded as a hello's",
+				append([]any{"node", name}, cut.logAttrs()...)...)
+		}
+		out[name] = r
+	}
+	return out
+}
+
+// checkRecord reports why the record n, stored under name, fails the
+// checks of a hello's own facts, or nil.
+func checkRecord(name string, n *rpc.Node, tls bool) error {
+	if n.Name != name {
+		return rpc.Errorf(rpc.KindBadRequest, "the record of node %.64q names node %.64q", name, n.Name)
+	}
+	req := rpc.HelloRequest{Node: n.Name, URL: n.URL, Version: n.Version, BootID: n.BootID, SessionTimeout: n.SessionTimeout}
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	return checkScheme(n.URL, tls)
 }
 
 // newMembers is the registry of snap, before any node's session.
@@ -176,14 +217,16 @@ func newMembers(snap *registry.Snapshot, store registry.Store, clock Clock, log 
 // holds: its next renewal is unknown_session and it says hello, which
 // replaces that session; a node that does not within the timeout is
 // marked down as any whose session lapsed. Nothing is written: the
-// nodes that say hello in time are never seen down.
-func takeOver(snap *registry.Snapshot, store registry.Store, clock Clock, log *slog.Logger, timeout, maxTimeout time.Duration, masters []string) *members {
+// nodes that say hello in time are never seen down. A record that fails
+// the checks of a hello is left out, as loadMembers leaves it (loadable);
+// tls is whether masterd serves TLS.
+func takeOver(snap *registry.Snapshot, store registry.Store, clock Clock, log *slog.Logger, timeout, maxTimeout time.Duration, masters []string, tls bool) *members {
 	ms := newMembers(snap, store, clock, log, timeout, maxTimeout, masters)
 	now := clock.Now()
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	up := 0
-	for name, r := range snap.Nodes {
+	for name, r := range loadable(snap, tls, log) {
 		n := r.Node
 		// Whether it answered was learned by the previous master.
 		n.Reachable, n.Problem = false, ""
@@ -199,7 +242,7 @@ func takeOver(snap *registry.Snapshot, store registry.Store, clock Clock, log *s
 		m.timer = clock.AfterFunc(m.timeout, func() { ms.expire(name, sid) })
 	}
 	log.Info("registry taken over; nodes listed up stay up until their session timeout unless they say hello",
-		"nodes", len(ms.nodes), "up", up, "group_version", ms.version, "masters", masters)
+		"nodes", len(ms.nodes), "up", up, "not_loaded", len(snap.Nodes)-len(ms.nodes), "group_version", ms.version, "masters", masters)
 	return ms
 }
 

@@ -33,7 +33,7 @@ func newTestMembers(t *testing.T, dir string) (*members, *fakeClock, *registry.B
 func loadTestMembers(t *testing.T, store registry.Store) (*members, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
-	ms, err := loadMembers(store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	ms, err := loadMembers(store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestTwinNodesWarned(t *testing.T) {
 		defer mu.Unlock()
 		return log.Write(p)
 	}), nil)
-	ms, err := loadMembers(store, newFakeClock(), slog.New(h), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	ms, err := loadMembers(store, newFakeClock(), slog.New(h), testTimeout, 30*time.Second, "http://127.0.0.1:1812", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestHelloDuringStopIsShuttingDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &hookStore{Bolt: bolt, hook: func() {}}
-	ms, err := loadMembers(store, newFakeClock(), slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812")
+	ms, err := loadMembers(store, newFakeClock(), slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, "http://127.0.0.1:1812", false)
 	if err != nil {
 		t.Fatal(err)
 	}

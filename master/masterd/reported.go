@@ -119,6 +119,43 @@ func boundCalls[C any](calls []C, limit int, sum func(*C) *rpc.CallSummary, c *c
 	return calls
 }
 
+// repairReported holds what the stored record n holds of the node's
+// functions and calls to the rules of a hello: escaped, and bounded as a
+// hello's and its lost calls are.
+func repairReported(n *rpc.Node) cuts {
+	sums := make([]rpc.CallSummary, len(n.Calls))
+	for i := range n.Calls {
+		sums[i] = n.Calls[i].CallSummary
+	}
+	// The escape of a hello, whose rules are rpc's.
+	req := rpc.HelloRequest{Functions: n.Functions, Calls: sums}
+	req.EscapeReported()
+	var lost, current []rpc.NodeCall
+	for i := range n.Calls {
+		call := n.Calls[i]
+		call.CallSummary = sums[i]
+		if call.Lost {
+			lost = append(lost, call)
+		} else {
+			current = append(current, call)
+		}
+	}
+	var c cuts
+	n.Functions = boundFunctions(req.Functions, &c)
+	if len(lost) > maxLostCalls {
+		// As earlierCalls keeps them: the most recently lost.
+		c.calls += len(lost) - maxLostCalls
+		lost = lost[len(lost)-maxLostCalls:]
+	}
+	sum := func(nc *rpc.NodeCall) *rpc.CallSummary { return &nc.CallSummary }
+	lost = boundCalls(lost, maxLostCalls, sum, &c) // clips their strings
+	current = boundCalls(current, maxReportedCalls, sum, &c)
+	if len(n.Calls) > 0 {
+		n.Calls = slices.Concat(lost, current)
+	}
+	return c
+}
+
 // clip is clipText, counting in c what it clipped.
 func (c *cuts) clip(s string, n int) string {
 	if len(s) <= n {

@@ -23,9 +23,9 @@ func TestTakeOver(t *testing.T) {
 	}
 	defer store.Close()
 	up := func(name string) registry.Record {
-		return registry.Record{Node: rpc.Node{Name: name, State: rpc.NodeUp, BootID: "b-" + name, SessionTimeout: testTimeout.Seconds()}, Version: 1}
+		return registry.Record{Node: rpc.Node{Name: name, State: rpc.NodeUp, URL: "http://127.0.0.1:1811", BootID: "b-" + name, SessionTimeout: testTimeout.Seconds()}, Version: 1}
 	}
-	down := registry.Record{Node: rpc.Node{Name: "n3", State: rpc.NodeDown, BootID: "b-n3"}, Version: 1}
+	down := registry.Record{Node: rpc.Node{Name: "n3", State: rpc.NodeDown, URL: "http://127.0.0.1:1811", BootID: "b-n3"}, Version: 1}
 	if err := store.Write(registry.Change{Version: 1, Nodes: []registry.Record{up("n1"), up("n2"), down}}); err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestTakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := newFakeClock()
-	ms := takeOver(snap, store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, []string{"http://m1:1812", "http://m2:1812"})
+	ms := takeOver(snap, store, clock, slog.New(slog.DiscardHandler), testTimeout, 30*time.Second, []string{"http://m1:1812", "http://m2:1812"}, false)
 	defer ms.close()
 	for name, want := range map[string]rpc.NodeState{"n1": rpc.NodeUp, "n2": rpc.NodeUp, "n3": rpc.NodeDown} {
 		if got := stateOf(t, ms, name); got != want {
