@@ -507,7 +507,7 @@ func (c *Client) invoke(ctx context.Context, method, path string, pol Policy, in
 // comes from something on the node's port that speaks another protocol,
 // a proxy or a login page, say: a protocol error whatever its body holds,
 // and no fault of the caller's. An error object whose kind is not one a
-// request is answered with (see answersRequests) is one too, quoting the
+// request is answered with (rpc.Kind.AnswersRequests) is one too, quoting the
 // node's kind and message: a caller tests kinds, and one it cannot test
 // tells it nothing, nor can the client tell whether to retry it. Neither
 // is retried: the node would answer the same again.
@@ -521,21 +521,11 @@ func errorOfAnswer(a answer) *rpc.Error {
 			"node answered HTTP %d, which no noderpc daemon sends (something on its port speaks another protocol), with %s", a.status, body)
 	}
 	rerr := rpc.DecodeErrorAnswer(a.status, a.body)
-	if !answersRequests(rerr.Kind) {
+	if !rerr.Kind.AnswersRequests() {
 		return rpc.Errorf(rpc.KindProtocolError,
 			"node answered HTTP %d with the error kind %q, which is none of the protocol's request errors: %s", a.status, clipAnswer([]byte(rerr.Kind)), rerr.Message)
 	}
 	return rerr
-}
-
-// answersRequests reports whether kind is one a refused request is
-// answered with: a kind of rpc's one table of kinds and statuses, rather
-// than a kind a newer node invented, a call's kind (which travels in a
-// call record) or the client's own (unreachable, certificate). The
-// table's HTTPStatus answers 500 for any kind not in it, and of those in
-// it only internal answers 500.
-func answersRequests(kind rpc.Kind) bool {
-	return kind == rpc.KindInternal || kind.HTTPStatus() != rpc.KindInternal.HTTPStatus()
 }
 
 // wantObject says what is wrong with body as the answer of a procedure

@@ -183,3 +183,41 @@ func TestDecodeErrorAnswer(t *testing.T) {
 		t.Errorf("error object without a kind = %+v, want the status's kind", got)
 	}
 }
+
+// AnswersRequests reads the table of kinds and statuses: every kind
+// doc/protocol.md lists under "Errors of the request" is one, and a
+// call's kinds, the client's own and kinds rpc does not declare are not.
+func TestKindAnswersRequests(t *testing.T) {
+	for _, tc := range []struct {
+		kind Kind
+		want bool
+	}{
+		{KindBadRequest, true},
+		{KindForbidden, true},
+		{KindTLSMismatch, true},
+		{KindUnknownFunction, true},
+		{KindUnknownCall, true},
+		{KindUnknownSession, true},
+		{KindUnknownNode, true},
+		{KindNotActive, true},
+		{KindLost, true},
+		{KindTooLarge, true},
+		{KindBusy, true},
+		{KindShuttingDown, true},
+		{KindInternal, true},
+		{KindFunctionFailed, false},
+		{KindProtocolError, false},
+		{KindResultTooLarge, false},
+		{KindCancelled, false},
+		{KindAborted, false},
+		{KindUnreachable, false},
+		{KindCertificate, false},
+		{"no_such_kind", false},
+		{"Busy", false},
+		{"", false},
+	} {
+		if got := tc.kind.AnswersRequests(); got != tc.want {
+			t.Errorf("%q.AnswersRequests() = %v, want %v", tc.kind, got, tc.want)
+		}
+	}
+}

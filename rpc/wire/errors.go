@@ -149,6 +149,19 @@ func (k Kind) HTTPStatus() int {
 	return 500
 }
 
+// AnswersRequests reports whether k is a kind a daemon refuses a request
+// with: one of the table of kinds and statuses, rather than a call's kind
+// (which travels in a call record), a client's own, or a kind a newer
+// daemon invented.
+func (k Kind) AnswersRequests() bool {
+	for _, e := range statusOfKind {
+		if e.kind == k {
+			return true
+		}
+	}
+	return false
+}
+
 // KindFromStatus guesses the kind of a non-2xx answer whose body carried no
 // error object (a proxy's answer, or one cut short).
 func KindFromStatus(status int) Kind {
