@@ -190,7 +190,7 @@ func (p *pool) start() (*process, error) {
 	case len(line) == 0:
 		err = rpc.Errorf(rpc.KindProtocolError, "function process exited before its protocol hello")
 	default:
-		err = rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", clip(line))
+		err = rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", rpc.ClipBytes(line, 120))
 	}
 	proc.stdout.SetReadDeadline(time.Time{})
 	if err != nil {

@@ -63,7 +63,7 @@ func (framedProtocol) feed(c *call, args json.RawMessage) *rpc.Error {
 			if len(line) == 0 {
 				return rpc.Errorf(rpc.KindProtocolError, "function process exited before its protocol hello")
 			}
-			return rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", clip(line))
+			return rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", rpc.ClipBytes(line, 120))
 		}
 		if _, err := rpc.DecodeHello(line); err != nil {
 			p.stdin.Close()
@@ -147,13 +147,4 @@ func (rawProtocol) decode(out []byte) (json.RawMessage, *rpc.Error, *rpc.Error) 
 		return nil, nil, err.(*rpc.Error)
 	}
 	return raw, nil, nil
-}
-
-// clip shortens b for an error message.
-func clip(b []byte) string {
-	const n = 120
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
 }

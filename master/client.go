@@ -304,7 +304,7 @@ func (c *Client) checkRecord(path string, rec *rpc.Call) error {
 			rpc.Errorf(rpc.KindProtocolError, "node answered a call record without a call ID"))
 	case rec.State != rpc.StateRunning && !rec.State.Finished(), rec.Finished != rec.State.Finished():
 		return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"),
-			rpc.Errorf(rpc.KindProtocolError, "node answered call %s in state %q with finished %v", rec.ID, clipAnswer([]byte(rec.State)), rec.Finished))
+			rpc.Errorf(rpc.KindProtocolError, "node answered call %s in state %q with finished %v", rec.ID, rpc.Clip(string(rec.State), 40), rec.Finished))
 	}
 	return nil
 }
@@ -515,7 +515,7 @@ func errorOfAnswer(a answer) *rpc.Error {
 	if a.status < 400 || a.status > 599 {
 		body := "an empty body"
 		if len(bytes.TrimSpace(a.body)) > 0 {
-			body = fmt.Sprintf("%q", clipAnswer(a.body))
+			body = fmt.Sprintf("%q", rpc.ClipBytes(a.body, 40))
 		}
 		return rpc.Errorf(rpc.KindProtocolError,
 			"node answered HTTP %d, which no noderpc daemon sends (something on its port speaks another protocol), with %s", a.status, body)
@@ -523,7 +523,7 @@ func errorOfAnswer(a answer) *rpc.Error {
 	rerr := rpc.DecodeErrorAnswer(a.status, a.body)
 	if !rerr.Kind.AnswersRequests() {
 		return rpc.Errorf(rpc.KindProtocolError,
-			"node answered HTTP %d with the error kind %q, which is none of the protocol's request errors: %s", a.status, clipAnswer([]byte(rerr.Kind)), rerr.Message)
+			"node answered HTTP %d with the error kind %q, which is none of the protocol's request errors: %s", a.status, rpc.Clip(string(rerr.Kind), 40), rerr.Message)
 	}
 	return rerr
 }
@@ -537,17 +537,9 @@ func wantObject(body []byte) error {
 	case len(trimmed) == 0:
 		return errors.New("with an empty body, want a JSON object")
 	case trimmed[0] != '{':
-		return fmt.Errorf("with %q, want a JSON object", clipAnswer(trimmed))
+		return fmt.Errorf("with %q, want a JSON object", rpc.ClipBytes(trimmed, 40))
 	}
 	return nil
-}
-
-// clipAnswer is the start of an answer, for an error message.
-func clipAnswer(b []byte) string {
-	if len(b) > 40 {
-		return string(b[:40]) + "..."
-	}
-	return string(b)
 }
 
 // neverSent reports whether err, an attempt's failure, came before the

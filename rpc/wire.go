@@ -173,3 +173,10 @@ func blank(data []byte) bool {
 	}
 	return true
 }
+
+// Clip returns s cut to at most n bytes at a character boundary, marked
+// "...", as an error message or a log line quotes what it was given.
+func Clip(s string, n int) string { return wire.Clip(s, n) }
+
+// ClipBytes is Clip of b, converting no more of b than it keeps.
+func ClipBytes(b []byte, n int) string { return wire.ClipBytes(b, n) }

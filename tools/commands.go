@@ -149,17 +149,9 @@ func (a *app) fnArgs(rest []string) (json.RawMessage, error) {
 	// Strictly, as the node decodes it: goccy's json.Valid takes a cut
 	// literal such as "nul" for JSON.
 	if err := rpc.CheckJSON(raw); err != nil {
-		return nil, fmt.Errorf("ARGS_JSON is not valid JSON: %v: %q", err, clip(string(raw), 80))
+		return nil, fmt.Errorf("ARGS_JSON is not valid JSON: %v: %q", err, rpc.ClipBytes(raw, 80))
 	}
 	return json.RawMessage(raw), nil
-}
-
-// clip shortens s to n bytes, marking the cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // isSet reports whether the flag name was given on the command line, as

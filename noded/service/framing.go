@@ -38,7 +38,7 @@ func FramingError(h *fasthttp.RequestHeader) error {
 	case !hasTE:
 		return nil
 	case !bytes.EqualFold(te, []byte("chunked")):
-		return rpc.Errorf(rpc.KindBadRequest, "Transfer-Encoding %q: only chunked is taken, or a Content-Length", clipValue(te))
+		return rpc.Errorf(rpc.KindBadRequest, "Transfer-Encoding %q: only chunked is taken, or a Content-Length", rpc.ClipBytes(te, 40))
 	case hasLength:
 		return rpc.Errorf(rpc.KindBadRequest, "a request with both Content-Length and Transfer-Encoding: send one of them")
 	}
@@ -62,12 +62,4 @@ func mentionsTransferEncoding(raw []byte) bool {
 		}
 		i = dash + 1
 	}
-}
-
-// clipValue is v, cut to a length an error message may quote.
-func clipValue(v []byte) string {
-	if len(v) > 40 {
-		return string(v[:40]) + "..."
-	}
-	return string(v)
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"fmt"
 	"log/slog"
-	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -30,20 +29,8 @@ type SlogPrinter struct{ Log *slog.Logger }
 
 // Printf logs one line.
 func (p SlogPrinter) Printf(format string, args ...any) {
-	p.Log.Warn("http server", "detail", clipDetail(fmt.Sprintf(format, args...)))
+	p.Log.Warn("http server", "detail", rpc.Clip(fmt.Sprintf(format, args...), maxDetail))
 }
 
 // maxDetail bounds the detail of a line fasthttp logs.
 const maxDetail = 300
-
-// clipDetail cuts s to maxDetail bytes, on a rune boundary, marking the cut.
-func clipDetail(s string) string {
-	if len(s) <= maxDetail {
-		return s
-	}
-	cut := maxDetail
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "... (cut)"
-}

@@ -36,3 +36,27 @@ func TestStrictDecodeWithStandardLibrary(t *testing.T) {
 		t.Errorf("DecodeFunctionRequest = %+v, %v", req, err)
 	}
 }
+
+// TestClip: a clipped string keeps at most n bytes of its start, never
+// half a character, and says it was cut; ClipBytes agrees with Clip.
+func TestClip(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"0123456789abc", 10, "0123456789..."},
+		{"ab€def", 3, "ab..."}, // € is 3 bytes from index 2: not split
+		{"ab€def", 5, "ab€..."},
+		{"€", 0, "..."},
+	} {
+		if got := Clip(tc.s, tc.n); got != tc.want {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+		if got := ClipBytes([]byte(tc.s), tc.n); got != tc.want {
+			t.Errorf("ClipBytes(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}

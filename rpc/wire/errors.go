@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Kind classifies an error so callers can act on it without parsing text.
@@ -178,4 +179,25 @@ func KindFromStatus(status int) Kind {
 		return KindInternal
 	}
 	return KindBadRequest
+}
+
+// Clip returns s if it has at most n bytes, and otherwise its first n
+// bytes or fewer, cut at a character boundary, followed by "...": the
+// form in which an error message or a log line quotes what it was given.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// ClipBytes is Clip of b, converting no more of b than it keeps.
+func ClipBytes(b []byte, n int) string {
+	if len(b) > n+utf8.UTFMax {
+		b = b[:n+utf8.UTFMax]
+	}
+	return Clip(string(b), n)
 }

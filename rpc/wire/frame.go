@@ -215,9 +215,11 @@ func ValidResult(raw []byte) error {
 	return nil
 }
 
+// clip is ClipBytes of b, with b's length when it was cut: a function's
+// output quoted in an error.
 func clip(b []byte, n int) string {
 	if len(b) <= n {
 		return string(b)
 	}
-	return fmt.Sprintf("%s... (%d bytes)", b[:n], len(b))
+	return fmt.Sprintf("%s (%d bytes)", ClipBytes(b, n), len(b))
 }

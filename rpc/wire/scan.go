@@ -204,7 +204,7 @@ func (s *scanner) mismatch(kind valueKind, sh *shape) string {
 		return kindName(kind)
 	}
 	text := string(raw)
-	got := fmt.Sprintf("the string %q", clipText(text, 40))
+	got := fmt.Sprintf("the string %q", Clip(text, 40))
 	if sh.takes&jsNumber == 0 {
 		return got
 	}
@@ -215,14 +215,6 @@ func (s *scanner) mismatch(kind valueKind, sh *shape) string {
 		return got + "; write a number of seconds without quotes: " + strconv.FormatFloat(d.Seconds(), 'g', -1, 64)
 	}
 	return got
-}
-
-// clipText shortens s to at most n bytes, marking the cut.
-func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 func kindName(k valueKind) string {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-json"
+
+	"github.com/noderpc/noderpc/rpc"
 )
 
 // Report is the outcome of Run: Print writes it for a person, and it
@@ -144,7 +146,7 @@ func (r *Report) OK() bool { return r.Run.Calls > 0 && r.Run.Calls == r.Run.Succ
 // Print writes the report for a person.
 func (r *Report) Print(w io.Writer) {
 	run := r.Run
-	fmt.Fprintf(w, "bench %s %s on %s, concurrency %d", r.Fn, clip(string(r.Args), 60), nodeList(r.Nodes), r.Concurrency)
+	fmt.Fprintf(w, "bench %s %s on %s, concurrency %d", r.Fn, rpc.Clip(string(r.Args), 60), nodeList(r.Nodes), r.Concurrency)
 	if r.Rate > 0 {
 		fmt.Fprintf(w, ", paced at %g calls/s", r.Rate)
 	}
@@ -250,7 +252,7 @@ func errorSummary(p Phase) string {
 	for _, k := range kinds {
 		parts = append(parts, fmt.Sprintf("%s %d", k, p.Errors[k]))
 	}
-	return strings.Join(parts, ", ") + " (first: " + clip(p.FirstError, 200) + ")"
+	return strings.Join(parts, ", ") + " (first: " + rpc.Clip(p.FirstError, 200) + ")"
 }
 
 // fmtDur rounds a duration to three significant digits or so.
@@ -271,12 +273,4 @@ func nodeList(nodes []string) string {
 		return strings.Join(nodes, " ")
 	}
 	return fmt.Sprintf("%s ... %s (%d nodes)", nodes[0], nodes[len(nodes)-1], len(nodes))
-}
-
-// clip shortens s to n bytes, marking the cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
