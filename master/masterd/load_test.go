@@ -113,7 +113,7 @@ func TestLoadChecksRecords(t *testing.T) {
 		t.Errorf("listed %q; want %q, the records that pass the checks of a hello", names, want)
 	}
 	for _, name := range bad {
-		if !strings.Contains(log.String(), logAttr("node", clipText(name, rpc.MaxNodeNameLen))) {
+		if !strings.Contains(log.String(), logAttr("node", rpc.Clip(name, rpc.MaxNodeNameLen))) {
 			t.Errorf("no log line of the record of %.20q left out:\n%.3000s", name, log.String())
 		}
 	}

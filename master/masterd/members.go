@@ -169,7 +169,7 @@ func loadable(snap *registry.Snapshot, tls bool, log *slog.Logger) map[string]re
 	for name, r := range snap.Nodes {
 		if err := checkRecord(name, &r.Node, tls); err != nil {
 			log.Warn("a stored node record fails the checks of a hello: not loaded, until the node's next hello replaces it",
-				"node", clipText(name, rpc.MaxNodeNameLen), "err", err)
+				"node", rpc.Clip(name, rpc.MaxNodeNameLen), "err", err)
 			continue
 		}
 		stored := r.Node

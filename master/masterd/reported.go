@@ -2,7 +2,6 @@ package masterd
 
 import (
 	"slices"
-	"unicode/utf8"
 
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -156,29 +155,16 @@ func repairReported(n *rpc.Node) cuts {
 	return c
 }
 
-// clip is clipText, counting in c what it clipped.
+// clip is rpc.Clip within n bytes, its mark included, counting in c
+// what it clipped. rpc.Clip's result is a new string, so a clipped
+// string of a large input does not keep the input alive.
 func (c *cuts) clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	c.texts++
-	return clipText(s, n)
+	return rpc.Clip(s, n-len(clipMark))
 }
 
-// clipMark ends a clipped string, so that a reader sees it was clipped.
-const clipMark = "…"
-
-// clipText returns s if it has at most n bytes, and otherwise its
-// start, cut at a character boundary, and clipMark, in at most n bytes
-// (n at least len(clipMark)). The result is a new string: a clipped
-// string of a large input does not keep the input alive.
-func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n - len(clipMark)
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + clipMark
-}
+// clipMark is the mark rpc.Clip ends a clipped string with.
+const clipMark = "..."

@@ -461,7 +461,7 @@ func (a *api) serverError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &timeout) && timeout.Timeout():
 		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive within --head-timeout"))
 	default:
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", clipText(err.Error(), 200)))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", rpc.Clip(err.Error(), 200)))
 	}
 }
 

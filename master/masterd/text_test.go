@@ -256,7 +256,7 @@ func TestHelloHTTPURLUnderTLS(t *testing.T) {
 // keeps them all; past maxReportedCalls the running calls and the most
 // recent finished ones are kept; past maxReportedFunctions the first
 // functions by name; and every string is clipped to its bound, ending in
-// "…". masterd kept anything the 8 MiB body held, written whole at
+// "...". masterd kept anything the 8 MiB body held, written whole at
 // every hello and the functions listed in every ListNodes.
 func TestHelloReportBounded(t *testing.T) {
 	base := serve(t, Config{Insecure: true})
@@ -340,8 +340,8 @@ func TestHelloReportBounded(t *testing.T) {
 		{"calls[1].request_id", c1.RequestID, maxReportedText},
 		{"calls[1].error_kind", string(c1.ErrorKind), maxReportedText},
 	} {
-		if len(tc.got) > tc.bound || len(tc.got) < tc.bound-8 || !strings.HasSuffix(tc.got, "…") || !utf8.ValidString(tc.got) {
-			t.Errorf("%s stored in %d bytes (%.20q...); want it clipped to at most %d, ending in …, valid UTF-8", tc.field, len(tc.got), tc.got, tc.bound)
+		if len(tc.got) > tc.bound || len(tc.got) < tc.bound-8 || !strings.HasSuffix(tc.got, clipMark) || !utf8.ValidString(tc.got) {
+			t.Errorf("%s stored in %d bytes (%.20q...); want it clipped to at most %d, ending in ..., valid UTF-8", tc.field, len(tc.got), tc.got, tc.bound)
 		}
 	}
 	if !strings.HasPrefix(fn.Problem, `\x1b\x1b`) {
