@@ -1,9 +1,7 @@
 package jobs
 
 import (
-	"errors"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -180,24 +178,10 @@ func (p *pool) start() (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	proc.stdout.SetReadDeadline(time.Now().Add(helloTimeout))
-	line, err := proc.out.ReadSlice('\n')
-	switch {
-	case err == nil:
-		_, err = rpc.DecodeHello(line)
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		err = rpc.Errorf(rpc.KindProtocolError, "function process did not greet within %v", helloTimeout)
-	case len(line) == 0:
-		err = rpc.Errorf(rpc.KindProtocolError, "function process exited before its protocol hello")
-	default:
-		err = rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", rpc.ClipBytes(line, 120))
-	}
-	proc.stdout.SetReadDeadline(time.Time{})
-	if err != nil {
+	if err := readHello(proc, helloTimeout); err != nil {
 		proc.discard()
 		return nil, err
 	}
-	proc.greeted = true
 	return proc, nil
 }
 

@@ -71,7 +71,7 @@ func TestWarmCallsUsePooledProcesses(t *testing.T) {
 	}
 	// A request too large for the start to hand over itself goes in
 	// through the supervisor, to a warm process all the same.
-	big := json.RawMessage(`"` + strings.Repeat("x", 2*maxInlineFeed) + `"`)
+	big := json.RawMessage(`"` + strings.Repeat("x", 2*MaxInlineFeed) + `"`)
 	c := start(t, tb, StartOptions{Fn: "echo", Args: big, Timeout: 30 * time.Second})
 	if c.State != rpc.StateSucceeded || !bytes.Equal(c.Result, big) {
 		t.Fatalf("warm echo of %d bytes = %s, %d bytes, %v", len(big), c.State, len(c.Result), c.Error)

@@ -3,7 +3,10 @@ package jobs
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
+	"os"
+	"time"
 
 	"github.com/goccy/go-json"
 
@@ -14,9 +17,14 @@ import (
 // stdio: how the call's request goes in and how its result comes out.
 // The supervisor drives it; decide judges what it read.
 type childProtocol interface {
-	// feed hands the call's request to the process and closes its stdin.
-	// An error is a protocol error that fails the call.
-	feed(c *call, args json.RawMessage) *rpc.Error
+	// greet reads and checks what the process says before its result
+	// (a Go function process's hello), unless it was read already (a
+	// warm process). An error is a protocol error that fails the call;
+	// the process is killed then.
+	greet(p *process) *rpc.Error
+	// send hands the call's request to the process and closes its
+	// stdin. An error fails the call.
+	send(c *call, args json.RawMessage) *rpc.Error
 	// read reads the process's stdout to its end, keeping at most limit+1
 	// bytes: more than limit is too much. A result that can settle the
 	// call before the process exits is also sent on early, once.
@@ -54,23 +62,44 @@ const maxHelloLine = 4096
 // reads one request frame and writes one result frame, a single line.
 type framedProtocol struct{}
 
-func (framedProtocol) feed(c *call, args json.RawMessage) *rpc.Error {
-	p := c.proc
-	if !p.greeted {
-		line, err := p.out.ReadSlice('\n')
-		if err != nil {
-			p.stdin.Close()
-			if len(line) == 0 {
-				return rpc.Errorf(rpc.KindProtocolError, "function process exited before its protocol hello")
-			}
-			return rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", rpc.ClipBytes(line, 120))
-		}
+func (framedProtocol) greet(p *process) *rpc.Error {
+	if p.greeted {
+		return nil
+	}
+	if err := readHello(p, 0); err != nil {
+		p.stdin.Close()
+		p.kill()
+		return err
+	}
+	return nil
+}
+
+// readHello reads and checks the hello line of p, within the given time
+// when it is above 0, and marks p greeted. The error, a protocol_error,
+// says what came instead.
+func readHello(p *process, within time.Duration) *rpc.Error {
+	if within > 0 {
+		p.stdout.SetReadDeadline(time.Now().Add(within))
+		defer p.stdout.SetReadDeadline(time.Time{})
+	}
+	line, err := p.out.ReadSlice('\n')
+	switch {
+	case err == nil:
 		if _, err := rpc.DecodeHello(line); err != nil {
-			p.stdin.Close()
-			p.kill()
 			return err.(*rpc.Error)
 		}
+		p.greeted = true
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return rpc.Errorf(rpc.KindProtocolError, "function process did not greet within %v", within)
+	case len(line) == 0:
+		return rpc.Errorf(rpc.KindProtocolError, "function process exited before its protocol hello")
 	}
+	return rpc.Errorf(rpc.KindProtocolError, "function process did not finish its protocol hello line: %q", rpc.ClipBytes(line, 120))
+}
+
+func (framedProtocol) send(c *call, args json.RawMessage) *rpc.Error {
+	p := c.proc
 	req, err := rpc.AppendFunctionRequest(nil, c.id, c.fnName, args)
 	if err != nil {
 		p.stdin.Close()
@@ -118,18 +147,27 @@ func (framedProtocol) decode(out []byte) (json.RawMessage, *rpc.Error, *rpc.Erro
 // result out on stdout, and no frames around either.
 type rawProtocol struct{}
 
-// feed writes in the background: an executable function may exit without
-// reading its stdin, and a write error then is its business, not a
-// failure of noded.
-func (rawProtocol) feed(c *call, args json.RawMessage) *rpc.Error {
+// greet has nothing to read: an executable says nothing before its result.
+func (rawProtocol) greet(*process) *rpc.Error { return nil }
+
+// send writes args at once when they are small (MaxInlineFeed: the
+// write cannot wait), and otherwise in the background: an executable
+// function may exit without reading its stdin, and a write error then is
+// its business, not a failure of noded.
+func (rawProtocol) send(c *call, args json.RawMessage) *rpc.Error {
 	p := c.proc
-	go func() {
-		if len(args) == 0 {
-			args = json.RawMessage("null")
-		}
+	if len(args) == 0 {
+		args = json.RawMessage("null")
+	}
+	write := func() {
 		p.stdin.Write(args)
 		p.stdin.Close()
-	}()
+	}
+	if len(args) <= MaxInlineFeed {
+		write()
+	} else {
+		go write()
+	}
 	return nil
 }
 

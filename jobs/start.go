@@ -131,21 +131,33 @@ func (t *Table) admit(ctx context.Context, o StartOptions) (first *call, err err
 	}
 }
 
-// maxInlineFeed bounds the arguments of a request launch hands to a warm
-// process itself. With its frame (a call ID and a function name of at
+// MaxInlineFeed bounds the arguments of a request launch hands to the
+// process itself, ahead of a new process's hello (see launch); a larger
+// one goes in after the hello, from the supervisor. With its frame (a call ID and a function name of at
 // most 255 bytes) such a request fits in PIPE_BUF, 4 KiB, the least an
 // empty pipe holds (a new pipe of a user over the kernel's pipe quota
 // gets one page): the write never waits for the process to read, so a
 // process that stopped reading cannot hold the start's goroutine.
-const maxInlineFeed = 3 << 10
+const MaxInlineFeed = 3 << 10
 
 // launch spawns the function process, warm if the pool has one, and
-// builds its call. A warm process gets its request here, in the
-// caller's goroutine, unless it is large (fed is then nil and the
-// supervisor feeds it): the process works from this moment, where a
-// request fed by the supervisor waited for that goroutine to be
-// scheduled, on this virtual machine tens of microseconds when another
-// thread had to wake for it.
+// builds its call. The process gets its request here, in the caller's
+// goroutine, unless it is large (fed is then nil and the supervisor
+// feeds it): the process works from this moment. A request fed by the
+// supervisor waited for that goroutine to be scheduled, on this virtual
+// machine tens of microseconds when another thread had to wake for it;
+// a new Go process waited that long after its hello, its runtime's
+// monitor thread waking every 20 µs meanwhile.
+//
+// A new process gets its request ahead of its hello, which the
+// supervisor reads and checks before the result. The hello still proves
+// the process speaks noded's protocol, but no longer before the request
+// is in its stdin: the function binary is checked when noded starts and
+// pinned open (functions.OpenBinary), noded's own binary is the one
+// running, so a process of another protocol is one whose binary was
+// rewritten in place since. Its call fails with protocol_error, as
+// before, and the process is killed, though it may have begun to run the
+// function.
 func (t *Table) launch(spec Spec, o StartOptions) (c *call, fed *fedRequest, err error) {
 	before := time.Now()
 	var p *process
@@ -173,10 +185,10 @@ func (t *Table) launch(spec Spec, o StartOptions) (c *call, fed *fedRequest, err
 		state:     rpc.StateRunning,
 		log:       logTail{max: t.cfg.MaxLogLines},
 	}
+	if len(o.Args) <= MaxInlineFeed {
+		fed = &fedRequest{err: p.proto.send(c, o.Args)}
+	}
 	if warm {
-		if len(o.Args) <= maxInlineFeed {
-			fed = &fedRequest{err: p.proto.feed(c, o.Args)}
-		}
 		t.pool.replace(c.reaped)
 	}
 	if d := o.AbortAfter; d > 0 {

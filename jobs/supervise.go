@@ -60,7 +60,7 @@ func (t *Table) supervise(c *call, args json.RawMessage, fed *fedRequest) {
 	// it first, before the goroutines below are started, so that the
 	// process works while they start instead of after.
 	if fed == nil && p.greeted {
-		fed = &fedRequest{err: p.proto.feed(c, args)}
+		fed = &fedRequest{err: p.proto.send(c, args)}
 	}
 
 	logDone := make(chan struct{})
@@ -204,8 +204,11 @@ type fedRequest struct{ err *rpc.Error }
 // protocol the process speaks.
 func (t *Table) readOutput(c *call, args json.RawMessage, fed *fedRequest, early chan<- []byte) output {
 	p := c.proc
+	if err := p.proto.greet(p); err != nil {
+		return output{err: err}
+	}
 	if fed == nil {
-		fed = &fedRequest{err: p.proto.feed(c, args)}
+		fed = &fedRequest{err: p.proto.send(c, args)}
 	}
 	if fed.err != nil {
 		return output{err: fed.err}

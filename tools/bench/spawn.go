@@ -10,13 +10,15 @@ import (
 
 	"github.com/goccy/go-json"
 
+	"github.com/noderpc/noderpc/jobs"
 	"github.com/noderpc/noderpc/noded/functions"
 	"github.com/noderpc/noderpc/rpc"
 )
 
 // spawner runs the spawn floor: the Go function process binary started
 // as noded starts it (the cookie in its environment, "function FN" as its
-// arguments), greeted, fed one request, read and reaped. It leaves out
+// arguments), fed one request and greeted in noded's order (converse),
+// read and reaped. It leaves out
 // all that noded adds: HTTP, the job table, the stderr log reader, the
 // process group and the parent-death signal.
 type spawner struct {
@@ -25,6 +27,9 @@ type spawner struct {
 	args []string // after the binary's name
 	env  []string
 	req  []byte // the request frame, newline included
+	// ahead says the request goes in ahead of the hello, as noded writes
+	// one whose arguments are small (jobs.MaxInlineFeed).
+	ahead bool
 }
 
 // maxFloorResult bounds what the floor reads of a result, like noded's
@@ -39,7 +44,7 @@ func newSpawner(bin, fn string, args json.RawMessage) *spawner {
 		// args is valid JSON (Run checks) and the rest are strings.
 		panic(fmt.Sprintf("bench: encoding the spawn floor's request: %v", err))
 	}
-	s := &spawner{fn: fn, req: req}
+	s := &spawner{fn: fn, req: req, ahead: len(args) <= jobs.MaxInlineFeed}
 	s.bin, s.args, s.env = functionProcess(bin, fn)
 	return s
 }
@@ -91,8 +96,24 @@ func (s *spawner) once() error {
 	return nil
 }
 
-// converse speaks the stdio protocol: hello, request, result.
+// converse speaks the stdio protocol as noded does: the request, when
+// its arguments are small (jobs.MaxInlineFeed), goes in ahead of the
+// hello; the hello is read and checked; a larger request goes in after
+// it; then the result is read.
 func (s *spawner) converse(stdin io.WriteCloser, stdout io.Reader) (rpc.FunctionResult, error) {
+	send := func() error {
+		_, werr := stdin.Write(s.req)
+		stdin.Close()
+		if werr != nil {
+			return rpc.Errorf(rpc.KindProtocolError, "writing the request: %v", werr)
+		}
+		return nil
+	}
+	if s.ahead {
+		if err := send(); err != nil {
+			return rpc.FunctionResult{}, err
+		}
+	}
 	r := bufio.NewReader(stdout)
 	line, err := r.ReadSlice('\n')
 	if err != nil {
@@ -103,10 +124,10 @@ func (s *spawner) converse(stdin io.WriteCloser, stdout io.Reader) (rpc.Function
 		stdin.Close()
 		return rpc.FunctionResult{}, err
 	}
-	_, werr := stdin.Write(s.req)
-	stdin.Close()
-	if werr != nil {
-		return rpc.FunctionResult{}, rpc.Errorf(rpc.KindProtocolError, "writing the request: %v", werr)
+	if !s.ahead {
+		if err := send(); err != nil {
+			return rpc.FunctionResult{}, err
+		}
 	}
 	out, err := io.ReadAll(io.LimitReader(r, maxFloorResult))
 	if err != nil {
