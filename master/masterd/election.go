@@ -444,6 +444,7 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 	}
 	cfg := &e.d.cfg
 	ms := takeOver(snap, store, e.clock, e.log, cfg.SessionTimeout, cfg.MaxSessionTimeout, v.masters(e.self), e.d.certs != nil)
+	loaded := len(ms.nodes) // the records that passed a hello's checks; ms is not shared yet
 	checks := newChecker(e.d, ms)
 	defer checks.stop()
 	if cfg.CheckNodes {
@@ -456,7 +457,7 @@ func (e *elector) serve(ctx context.Context, t *term, election *concurrency.Elec
 	// Before the store closes and the checks stop, above: masterd stops
 	// acting as active first.
 	defer t.end(nil)
-	attrs := []any{"url", e.self, "priority", e.priority, "nodes", len(snap.Nodes), "group_version", snap.Version,
+	attrs := []any{"url", e.self, "priority", e.priority, "nodes", loaded, "group_version", snap.Version,
 		"election_key", key, "election_revision", rev}
 	if !e.goneAt.IsZero() {
 		attrs = append(attrs, "since_previous_gone", e.clock.Now().Sub(e.goneAt).Round(time.Millisecond))
