@@ -199,11 +199,14 @@ func (t *Table) complete(c *call, v verdict) {
 // (nil error: fed).
 type fedRequest struct{ err *rpc.Error }
 
-// readOutput hands the request to the process, unless fed says it was
-// handed already, and reads its output through the result limit, in the
-// protocol the process speaks.
+// readOutput checks the process's hello, hands it the request unless fed
+// says it was handed already (ahead of the hello), and reads its output
+// through the result limit, in the protocol the process speaks.
 func (t *Table) readOutput(c *call, args json.RawMessage, fed *fedRequest, early chan<- []byte) output {
 	p := c.proc
+	if fed != nil && fed.err != nil {
+		return output{err: fed.err}
+	}
 	if err := p.proto.greet(p); err != nil {
 		return output{err: err}
 	}
