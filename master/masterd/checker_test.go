@@ -136,24 +136,6 @@ func TestHelloStormBoundsChecks(t *testing.T) {
 	}
 }
 
-// syncLog is a log a test reads while the code under test writes it.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestCheckerCoalesces checks the rules of the checks' queue: a hello
 // during its node's check cancels the check and has the node checked
 // again at once; a node has one check waiting, that of its last hello,
@@ -166,7 +148,7 @@ func TestCheckerCoalesces(t *testing.T) {
 	live := nodetest.StartFake(t, nodetest.AnswerJSON(200, `{"version":"v","protocol":1,"boot_id":"`+boot+`","pid":1}`))
 	stale := nodetest.StartFake(t, nodetest.AnswerJSON(200, `{"version":"v","protocol":1,"boot_id":"stale","pid":1}`))
 	ms, _, _ := newTestMembers(t, t.TempDir())
-	var log syncLog
+	var log nodetest.SyncBuffer
 	d := &Daemon{log: slog.New(slog.NewTextHandler(&log, nil))}
 	c := newChecker(d, ms)
 	c.backlog = checksAtOnce + 20

@@ -14,6 +14,7 @@ import (
 	"github.com/goccy/go-json"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/master/registry"
 	"github.com/noderpc/noderpc/rpc"
 )
@@ -94,7 +95,7 @@ func TestLoadChecksRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log syncLog
+	var log nodetest.SyncBuffer
 	cfg := Config{Insecure: true, Listen: ln.Addr().String(), StateDir: dir,
 		SessionTimeout: DefaultSessionTimeout, MaxSessionTimeout: DefaultSessionTimeout, MaxConns: DefaultMaxConns, HeadTimeout: DefaultHeadTimeout,
 		LogFormat: "text", LogLevel: "info"}

@@ -273,14 +273,7 @@ func TestTLSRoles(t *testing.T) {
 	pki := nodetest.NewPKI(t)
 	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
 	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA()})
-	client := func(role rpc.Role, name string) *http.Client {
-		crt, key := pki.Issue(t, role, name)
-		cfg, err := master.LoadTLS(crt, key, pki.CA())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	}
+	client := func(role rpc.Role, name string) *http.Client { return tlsClient(t, pki, role, name) }
 	n1, observer, admin := client(rpc.RoleNode, "n1"), client(rpc.RoleObserver, "o1"), client(rpc.RoleMaster, "m2")
 
 	plain := &http.Client{Timeout: 20 * time.Second}
@@ -471,4 +464,16 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// tlsClient is an HTTPS client holding a certificate of pki's CA for
+// role and name.
+func tlsClient(t *testing.T, pki *nodetest.PKI, role rpc.Role, name string) *http.Client {
+	t.Helper()
+	crt, key := pki.Issue(t, role, name)
+	cfg, err := master.LoadTLS(crt, key, pki.CA())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }

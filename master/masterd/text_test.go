@@ -218,14 +218,7 @@ func TestHelloHTTPURLUnderTLS(t *testing.T) {
 	pki := nodetest.NewPKI(t)
 	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
 	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA()})
-	client := func(role rpc.Role, name string) *http.Client {
-		crt, key := pki.Issue(t, role, name)
-		cfg, err := master.LoadTLS(crt, key, pki.CA())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	}
+	client := func(role rpc.Role, name string) *http.Client { return tlsClient(t, pki, role, name) }
 	n1, admin := client(rpc.RoleNode, "n1"), client(rpc.RoleMaster, "m2")
 	for _, u := range []string{"http://127.0.0.1:1811", "HTTP://127.0.0.1:1811/", "http://[::1]:1811"} {
 		req := helloOf("n1", "b")
