@@ -75,15 +75,21 @@ func AppendFunctionRequest(dst []byte, callID, fnName string, fnArgs json.RawMes
 	return append(dst, '}', '\n'), nil
 }
 
-// plainString reports whether s can stand between JSON quotes as it is, and be
-// read back by cutPlainString: printable ASCII without '"' or '\\'.
+// plainString reports whether s can stand between JSON quotes as it is,
+// and be read back by cutPlainString.
 func plainString(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+		if !plainByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// plainByte reports whether c may stand in a plain string: printable
+// ASCII but '"' and '\'.
+func plainByte(c byte) bool {
+	return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'
 }
 
 // FunctionResult is the last thing a function process writes to stdout:
@@ -173,13 +179,13 @@ func parseOwnRequest(line []byte) (req FunctionRequest, ok bool) {
 }
 
 // cutPlainString returns the string before the first '"' of b and what
-// follows that quote, if the string is printable ASCII without '\'.
+// follows that quote, if the string is plain (plainByte).
 func cutPlainString(b []byte) (s string, rest []byte, ok bool) {
 	for i, c := range b {
 		switch {
 		case c == '"':
 			return string(b[:i]), b[i+1:], true
-		case c < 0x20 || c > 0x7e || c == '\\':
+		case !plainByte(c):
 			return "", nil, false
 		}
 	}
