@@ -18,9 +18,9 @@ import (
 // spawner runs the spawn floor: the Go function process binary started
 // as noded starts it (the cookie in its environment, "function FN" as its
 // arguments), fed one request and greeted in noded's order (converse),
-// read and reaped. It leaves out
-// all that noded adds: HTTP, the job table, the stderr log reader, the
-// process group and the parent-death signal.
+// read and reaped. It leaves out all that noded adds: HTTP, the job
+// table, the stderr log reader, the process group and the parent-death
+// signal.
 type spawner struct {
 	bin  string
 	fn   string
