@@ -1,9 +1,7 @@
 package noded
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
+	"github.com/noderpc/noderpc/master/nodetest"
 	"github.com/noderpc/noderpc/rpc"
 )
 
@@ -93,18 +91,11 @@ func putBody(t *testing.T, addr string, declared int, sent []byte) net.Conn {
 // message of its error.
 func bodyAnswer(t *testing.T, c net.Conn) (int, string) {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("reading an answer on %s: %v", c.LocalAddr(), err)
+	status, e, body := nodetest.ReadAnswerBody(t, c, 20*time.Second)
+	if e != nil {
+		return status, string(e.Kind) + ": " + e.Message
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var er rpc.ErrorResponse
-	if json.Unmarshal(body, &er) == nil && er.Error != nil {
-		return resp.StatusCode, string(er.Error.Kind) + ": " + er.Error.Message
-	}
-	return resp.StatusCode, string(body)
+	return status, string(body)
 }
 
 // TestDeclaredLengthIsAnUpperBound: a declared body length is charged to

@@ -34,6 +34,18 @@ func DialFrom(t testing.TB, from, addr string) net.Conn {
 // returns its status and the kind of its error body ("" for none).
 func ReadAnswer(t testing.TB, c net.Conn, within time.Duration) (int, rpc.Kind) {
 	t.Helper()
+	status, e, _ := ReadAnswerBody(t, c, within)
+	if e == nil {
+		return status, ""
+	}
+	return status, e.Kind
+}
+
+// ReadAnswerBody reads one HTTP answer from c, waiting at most within,
+// and returns its status, its error if its body is an error object, and
+// its body.
+func ReadAnswerBody(t testing.TB, c net.Conn, within time.Duration) (int, *rpc.Error, []byte) {
+	t.Helper()
 	c.SetReadDeadline(time.Now().Add(within))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -43,9 +55,9 @@ func ReadAnswer(t testing.TB, c net.Conn, within time.Duration) (int, rpc.Kind) 
 	body, _ := io.ReadAll(resp.Body)
 	var er rpc.ErrorResponse
 	if json.Unmarshal(body, &er) == nil && er.Error != nil {
-		return resp.StatusCode, er.Error.Kind
+		return resp.StatusCode, er.Error, body
 	}
-	return resp.StatusCode, ""
+	return resp.StatusCode, nil, body
 }
 
 // DeadAddrs returns n distinct loopback addresses nothing listens on:
