@@ -205,9 +205,9 @@ func TestIdleAndSlowClients(t *testing.T) {
 
 // TestBodyNotReadBeforeAuthorisation: a body is refused from the request
 // head (wrong procedure, declared over --max-request, an observer's
-// start, a multipart one too) without noded reading it, and a chunked body the moment it
-// crosses --max-request; 16 observers sending 60 MB each leave noded's
-// memory where it was.
+// start, a multipart one too) without noded reading it, and a chunked
+// body the moment it crosses --max-request; 16 observers sending 60 MB
+// each leave noded's memory where it was.
 func TestBodyNotReadBeforeAuthorisation(t *testing.T) {
 	t.Parallel()
 	pki := nodetest.NewPKI(t)
