@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,7 +56,7 @@ import (
 type Cluster struct {
 	opts Options
 
-	// mu guards urls, masters and named. urls and masters grow as
+	// mu guards urls, masters and named, which grow together as
 	// standbys name masters the Cluster was not given, up to given +
 	// maxLearned; past that a learned master's slot is given to another.
 	// An index, once given, stays valid, but may name another master
@@ -66,8 +67,8 @@ type Cluster struct {
 	// given is how many of masters NewCluster was given; those past it
 	// were learned.
 	given int
-	// named is when each learned master was last named by a standby,
-	// counted in namings (ticks), so that the one named longest ago is
+	// named is when each master was last named by a standby, counted
+	// in namings (ticks), so that the learned one named longest ago is
 	// the one forgotten.
 	named []uint64
 	ticks uint64
@@ -109,6 +110,7 @@ func NewCluster(masterURLs []string, opts Options) (*Cluster, error) {
 		c.opts.clock = realClock{}
 	}
 	c.given = len(c.masters)
+	c.named = make([]uint64, c.given)
 	c.last.Store(int32(c.opts.randN(int64(len(c.masters)))))
 	return c, nil
 }
@@ -231,65 +233,62 @@ func (c *Cluster) master(i int) *Client {
 	return c.masters[i]
 }
 
-// answered records that m, the i-th master, answered: the next request
-// asks it first. A master whose slot went to another meanwhile is not
-// recorded: the next request would ask that other one first.
-func (c *Cluster) answered(i int, m *Client) {
+// answered records that m answered: the next request asks it first. A
+// master whose slot went to another meanwhile is not recorded: the next
+// request would ask that other one first.
+func (c *Cluster) answered(m *Client) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.masters[i] == m {
+	if i := slices.Index(c.masters, m); i >= 0 {
 		c.last.Store(int32(i))
 	}
 }
 
-// learn returns the index of the master at raw, a URL a standby named,
-// and its Client, adding it to the masters if it is new. Once maxLearned
-// masters are learned, a new one takes the place of the learned master
-// named longest ago, unless that one answered last: that one is asked
-// first, and forgetting it would send the next request to a master
-// only named. The masters given are never replaced.
-func (c *Cluster) learn(raw string) (int, *Client, error) {
+// learn returns the Client of the master at raw, a URL a standby named,
+// adding it to the masters if it is new. Once maxLearned masters are
+// learned, a new one takes the place of the learned master named
+// longest ago, unless that one answered last: that one is asked first,
+// and forgetting it would send the next request to a master only named.
+// The masters given are never replaced.
+func (c *Cluster) learn(raw string) (*Client, error) {
 	addr, err := addrOfURL(raw, c.opts.Insecure)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	c.mu.Lock()
 	c.ticks++
 	for i, m := range c.masters {
 		if m.node == addr {
-			if i >= c.given {
-				c.named[i-c.given] = c.ticks
-			}
+			c.named[i] = c.ticks
 			c.mu.Unlock()
-			return i, m, nil
+			return m, nil
 		}
 	}
 	m, err := New(addr, c.opts)
 	if err != nil {
 		c.mu.Unlock()
-		return 0, nil, err
+		return nil, err
 	}
 	if len(c.masters)-c.given < maxLearned {
 		c.urls = append(c.urls, raw)
 		c.masters = append(c.masters, m)
 		c.named = append(c.named, c.ticks)
-		i := len(c.masters) - 1
 		c.mu.Unlock()
-		return i, m, nil
+		return m, nil
 	}
 	victim, last := -1, int(c.last.Load())
-	for k, t := range c.named {
-		if i := c.given + k; i != last && (victim < 0 || t < c.named[victim-c.given]) {
+	for i := c.given; i < len(c.masters); i++ {
+		if i != last && (victim < 0 || c.named[i] < c.named[victim]) {
 			victim = i
 		}
 	}
 	old, oldURL := c.masters[victim], c.urls[victim]
-	c.urls[victim], c.masters[victim], c.named[victim-c.given] = raw, m, c.ticks
+	c.urls[victim], c.masters[victim], c.named[victim] = raw, m, c.ticks
 	c.mu.Unlock()
 	old.Close()
 	c.log().Warn("a standby named more masters than a Cluster learns; forgetting the one named longest ago",
 		"named", raw, "forgotten", oldURL, "max_learned", maxLearned)
-	return victim, m, nil
+	return m, nil
 }
 
 // NoMasterError says that no master of the group could be reached: each
@@ -377,32 +376,21 @@ func (c *Cluster) do(ctx context.Context, method, path string, in, out any) erro
 func (c *Cluster) round(ctx context.Context, method, path string, in, out any, pol Policy,
 	fail func(m *Client, err error)) (answered, electing bool, err error) {
 	c.mu.Lock()
-	n := len(c.masters)
-	c.mu.Unlock()
 	first := int(c.last.Load())
-	rest := make([]int, 0, n-1)
-	for i := range n {
-		if i != first {
-			rest = append(rest, i)
-		}
-	}
-	// Fisher-Yates, with the seam the retry logic draws its jitter from.
+	queue := append([]*Client{c.masters[first]}, c.masters[:first]...)
+	queue = append(queue, c.masters[first+1:]...)
+	c.mu.Unlock()
+	// Fisher-Yates over those after the first, with the seam the retry
+	// logic draws its jitter from.
+	rest := queue[1:]
 	for i := len(rest) - 1; i > 0; i-- {
 		j := int(c.opts.randN(int64(i + 1)))
 		rest[i], rest[j] = rest[j], rest[i]
 	}
-	type slot struct {
-		i int
-		m *Client
-	}
-	queue := make([]slot, 0, n)
-	for _, i := range append([]int{first}, rest...) {
-		queue = append(queue, slot{i, c.master(i)})
-	}
 	done := map[*Client]bool{}
 	follows := 0
 	for len(queue) > 0 {
-		i, m := queue[0].i, queue[0].m
+		m := queue[0]
 		queue = queue[1:]
 		if done[m] {
 			continue
@@ -410,7 +398,7 @@ func (c *Cluster) round(ctx context.Context, method, path string, in, out any, p
 		done[m] = true
 		_, err := m.invoke(ctx, method, path, pol, in, out)
 		if err == nil {
-			c.answered(i, m)
+			c.answered(m)
 			return true, false, nil
 		}
 		if ctx.Err() != nil {
@@ -419,18 +407,18 @@ func (c *Cluster) round(ctx context.Context, method, path string, in, out any, p
 		var na *NotActiveError
 		switch {
 		case errors.As(err, &na) && na.Active != "":
-			j, mj, lerr := c.learn(na.Active)
+			named, lerr := c.learn(na.Active)
 			switch {
 			case lerr != nil:
 				err = fmt.Errorf("%w; the active master it names cannot be called: %w", err, lerr)
-			case done[mj] || follows == maxFollow:
+			case done[named] || follows == maxFollow:
 				// Named already tried this round, or a chain of
 				// standbys: their view is stale, an election is on.
 				electing = true
 			default:
 				follows++
 				c.log().Debug("following a standby to the active master", "standby", m.node, "active", na.Active)
-				queue = append([]slot{{j, mj}}, queue...)
+				queue = append([]*Client{named}, queue...)
 			}
 		case errors.As(err, &na):
 			electing = true
