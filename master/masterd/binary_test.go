@@ -18,13 +18,9 @@ import (
 // listOf lists the nodes of the masterd at base, by name.
 func listOf(t *testing.T, c *http.Client, base string) map[string]rpc.Node {
 	t.Helper()
-	status, kind, _, body := call(t, c, base, "GET", rpc.PathListNodes, nil)
-	var l rpc.ListNodesResponse
-	if status != 200 || json.Unmarshal(body, &l) != nil {
-		t.Fatalf("list nodes = %d %s %s", status, kind, clipped(body))
-	}
-	nodes := make(map[string]rpc.Node, len(l.Nodes))
-	for _, n := range l.Nodes {
+	l := listed(t, c, base)
+	nodes := make(map[string]rpc.Node, len(l))
+	for _, n := range l {
 		nodes[n.Name] = n
 	}
 	return nodes

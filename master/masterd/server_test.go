@@ -396,15 +396,7 @@ func TestTLSNodeSpeaksForItselfOnly(t *testing.T) {
 	pki := nodetest.NewPKI(t)
 	crt, key := pki.Issue(t, rpc.RoleMaster, "m1")
 	base := serve(t, Config{Cert: crt, Key: key, ClientCA: pki.CA()})
-	client := func(name string) *http.Client {
-		crt, key := pki.Issue(t, rpc.RoleNode, name)
-		cfg, err := master.LoadTLS(crt, key, pki.CA())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	}
-	n1, n2 := client("n1"), client("n2")
+	n1, n2 := tlsClient(t, pki, rpc.RoleNode, "n1"), tlsClient(t, pki, rpc.RoleNode, "n2")
 	status, kind, _, body := call(t, n1, base, "PUT", rpc.PathHello, mustJSON(t, httpsHelloOf("n1", "b")))
 	var s rpc.Session
 	if status != 200 || json.Unmarshal(body, &s) != nil {

@@ -97,12 +97,13 @@ func TestHelloURLBoundAndShape(t *testing.T) {
 	}
 }
 
-// TestHelloTextRule checks that every string of a hello that masterd
-// stores and noderpc prints (name, url, boot_id, version, the fields of
-// functions and calls) is refused with a bad_request naming the field
-// when it holds a control character (C0, DEL or C1) or a format
-// character that reorders or hides text (U+202E, U+200B, U+FEFF, ...),
-// and that nothing of such a hello is listed.
+// TestHelloTextRule checks that a hello whose node's own facts (name,
+// url, boot_id, version), which masterd stores and noderpc prints, hold
+// a control character (C0, DEL or C1) or a format character that
+// reorders or hides text (U+202E, U+200B, U+FEFF, ...) is refused with a
+// bad_request naming the field, and nothing of it listed; and that such
+// characters in what it reports of functions and calls are stored
+// escaped instead.
 func TestHelloTextRule(t *testing.T) {
 	base := serve(t, Config{Insecure: true})
 	c := &http.Client{Timeout: 20 * time.Second}
@@ -154,13 +155,8 @@ func TestHelloTextRule(t *testing.T) {
 	if status, kind, _, body := call(t, c, base, "PUT", rpc.PathHello, mustJSON(t, req)); status != 200 {
 		t.Fatalf("a hello reporting control characters in its functions and calls = %d %s %s, want it taken", status, kind, clipped(body))
 	}
-	var n2 *rpc.Node
-	for _, n := range listed(t, c, base) {
-		if n.Name == "n2" {
-			n2 = &n
-		}
-	}
-	if n2 == nil {
+	n2, found := listOf(t, c, base)["n2"]
+	if !found {
 		t.Fatal("n2 is not listed after its hello")
 	}
 	want := []string{`f\x1b[2J`, `go\x1b]0;owned\a`, `fine\u2066hidden\u2069`}
