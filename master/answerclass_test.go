@@ -32,13 +32,8 @@ func rawAnswer(head, body string) nodetest.Answer {
 // test nothing.
 func classClient(t *testing.T, addr string) *Client {
 	t.Helper()
-	c, err := New(addr, Options{Insecure: true, Timeout: 5 * time.Second,
+	return newClient(t, addr, Options{Insecure: true, Timeout: 5 * time.Second,
 		Retry: RetryPolicies{Version: Policy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
 }
 
 // An answer whose status is neither 2xx, 4xx nor 5xx (an upgrade, a
