@@ -350,9 +350,7 @@ func (ms *members) hello(req *rpc.HelloRequest) (rpc.Session, error) {
 	}
 	ms.log.Info("node joined", attrs...)
 	if ms.joined != nil {
-		if problem := ms.joined(req.Node, req.URL, req.BootID); problem != "" {
-			m.node.Problem = problem
-		}
+		m.node.Problem = ms.joined(req.Node, req.URL, req.BootID)
 	}
 	return ms.sessionLocked(req.Node, m), nil
 }
