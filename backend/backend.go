@@ -26,6 +26,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
 )
 
 // Func is a backend function. args is the call's fn_args exactly as the
@@ -50,10 +51,30 @@ type loggerKey struct{}
 // attribute; noded collects them as the call's log. Outside a function
 // process (in a unit test of a Func, say) it returns slog.Default().
 func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+	switch l := ctx.Value(loggerKey{}).(type) {
+	case *slog.Logger:
 		return l
+	case *lazyLogger:
+		return l.get()
 	}
 	return slog.Default()
+}
+
+// lazyLogger is a call's logger, made the first time the function asks
+// for it: a function that never logs, echo among them, never runs
+// log/slog's handler code. Making the logger up front (its handler, and
+// the call_id attribute formatted ahead) cost every cold call's process
+// its first touch of that code, about 2% of the process's CPU
+// (doc/performance.md).
+type lazyLogger struct {
+	once sync.Once
+	new  func() *slog.Logger
+	l    *slog.Logger
+}
+
+func (l *lazyLogger) get() *slog.Logger {
+	l.once.Do(func() { l.l = l.new() })
+	return l.l
 }
 
 // WithLogger returns a context whose Logger is l, so a Func can be tested

@@ -106,3 +106,29 @@ func TestRawMessageResultIsWhatEncodingJSONWrites(t *testing.T) {
 		}
 	}
 }
+
+// compact writes what json.Compact writes, for any valid JSON.
+func FuzzCompact(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1}`,
+		" {\n  \"a\": [1, 2.5e3, \"x y\"],\t\"b\": null\r\n} ",
+		`"a \" b \\" `,
+		`[ "\\", " ", "\\\" ]" , {} ]`,
+		"\"\u2028 é\"",
+		` true `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !stdjson.Valid(data) || rpc.CheckJSON(data) != nil {
+			return
+		}
+		var want bytes.Buffer
+		if err := stdjson.Compact(&want, data); err != nil {
+			t.Fatal(err)
+		}
+		if got := compact(data); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("compact(%q) = %q, json.Compact writes %q", data, got, want.Bytes())
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"regexp"
@@ -262,10 +263,31 @@ func TestServeInProcess(t *testing.T) {
 
 func TestServeLogLines(t *testing.T) {
 	got := serveInProcess(t, t.Context(), request(t, "fail", ""), "", nil)
+	if !strings.Contains(got.stderr, "about to fail") {
+		t.Errorf("stderr %q lacks the function's log line", got.stderr)
+	}
 	for line := range strings.Lines(got.stderr) {
 		if !strings.Contains(line, "call_id=1:2:3.000004:0000000000000005") {
 			t.Errorf("log line %q has no call_id", line)
 		}
+	}
+}
+
+// A call's logger is made when its function first asks for it, and
+// only once: a function that never logs never makes one.
+func TestCallLoggerIsMadeOnFirstUse(t *testing.T) {
+	made := 0
+	lazy := &lazyLogger{new: func() *slog.Logger {
+		made++
+		return slog.New(slog.DiscardHandler)
+	}}
+	ctx := context.WithValue(t.Context(), loggerKey{}, lazy)
+	if made != 0 {
+		t.Fatalf("the logger was made %d times before it was asked for", made)
+	}
+	first := Logger(ctx)
+	if second := Logger(ctx); first != second || made != 1 {
+		t.Errorf("two Logger calls made %d loggers (same one: %v), want one", made, first == second)
 	}
 }
 
