@@ -33,7 +33,9 @@ import (
 // client sent them (nil when absent); the function decodes them itself so
 // that it alone decides what it accepts. The returned value is encoded as
 // the call's JSON result. An error fails the call with kind
-// function_failed, or with the kind of an *wire.Error it returns.
+// function_failed, or with the kind of an *wire.Error it returns if that
+// is a call kind (wire.Kind.EndsCalls); noded makes any other kind
+// function_failed.
 //
 // ctx is cancelled when noded cancels the call (CancelFunction, abort_after
 // or shutdown all arrive as SIGTERM); a function that runs for long must

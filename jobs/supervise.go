@@ -151,7 +151,7 @@ func (t *Table) decide(c *call, out output, ended *exit) (v verdict, settled boo
 	case protoErr != nil:
 		v = verdict{state: rpc.StateFailed, err: protoErr}
 	case fnErr != nil:
-		v = verdict{state: rpc.StateFailed, err: fnErr}
+		v = verdict{state: rpc.StateFailed, err: functionError(fnErr)}
 	case int64(len(result)) > t.cfg.MaxResult:
 		v = verdict{state: rpc.StateFailed, err: t.tooLarge()}
 	case failed:
@@ -166,6 +166,23 @@ func (t *Table) decide(c *call, out output, ended *exit) (v verdict, settled boo
 		v.err.ExitCode, v.err.Signal = ended.code, ended.signal
 	}
 	return v, true
+}
+
+// functionError is the call's error for the error frame its process
+// wrote. A function chooses its error's kind among the call kinds
+// (rpc.Kind.EndsCalls); any other, a request's refusal such as busy, a
+// client's own or an invented one, would tell a caller that the call
+// never ran, and one that retried it would run the function twice. Such
+// an error becomes function_failed, its message naming the kind the
+// process reported.
+func functionError(e *rpc.Error) *rpc.Error {
+	if e.Kind.EndsCalls() {
+		return e
+	}
+	out := *e
+	out.Kind = rpc.KindFunctionFailed
+	out.Message = fmt.Sprintf("function reported error kind %q: %s", rpc.Clip(string(e.Kind), 64), e.Message)
+	return &out
 }
 
 // complete moves c to its terminal state, frees its slot and logs its end.

@@ -36,6 +36,13 @@ func testRegistry() *backend.Registry {
 		backend.Logger(ctx).Info("about to fail")
 		return nil, errors.New("it went wrong")
 	})
+	// failkind fails with the error kind its args name, as a function
+	// that returns an *rpc.Error of its own choosing does.
+	reg.Register("failkind", func(ctx context.Context, args json.RawMessage) (any, error) {
+		var kind string
+		json.Unmarshal(args, &kind)
+		return nil, rpc.Errorf(rpc.Kind(kind), "chose %s", kind)
+	})
 	reg.Register("crash", func(ctx context.Context, args json.RawMessage) (any, error) {
 		fmt.Fprintln(os.Stderr, "crashing now")
 		os.Exit(3)
@@ -246,6 +253,12 @@ func TestOutcomes(t *testing.T) {
 	}{
 		{fn: "echo", args: `{"a":[1,2]}`, wantState: rpc.StateSucceeded},
 		{fn: "fail", wantState: rpc.StateFailed, wantKind: rpc.KindFunctionFailed, wantCode: code(1), wantMsg: "it went wrong"},
+		// A function chooses its error's kind among the call kinds; any
+		// other would tell a caller the call never ran.
+		{fn: "failkind", args: `"result_too_large"`, wantState: rpc.StateFailed, wantKind: rpc.KindResultTooLarge, wantCode: code(1), wantMsg: "chose result_too_large"},
+		{fn: "failkind", args: `"busy"`, wantState: rpc.StateFailed, wantKind: rpc.KindFunctionFailed, wantCode: code(1), wantMsg: `error kind "busy": chose busy`},
+		{fn: "failkind", args: `"unreachable"`, wantState: rpc.StateFailed, wantKind: rpc.KindFunctionFailed, wantCode: code(1), wantMsg: `error kind "unreachable"`},
+		{fn: "failkind", args: `"invented"`, wantState: rpc.StateFailed, wantKind: rpc.KindFunctionFailed, wantCode: code(1), wantMsg: `error kind "invented"`},
 		{fn: "crash", wantState: rpc.StateFailed, wantKind: rpc.KindFunctionFailed, wantCode: code(3), wantMsg: "crashing now"},
 		{fn: "killself", wantState: rpc.StateFailed, wantKind: rpc.KindFunctionFailed, wantSig: "SIGKILL"},
 		{fn: "big", args: `10`, wantState: rpc.StateSucceeded},

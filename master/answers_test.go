@@ -19,6 +19,11 @@ func TestAnswerThatIsNoRecord(t *testing.T) {
 		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"sleeping"}`,
 		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"running","finished":true}`,
 		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"succeeded","finished":false}`,
+		// Kinds no call ends with: a caller would take them for a
+		// request refused, and the call for one that never ran.
+		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"failed","finished":true,"error":{"kind":"busy","message":"x"}}`,
+		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"failed","finished":true,"error":{"kind":"unreachable","message":"x"}}`,
+		`{"id":"1:2:1700000000.000001:0123456789abcdef","state":"failed","finished":true,"error":{"kind":"invented","message":"x"}}`,
 	} {
 		c, ft, _ := newFakeClient(t, Options{}, func(int, request) (answer, error) {
 			return answer{status: http.StatusOK, body: []byte(body)}, nil
@@ -33,7 +38,14 @@ func TestAnswerThatIsNoRecord(t *testing.T) {
 			t.Errorf("Call against a node answering 200 %q sent %d requests, want 1", body, n)
 		}
 	}
+	failed := `{"id":"1:2:1700000000.000001:0123456789abcdef","state":"failed","finished":true,"error":{"kind":"result_too_large","message":"x"}}`
 	c, _, _ := newFakeClient(t, Options{}, func(int, request) (answer, error) {
+		return answer{status: http.StatusOK, body: []byte(failed)}, nil
+	})
+	if _, err := c.Call(context.Background(), "echo", nil, CallOptions{}); !errors.Is(err, rpc.ErrResultTooLarge) {
+		t.Errorf("Call against a node answering %s = %v, want result_too_large", failed, err)
+	}
+	c, _, _ = newFakeClient(t, Options{}, func(int, request) (answer, error) {
 		return answer{status: http.StatusOK}, nil
 	})
 	if _, err := c.Version(context.Background()); !errors.Is(err, rpc.ErrProtocolError) {

@@ -295,10 +295,16 @@ func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.
 }
 
 // checkRecord refuses a call record a node could not have sent: one
-// without a call ID, or in no state a call has. Followed, a record with
-// no ID would be waited on for ever.
+// without a call ID, in no state a call has, or with an error of a kind
+// no call ends with (rpc.Kind.EndsCalls). Followed, a record with no ID
+// would be waited on for ever; and a call's error of a request's kind,
+// busy say, would tell the caller that a call that ran never did.
 func (c *Client) checkRecord(path string, rec *rpc.Call) error {
 	switch {
+	case rec.Error != nil && !rec.Error.Kind.EndsCalls():
+		return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"),
+			rpc.Errorf(rpc.KindProtocolError, "node answered call %s with an error of kind %q, which no call ends with: %s",
+				rec.ID, rpc.Clip(string(rec.Error.Kind), 40), rpc.Clip(rec.Error.Message, 200)))
 	case rec.ID == "":
 		return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"),
 			rpc.Errorf(rpc.KindProtocolError, "node answered a call record without a call ID"))

@@ -221,3 +221,20 @@ func TestKindAnswersRequests(t *testing.T) {
 		}
 	}
 }
+
+// EndsCalls holds exactly the kinds doc/protocol.md lists for a call,
+// and no kind also answers requests.
+func TestKindEndsCalls(t *testing.T) {
+	calls := []Kind{KindFunctionFailed, KindProtocolError, KindResultTooLarge, KindCancelled, KindAborted}
+	for _, k := range calls {
+		if !k.EndsCalls() || k.AnswersRequests() {
+			t.Errorf("%q: EndsCalls %v, AnswersRequests %v; want true, false", k, k.EndsCalls(), k.AnswersRequests())
+		}
+	}
+	for _, k := range []Kind{KindBadRequest, KindUnknownFunction, KindUnknownCall, KindLost, KindBusy, KindShuttingDown,
+		KindNotActive, KindInternal, KindUnreachable, KindCertificate, "no_such_kind", "Cancelled", ""} {
+		if k.EndsCalls() {
+			t.Errorf("%q.EndsCalls() = true, want false", k)
+		}
+	}
+}

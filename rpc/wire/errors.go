@@ -163,6 +163,20 @@ func (k Kind) AnswersRequests() bool {
 	return false
 }
 
+// EndsCalls reports whether k is a call kind: one a finished call's
+// error carries in its record, rather than a request's refusal, a
+// client's own, or a kind a newer daemon invented. noded gives a call
+// no other kind, whatever its function process reported, so that a
+// caller can take any other kind as "the call did not run" and, say,
+// retry it (a busy refusal) without running a function twice.
+func (k Kind) EndsCalls() bool {
+	switch k {
+	case KindFunctionFailed, KindProtocolError, KindResultTooLarge, KindCancelled, KindAborted:
+		return true
+	}
+	return false
+}
+
 // KindFromStatus guesses the kind of a non-2xx answer whose body carried no
 // error object (a proxy's answer, or one cut short).
 func KindFromStatus(status int) Kind {
