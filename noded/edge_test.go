@@ -559,3 +559,53 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 		t.Errorf("a StartFunction with a chunked body answered %d %q, want 200", status, kind)
 	}
 }
+
+// TestBareLFHead: a request head whose lines end with a bare LF, which
+// fasthttp would wait on until the head timeout and then call late, is
+// refused at once with a message that says why. A head that mixes line
+// endings but ends with CRLF CRLF is served, as fasthttp serves it. On a
+// kept-alive connection only the first head is followed: a later one
+// that never ends is answered at the head timeout, naming the likely
+// cause.
+func TestBareLFHead(t *testing.T) {
+	t.Parallel()
+	// An answer read within 20s came long before this head timeout.
+	d := startNoded(t, "--head-timeout", "5m")
+	for _, head := range []string{
+		"GET /Version HTTP/1.1\nHost: noded\n\n",
+		"GET /Version HTTP/1.1\r\nHost: noded\r\n\n",
+		"GET /Version HTTP/1.1\r\nHost: noded\n\r\n",
+		"GET /Version HTTP/1.1\n\n",
+		"\r\nGET /Version HTTP/1.1\nHost: noded\n\n",
+		"PUT /StartFunction HTTP/1.1\nHost: noded\nContent-Length: 31\n\n{\"fn_name\":\"echo\",\"timeout\":1}",
+	} {
+		c := nodetest.DialFrom(t, "127.0.0.3", d.Addr())
+		fmt.Fprint(c, head)
+		status, e, body := nodetest.ReadAnswerBody(t, c, 20*time.Second)
+		if status != http.StatusBadRequest || e == nil || e.Kind != rpc.KindBadRequest || !strings.Contains(e.Message, "bare LF") {
+			t.Errorf("head %q answered %d %s, want 400 bad_request about the bare LF", head, status, body)
+		}
+	}
+	for _, head := range []string{
+		"GET /Version HTTP/1.1\nHost: noded\r\n\r\n",
+		"\r\nGET /Version HTTP/1.1\r\nHost: noded\r\n\r\n",
+	} {
+		c := nodetest.DialFrom(t, "127.0.0.3", d.Addr())
+		fmt.Fprint(c, head)
+		if status, e, body := nodetest.ReadAnswerBody(t, c, 20*time.Second); status != http.StatusOK || e != nil {
+			t.Errorf("head %q answered %d %s, want 200", head, status, body)
+		}
+	}
+
+	late := startNoded(t, "--head-timeout", "1s")
+	c := nodetest.DialFrom(t, "127.0.0.3", late.Addr())
+	fmt.Fprint(c, "GET /Version HTTP/1.1\r\nHost: noded\r\n\r\n")
+	if status, _, body := nodetest.ReadAnswerBody(t, c, 20*time.Second); status != http.StatusOK {
+		t.Fatalf("a well-formed first request answered %d %s, want 200", status, body)
+	}
+	fmt.Fprint(c, "GET /Version HTTP/1.1\nHost: noded\n\n")
+	status, e, body := nodetest.ReadAnswerBody(t, c, 20*time.Second)
+	if status != http.StatusBadRequest || e == nil || !strings.Contains(e.Message, "did not arrive in time") || !strings.Contains(e.Message, "bare LF") {
+		t.Errorf("a bare-LF head after a well-formed request answered %d %s, want 400 at the head timeout, naming the bare LF", status, body)
+	}
+}

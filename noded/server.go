@@ -356,7 +356,7 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &timeout) && timeout.Timeout():
 		// The head's timeout, or the body's: fasthttp reads up to 8 KiB
 		// of a body before the handler.
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive in time (its head within --head-timeout, its body within %s)", bodyTimeout))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive in time (its head within --head-timeout, its body within %s); %s", bodyTimeout, service.HeadEndHint))
 		return
 	}
 	msg := err.Error()

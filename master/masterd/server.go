@@ -459,7 +459,7 @@ func (a *api) serverError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &small):
 		service.WriteError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request head is larger than the %d bytes masterd reads", headBufferSize))
 	case errors.As(err, &timeout) && timeout.Timeout():
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive within --head-timeout"))
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive within --head-timeout; %s", service.HeadEndHint))
 	default:
 		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", rpc.Clip(err.Error(), 200)))
 	}

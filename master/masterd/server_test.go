@@ -469,3 +469,16 @@ func tlsClient(t *testing.T, pki *nodetest.PKI, role rpc.Role, name string) *htt
 	}
 	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }
+
+// TestBareLFHead: masterd refuses at once a first request head whose
+// lines end with a bare LF, which fasthttp would wait on until the head
+// timeout, saying why.
+func TestBareLFHead(t *testing.T) {
+	base := serve(t, Config{Insecure: true, HeadTimeout: 5 * time.Minute})
+	c := nodetest.DialFrom(t, "127.0.0.1", strings.TrimPrefix(base, "http://"))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\nHost: m\n\n", rpc.PathListNodes)
+	status, e, body := nodetest.ReadAnswerBody(t, c, 20*time.Second)
+	if status != http.StatusBadRequest || e == nil || e.Kind != rpc.KindBadRequest || !strings.Contains(e.Message, "bare LF") || !strings.Contains(e.Message, "masterd") {
+		t.Errorf("a bare-LF head answered %d %s, want 400 bad_request about the bare LF", status, body)
+	}
+}

@@ -70,7 +70,9 @@ func ClosingAnswer(status int, kind rpc.Kind, msg, headers string) []byte {
 // SniffConn is a connection whose first read checks that the client
 // speaks what the server serves (see RefuseProtocol); a client that
 // does not is answered and the read ends with io.EOF, which the server
-// takes for a client that left.
+// takes for a client that left. On a plain HTTP port it also follows the
+// first request head to its end, and refuses at once one that would
+// never end (see firstHead).
 type SniffConn struct {
 	net.Conn
 	// ServesTLS, Daemon and Log are RefuseProtocol's arguments.
@@ -79,25 +81,90 @@ type SniffConn struct {
 	Log       *slog.Logger
 	// Headers, if set, returns RefuseProtocol's extra header lines.
 	Headers func() string
-	// sniffed is set once the first bytes have been checked. Only the
-	// goroutine serving the connection reads it.
+	// sniffed is set once the first bytes have been checked, head once
+	// the first head has ended. Only the goroutine serving the
+	// connection reads them.
 	sniffed bool
+	head    firstHead
 }
 
 // Read implements net.Conn.
 func (c *SniffConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if c.sniffed || n == 0 {
+	if (c.sniffed && c.head.done) || n == 0 {
 		return n, err
 	}
-	c.sniffed = true
-	if !WrongProtocol(p[0], c.ServesTLS) {
-		return n, err
+	if !c.sniffed {
+		c.sniffed = true
+		if WrongProtocol(p[0], c.ServesTLS) {
+			RefuseProtocol(c.Conn, c.ServesTLS, c.Daemon, c.headers(), c.Log)
+			return 0, io.EOF
+		}
+		// Under TLS the bytes read here are encrypted; the head is
+		// not followed.
+		c.head.done = c.ServesTLS
 	}
-	var headers string
-	if c.Headers != nil {
-		headers = c.Headers()
+	if !c.head.done && c.head.scan(p[:n]) {
+		c.Log.Warn("refused a request whose head lines end with a bare LF", "remote", c.RemoteAddr().String())
+		c.SetDeadline(time.Now().Add(RefusalTimeout))
+		WriteAndDrain(c.Conn, ClosingAnswer(http.StatusBadRequest, rpc.KindBadRequest, fmt.Sprintf(
+			"the request head ends its lines with a bare LF (\\n): HTTP/1.1 ends each line with CRLF (\\r\\n), and a head only at an empty CRLF line, "+
+				"so %s would have waited for its end until --head-timeout (send requests with curl or a client library; with nc, use -C)", c.Daemon), c.headers()))
+		return 0, io.EOF
 	}
-	RefuseProtocol(c.Conn, c.ServesTLS, c.Daemon, headers, c.Log)
-	return 0, io.EOF
+	return n, err
 }
+
+func (c *SniffConn) headers() string {
+	if c.Headers == nil {
+		return ""
+	}
+	return c.Headers()
+}
+
+// firstHead follows a connection's first request head to its end, the
+// first empty line after the request line, to tell whether that end is
+// the CRLF CRLF HTTP/1.1 asks for. fasthttp splits a head's lines at a
+// bare LF as well, but finds its end only at CRLF CRLF: a client that
+// ends its lines with a bare LF (nc, a hand-written script) was left
+// waiting until the head timeout, and then told its request was late.
+// Only the first head is followed: a client whose first request was
+// well formed does not change its line endings, and the head timeout's
+// answer names the cause for a later one (HeadEndHint).
+type firstHead struct {
+	done     bool // the head has ended
+	lines    int  // non-empty lines ended so far
+	lineLen  int  // bytes of the current line so far
+	cr       bool // the last byte was CR
+	bareLast bool // the last line ended with a bare LF
+}
+
+// scan takes the connection's next bytes and reports whether they end
+// the head otherwise than with CRLF CRLF. Empty lines before the request
+// line are skipped, as fasthttp skips them.
+func (h *firstHead) scan(p []byte) (badEnd bool) {
+	for _, b := range p {
+		if b != '\n' {
+			h.lineLen++
+			h.cr = b == '\r'
+			continue
+		}
+		bare := !h.cr
+		empty := h.lineLen == 0 || (h.lineLen == 1 && h.cr)
+		h.lineLen, h.cr = 0, false
+		switch {
+		case !empty:
+			h.lines++
+			h.bareLast = bare
+		case h.lines > 0:
+			h.done = true
+			return bare || h.bareLast
+		}
+	}
+	return false
+}
+
+// HeadEndHint ends the message of a request whose head did not arrive
+// within the head timeout: the likeliest cause, after a client that
+// stalled, is one whose lines end with a bare LF.
+const HeadEndHint = "a head ends at an empty line, CRLF CRLF, which a client that ends its lines with a bare LF never sends (nc without -C, openssl s_client without -crlf)"
