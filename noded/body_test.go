@@ -1,10 +1,12 @@
 package noded
 
 import (
+	"bufio"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -153,4 +155,36 @@ func TestDeclaredLengthIsAnUpperBound(t *testing.T) {
 		t.Errorf("a chunked %d-byte body with the budget free: %d %s, want 200", limit, status, got)
 	}
 	awaitHeld(t, a, 0, "after bodies of every kind")
+}
+
+// A request that times out is told which part of it was late: a head
+// that never ended (with the likely cause), or a body.
+func TestTimeoutAnswerNamesThePart(t *testing.T) {
+	timedOut := fmt.Errorf("error when reading request headers: %w", os.ErrDeadlineExceeded)
+	var head fasthttp.RequestCtx
+	serverError(&head, timedOut)
+
+	var body fasthttp.RequestCtx
+	if err := body.Request.Header.Read(bufio.NewReader(strings.NewReader("PUT /StartFunction HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	serverError(&body, fmt.Errorf("error when reading request body: %w", os.ErrDeadlineExceeded))
+
+	for _, tc := range []struct {
+		what      string
+		ctx       *fasthttp.RequestCtx
+		want, not string
+	}{
+		{"an unfinished head", &head, "head did not arrive within --head-timeout; a head ends at an empty line, CRLF CRLF", "body"},
+		{"a late body", &body, fmt.Sprintf("body did not arrive within %s", bodyTimeout), "bare LF"},
+	} {
+		var e rpc.ErrorResponse
+		if err := rpc.UnmarshalStrict(tc.ctx.Response.Body(), &e, rpc.RefuseUnknownFields); err != nil || e.Error == nil {
+			t.Fatalf("%s: answer %s: %v", tc.what, tc.ctx.Response.Body(), err)
+		}
+		if tc.ctx.Response.StatusCode() != http.StatusBadRequest || e.Error.Kind != rpc.KindBadRequest ||
+			!strings.Contains(e.Error.Message, tc.want) || strings.Contains(e.Error.Message, tc.not) {
+			t.Errorf("%s: answered %d %s, want 400 bad_request saying %q and not %q", tc.what, tc.ctx.Response.StatusCode(), tc.ctx.Response.Body(), tc.want, tc.not)
+		}
+	}
 }

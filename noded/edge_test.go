@@ -605,7 +605,7 @@ func TestBareLFHead(t *testing.T) {
 	}
 	fmt.Fprint(c, "GET /Version HTTP/1.1\nHost: noded\n\n")
 	status, e, body := nodetest.ReadAnswerBody(t, c, 20*time.Second)
-	if status != http.StatusBadRequest || e == nil || !strings.Contains(e.Message, "did not arrive in time") || !strings.Contains(e.Message, "bare LF") {
+	if status != http.StatusBadRequest || e == nil || !strings.Contains(e.Message, "head did not arrive within --head-timeout") || !strings.Contains(e.Message, "bare LF") {
 		t.Errorf("a bare-LF head after a well-formed request answered %d %s, want 400 at the head timeout, naming the bare LF", status, body)
 	}
 }

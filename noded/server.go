@@ -353,10 +353,14 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
 		return
+	case errors.As(err, &timeout) && timeout.Timeout() && len(ctx.Request.Header.RawHeaders()) == 0:
+		// The head never ended: fasthttp keeps nothing of a head it
+		// could not finish.
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request head did not arrive within --head-timeout; %s", service.HeadEndHint))
+		return
 	case errors.As(err, &timeout) && timeout.Timeout():
-		// The head's timeout, or the body's: fasthttp reads up to 8 KiB
-		// of a body before the handler.
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive in time (its head within --head-timeout, its body within %s); %s", bodyTimeout, service.HeadEndHint))
+		// fasthttp reads up to 8 KiB of a body before the handler.
+		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request body did not arrive within %s", bodyTimeout))
 		return
 	}
 	msg := err.Error()
