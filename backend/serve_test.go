@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"regexp"
@@ -58,6 +57,17 @@ func testRegistry() *Registry {
 	})
 	r.Register("fail_kind", func(ctx context.Context, args json.RawMessage) (any, error) {
 		return nil, fmt.Errorf("wrapped: %w", rpc.Errorf(rpc.KindAborted, "chose my kind"))
+	})
+	r.Register("logger_made", func(ctx context.Context, args json.RawMessage) (any, error) {
+		// Whether the call's logger was made before the function asked
+		// for it; then it asks twice.
+		lazy, ok := ctx.Value(loggerKey{}).(*lazyLogger)
+		made := !ok || lazy.l != nil
+		if first := Logger(ctx); first != Logger(ctx) {
+			return nil, errors.New("two Logger calls gave two loggers")
+		}
+		Logger(ctx).Info("asked")
+		return made, nil
 	})
 	r.Register("panic", func(ctx context.Context, args json.RawMessage) (any, error) {
 		panic("kaboom")
@@ -276,18 +286,12 @@ func TestServeLogLines(t *testing.T) {
 // A call's logger is made when its function first asks for it, and
 // only once: a function that never logs never makes one.
 func TestCallLoggerIsMadeOnFirstUse(t *testing.T) {
-	made := 0
-	lazy := &lazyLogger{new: func() *slog.Logger {
-		made++
-		return slog.New(slog.DiscardHandler)
-	}}
-	ctx := context.WithValue(t.Context(), loggerKey{}, lazy)
-	if made != 0 {
-		t.Fatalf("the logger was made %d times before it was asked for", made)
+	got := serveInProcess(t, t.Context(), request(t, "logger_made", ""), "", nil)
+	if got.result.Error != nil || string(got.result.Result) != "false" {
+		t.Errorf("logger_made: result %s, error %v; want false (not made before the function asked)", got.result.Result, got.result.Error)
 	}
-	first := Logger(ctx)
-	if second := Logger(ctx); first != second || made != 1 {
-		t.Errorf("two Logger calls made %d loggers (same one: %v), want one", made, first == second)
+	if !strings.Contains(got.stderr, "msg=asked call_id=1:2:3.000004:0000000000000005") {
+		t.Errorf("stderr %q lacks the line the function logged, with its call_id", got.stderr)
 	}
 }
 

@@ -228,10 +228,9 @@ func (t *Table) readOutput(c *call, args json.RawMessage, fed *fedRequest, early
 		return output{err: err}
 	}
 	if fed == nil {
-		fed = &fedRequest{err: p.proto.send(c, args)}
-	}
-	if fed.err != nil {
-		return output{err: fed.err}
+		if err := p.proto.send(c, args); err != nil {
+			return output{err: err}
+		}
 	}
 	// The protocol's wrapping is not the function's to pay for.
 	limit := t.cfg.MaxResult + p.proto.overhead()

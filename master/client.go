@@ -300,19 +300,19 @@ func (c *Client) StartFunction(ctx context.Context, req rpc.StartRequest) (*rpc.
 // would be waited on for ever; and a call's error of a request's kind,
 // busy say, would tell the caller that a call that ran never did.
 func (c *Client) checkRecord(path string, rec *rpc.Call) error {
+	var why *rpc.Error
 	switch {
-	case rec.Error != nil && !rec.Error.Kind.EndsCalls():
-		return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"),
-			rpc.Errorf(rpc.KindProtocolError, "node answered call %s with an error of kind %q, which no call ends with: %s",
-				rec.ID, rpc.Clip(string(rec.Error.Kind), 40), rpc.Clip(rec.Error.Message, 200)))
 	case rec.ID == "":
-		return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"),
-			rpc.Errorf(rpc.KindProtocolError, "node answered a call record without a call ID"))
+		why = rpc.Errorf(rpc.KindProtocolError, "node answered a call record without a call ID")
 	case rec.State != rpc.StateRunning && !rec.State.Finished(), rec.Finished != rec.State.Finished():
-		return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"),
-			rpc.Errorf(rpc.KindProtocolError, "node answered call %s in state %q with finished %v", rec.ID, rpc.Clip(string(rec.State), 40), rec.Finished))
+		why = rpc.Errorf(rpc.KindProtocolError, "node answered call %s in state %q with finished %v", rec.ID, rpc.Clip(string(rec.State), 40), rec.Finished)
+	case rec.Error != nil && !rec.Error.Kind.EndsCalls():
+		why = rpc.Errorf(rpc.KindProtocolError, "node answered call %s with an error of kind %q, which no call ends with: %s",
+			rec.ID, rpc.Clip(string(rec.Error.Kind), 40), rpc.Clip(rec.Error.Message, 200))
+	default:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%s: %s: %w", c.node, strings.TrimPrefix(path, "/"), why)
 }
 
 // refusesRelease reports whether err is a start's refusal by a noded

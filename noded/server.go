@@ -353,21 +353,12 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
 		return
-	case errors.As(err, &timeout) && timeout.Timeout() && len(ctx.Request.Header.RawHeaders()) == 0:
-		// The head never ended: fasthttp keeps nothing of a head it
-		// could not finish.
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request head did not arrive within --head-timeout; %s", service.HeadEndHint))
-		return
 	case errors.As(err, &timeout) && timeout.Timeout():
 		// fasthttp reads up to 8 KiB of a body before the handler.
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request body did not arrive within %s", bodyTimeout))
+		service.WriteError(ctx, service.LateRequestError(&ctx.Request.Header, "the request body did not arrive within "+bodyTimeout.String()))
 		return
 	}
-	msg := err.Error()
-	if len(msg) > 200 {
-		msg = msg[:200] + "..."
-	}
-	service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", msg))
+	service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", rpc.Clip(err.Error(), 200)))
 }
 
 // headBufferSize bounds a request's line and headers: a larger head is

@@ -1,6 +1,6 @@
 package rpc
 
-import "strings"
+import "bytes"
 
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {
@@ -16,9 +16,5 @@ func DecodeErrorAnswer(status int, body []byte) *Error {
 	if err := UnmarshalStrict(body, &er, IgnoreUnknownFields); err == nil && er.Error != nil && er.Error.Kind != "" {
 		return er.Error
 	}
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > 200 {
-		msg = msg[:200] + "..."
-	}
-	return Errorf(KindFromStatus(status), "HTTP %d: %s", status, msg)
+	return Errorf(KindFromStatus(status), "HTTP %d: %s", status, ClipBytes(bytes.TrimSpace(body), 200))
 }

@@ -458,12 +458,8 @@ func (a *api) serverError(ctx *fasthttp.RequestCtx, err error) {
 		service.WriteError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request body is larger than masterd takes for %s", ctx.Path()))
 	case errors.As(err, &small):
 		service.WriteError(ctx, rpc.Errorf(rpc.KindTooLarge, "the request head is larger than the %d bytes masterd reads", headBufferSize))
-	case errors.As(err, &timeout) && timeout.Timeout() && len(ctx.Request.Header.RawHeaders()) == 0:
-		// The head never ended: fasthttp keeps nothing of a head it
-		// could not finish.
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request head did not arrive within --head-timeout; %s", service.HeadEndHint))
 	case errors.As(err, &timeout) && timeout.Timeout():
-		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "the request did not arrive within --head-timeout, its body included"))
+		service.WriteError(ctx, service.LateRequestError(&ctx.Request.Header, "the request did not arrive within --head-timeout, its body included"))
 	default:
 		service.WriteError(ctx, rpc.Errorf(rpc.KindBadRequest, "malformed HTTP request: %s", rpc.Clip(err.Error(), 200)))
 	}

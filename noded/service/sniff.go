@@ -130,7 +130,7 @@ func (c *SniffConn) headers() string {
 // waiting until the head timeout, and then told its request was late.
 // Only the first head is followed: a client whose first request was
 // well formed does not change its line endings, and the head timeout's
-// answer names the cause for a later one (HeadEndHint).
+// answer names the cause for a later one (LateRequestError).
 type firstHead struct {
 	done     bool // the head has ended
 	lines    int  // non-empty lines ended so far
@@ -163,8 +163,3 @@ func (h *firstHead) scan(p []byte) (badEnd bool) {
 	}
 	return false
 }
-
-// HeadEndHint ends the message of a request whose head did not arrive
-// within the head timeout: the likeliest cause, after a client that
-// stalled, is one whose lines end with a bare LF.
-const HeadEndHint = "a head ends at an empty line, CRLF CRLF, which a client that ends its lines with a bare LF never sends (nc without -C, openssl s_client without -crlf)"
